@@ -1,0 +1,63 @@
+"""The two things users do, as Python functions: index a folder, search a collection."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from embed_pipelines import settings
+from embed_pipelines.collection import Collection
+from embed_pipelines.factory import build_definitions, index_job_name
+from embed_pipelines.resources import PostgresResource, TextEmbeddingModel
+from embed_pipelines.vector_store import Hit
+from embed_pipelines.vector_store import search as search_relation
+
+
+def dagster_instance() -> dg.DagsterInstance:
+    """The instance in DAGSTER_HOME (default <EMBED_PIPELINES_HOME>/dagster), the one `dagster dev` shows."""
+    home = settings.dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.get()
+
+
+def index(
+    source_dir: Path | str,
+    collection: str = settings.DEFAULT_COLLECTION,
+    shard_count: int | None = None,
+    instance: dg.DagsterInstance | None = None,
+    text_model: TextEmbeddingModel | None = None,
+    postgres: PostgresResource | None = None,
+) -> dg.ExecuteInProcessResult:
+    """Materialize every shard of the collection's assets in one Dagster run (one model load)."""
+    spec = Collection(
+        name=collection,
+        source_dir=Path(source_dir).expanduser().resolve(),
+        shard_count=shard_count or settings.shard_count(),
+    )
+    job = build_definitions(spec, text_model, postgres).resolve_job_def(index_job_name(spec))
+    keys = spec.partitions.get_partition_keys()
+    tags = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+    return job.execute_in_process(
+        instance=instance or dagster_instance(),
+        tags=tags,
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        raise_on_error=False,
+    )
+
+
+def search(
+    question: str,
+    collection: str = settings.DEFAULT_COLLECTION,
+    k: int = 5,
+    text_model: TextEmbeddingModel | None = None,
+    postgres: PostgresResource | None = None,
+) -> list[Hit]:
+    """Nearest chunks in the collection's view, by cosine similarity to the embedded question."""
+    model = text_model or TextEmbeddingModel(model=os.environ.get(settings.MODEL_ENV, ""))
+    query = model.embed_query(question)
+    with (postgres or PostgresResource()).connect() as conn:
+        return search_relation(conn, collection, query, k)

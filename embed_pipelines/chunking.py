@@ -1,0 +1,52 @@
+"""DoclingDocument -> chunks sized for the embedding model, each with its provenance and content hash."""
+
+from __future__ import annotations
+
+import hashlib
+
+from docling_core.transforms.chunker.hybrid_chunker import HybridChunker
+from docling_core.transforms.chunker.tokenizer.huggingface import HuggingFaceTokenizer
+from docling_core.types.doc import DoclingDocument
+from transformers import PreTrainedTokenizerBase
+
+
+def chunk_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class DocumentChunker:
+    """docling's HybridChunker with the embedding model's own tokenizer and an explicit token limit
+    (without both, HybridChunker reaches for the Hugging Face hub)."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_tokens: int, merge_peers: bool = True):
+        self.max_tokens = max_tokens
+        self.merge_peers = merge_peers
+        self._tokenizer = HuggingFaceTokenizer(tokenizer=tokenizer, max_tokens=max_tokens)
+        self._chunker = HybridChunker(tokenizer=self._tokenizer, merge_peers=merge_peers)
+
+    @property
+    def settings(self) -> dict:
+        """Chunker settings that change what is embedded: part of the index version."""
+        return {"chunker": "docling.HybridChunker", "max_tokens": self.max_tokens, "merge_peers": self.merge_peers}
+
+    def chunk(self, document: DoclingDocument, path: str, source_sha256: str) -> list[dict]:
+        rows = []
+        for chunk in self._chunker.chunk(dl_doc=document):
+            text = self._chunker.contextualize(chunk=chunk)
+            if not text.strip():
+                continue
+            pages = sorted({prov.page_no for item in chunk.meta.doc_items for prov in item.prov})
+            rows.append(
+                {
+                    "path": path,
+                    "source_sha256": source_sha256,
+                    "ordinal": len(rows),
+                    "text": text,
+                    "headings": list(chunk.meta.headings or []),
+                    "pages": pages,
+                    "char_count": len(text),
+                    "token_count": self._tokenizer.count_tokens(text),
+                    "chunk_hash": chunk_hash(text),
+                }
+            )
+        return rows

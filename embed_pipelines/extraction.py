@@ -1,0 +1,131 @@
+"""Raw file -> DoclingDocument. Which docling pipeline runs is decided here and recorded per document."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import Enum
+from functools import cached_property
+from pathlib import Path
+
+from docling.datamodel.base_models import ConversionStatus, InputFormat
+from docling.datamodel.pipeline_options import NativePdfPipelineOptions, PdfPipelineOptions
+from docling.document_converter import DocumentConverter, NativePdfFormatOption, PdfFormatOption
+from docling_core.types.doc import DoclingDocument
+
+_log = logging.getLogger(__name__)
+
+# Formats docling converts here without model weights (SimplePipeline), plus PDF.
+SUPPORTED_SUFFIXES = {
+    ".md": InputFormat.MD,
+    ".markdown": InputFormat.MD,
+    ".txt": InputFormat.MD,
+    ".html": InputFormat.HTML,
+    ".htm": InputFormat.HTML,
+    ".xhtml": InputFormat.HTML,
+    ".docx": InputFormat.DOCX,
+    ".pptx": InputFormat.PPTX,
+    ".xlsx": InputFormat.XLSX,
+    ".pdf": InputFormat.PDF,
+}
+
+
+class ExtractionMode(str, Enum):
+    SIMPLE = "simple"  # docling SimplePipeline: office, markup and text formats
+    NATIVE_PDF = "native_pdf"  # model-free PDF text with page numbers, no layout analysis
+    LAYOUT_PDF = "layout_pdf"  # docling's layout model from a local weights folder
+
+
+class ExtractionStatus(str, Enum):
+    SUCCESS = "success"
+    PARTIAL_SUCCESS = "partial_success"
+    FAILURE = "failure"
+
+
+@dataclass(frozen=True)
+class Extraction:
+    mode: ExtractionMode
+    status: ExtractionStatus
+    document: DoclingDocument | None
+    error: str | None = None
+
+
+def is_supported(path: Path) -> bool:
+    return path.suffix.lower() in SUPPORTED_SUFFIXES
+
+
+class DocumentExtractor:
+    """Converts one file at a time, never raising for a bad file: a failure is a status with a reason."""
+
+    def __init__(
+        self,
+        layout_weights: Path | None = None,
+        max_file_bytes: int = 100 * 2**20,
+        max_pages: int = 2000,
+        timeout_s: float = 600,
+    ):
+        self.layout_weights = layout_weights
+        self.max_file_bytes = max_file_bytes
+        self.max_pages = max_pages
+        self.timeout_s = timeout_s
+
+    @property
+    def pdf_mode(self) -> ExtractionMode:
+        return ExtractionMode.LAYOUT_PDF if self.layout_weights else ExtractionMode.NATIVE_PDF
+
+    @cached_property
+    def _converter(self) -> DocumentConverter:
+        if self.layout_weights:
+            pdf_option = PdfFormatOption(
+                pipeline_options=PdfPipelineOptions(
+                    artifacts_path=self.layout_weights,
+                    do_ocr=False,
+                    document_timeout=self.timeout_s,
+                )
+            )
+        else:
+            pdf_option = NativePdfFormatOption(
+                pipeline_options=NativePdfPipelineOptions(document_timeout=self.timeout_s)
+            )
+        return DocumentConverter(
+            allowed_formats=sorted(set(SUPPORTED_SUFFIXES.values()), key=lambda f: f.value),
+            format_options={InputFormat.PDF: pdf_option},
+        )
+
+    def _mode_for(self, path: Path) -> ExtractionMode:
+        return self.pdf_mode if path.suffix.lower() == ".pdf" else ExtractionMode.SIMPLE
+
+    def unreadable(self, path: Path, error: OSError) -> Extraction:
+        """For a file that vanished or cannot be read between the scan and its conversion."""
+        return _failed(self._mode_for(path), f"cannot read: {error.strerror or error}")
+
+    def extract(self, path: Path) -> Extraction:
+        suffix = path.suffix.lower()
+        mode = self._mode_for(path)
+        if suffix not in SUPPORTED_SUFFIXES:
+            return _failed(mode, f"unsupported file type {suffix or '(none)'}")
+        if path.stat().st_size == 0:
+            return _failed(mode, "file is empty")
+        try:
+            result = self._converter.convert(
+                path,
+                raises_on_error=False,
+                max_num_pages=self.max_pages,
+                max_file_size=self.max_file_bytes,
+            )
+        except Exception as exc:  # docling raises for some malformed inputs despite raises_on_error=False
+            _log.debug("docling failed on %s", path, exc_info=True)
+            return _failed(mode, f"{type(exc).__name__}: {exc}")
+        if result.status not in (ConversionStatus.SUCCESS, ConversionStatus.PARTIAL_SUCCESS):
+            reasons = "; ".join(e.error_message for e in result.errors) or result.status.value
+            return _failed(mode, f"docling could not convert the file: {reasons}")
+        status = (
+            ExtractionStatus.SUCCESS
+            if result.status == ConversionStatus.SUCCESS
+            else ExtractionStatus.PARTIAL_SUCCESS
+        )
+        return Extraction(mode, status, result.document)
+
+
+def _failed(mode: ExtractionMode, reason: str) -> Extraction:
+    return Extraction(mode, ExtractionStatus.FAILURE, None, reason)

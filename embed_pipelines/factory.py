@@ -1,0 +1,37 @@
+"""Collection -> Dagster definitions: its assets, the job that indexes every shard, the resources."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from embed_pipelines.assets import build_text_assets
+from embed_pipelines.collection import Collection
+from embed_pipelines.resources import PostgresResource, TextEmbeddingModel
+from embed_pipelines.settings import MODEL_ENV
+
+
+def index_job_name(collection: Collection) -> str:
+    return f"index_{collection.name}"
+
+
+def build_definitions(
+    collection: Collection,
+    text_model: TextEmbeddingModel | None = None,
+    postgres: PostgresResource | None = None,
+) -> dg.Definitions:
+    assets = build_text_assets(collection)
+    index_job = dg.define_asset_job(
+        index_job_name(collection),
+        selection=dg.AssetSelection.assets(*assets),
+        description=f"Index every shard of {collection.source_dir} into the pgvector view {collection.name}.",
+    )
+    return dg.Definitions(
+        assets=assets,
+        jobs=[index_job],
+        resources={
+            "text_model": text_model or TextEmbeddingModel(model=os.environ.get(MODEL_ENV, "")),
+            "postgres": postgres or PostgresResource(),
+        },
+    )

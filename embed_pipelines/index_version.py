@@ -1,0 +1,57 @@
+"""The index version: a short hash of everything that changes a vector.
+
+It names the embeddings folder and the pgvector table, so a model or chunker change can never mix vectors
+from two configurations. Weights are fingerprinted by content (cached by size and mtime), so a fine-tuned
+checkpoint with the same architecture still gets a new version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx")
+_CONFIG_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "modules.json",
+    "sentence_bert_config.json",
+    "config_sentence_transformers.json",
+    "1_Pooling/config.json",
+)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(4 * 2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _cached_sha256(path: Path, cache_dir: Path) -> str:
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    cache_file = cache_dir / f"{key}.sha256"
+    if cache_file.is_file():
+        return cache_file.read_text().strip()
+    value = _sha256_file(path)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_file.write_text(value)
+    return value
+
+
+def model_fingerprint(folder: Path, cache_dir: Path) -> dict[str, str]:
+    """Content hashes of the files that define a model's behaviour, keyed by their path in the folder."""
+    files = [folder / name for name in _CONFIG_FILES if (folder / name).is_file()]
+    files += sorted(p for p in folder.rglob("*") if p.suffix in _WEIGHT_SUFFIXES and p.is_file())
+    return {str(p.relative_to(folder)): _cached_sha256(p, cache_dir) for p in files}
+
+
+def index_version(settings: dict) -> str:
+    """12 hex characters of a canonical JSON hash: same settings, same version, on any machine."""
+    canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]

