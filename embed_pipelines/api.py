@@ -20,6 +20,9 @@ def dagster_instance() -> dg.DagsterInstance:
     """The instance in DAGSTER_HOME (default <EMBED_PIPELINES_HOME>/dagster), the one `dagster dev` shows."""
     home = settings.dagster_home()
     home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():  # the repository's dagster.yaml, copied there, documents the full settings
+        config.write_text("telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
 

@@ -1,0 +1,61 @@
+"""Helpers shared by the tests: write small corpora, run the pipeline, read what landed in pgvector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from embed_pipelines import api
+from embed_pipelines.resources import PostgresResource, TextEmbeddingModel
+from embed_pipelines.sample_corpus import write_document
+
+SMALL_CORPUS = {
+    "guide/espresso.md": "# Espresso\n\n## Grind\n\nA fine, even grind and a 25 second shot give a balanced cup.\n\n"
+    "## Tamping\n\nTamp level with about fifteen kilograms of force.",
+    "guide/milk.html": "<html><head><title>Milk</title></head><body><h1>Steaming milk</h1>"
+    "<p>Stretch the milk until it reaches about 60 degrees C and looks like wet paint.</p></body></html>",
+    "notes/cleaning.txt": "Cleaning\n\nBackflush the group head with detergent once a week and descale monthly.",
+    "manuals/grinder.docx.md": "# Grinder manual\n\n## Burrs\n\nConical burrs last about 500 kilograms of beans.\n\n"
+    "- Replace burrs when shots run fast\n- Keep the hopper dry",
+    "manuals/roasting.pdf.md": "# Roasting\n\n## First crack\n\nLight roasts end shortly after first crack, "
+    "near 205 degrees C, keeping the acidity of the origin.",
+}
+
+
+def write_corpus(folder: Path, documents: dict[str, str]) -> Path:
+    """Write documents by their source names (`x.docx.md` renders to `x.docx`, `x.pdf.md` to `x.pdf`)."""
+    for name, text in documents.items():
+        target_folder = folder / Path(name).parent
+        target_folder.mkdir(parents=True, exist_ok=True)
+        write_document(Path(name).name, text, target_folder)
+    return folder
+
+
+def run_index(
+    source: Path,
+    collection: str,
+    instance: dg.DagsterInstance,
+    text_model: TextEmbeddingModel,
+    postgres: PostgresResource,
+    shard_count: int = 4,
+) -> dg.ExecuteInProcessResult:
+    result = api.index(
+        source, collection, shard_count=shard_count, instance=instance, text_model=text_model, postgres=postgres
+    )
+    assert result.success, "the index run failed"
+    return result
+
+
+def indexed_rows(postgres: PostgresResource, relation: str) -> list[tuple]:
+    """(document_path, chunk_ordinal, chunk_hash, shard) of every row, sorted."""
+    with postgres.connect() as conn:
+        return conn.execute(
+            f'SELECT document_path, chunk_ordinal, chunk_hash, shard FROM "{relation}" ORDER BY 1, 2'
+        ).fetchall()
+
+
+def latest_metadata(instance: dg.DagsterInstance, collection: str, asset: str) -> dict:
+    event = instance.get_latest_materialization_event(dg.AssetKey([collection, asset]))
+    assert event is not None, f"{collection}/{asset} was never materialized"
+    return {key: value.value for key, value in event.asset_materialization.metadata.items()}

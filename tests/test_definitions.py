@@ -1,0 +1,43 @@
+"""The code location loads as `dagster dev -w workspace.yaml` loads it, with the five assets described."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from embed_pipelines.definitions import defs
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ["source_files", "documents", "chunks", "embeddings", "vector_index"]
+
+
+def test_the_workspace_validates_with_the_dagster_cli(tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    dagster = Path(sys.executable).with_name("dagster")
+    result = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_five_partitioned_assets_in_one_group_with_lineage():
+    definitions = defs()
+    graph = definitions.resolve_asset_graph()
+    keys = [dg.AssetKey(["sample", name]) for name in ASSETS]
+    assert set(graph.get_all_asset_keys()) == set(keys)
+    for upstream, downstream in zip(keys, keys[1:]):
+        assert graph.get(downstream).parent_keys == {upstream}
+    for key in keys:
+        node = graph.get(key)
+        assert node.group_name == "sample"
+        assert node.partitions_def.get_partition_keys() == [f"{i:02d}" for i in range(16)]
+        assert node.backfill_policy == dg.BackfillPolicy.single_run()
+        assert node.description and node.kinds
+    assert "dagster/column_schema" in graph.get(keys[2]).metadata
+    assert definitions.resolve_job_def("index_sample") is not None

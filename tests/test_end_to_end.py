@@ -1,0 +1,89 @@
+"""The bundled sample corpus (Markdown, HTML, text, DOCX, PDF) through all five assets into pgvector."""
+
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+from sentence_transformers import SentenceTransformer
+from support import indexed_rows, latest_metadata, run_index
+
+from embed_pipelines import api
+from embed_pipelines.assets.common import documents_store
+from embed_pipelines.collection import Collection
+from embed_pipelines.resources.text_model import bundled_model_folder
+from embed_pipelines.sample_corpus import sample_questions, write_sample_corpus
+from embed_pipelines.shards import shard_of
+
+COLLECTION = "handbook"
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory, postgres, text_model):
+    """Index the sample corpus once for the module; yields (corpus folder, instance)."""
+    corpus = write_sample_corpus(tmp_path_factory.mktemp("corpus"))
+    with pytest.MonkeyPatch.context() as patch, dg.instance_for_test() as instance:
+        patch.setenv("EMBED_PIPELINES_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+        run_index(corpus, COLLECTION, instance, text_model, postgres)
+        yield corpus, instance
+
+
+def test_every_file_of_every_format_is_indexed(indexed, postgres):
+    corpus, _ = indexed
+    files = {p.name for p in corpus.iterdir()}
+    assert {Path(name).suffix for name in files} == {".md", ".html", ".txt", ".docx", ".pdf"}
+    assert {row[0] for row in indexed_rows(postgres, COLLECTION)} == files
+
+
+def test_rows_sit_in_the_shard_of_their_path(indexed, postgres):
+    rows = indexed_rows(postgres, COLLECTION)
+    assert all(shard == shard_of(path, 4) for path, _, _, shard in rows)
+
+
+def test_pdf_chunks_carry_page_numbers_and_the_native_mode(indexed, postgres):
+    corpus, _ = indexed
+    with postgres.connect() as conn:
+        pages = conn.execute(
+            f"SELECT pages FROM {COLLECTION} WHERE document_path = 'nectar-flow-calendar.pdf'"
+        ).fetchall()
+    assert pages and all(row[0] for row in pages)
+    assert max(max(row[0]) for row in pages) >= 2, "the calendar spans two PDF pages"
+    store = documents_store(Collection(COLLECTION, corpus, 4))
+    pdf = store.read(shard_of("nectar-flow-calendar.pdf", 4), "nectar-flow-calendar.pdf").to_pylist()[0]
+    html = store.read(shard_of("honey-harvest.html", 4), "honey-harvest.html").to_pylist()[0]
+    assert (pdf["mode"], html["mode"]) == ("native_pdf", "simple")
+
+
+@pytest.mark.parametrize("case", sample_questions(), ids=lambda case: case["expected"])
+def test_a_paraphrased_question_finds_its_document_first(indexed, case, text_model, postgres):
+    hits = api.search(case["question"], COLLECTION, k=3, text_model=text_model, postgres=postgres)
+    assert hits[0].document_path == case["expected"], [hit.document_path for hit in hits]
+
+
+def test_stored_vectors_equal_sentence_transformers(indexed, postgres):
+    with postgres.connect() as conn:
+        rows = conn.execute(f"SELECT text, embedding FROM {COLLECTION} ORDER BY id").fetchall()
+    reference = SentenceTransformer(str(bundled_model_folder()), device="cpu")
+    expected = reference.encode([text for text, _ in rows], normalize_embeddings=True)
+    stored = np.stack([embedding.to_numpy() for _, embedding in rows])
+    cosine = (stored * expected).sum(1) / (np.linalg.norm(stored, axis=1) * np.linalg.norm(expected, axis=1))
+    assert cosine.min() >= 0.9999
+
+
+def test_materialization_metadata_describes_the_run(indexed):
+    _, instance = indexed
+    index = latest_metadata(instance, COLLECTION, "vector_index")
+    chunks = latest_metadata(instance, COLLECTION, "chunks")
+    embeddings = latest_metadata(instance, COLLECTION, "embeddings")
+    assert index["dagster/row_count"] == index["rows_written"] == chunks["dagster/row_count"]
+    assert embeddings["dimension"] == 384 and embeddings["index_version"] == index["index_version"]
+    assert index["dagster/table_name"] == f"{COLLECTION}__{index['index_version']}"
+    assert chunks["max_tokens"] == 254, "256 model positions less [CLS] and [SEP]"
+
+
+def test_the_index_job_ran_as_one_run_over_all_shards(indexed):
+    _, instance = indexed
+    runs = instance.get_runs()
+    assert len(runs) == 1
+    materialized = instance.get_materialized_partitions(dg.AssetKey([COLLECTION, "embeddings"]))
+    assert materialized == {"0", "1", "2", "3"}

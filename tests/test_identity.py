@@ -1,0 +1,49 @@
+"""Shards and index versions depend only on their inputs: same on every process and machine."""
+
+import os
+import subprocess
+import sys
+from collections import Counter
+
+from embed_pipelines.index_version import index_version
+from embed_pipelines.resources import TextEmbeddingModel
+from embed_pipelines.assets.common import text_index_version
+from embed_pipelines.shards import shard_keys, shard_of
+
+PROGRAM = (
+    "from embed_pipelines.shards import shard_of;"
+    "from embed_pipelines.assets.common import text_index_version;"
+    "from embed_pipelines.resources import TextEmbeddingModel;"
+    "print([shard_of(f'dir/file-{i}.md', 16) for i in range(50)], text_index_version(TextEmbeddingModel(device='cpu')))"
+)
+
+
+def test_shards_and_version_agree_across_processes_with_different_hash_seeds():
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", PROGRAM],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(outputs) == 1
+    shards, version = outputs.pop().rsplit(" ", 1)
+    assert shards == str([shard_of(f"dir/file-{i}.md", 16) for i in range(50)])
+    assert version.strip() == text_index_version(TextEmbeddingModel(device="cpu"))
+
+
+def test_shards_spread_paths_over_every_key():
+    counts = Counter(shard_of(f"folder/{i}.md", 16) for i in range(1600))
+    assert set(counts) == set(shard_keys(16))
+    assert min(counts.values()) > 60  # 100 expected per shard
+
+
+def test_the_version_changes_with_anything_that_changes_a_vector():
+    base = {"model": "m", "pooling": "mean", "max_tokens": 254}
+    assert index_version(base) == index_version(dict(reversed(base.items())))
+    assert index_version(base) != index_version({**base, "max_tokens": 128})
+    plain = text_index_version(TextEmbeddingModel(device="cpu"))
+    assert plain != text_index_version(TextEmbeddingModel(device="cpu", document_prefix="passage: "))

@@ -1,0 +1,98 @@
+"""The text model: vectors equal sentence-transformers, batching is invisible, config comes from the folder."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+
+from embed_pipelines.model_folder import read_model_folder
+from embed_pipelines.resources import TextEmbeddingModel
+from embed_pipelines.resources.text_model import bundled_model_folder
+from embed_pipelines.text_encoder import pool, token_budget_batches
+
+TEXTS = [
+    "Bees cluster to keep warm.",
+    "",
+    "word " * 600,  # longer than the model's 256 positions: truncated the same way as sentence-transformers
+    "Ünïcödé and emoji 🐝 survive tokenization.",
+    *[f"Sentence number {i} about {'hives ' * (i % 7)}and honey." for i in range(40)],
+]
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+@pytest.fixture(scope="module")
+def reference() -> np.ndarray:
+    model = SentenceTransformer(str(bundled_model_folder()), device="cpu")
+    return model.encode(TEXTS, normalize_embeddings=True)
+
+
+@pytest.mark.parametrize("token_budget", [64, 1024, 16384])
+def test_vectors_equal_sentence_transformers_for_any_batching(reference, token_budget):
+    model = TextEmbeddingModel(device="cpu", token_budget=token_budget)
+    vectors = model.embed_documents(TEXTS)
+    assert vectors.shape == reference.shape and vectors.dtype == np.float32
+    assert _cosines(vectors, reference).min() >= 0.9999
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_the_bundled_folder_declares_mean_pooling_normalization_and_256_tokens():
+    config = read_model_folder(bundled_model_folder())
+    assert (config.pooling, config.normalize, config.max_seq_length) == ("mean", True, 256)
+
+
+def test_prefixes_come_from_the_folder_unless_configured(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config_sentence_transformers.json").write_text(
+        json.dumps({"prompts": {"query": "query: ", "document": "passage: "}})
+    )
+    config = read_model_folder(folder)
+    assert (config.query_prefix, config.document_prefix) == ("query: ", "passage: ")
+    assert (config.pooling, config.normalize) == ("mean", False)
+
+
+def test_an_unsupported_module_is_a_clear_error(tmp_path):
+    (tmp_path / "modules.json").write_text(
+        json.dumps([{"idx": 0, "path": "2_Dense", "type": "sentence_transformers.models.Dense"}])
+    )
+    with pytest.raises(ValueError, match="'Dense' is not supported"):
+        read_model_folder(tmp_path)
+
+
+def test_a_prefix_shortens_the_chunk_token_limit():
+    plain = TextEmbeddingModel(device="cpu")
+    prefixed = TextEmbeddingModel(device="cpu", document_prefix="search document: ")
+    assert plain.chunk_token_limit() == 254
+    assert prefixed.chunk_token_limit() == 254 - len(plain.tokenizer("search document: ", add_special_tokens=False)["input_ids"])
+
+
+@pytest.mark.parametrize(
+    "lengths, budget, max_batch",
+    [
+        ([5, 300, 7, 7, 120, 1, 64], 512, 4),  # mixed lengths: long rows go alone
+        ([10] * 100, 100, 256),  # equal lengths: exactly budget / length rows per batch
+        ([1000], 10, 8),  # one row longer than the whole budget still forms a batch
+    ],
+)
+def test_token_budget_batches_cover_every_row_once_within_budget(lengths, budget, max_batch):
+    batches = token_budget_batches(lengths, budget, max_batch)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    for batch in batches:
+        assert len(batch) <= max_batch
+        assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= budget
+
+
+def test_pooling_modes_ignore_padding():
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert pool(hidden, mask, "mean").tolist() == [[2.0, 3.0]]
+    assert pool(hidden, mask, "cls").tolist() == [[1.0, 2.0]]
+    assert pool(hidden, mask, "max").tolist() == [[3.0, 4.0]]
+    assert pool(hidden, mask, "lasttoken").tolist() == [[3.0, 4.0]]
+    left_padded = torch.tensor([[0, 1, 1]])
+    assert pool(hidden, left_padded, "lasttoken").tolist() == [[100.0, 100.0]]
