@@ -1,0 +1,150 @@
+"""Ingest throughput: embed-pipelines vs a plain sentence-transformers encode + COPY loop.
+
+Corpus: the HTML pages of Debian's Python documentation (530 files, 67 MB of HTML), never committed:
+
+    apt-get install python3.11-doc
+    .venv/bin/python benchmarks/ingest.py [--corpus /usr/share/doc/python3.11/html] [--limit 300]
+
+Both contenders run in their own process, on the same machine, against the same embedded PostgreSQL, and
+print their own peak RSS. The plain loop gets the pipeline's own chunks (same texts, same count), so the
+comparison of embed + load is like for like; the pipeline's end-to-end figure also includes scanning,
+docling conversion and chunking, which the plain loop does not do at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+COLLECTION = "bench"
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def copy_corpus(source: Path, target: Path, limit: int) -> int:
+    """The first `limit` HTML pages (sorted by path), skipping Sphinx's _sources/_static folders."""
+    pages = sorted(p for p in source.rglob("*.html") if not any(part.startswith("_") for part in p.parts))
+    for page in pages[:limit]:
+        destination = target / page.relative_to(source)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(page, destination)
+    return min(limit, len(pages))
+
+
+def run_pipeline(corpus: Path) -> dict:
+    import dagster as dg
+
+    from embed_pipelines import api
+
+    started = time.perf_counter()
+    with dg.instance_for_test() as instance:
+        result = api.index(corpus, COLLECTION, instance=instance)
+        assert result.success, "pipeline run failed"
+        wall = time.perf_counter() - started
+        steps = {
+            stat.step_key.split("__", 1)[1]: stat.end_time - stat.start_time
+            for stat in instance.get_run_step_stats(result.run_id)
+        }
+        rows = instance.get_latest_materialization_event(dg.AssetKey([COLLECTION, "vector_index"]))
+        chunks = rows.asset_materialization.metadata["rows_written"].value
+    return {"chunks": chunks, "wall_s": wall, "steps_s": steps, "peak_rss_mib": peak_rss_mib()}
+
+
+def run_plain_loop(state_dir: Path, batch_size: int) -> dict:
+    """What users write by hand: SentenceTransformer.encode, then binary COPY into a pgvector table."""
+    import pyarrow.dataset as ds
+    from pgvector.psycopg import register_vector
+    from sentence_transformers import SentenceTransformer
+
+    from embed_pipelines.resources import PostgresResource
+    from embed_pipelines.resources.text_model import bundled_model_folder
+
+    texts = ds.dataset(state_dir / COLLECTION / "chunks", format="parquet").to_table(columns=["text"])
+    texts = texts.column("text").to_pylist()
+    started = time.perf_counter()
+    model = SentenceTransformer(str(bundled_model_folder()), device="cpu")
+    vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True)
+    encoded = time.perf_counter()
+    with PostgresResource().connect() as conn:
+        register_vector(conn)
+        conn.execute("DROP TABLE IF EXISTS plain_loop")
+        conn.execute("CREATE TABLE plain_loop (id bigserial PRIMARY KEY, text text, embedding vector(384))")
+        with conn.cursor().copy("COPY plain_loop (text, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["text", "vector"])
+            for text, vector in zip(texts, vectors):
+                copy.write_row((text, vector))
+        copied = time.perf_counter()
+        conn.execute("SET maintenance_work_mem = '512MB'")
+        conn.execute("CREATE INDEX ON plain_loop USING hnsw (embedding vector_cosine_ops)")
+    indexed = time.perf_counter()
+    return {
+        "chunks": len(texts),
+        "wall_s": indexed - started,
+        "steps_s": {"encode": encoded - started, "copy": copied - encoded, "hnsw": indexed - copied},
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def child(kind: str, home: Path, batch_size: int) -> dict:
+    command = [sys.executable, __file__, "--child", kind, "--home", str(home), "--batch-size", str(batch_size)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def report(pipeline: dict, plain: dict, files: int) -> None:
+    steps = pipeline["steps_s"]
+    embed_load = steps["embeddings"] + steps["vector_index"]
+    print(f"\ncorpus: {files} HTML files, {pipeline['chunks']} chunks (both contenders)")
+    print(f"{'':38}{'seconds':>10}{'chunks/s':>10}{'peak RSS MiB':>14}")
+    rows = [
+        ("embed-pipelines, end to end", pipeline["wall_s"], pipeline["peak_rss_mib"]),
+        ("embed-pipelines, embed + load + HNSW", embed_load, None),
+        ("plain ST encode + COPY + HNSW", plain["wall_s"], plain["peak_rss_mib"]),
+        ("plain ST encode only", plain["steps_s"]["encode"], None),
+    ]
+    for name, seconds, rss in rows:
+        rss_text = f"{rss:14.0f}" if rss else f"{'':14}"
+        print(f"{name:38}{seconds:10.1f}{pipeline['chunks'] / seconds:10.1f}{rss_text}")
+    print("\npipeline steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in steps.items()))
+    print("plain loop steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in plain["steps_s"].items()))
+    print(f"embed + load speed-up over the plain loop: {plain['wall_s'] / embed_load:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, default=Path("/usr/share/doc/python3.11/html"))
+    parser.add_argument("--limit", type=int, default=300, help="number of HTML files (default 300)")
+    parser.add_argument("--batch-size", type=int, default=32, help="sentence-transformers batch size")
+    parser.add_argument("--child", choices=["pipeline", "plain"], help=argparse.SUPPRESS)
+    parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        os.environ["EMBED_PIPELINES_HOME"] = str(args.home)
+        corpus, state = args.home / "corpus", args.home / "state"
+        figures = run_pipeline(corpus) if args.child == "pipeline" else run_plain_loop(state, args.batch_size)
+        print(json.dumps(figures))
+        return
+
+    if not args.corpus.is_dir():
+        sys.exit(f"{args.corpus} not found: apt-get install python3.11-doc, or pass --corpus")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    with tempfile.TemporaryDirectory(prefix="embed-bench-") as home:
+        files = copy_corpus(args.corpus, Path(home) / "corpus", args.limit)
+        pipeline = child("pipeline", Path(home), args.batch_size)
+        plain = child("plain", Path(home), args.batch_size)
+    report(pipeline, plain, files)
+
+
+if __name__ == "__main__":
+    main()
