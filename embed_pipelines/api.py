@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from embed_pipelines import settings
 from embed_pipelines.collection import Collection
 from embed_pipelines.factory import build_definitions, index_job_name
+from embed_pipelines.plan import SyncPlan, plan_sync
 from embed_pipelines.resources import PostgresResource, TextEmbeddingModel
 from embed_pipelines.vector_store import Hit
 from embed_pipelines.vector_store import search as search_relation
@@ -27,6 +27,18 @@ def dagster_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
+def _collection(source_dir: Path | str, name: str, shard_count: int | None) -> Collection:
+    return Collection(
+        name=name,
+        source_dir=Path(source_dir).expanduser().resolve(),
+        shard_count=shard_count or settings.shard_count(),
+    )
+
+
+def _default_text_model() -> TextEmbeddingModel:
+    return TextEmbeddingModel(model=os.environ.get(settings.MODEL_ENV, ""))
+
+
 def index(
     source_dir: Path | str,
     collection: str = settings.DEFAULT_COLLECTION,
@@ -35,21 +47,26 @@ def index(
     text_model: TextEmbeddingModel | None = None,
     postgres: PostgresResource | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """Materialize every shard of the collection's assets in one Dagster run (one model load)."""
-    spec = Collection(
-        name=collection,
-        source_dir=Path(source_dir).expanduser().resolve(),
-        shard_count=shard_count or settings.shard_count(),
-    )
+    """Sync every shard of the collection in one Dagster run: only what changed is converted, chunked,
+    embedded and written; the model loads once, and only if something needs embedding."""
+    spec = _collection(source_dir, collection, shard_count)
     job = build_definitions(spec, text_model, postgres).resolve_job_def(index_job_name(spec))
-    keys = spec.partitions.get_partition_keys()
-    tags = {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
     return job.execute_in_process(
         instance=instance or dagster_instance(),
-        tags=tags,
+        tags=spec.run_tags(),
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         raise_on_error=False,
     )
+
+
+def plan(
+    source_dir: Path | str,
+    collection: str = settings.DEFAULT_COLLECTION,
+    shard_count: int | None = None,
+    text_model: TextEmbeddingModel | None = None,
+) -> SyncPlan:
+    """What `index` would add, re-embed, reuse and delete, without changing anything."""
+    return plan_sync(_collection(source_dir, collection, shard_count), text_model or _default_text_model())
 
 
 def search(
@@ -60,7 +77,6 @@ def search(
     postgres: PostgresResource | None = None,
 ) -> list[Hit]:
     """Nearest chunks in the collection's view, by cosine similarity to the embedded question."""
-    model = text_model or TextEmbeddingModel(model=os.environ.get(settings.MODEL_ENV, ""))
-    query = model.embed_query(question)
+    query = (text_model or _default_text_model()).embed_query(question)
     with (postgres or PostgresResource()).connect() as conn:
         return search_relation(conn, collection, query, k)

@@ -24,6 +24,9 @@ def print_hits(hits: list[Hit]) -> None:
 
 
 def _index(args: argparse.Namespace) -> int:
+    if args.plan:
+        print(api.plan(args.path, collection=args.collection, shard_count=args.shards).summary())
+        return 0
     result = api.index(args.path, collection=args.collection, shard_count=args.shards)
     print(f"Run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
     return 0 if result.success else 1
@@ -52,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embed-pipelines", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    index = commands.add_parser("index", help="index a folder into a pgvector collection through Dagster")
+    index = commands.add_parser("index", help="sync a folder into a pgvector collection through Dagster")
     index.add_argument("path", help="source folder")
+    index.add_argument("--plan", action="store_true", help="print what a sync would do; change nothing")
     index.add_argument("--collection", default=settings.DEFAULT_COLLECTION)
     index.add_argument("--shards", type=int, default=None, help=f"default ${settings.SHARDS_ENV} or 16")
     index.set_defaults(handler=_index)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from embed_pipelines import settings
 from embed_pipelines.sample_corpus import ensure_sample_corpus
@@ -21,6 +23,9 @@ class Collection:
     source_dir: Path
     shard_count: int = settings.DEFAULT_SHARD_COUNT
     layout_weights: Path | None = None
+    sensor_interval_s: int = settings.DEFAULT_SENSOR_INTERVAL_S
+    nightly_cron: str = settings.DEFAULT_NIGHTLY_CRON
+    timezone: str = settings.DEFAULT_TIMEZONE
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -34,11 +39,21 @@ class Collection:
             source_dir=Path(source).expanduser() if source else ensure_sample_corpus(settings.sample_corpus_dir()),
             shard_count=settings.shard_count(),
             layout_weights=Path(layout).expanduser() if layout else None,
+            sensor_interval_s=settings.positive_int(settings.SENSOR_INTERVAL_ENV, settings.DEFAULT_SENSOR_INTERVAL_S),
+            nightly_cron=os.environ.get(settings.NIGHTLY_CRON_ENV, settings.DEFAULT_NIGHTLY_CRON),
+            timezone=os.environ.get(settings.TIMEZONE_ENV, settings.DEFAULT_TIMEZONE),
         )
 
     @cached_property
     def partitions(self) -> dg.StaticPartitionsDefinition:
         return dg.StaticPartitionsDefinition(shard_keys(self.shard_count))
+
+    def run_tags(self, shards: Iterable[str] | None = None) -> dict[str, str]:
+        """Tags that make one run cover the shards from the lowest to the highest requested (all when
+        None). Shards in between that did not change cost a stat and a skip: cheaper than a model load
+        per run."""
+        keys = sorted(shards) if shards is not None else self.partitions.get_partition_keys()
+        return {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
 
     def asset_key(self, asset: str) -> dg.AssetKey:
         return dg.AssetKey([self.name, asset])

@@ -92,19 +92,19 @@ class DocumentExtractor:
             format_options={InputFormat.PDF: pdf_option},
         )
 
-    def _mode_for(self, path: Path) -> ExtractionMode:
-        return self.pdf_mode if path.suffix.lower() == ".pdf" else ExtractionMode.SIMPLE
-
-    def unreadable(self, path: Path, error: OSError) -> Extraction:
-        """For a file that vanished or cannot be read between the scan and its conversion."""
-        return _failed(self._mode_for(path), f"cannot read: {error.strerror or error}")
+    def mode_for(self, path: Path | str) -> ExtractionMode:
+        return self.pdf_mode if Path(path).suffix.lower() == ".pdf" else ExtractionMode.SIMPLE
 
     def extract(self, path: Path) -> Extraction:
         suffix = path.suffix.lower()
-        mode = self._mode_for(path)
+        mode = self.mode_for(path)
         if suffix not in SUPPORTED_SUFFIXES:
             return _failed(mode, f"unsupported file type {suffix or '(none)'}")
-        if path.stat().st_size == 0:
+        try:
+            size = path.stat().st_size
+        except OSError as exc:  # vanished or unreadable since the scan
+            return _failed(mode, f"cannot read: {exc.strerror or exc}")
+        if size == 0:
             return _failed(mode, "file is empty")
         try:
             result = self._converter.convert(

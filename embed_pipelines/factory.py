@@ -7,6 +7,7 @@ import os
 import dagster as dg
 
 from embed_pipelines.assets import build_text_assets
+from embed_pipelines.automation import build_automation_sensor, build_change_sensor, build_nightly_schedule
 from embed_pipelines.collection import Collection
 from embed_pipelines.resources import PostgresResource, TextEmbeddingModel
 from embed_pipelines.settings import MODEL_ENV
@@ -30,6 +31,8 @@ def build_definitions(
     return dg.Definitions(
         assets=assets,
         jobs=[index_job],
+        sensors=[build_change_sensor(collection, index_job.name), build_automation_sensor(collection)],
+        schedules=[build_nightly_schedule(collection, index_job.name)],
         resources={
             "text_model": text_model or TextEmbeddingModel(model=os.environ.get(MODEL_ENV, "")),
             "postgres": postgres or PostgresResource(),

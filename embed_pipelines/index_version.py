@@ -11,12 +11,11 @@ import hashlib
 import json
 from pathlib import Path
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "merges.txt", "vocab.json")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx")
 _CONFIG_FILES = (
     "config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "vocab.txt",
+    *TOKENIZER_FILES,
     "modules.json",
     "sentence_bert_config.json",
     "config_sentence_transformers.json",

@@ -13,9 +13,15 @@ SHARDS_ENV = "EMBED_PIPELINES_SHARDS"
 DSN_ENV = "EMBED_PIPELINES_DSN"
 MODEL_ENV = "EMBED_PIPELINES_MODEL"
 LAYOUT_WEIGHTS_ENV = "EMBED_PIPELINES_LAYOUT_WEIGHTS"
+SENSOR_INTERVAL_ENV = "EMBED_PIPELINES_SENSOR_INTERVAL"
+NIGHTLY_CRON_ENV = "EMBED_PIPELINES_NIGHTLY_CRON"
+TIMEZONE_ENV = "EMBED_PIPELINES_TIMEZONE"
 
 DEFAULT_COLLECTION = "sample"
 DEFAULT_SHARD_COUNT = 16
+DEFAULT_SENSOR_INTERVAL_S = 60
+DEFAULT_NIGHTLY_CRON = "0 2 * * *"
+DEFAULT_TIMEZONE = "UTC"
 
 
 def home_dir() -> Path:
@@ -37,8 +43,12 @@ def sample_corpus_dir() -> Path:
     return home_dir() / "sample_corpus"
 
 
-def shard_count() -> int:
-    value = os.environ.get(SHARDS_ENV, str(DEFAULT_SHARD_COUNT))
+def positive_int(variable: str, default: int) -> int:
+    value = os.environ.get(variable, str(default))
     if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{SHARDS_ENV} must be a positive integer, not {value!r}")
+        raise ValueError(f"{variable} must be a positive integer, not {value!r}")
     return int(value)
+
+
+def shard_count() -> int:
+    return positive_int(SHARDS_ENV, DEFAULT_SHARD_COUNT)

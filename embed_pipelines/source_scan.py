@@ -1,4 +1,8 @@
-"""Walk a source folder: every supported file with its size, mtime and sha256, grouped by shard."""
+"""Walk a source folder: every supported file with its size, mtime and sha256, grouped by shard.
+
+Stat first: a file whose size and mtime equal what was seen before keeps its known sha256 and is not read,
+so a scan of an unchanged folder costs one stat per file.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,10 @@ from embed_pipelines.shards import shard_of
 class SourceScan:
     files_by_shard: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
     ignored: dict[str, str] = field(default_factory=dict)  # relative path -> why it is not indexed
+    hashed: int = 0  # files read because they are new or their size or mtime changed
+
+    def files(self) -> dict[str, dict]:
+        return {row["path"]: row for rows in self.files_by_shard.values() for row in rows}
 
 
 def sha256_of(path: Path) -> str:
@@ -35,10 +43,16 @@ def _visible_files(root: Path):
                 yield Path(folder) / name
 
 
-def scan_source(root: Path, shard_count: int, shards: set[str] | None = None) -> SourceScan:
-    """Hash only the files of the requested shards (all when None)."""
+def scan_source(
+    root: Path,
+    shard_count: int,
+    shards: set[str] | None = None,
+    known: dict[str, dict] | None = None,
+) -> SourceScan:
+    """Files of the requested shards (all when None); `known` maps paths to rows of an earlier scan."""
     if not root.is_dir():
         raise FileNotFoundError(f"Source folder {root} does not exist or is not a folder")
+    known = known or {}
     scan = SourceScan()
     for path in _visible_files(root):
         relative = path.relative_to(root).as_posix()
@@ -54,12 +68,18 @@ def scan_source(root: Path, shard_count: int, shards: set[str] | None = None) ->
         if shards is not None and shard not in shards:
             continue
         try:
-            stat = path.stat()
-            digest = sha256_of(path)
+            row = _describe(path, relative, known.get(relative))
         except OSError as exc:
             scan.ignored[relative] = f"cannot read: {exc.strerror or exc}"
             continue
-        scan.files_by_shard[shard].append(
-            {"path": relative, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
-        )
+        scan.hashed += row is not known.get(relative)
+        scan.files_by_shard[shard].append(row)
     return scan
+
+
+def _describe(path: Path, relative: str, before: dict | None) -> dict:
+    """The file's row; `before` itself when size and mtime are unchanged (no read)."""
+    stat = path.stat()
+    if before is not None and (before["size"], before["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
+        return before
+    return {"path": relative, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256_of(path)}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,10 +26,11 @@ SOURCE_FILES_SCHEMA = pa.schema(
 DOCUMENTS_SCHEMA = pa.schema(
     [
         pa.field("path", pa.string(), nullable=False),
-        pa.field("source_sha256", pa.string(), nullable=False),
+        pa.field("source_sha256", pa.string(), nullable=False),  # bytes of the converted document
         pa.field("mode", pa.string(), nullable=False),
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("error", pa.string()),
+        pa.field("status", pa.string(), nullable=False),  # of the latest attempt
+        pa.field("error", pa.string()),  # why the latest attempt failed
+        pa.field("failed_sha256", pa.string()),  # bytes of the latest failed attempt
         pa.field("text_chars", pa.int64(), nullable=False),
         pa.field("docling_json", pa.large_string()),
     ]
@@ -76,35 +77,54 @@ def write_parquet_atomic(table: pa.Table, target: Path) -> None:
 
 
 class DocumentStore:
-    """One asset's per-document Parquet files, grouped in a folder per shard."""
+    """One asset's per-document Parquet files, grouped in a folder per shard.
 
-    def __init__(self, root: Path, schema: pa.Schema):
+    With `retired`, a file that is overwritten or pruned is moved there instead of deleted, so what it held
+    can still be found (the embeddings store keeps every vector it ever computed for its version).
+    """
+
+    def __init__(self, root: Path, schema: pa.Schema, retired: Path | None = None):
         self.root = root
         self.schema = schema
+        self.retired = retired
 
     def _file(self, shard: str, relative_path: str) -> Path:
         return self.root / shard / f"{document_key(relative_path)}.parquet"
 
-    def write(self, shard: str, relative_path: str, rows: list[dict]) -> None:
-        table = pa.Table.from_pylist(rows, schema=self.schema)
-        write_parquet_atomic(table, self._file(shard, relative_path))
+    def write(self, shard: str, relative_path: str, rows: list[dict], made_from: str = "") -> None:
+        """`made_from` names the input the rows were made from (kept in the file's footer), so that a
+        later run can tell the file is current without reading its rows."""
+        target = self._file(shard, relative_path)
+        if self.retired and target.exists():
+            self._retire(target)
+        schema = self.schema.with_metadata({"made_from": made_from})
+        write_parquet_atomic(pa.Table.from_pylist(rows, schema=schema), target)
 
     def read(self, shard: str, relative_path: str) -> pa.Table | None:
         path = self._file(shard, relative_path)
         return pq.read_table(path, schema=self.schema) if path.exists() else None
 
-    def iter_tables(self, shard: str) -> Iterator[pa.Table]:
-        folder = self.root / shard
-        for path in sorted(folder.glob("*.parquet")) if folder.exists() else ():
-            yield pq.read_table(path, schema=self.schema)
+    def made_from(self, shard: str, relative_path: str) -> str | None:
+        path = self._file(shard, relative_path)
+        return _made_from(path) if path.exists() else None
 
     def prune(self, shard: str, keep_paths: Iterable[str]) -> int:
-        """Delete the files of documents no longer in the shard; returns how many went."""
+        """Remove the files of documents no longer in the shard; returns how many went."""
         keep = {f"{document_key(p)}.parquet" for p in keep_paths}
         folder = self.root / shard
         removed = 0
         for path in folder.glob("*.parquet") if folder.exists() else ():
             if path.name not in keep:
-                path.unlink()
+                self._retire(path) if self.retired else path.unlink()
                 removed += 1
         return removed
+
+    def _retire(self, path: Path) -> None:
+        """Named by content, so retiring the same rows twice keeps one copy."""
+        made_from = hashlib.sha256(_made_from(path).encode()).hexdigest()[:16]
+        self.retired.mkdir(parents=True, exist_ok=True)
+        os.replace(path, self.retired / f"{path.stem}.{made_from}.parquet")
+
+
+def _made_from(path: Path) -> str:
+    return (pq.read_schema(path).metadata or {}).get(b"made_from", b"").decode()

@@ -82,15 +82,22 @@ def ensure_table(conn: psycopg.Connection, collection: str, version: str, dimens
     return table
 
 
-def replace_shard(conn: psycopg.Connection, table: str, shard: str, rows: Iterable[tuple]) -> tuple[int, int]:
-    """Swap a shard's rows in one transaction: readers see the old rows or the new ones, never a mix.
-    Rows are tuples in LOADED_COLUMNS order (shard included). Returns (deleted, written)."""
+def indexed_documents(conn: psycopg.Connection, table: str, shard: str) -> dict[str, tuple[str, list[str]]]:
+    """path -> (source sha256, chunk hashes in order) of what the table holds for a shard."""
+    query = sql.SQL(
+        "SELECT document_path, min(source_sha256), array_agg(chunk_hash ORDER BY chunk_ordinal) "
+        "FROM {} WHERE shard = %s GROUP BY document_path"
+    ).format(sql.Identifier(table))
+    return {path: (sha256, hashes) for path, sha256, hashes in conn.execute(query, (shard,))}
+
+
+def replace_document(conn: psycopg.Connection, table: str, path: str, rows: Iterable[tuple]) -> tuple[int, int]:
+    """Swap one document's rows in one transaction: readers see its old chunks or its new ones, never a
+    mix. Rows are tuples in LOADED_COLUMNS order. Returns (deleted, written)."""
     names = sql.SQL(", ").join(sql.Identifier(name) for name, _, _ in LOADED_COLUMNS)
     written = 0
     with conn.transaction():
-        deleted = conn.execute(
-            sql.SQL("DELETE FROM {} WHERE shard = %s").format(sql.Identifier(table)), (shard,)
-        ).rowcount
+        deleted = _delete_document(conn, table, path)
         copy_sql = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT BINARY)").format(sql.Identifier(table), names)
         with conn.cursor().copy(copy_sql) as copy:
             copy.set_types([copy_type for _, _, copy_type in LOADED_COLUMNS])
@@ -98,6 +105,18 @@ def replace_shard(conn: psycopg.Connection, table: str, shard: str, rows: Iterab
                 copy.write_row(row)
                 written += 1
     return deleted, written
+
+
+def delete_document(conn: psycopg.Connection, table: str, path: str) -> int:
+    with conn.transaction():
+        return _delete_document(conn, table, path)
+
+
+def _delete_document(conn: psycopg.Connection, table: str, path: str) -> int:
+    # Two runs syncing the same document at once take turns instead of colliding on the unique key.
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{table}/{path}",))
+    query = sql.SQL("DELETE FROM {} WHERE document_path = %s").format(sql.Identifier(table))
+    return conn.execute(query, (path,)).rowcount
 
 
 def ensure_hnsw_index(conn: psycopg.Connection, table: str) -> None:
@@ -138,3 +157,24 @@ def search(conn: psycopg.Connection, relation: str, query: np.ndarray, k: int, e
             {"q": query.astype(np.float32), "k": k},
         ).fetchall()
     return [Hit(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class ShardHealth:
+    rows: int
+    rows_of_unlisted_files: int
+    zero_or_nan_vectors: int
+    dimensions: frozenset[int]
+
+
+def shard_health(conn: psycopg.Connection, table: str, shard: str, listed_paths: list[str]) -> ShardHealth:
+    """Figures the asset checks judge: one scan of the shard's rows."""
+    query = sql.SQL(
+        """SELECT count(*),
+                  count(*) FILTER (WHERE NOT (document_path = ANY(%(paths)s))),
+                  count(*) FILTER (WHERE vector_norm(embedding) = 0 OR vector_norm(embedding) = 'NaN'),
+                  coalesce(array_agg(DISTINCT vector_dims(embedding)), '{{}}')
+           FROM {} WHERE shard = %(shard)s"""
+    ).format(sql.Identifier(table))
+    rows, unlisted, bad, dimensions = conn.execute(query, {"paths": listed_paths, "shard": shard}).fetchone()
+    return ShardHealth(rows, unlisted, bad, frozenset(dimensions))

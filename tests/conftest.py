@@ -105,3 +105,11 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "state"
     monkeypatch.setenv("EMBED_PIPELINES_STATE_DIR", str(folder))
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TextEmbeddingModel:
+    """A random-weight BERT (see tiny_model.py): for tests that run many syncs."""
+    from tiny_model import build_tiny_model
+
+    return TextEmbeddingModel(model=str(build_tiny_model(tmp_path_factory.mktemp("tiny-model"))), device="cpu")

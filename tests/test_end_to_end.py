@@ -1,6 +1,7 @@
 """The bundled sample corpus (Markdown, HTML, text, DOCX, PDF) through all five assets into pgvector."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import dagster as dg
 import numpy as np
@@ -11,7 +12,7 @@ from support import indexed_rows, latest_metadata, run_index
 from embed_pipelines import api
 from embed_pipelines.assets.common import documents_store
 from embed_pipelines.collection import Collection
-from embed_pipelines.resources.text_model import bundled_model_folder
+from embed_pipelines.resources.text_model import _load_encoder, bundled_model_folder
 from embed_pipelines.sample_corpus import sample_questions, write_sample_corpus
 from embed_pipelines.shards import shard_of
 
@@ -20,16 +21,19 @@ COLLECTION = "handbook"
 
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory, postgres, text_model):
-    """Index the sample corpus once for the module; yields (corpus folder, instance)."""
+    """Index the sample corpus once for the module."""
     corpus = write_sample_corpus(tmp_path_factory.mktemp("corpus"))
+    _load_encoder.cache_clear()
     with pytest.MonkeyPatch.context() as patch, dg.instance_for_test() as instance:
         patch.setenv("EMBED_PIPELINES_STATE_DIR", str(tmp_path_factory.mktemp("state")))
-        run_index(corpus, COLLECTION, instance, text_model, postgres)
-        yield corpus, instance
+        result = run_index(corpus, COLLECTION, instance, text_model, postgres)
+        yield SimpleNamespace(
+            corpus=corpus, instance=instance, result=result, model_loads=_load_encoder.cache_info().misses
+        )
 
 
 def test_every_file_of_every_format_is_indexed(indexed, postgres):
-    corpus, _ = indexed
+    corpus = indexed.corpus
     files = {p.name for p in corpus.iterdir()}
     assert {Path(name).suffix for name in files} == {".md", ".html", ".txt", ".docx", ".pdf"}
     assert {row[0] for row in indexed_rows(postgres, COLLECTION)} == files
@@ -41,7 +45,7 @@ def test_rows_sit_in_the_shard_of_their_path(indexed, postgres):
 
 
 def test_pdf_chunks_carry_page_numbers_and_the_native_mode(indexed, postgres):
-    corpus, _ = indexed
+    corpus = indexed.corpus
     with postgres.connect() as conn:
         pages = conn.execute(
             f"SELECT pages FROM {COLLECTION} WHERE document_path = 'nectar-flow-calendar.pdf'"
@@ -71,19 +75,30 @@ def test_stored_vectors_equal_sentence_transformers(indexed, postgres):
 
 
 def test_materialization_metadata_describes_the_run(indexed):
-    _, instance = indexed
+    instance = indexed.instance
     index = latest_metadata(instance, COLLECTION, "vector_index")
     chunks = latest_metadata(instance, COLLECTION, "chunks")
     embeddings = latest_metadata(instance, COLLECTION, "embeddings")
-    assert index["dagster/row_count"] == index["rows_written"] == chunks["dagster/row_count"]
+    assert index["rows_written"] == index["rows_in_materialized_shards"] == chunks["chunks_written"]
+    assert chunks["chunks_written"] == embeddings["chunks_embedded"] + embeddings["chunks_reused"]
     assert embeddings["dimension"] == 384 and embeddings["index_version"] == index["index_version"]
     assert index["dagster/table_name"] == f"{COLLECTION}__{index['index_version']}"
     assert chunks["max_tokens"] == 254, "256 model positions less [CLS] and [SEP]"
 
 
-def test_the_index_job_ran_as_one_run_over_all_shards(indexed):
-    _, instance = indexed
-    runs = instance.get_runs()
-    assert len(runs) == 1
-    materialized = instance.get_materialized_partitions(dg.AssetKey([COLLECTION, "embeddings"]))
+def test_the_index_job_ran_as_one_run_over_all_shards_with_one_model_load(indexed):
+    assert len(indexed.instance.get_runs()) == 1
+    assert indexed.model_loads == 1
+    materialized = indexed.instance.get_materialized_partitions(dg.AssetKey([COLLECTION, "embeddings"]))
     assert materialized == {"0", "1", "2", "3"}
+
+
+def test_asset_checks_pass(indexed):
+    evaluations = indexed.result.get_asset_check_evaluations()
+    assert {e.check_name for e in evaluations} == {
+        "rows_match_chunks",
+        "no_rows_for_missing_files",
+        "vectors_nonzero_and_finite",
+        "dimension_matches_model",
+    }
+    assert all(e.passed for e in evaluations), [e.check_name for e in evaluations if not e.passed]

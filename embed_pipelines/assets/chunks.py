@@ -4,13 +4,14 @@ from docling_core.types.doc import DoclingDocument
 from embed_pipelines.assets.common import (
     asset_options,
     chunker_for,
+    chunker_version,
     chunks_store,
     column_schema,
     documents_store,
     failures_table,
-    read_listing,
 )
 from embed_pipelines.collection import Collection
+from embed_pipelines.listing import read_listing
 from embed_pipelines.resources import TextEmbeddingModel
 from embed_pipelines.storage import CHUNKS_SCHEMA
 
@@ -21,7 +22,7 @@ def build_chunks(collection: Collection) -> dg.AssetsDefinition:
             collection,
             "chunks",
             "docling HybridChunker chunks sized by the embedding model's tokenizer, with headings, "
-            "pages and a hash of the exact text embedded.",
+            "pages and a hash of the exact text embedded. Only re-converted documents are re-chunked.",
             {"docling", "parquet"},
         ),
         deps=[collection.asset_key("documents")],
@@ -30,30 +31,35 @@ def build_chunks(collection: Collection) -> dg.AssetsDefinition:
     def chunks(context: dg.AssetExecutionContext, text_model: TextEmbeddingModel) -> dg.MaterializeResult:
         chunker = chunker_for(text_model)
         documents = documents_store(collection)
-        store = chunks_store(collection)
-        total = 0
-        failures: dict[str, str] = {}
+        store = chunks_store(collection, chunker_version(text_model))
+        written = rechunked = unchanged = 0
+        without_document: dict[str, str] = {}
         for shard in context.partition_keys:
             paths = [source["path"] for source in read_listing(collection, shard)]
             for path in paths:
-                document = documents.read(shard, path)
-                row = document.to_pylist()[0] if document is not None and document.num_rows else None
-                if row is None or row["docling_json"] is None:
-                    failures[path] = row["error"] if row else "no converted document"
-                    store.write(shard, path, [])
+                table = documents.read(shard, path)
+                document = table.to_pylist()[0] if table is not None and table.num_rows else None
+                if document is None or document["docling_json"] is None:
+                    without_document[path] = document["error"] if document else "not converted yet"
                     continue
-                dl_doc = DoclingDocument.model_validate_json(row["docling_json"])
-                rows = chunker.chunk(dl_doc, path, row["source_sha256"])
-                store.write(shard, path, rows)
-                total += len(rows)
+                if store.made_from(shard, path) == document["source_sha256"]:
+                    unchanged += 1
+                    continue
+                dl_doc = DoclingDocument.model_validate_json(document["docling_json"])
+                rows = chunker.chunk(dl_doc, path, document["source_sha256"])
+                store.write(shard, path, rows, made_from=document["source_sha256"])
+                written += len(rows)
+                rechunked += 1
             store.prune(shard, paths)
-        context.log.info(f"{total} chunks (max {chunker.max_tokens} tokens each)")
+        context.log.info(f"Re-chunked {rechunked} documents into {written} chunks; {unchanged} unchanged")
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": total,
+                "documents_rechunked": rechunked,
+                "documents_unchanged": unchanged,
+                "chunks_written": written,
                 "max_tokens": chunker.max_tokens,
-                "documents_without_chunks": len(failures),
-                "skipped_files": failures_table(failures),
+                "documents_without_chunks": len(without_document),
+                "skipped_files": failures_table(without_document),
             }
         )
 

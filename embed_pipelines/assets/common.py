@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dagster as dg
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from embed_pipelines import settings
 from embed_pipelines.chunking import DocumentChunker
 from embed_pipelines.collection import Collection
-from embed_pipelines.index_version import index_version
+from embed_pipelines.index_version import TOKENIZER_FILES, index_version
 from embed_pipelines.resources import TextEmbeddingModel
-from embed_pipelines.storage import (
-    CHUNKS_SCHEMA,
-    DOCUMENTS_SCHEMA,
-    SOURCE_FILES_SCHEMA,
-    DocumentStore,
-    embeddings_schema,
-)
+from embed_pipelines.storage import CHUNKS_SCHEMA, DOCUMENTS_SCHEMA, DocumentStore, embeddings_schema
 
-MAX_LISTED_FAILURES = 50
+MAX_LISTED_ROWS = 50
 
 
 def asset_options(collection: Collection, name: str, description: str, kinds: set[str]) -> dict:
-    """@dg.asset keyword arguments: one run over many shards shares one process and one model load."""
+    """@dg.asset keyword arguments: one run over many shards shares one process and one model load;
+    everything downstream of `source_files` follows its upstream eagerly."""
     return {
+        "automation_condition": None if name == "source_files" else dg.AutomationCondition.eager(),
         "key": collection.asset_key(name),
         "partitions_def": collection.partitions,
         "backfill_policy": dg.BackfillPolicy.single_run(),
@@ -40,24 +33,22 @@ def column_schema(schema: pa.Schema) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in schema])
 
 
-def listing_file(collection: Collection, shard: str) -> Path:
-    return collection.state_dir / "source_files" / f"{shard}.parquet"
-
-
-def read_listing(collection: Collection, shard: str) -> list[dict]:
-    """What `source_files` last saw in a shard. A shard never scanned has no files."""
-    path = listing_file(collection, shard)
-    return pq.read_table(path, schema=SOURCE_FILES_SCHEMA).to_pylist() if path.exists() else []
+def _markdown_table(header: tuple[str, str], rows: list[tuple[str, str]]) -> dg.MetadataValue:
+    """Truncated so that a large change or a broken folder does not flood the UI."""
+    lines = [f"| {header[0]} | {header[1]} |", "| --- | --- |"]
+    for left, right in rows[:MAX_LISTED_ROWS]:
+        lines.append(f"| {left.replace('|', '/')} | {right.replace('|', '/')[:300]} |")
+    if len(rows) > MAX_LISTED_ROWS:
+        lines.append(f"| ... | and {len(rows) - MAX_LISTED_ROWS} more |")
+    return dg.MetadataValue.md("\n".join(lines))
 
 
 def failures_table(failures: dict[str, str]) -> dg.MetadataValue:
-    """Path -> reason as a Markdown table, truncated so that a broken folder does not flood the UI."""
-    lines = ["| file | reason |", "| --- | --- |"]
-    for path, reason in sorted(failures.items())[:MAX_LISTED_FAILURES]:
-        lines.append(f"| {path.replace('|', '/')} | {reason.replace('|', '/')[:300]} |")
-    if len(failures) > MAX_LISTED_FAILURES:
-        lines.append(f"| ... | and {len(failures) - MAX_LISTED_FAILURES} more |")
-    return dg.MetadataValue.md("\n".join(lines))
+    return _markdown_table(("file", "reason"), sorted(failures.items()))
+
+
+def paths_table(paths_by_kind: dict[str, list[str]]) -> dg.MetadataValue:
+    return _markdown_table(("change", "file"), [(kind, path) for kind, paths in paths_by_kind.items() for path in paths])
 
 
 def chunker_for(text_model: TextEmbeddingModel) -> DocumentChunker:
@@ -65,11 +56,19 @@ def chunker_for(text_model: TextEmbeddingModel) -> DocumentChunker:
     return DocumentChunker(text_model.tokenizer, text_model.chunk_token_limit())
 
 
+def _model_settings(text_model: TextEmbeddingModel) -> dict:
+    return text_model.version_settings(settings.state_dir() / "fingerprints")
+
+
+def chunker_version(text_model: TextEmbeddingModel) -> str:
+    """What chunking depends on: the chunker settings and the tokenizer (not the weights)."""
+    files = _model_settings(text_model)["files"]
+    tokenizer = {name: digest for name, digest in files.items() if name in TOKENIZER_FILES}
+    return index_version({**chunker_for(text_model).settings, "tokenizer": tokenizer})
+
+
 def text_index_version(text_model: TextEmbeddingModel) -> str:
-    settings_that_change_vectors = {
-        **text_model.version_settings(settings.state_dir() / "fingerprints"),
-        **chunker_for(text_model).settings,
-    }
+    settings_that_change_vectors = {**_model_settings(text_model), **chunker_for(text_model).settings}
     return index_version(settings_that_change_vectors)
 
 
@@ -77,9 +76,11 @@ def documents_store(collection: Collection) -> DocumentStore:
     return DocumentStore(collection.state_dir / "documents", DOCUMENTS_SCHEMA)
 
 
-def chunks_store(collection: Collection) -> DocumentStore:
-    return DocumentStore(collection.state_dir / "chunks", CHUNKS_SCHEMA)
+def chunks_store(collection: Collection, version: str) -> DocumentStore:
+    return DocumentStore(collection.state_dir / "chunks" / version, CHUNKS_SCHEMA)
 
 
 def embeddings_store(collection: Collection, version: str, dimension: int) -> DocumentStore:
-    return DocumentStore(collection.state_dir / "embeddings" / version, embeddings_schema(dimension))
+    """Vectors of replaced or deleted documents retire to `<version>/retired/` and stay reusable."""
+    root = collection.state_dir / "embeddings" / version
+    return DocumentStore(root / "current", embeddings_schema(dimension), retired=root / "retired")

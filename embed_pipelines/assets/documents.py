@@ -7,24 +7,49 @@ from embed_pipelines.assets.common import (
     column_schema,
     documents_store,
     failures_table,
-    read_listing,
 )
 from embed_pipelines.collection import Collection
+from embed_pipelines.listing import read_listing
 from embed_pipelines.extraction import DocumentExtractor, Extraction, ExtractionStatus
 from embed_pipelines.storage import DOCUMENTS_SCHEMA
 
 
-def _document_row(path: str, sha256: str, extraction: Extraction) -> dict:
+def _converted_row(path: str, sha256: str, extraction: Extraction) -> dict:
     document = extraction.document
     return {
         "path": path,
         "source_sha256": sha256,
         "mode": extraction.mode.value,
         "status": extraction.status.value,
-        "error": extraction.error,
-        "text_chars": len(document.export_to_text()) if document else 0,
-        "docling_json": document.model_dump_json() if document else None,
+        "error": None,
+        "failed_sha256": None,
+        "text_chars": len(document.export_to_text()),
+        "docling_json": document.model_dump_json(),
     }
+
+
+def _failed_row(path: str, sha256: str, extraction: Extraction, last_good: dict | None) -> dict:
+    """A failure keeps the last good conversion (so its chunks and rows stay) and says what failed."""
+    failure = {"status": ExtractionStatus.FAILURE.value, "error": extraction.error, "failed_sha256": sha256}
+    if last_good and last_good["docling_json"] is not None:
+        return {**last_good, **failure}
+    return {
+        "path": path,
+        "source_sha256": sha256,
+        "mode": extraction.mode.value,
+        "text_chars": 0,
+        "docling_json": None,
+        **failure,
+    }
+
+
+def _is_current(previous: dict | None, sha256: str, mode: str) -> bool:
+    """Converted from these bytes, in this mode, and the latest attempt succeeded."""
+    return (
+        previous is not None
+        and previous["failed_sha256"] is None
+        and (previous["source_sha256"], previous["mode"]) == (sha256, mode)
+    )
 
 
 def build_documents(collection: Collection) -> dg.AssetsDefinition:
@@ -32,7 +57,8 @@ def build_documents(collection: Collection) -> dg.AssetsDefinition:
         **asset_options(
             collection,
             "documents",
-            "docling conversion of each file (DoclingDocument JSON), with the pipeline mode that made it.",
+            "docling conversion of each file (DoclingDocument JSON), with the pipeline mode that made it. "
+            "Only files whose bytes changed are converted; a failure keeps the last good conversion.",
             {"docling", "parquet"},
         ),
         deps=[collection.asset_key("source_files")],
@@ -41,30 +67,34 @@ def build_documents(collection: Collection) -> dg.AssetsDefinition:
     def documents(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         extractor = DocumentExtractor(layout_weights=collection.layout_weights)
         store = documents_store(collection)
-        modes: Counter[str] = Counter()
+        outcomes: Counter[str] = Counter()
         failures: dict[str, str] = {}
         for shard in context.partition_keys:
             listing = read_listing(collection, shard)
             for source in listing:
-                try:
-                    extraction = extractor.extract(collection.source_dir / source["path"])
-                except OSError as exc:
-                    extraction = extractor.unreadable(collection.source_dir / source["path"], exc)
+                path, sha256 = source["path"], source["sha256"]
+                table = store.read(shard, path)
+                previous = table.to_pylist()[0] if table is not None and table.num_rows else None
+                if _is_current(previous, sha256, extractor.mode_for(path).value):
+                    outcomes["unchanged"] += 1
+                    continue
+                extraction = extractor.extract(collection.source_dir / path)
                 if extraction.status == ExtractionStatus.FAILURE:
-                    failures[source["path"]] = extraction.error or "unknown error"
-                    context.log.warning(f"Could not convert {source['path']}: {extraction.error}")
-                modes[extraction.mode.value] += 1
-                store.write(shard, source["path"], [_document_row(source["path"], source["sha256"], extraction)])
-            store.prune(shard, [source["path"] for source in listing])
-        converted = sum(modes.values()) - len(failures)
-        context.log.info(f"Converted {converted} documents, {len(failures)} failed")
+                    failures[path] = extraction.error or "unknown error"
+                    context.log.warning(f"Could not convert {path}: {extraction.error}")
+                    row = _failed_row(path, sha256, extraction, previous)
+                else:
+                    outcomes[f"converted_{extraction.mode.value}"] += 1
+                    row = _converted_row(path, sha256, extraction)
+                store.write(shard, path, [row])
+            outcomes["deleted"] += store.prune(shard, [source["path"] for source in listing])
+        context.log.info(f"Documents: {dict(outcomes)}, {len(failures)} failed")
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": sum(modes.values()),
-                "converted": converted,
+                **{name: outcomes[name] for name in ("unchanged", "deleted")},
+                **{name: count for name, count in sorted(outcomes.items()) if name.startswith("converted_")},
                 "failed": len(failures),
                 "failed_files": failures_table(failures),
-                **{f"mode_{mode}": count for mode, count in sorted(modes.items())},
             }
         )
 

@@ -1,3 +1,4 @@
+import hashlib
 import time
 
 import dagster as dg
@@ -6,42 +7,37 @@ import pyarrow as pa
 
 from embed_pipelines.assets.common import (
     asset_options,
+    chunker_version,
     chunks_store,
     column_schema,
     embeddings_store,
-    read_listing,
     text_index_version,
 )
 from embed_pipelines.collection import Collection
+from embed_pipelines.listing import read_listing
 from embed_pipelines.resources import TextEmbeddingModel
 from embed_pipelines.storage import DocumentStore, embeddings_schema
+from embed_pipelines.vector_cache import lookup_vectors
 
-# Chunks gathered across documents before one call to the model: large enough to fill token-budget
-# batches, small enough that memory does not grow with the shard.
+# Chunks gathered across documents before one look-up and one call to the model: large enough to fill
+# token-budget batches, small enough that memory does not grow with the shard.
 TEXTS_PER_MODEL_CALL = 2048
 
 
-def _embedding_rows(chunks: pa.Table, vectors: np.ndarray, version: str) -> list[dict]:
-    return [
-        {
-            "path": chunk["path"],
-            "ordinal": chunk["ordinal"],
-            "chunk_hash": chunk["chunk_hash"],
-            "index_version": version,
-            "embedding": vector,
-        }
-        for chunk, vector in zip(chunks.to_pylist(), vectors, strict=True)
-    ]
+def made_from(chunks: pa.Table) -> str:
+    """An embeddings file is current when it was made from exactly these chunk hashes, in this order."""
+    return hashlib.sha256(",".join(chunks.column("chunk_hash").to_pylist()).encode()).hexdigest()
 
 
 class _PendingDocuments:
-    """Chunk tables of several documents, embedded together and written back one file per document."""
+    """Changed documents whose vectors are looked up or computed together, then written one file each."""
 
     def __init__(self, model: TextEmbeddingModel, store: DocumentStore, version: str):
         self.model, self.store, self.version = model, store, version
         self.items: list[tuple[str, str, pa.Table]] = []
         self.texts = 0
-        self.embedded = 0
+        self.known: dict[str, np.ndarray] = {}  # this run's vectors, by chunk hash
+        self.embedded = self.reused = 0
         self.model_seconds = 0.0
 
     def add(self, shard: str, path: str, chunks: pa.Table) -> None:
@@ -50,17 +46,40 @@ class _PendingDocuments:
         if self.texts >= TEXTS_PER_MODEL_CALL:
             self.flush()
 
+    def _missing_texts(self) -> dict[str, str]:
+        """chunk hash -> text for hashes neither stored for this version nor computed in this run."""
+        texts: dict[str, str] = {}
+        for _, _, chunks in self.items:
+            for chunk_hash, text in zip(chunks.column("chunk_hash").to_pylist(), chunks.column("text").to_pylist()):
+                if chunk_hash not in self.known:
+                    texts.setdefault(chunk_hash, text)
+        return texts
+
     def flush(self) -> None:
-        texts = [text for _, _, chunks in self.items for text in chunks.column("text").to_pylist()]
-        started = time.perf_counter()
-        vectors = self.model.embed_documents(texts) if texts else np.zeros((0, 0), np.float32)
-        self.model_seconds += time.perf_counter() - started
-        offset = 0
+        missing = self._missing_texts()
+        self.known.update(lookup_vectors(self.store, list(missing)))
+        to_embed = {h: t for h, t in missing.items() if h not in self.known}
+        if to_embed:
+            started = time.perf_counter()
+            vectors = self.model.embed_documents(list(to_embed.values()))
+            self.model_seconds += time.perf_counter() - started
+            self.known.update(zip(to_embed, vectors))
         for shard, path, chunks in self.items:
-            rows = _embedding_rows(chunks, vectors[offset : offset + chunks.num_rows], self.version)
-            self.store.write(shard, path, rows)
-            offset += chunks.num_rows
-        self.embedded += len(texts)
+            hashes = chunks.column("chunk_hash").to_pylist()
+            rows = [
+                {
+                    "path": path,
+                    "ordinal": ordinal,
+                    "chunk_hash": chunk_hash,
+                    "index_version": self.version,
+                    "embedding": self.known[chunk_hash],
+                }
+                for ordinal, chunk_hash in zip(chunks.column("ordinal").to_pylist(), hashes)
+            ]
+            self.store.write(shard, path, rows, made_from=made_from(chunks))
+        total = sum(chunks.num_rows for _, _, chunks in self.items)
+        self.embedded += len(to_embed)
+        self.reused += total - len(to_embed)
         self.items, self.texts = [], 0
 
 
@@ -69,7 +88,8 @@ def build_embeddings(collection: Collection) -> dg.AssetsDefinition:
         **asset_options(
             collection,
             "embeddings",
-            "One vector per chunk from the text model, stored under the index version that made it.",
+            "One vector per chunk from the text model, stored under the index version that made it. "
+            "A vector is computed at most once per (index version, chunk hash).",
             {"pytorch", "parquet"},
         ),
         deps=[collection.asset_key("chunks")],
@@ -79,22 +99,34 @@ def build_embeddings(collection: Collection) -> dg.AssetsDefinition:
         version = text_index_version(text_model)
         dimension = text_model.dimension
         store = embeddings_store(collection, version, dimension)
-        chunks = chunks_store(collection)
+        chunks = chunks_store(collection, chunker_version(text_model))
         pending = _PendingDocuments(text_model, store, version)
-        for shard in context.partition_keys:
-            paths = [source["path"] for source in read_listing(collection, shard)]
+        unchanged = 0
+        listed = {shard: [source["path"] for source in read_listing(collection, shard)] for shard in context.partition_keys}
+        for shard, paths in listed.items():
             for path in paths:
                 table = chunks.read(shard, path)
-                pending.add(shard, path, table if table is not None else pa.table({"text": []}))
-            pending.flush()
+                if table is None:  # never converted: nothing to embed
+                    continue
+                if store.made_from(shard, path) == made_from(table):
+                    unchanged += 1
+                    continue
+                pending.add(shard, path, table)
+        pending.flush()
+        for shard, paths in listed.items():  # only now: a renamed file reuses its old vectors first
             store.prune(shard, paths)
-        context.log.info(f"Embedded {pending.embedded} chunks in {pending.model_seconds:.1f} s of model time")
+        context.log.info(
+            f"Embedded {pending.embedded} chunks in {pending.model_seconds:.1f} s of model time; "
+            f"reused {pending.reused} stored vectors; {unchanged} documents unchanged"
+        )
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": pending.embedded,
                 "dagster/column_schema": column_schema(embeddings_schema(dimension)),
                 "index_version": version,
                 "dimension": dimension,
+                "chunks_embedded": pending.embedded,
+                "chunks_reused": pending.reused,
+                "documents_unchanged": unchanged,
                 "model_seconds": round(pending.model_seconds, 3),
             }
         )

@@ -1,10 +1,12 @@
 import dagster as dg
-import pyarrow as pa
 
-from embed_pipelines.assets.common import asset_options, column_schema, failures_table, listing_file
+from embed_pipelines.assets.common import asset_options, column_schema, failures_table, paths_table
+from embed_pipelines.changes import compare_scans
 from embed_pipelines.collection import Collection
+from embed_pipelines.listing import read_listing, write_listing
+from embed_pipelines.shards import shard_of
 from embed_pipelines.source_scan import scan_source
-from embed_pipelines.storage import SOURCE_FILES_SCHEMA, write_parquet_atomic
+from embed_pipelines.storage import SOURCE_FILES_SCHEMA
 
 
 def build_source_files(collection: Collection) -> dg.AssetsDefinition:
@@ -12,26 +14,36 @@ def build_source_files(collection: Collection) -> dg.AssetsDefinition:
         **asset_options(
             collection,
             "source_files",
-            f"Every supported file under {collection.source_dir}: path, size, mtime, sha256.",
+            f"Every supported file under {collection.source_dir}: path, size, mtime, sha256. Files whose size "
+            "and mtime are unchanged keep their hash without being read.",
             {"filesystem", "parquet"},
         ),
         metadata={"dagster/column_schema": column_schema(SOURCE_FILES_SCHEMA), "source": str(collection.source_dir)},
     )
     def source_files(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         shards = context.partition_keys
-        scan = scan_source(collection.source_dir, collection.shard_count, set(shards))
-        files = 0
+        before = {row["path"]: row for shard in shards for row in read_listing(collection, shard)}
+        scan = scan_source(collection.source_dir, collection.shard_count, set(shards), known=before)
         for shard in shards:
-            rows = scan.files_by_shard.get(shard, [])
-            write_parquet_atomic(pa.Table.from_pylist(rows, schema=SOURCE_FILES_SCHEMA), listing_file(collection, shard))
-            files += len(rows)
+            write_listing(collection, shard, scan.files_by_shard.get(shard, []))
+        changes = compare_scans(before, scan.files())
+        per_shard = {
+            shard: sum(shard_of(path, collection.shard_count) == shard for path in changes.touched_paths)
+            for shard in shards
+        }
         for path, reason in scan.ignored.items():
             context.log.info(f"Not indexed: {path}: {reason}")
-        context.log.info(f"{files} files in {len(shards)} shards, {len(scan.ignored)} not indexed")
+        context.log.info(f"Source changes: {changes.counts()}; {scan.hashed} files hashed")
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": files,
-                "shards": len(shards),
+                "dagster/row_count": len(scan.files()),
+                **{f"files_{name}": count for name, count in changes.counts().items()},
+                "files_hashed": scan.hashed,
+                "changed_files_per_shard": str({s: n for s, n in per_shard.items() if n}),
+                "changes": paths_table(
+                    {"added": changes.added, "edited": changes.edited, "deleted": changes.deleted,
+                     "renamed": [f"{old} -> {new}" for old, new in changes.renamed]}
+                ),
                 "files_not_indexed": len(scan.ignored),
                 "not_indexed": failures_table(scan.ignored),
             }

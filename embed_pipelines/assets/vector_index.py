@@ -1,98 +1,144 @@
+from collections import Counter
 from collections.abc import Iterator
 
 import dagster as dg
+import pyarrow as pa
 
 from embed_pipelines.assets.common import (
     asset_options,
+    chunker_version,
     chunks_store,
     embeddings_store,
-    read_listing,
     text_index_version,
 )
 from embed_pipelines.collection import Collection
+from embed_pipelines.listing import read_listing
 from embed_pipelines.resources import PostgresResource, TextEmbeddingModel
-from embed_pipelines.storage import DocumentStore
 from embed_pipelines.vector_store import (
+    ShardHealth,
     column_types,
+    delete_document,
     ensure_hnsw_index,
     ensure_table,
-    replace_shard,
-    row_count,
+    indexed_documents,
+    replace_document,
+    shard_health,
 )
 
+CHECKS = {
+    "rows_match_chunks": "pgvector holds exactly one row per chunk of every listed file",
+    "no_rows_for_missing_files": "no rows for files that are no longer in the source",
+    "vectors_nonzero_and_finite": "no all-zero or NaN vectors",
+    "dimension_matches_model": "every vector has the model's dimension",
+}
 
-def _shard_rows(shard: str, paths: list[str], chunks: DocumentStore, embeddings: DocumentStore) -> Iterator[tuple]:
+
+def _document_rows(shard: str, path: str, chunks: pa.Table, vectors: pa.Table | None) -> Iterator[tuple]:
     """Chunks joined with their vectors, in LOADED_COLUMNS order. A vector made for other text is an error,
-    not a row: it means `embeddings` is older than `chunks` for this shard."""
-    for path in paths:
-        chunk_table = chunks.read(shard, path)
-        vector_table = embeddings.read(shard, path)
-        if chunk_table is None or not chunk_table.num_rows:
-            continue
-        vectors = {row["ordinal"]: row for row in vector_table.to_pylist()} if vector_table is not None else {}
-        for chunk in chunk_table.to_pylist():
-            vector = vectors.get(chunk["ordinal"])
-            if vector is None or vector["chunk_hash"] != chunk["chunk_hash"]:
-                raise RuntimeError(
-                    f"{path}: chunk {chunk['ordinal']} has no current embedding; materialize `embeddings` "
-                    f"for shard {shard} first"
-                )
-            yield (
-                path,
-                chunk["ordinal"],
-                shard,
-                chunk["text"],
-                chunk["headings"],
-                chunk["pages"],
-                chunk["chunk_hash"],
-                chunk["source_sha256"],
-                vector["embedding"],
+    not a row: it means `embeddings` is older than `chunks` for this document."""
+    by_ordinal = {row["ordinal"]: row for row in vectors.to_pylist()} if vectors is not None else {}
+    for chunk in chunks.to_pylist():
+        vector = by_ordinal.get(chunk["ordinal"])
+        if vector is None or vector["chunk_hash"] != chunk["chunk_hash"]:
+            raise RuntimeError(
+                f"{path}: chunk {chunk['ordinal']} has no current embedding; materialize `embeddings` "
+                f"for shard {shard} first"
             )
+        yield (
+            path,
+            chunk["ordinal"],
+            shard,
+            chunk["text"],
+            chunk["headings"],
+            chunk["pages"],
+            chunk["chunk_hash"],
+            chunk["source_sha256"],
+            vector["embedding"],
+        )
+
+
+def _signature(chunks: pa.Table) -> tuple[str, list[str]] | None:
+    """What the table must hold for a document: (source sha256, chunk hashes); None for no rows."""
+    if not chunks.num_rows:
+        return None
+    return chunks.column("source_sha256")[0].as_py(), chunks.column("chunk_hash").to_pylist()
+
+
+def _check_results(health: dict[str, ShardHealth], expected_rows: dict[str, int], dimension: int) -> list:
+    wrong_counts = {s: f"{h.rows} rows, {expected_rows[s]} chunks" for s, h in health.items() if h.rows != expected_rows[s]}
+    unlisted = sum(h.rows_of_unlisted_files for h in health.values())
+    bad = sum(h.zero_or_nan_vectors for h in health.values())
+    dimensions = sorted(set().union(*(h.dimensions for h in health.values())))
+    outcomes = {
+        "rows_match_chunks": (not wrong_counts, {"shards_differing": str(wrong_counts or "none")}),
+        "no_rows_for_missing_files": (unlisted == 0, {"rows": unlisted}),
+        "vectors_nonzero_and_finite": (bad == 0, {"rows": bad}),
+        "dimension_matches_model": (set(dimensions) <= {dimension}, {"found": str(dimensions), "model": dimension}),
+    }
+    return [
+        dg.AssetCheckResult(check_name=name, passed=passed, metadata=metadata)
+        for name, (passed, metadata) in outcomes.items()
+    ]
 
 
 def build_vector_index(collection: Collection) -> dg.AssetsDefinition:
-    columns = [dg.TableColumn(name, sql_type) for name, sql_type in column_types()]
+    key = collection.asset_key("vector_index")
 
     @dg.asset(
         **asset_options(
             collection,
             "vector_index",
             f"The pgvector table {collection.name}__<index version> (HNSW, cosine) behind the view "
-            f"{collection.name}; re-materializing a shard replaces exactly that shard's rows.",
+            f"{collection.name}. Each changed file's rows are swapped in one transaction; deleted files' "
+            "rows are removed; unchanged files are not touched.",
             {"postgres", "pgvector"},
         ),
         deps=[collection.asset_key("embeddings")],
-        metadata={"dagster/column_schema": dg.TableSchema(columns=columns)},
+        metadata={"dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(n, t) for n, t in column_types()])},
+        check_specs=[dg.AssetCheckSpec(name, asset=key, description=text) for name, text in CHECKS.items()],
     )
     def vector_index(
         context: dg.AssetExecutionContext, text_model: TextEmbeddingModel, postgres: PostgresResource
     ) -> dg.MaterializeResult:
         version = text_index_version(text_model)
         dimension = text_model.dimension
-        chunks = chunks_store(collection)
+        chunks = chunks_store(collection, chunker_version(text_model))
         embeddings = embeddings_store(collection, version, dimension)
-        deleted = written = 0
+        counts: Counter[str] = Counter()
+        health: dict[str, ShardHealth] = {}
+        expected_rows: dict[str, int] = {}
         with postgres.connect() as conn:
             table = ensure_table(conn, collection.name, version, dimension)
             for shard in context.partition_keys:
                 paths = [source["path"] for source in read_listing(collection, shard)]
-                shard_deleted, shard_written = replace_shard(
-                    conn, table, shard, _shard_rows(shard, paths, chunks, embeddings)
-                )
-                deleted += shard_deleted
-                written += shard_written
+                indexed = indexed_documents(conn, table, shard)
+                expected_rows[shard] = 0
+                for path in paths:
+                    chunk_table = chunks.read(shard, path)
+                    if chunk_table is None:  # never converted: nothing to index
+                        continue
+                    expected_rows[shard] += chunk_table.num_rows
+                    if _signature(chunk_table) == indexed.get(path):
+                        counts["documents_unchanged"] += 1
+                        continue
+                    deleted, written = replace_document(
+                        conn, table, path, _document_rows(shard, path, chunk_table, embeddings.read(shard, path))
+                    )
+                    counts.update(documents_replaced=1, rows_deleted=deleted, rows_written=written)
+                for path in sorted(set(indexed) - set(paths)):
+                    counts.update(documents_deleted=1, rows_deleted=delete_document(conn, table, path))
+                health[shard] = shard_health(conn, table, shard, paths)
             ensure_hnsw_index(conn, table)
-            total = row_count(conn, table)
-        context.log.info(f"{table}: wrote {written} rows, deleted {deleted}, {total} in the table")
+        context.log.info(f"{table}: {dict(counts)}")
         return dg.MaterializeResult(
             metadata={
                 "dagster/table_name": table,
                 "view": collection.name,
                 "index_version": version,
-                "rows_written": written,
-                "rows_deleted": deleted,
-                "dagster/row_count": total,
-            }
+                **{name: counts[name] for name in ("documents_replaced", "documents_deleted", "documents_unchanged", "rows_written", "rows_deleted")},
+                "rows_in_materialized_shards": sum(h.rows for h in health.values()),
+            },
+            check_results=_check_results(health, expected_rows, dimension),
         )
 
     return vector_index

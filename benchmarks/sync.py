@@ -1,0 +1,156 @@
+"""Incremental sync: initial sync, churn (5 edited, 5 deleted, 5 added), then a no-op sync; plus the
+sensor's scan of 10,000 unchanged files.
+
+Corpus: the HTML pages of Debian's Python documentation, never committed:
+
+    apt-get install python3.11-doc
+    .venv/bin/python benchmarks/sync.py [--corpus /usr/share/doc/python3.11/html] [--limit 300]
+
+Each sync runs as `embed-pipelines index` would: its own process, a persistent Dagster instance and state
+folder, the embedded PostgreSQL. Wall time includes process start and imports. A plain re-index loop (what
+users do without change tracking) costs the initial figure every time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+COLLECTION = "bench"
+CHURN = 5
+
+
+def html_pages(corpus: Path) -> list[Path]:
+    return sorted(p for p in corpus.rglob("*.html") if not any(part.startswith("_") for part in p.relative_to(corpus).parts))
+
+
+def sync_child(home: Path) -> None:
+    """One sync, in this process; prints its figures as JSON."""
+    import dagster as dg
+
+    from embed_pipelines import api
+    from embed_pipelines.resources.text_model import _load_encoder
+
+    started = time.perf_counter()
+    result = api.index(home / "corpus", COLLECTION)
+    assert result.success, "sync failed"
+    instance = dg.DagsterInstance.get()
+
+    def metadata(asset: str) -> dict:
+        event = instance.get_latest_materialization_event(dg.AssetKey([COLLECTION, asset]))
+        return {key: value.value for key, value in event.asset_materialization.metadata.items()}
+
+    embeddings, index = metadata("embeddings"), metadata("vector_index")
+    print(
+        json.dumps(
+            {
+                "run_s": time.perf_counter() - started,
+                "model_calls": embeddings["chunks_embedded"],
+                "model_loaded": _load_encoder.cache_info().currsize > 0,
+                "reused": embeddings["chunks_reused"],
+                "rows_written": index["rows_written"],
+                "rows_deleted": index["rows_deleted"],
+                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
+
+
+def timed_sync(home: Path) -> dict:
+    env = {**os.environ, "EMBED_PIPELINES_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", str(home)], env=env, check=True, capture_output=True, text=True
+    )
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"wall_s": time.perf_counter() - started, **figures}
+
+
+def churn(corpus: Path, spare: list[Path], source: Path) -> None:
+    files = sorted(corpus.rglob("*.html"))
+    for page in files[:CHURN]:  # edit one paragraph's worth: a new paragraph before </body>
+        text = page.read_text(encoding="utf-8", errors="replace")
+        page.write_text(text.replace("</body>", "<p>Edited for the benchmark: a new paragraph.</p></body>", 1))
+    for page in files[-CHURN:]:
+        page.unlink()
+    for page in spare[:CHURN]:
+        destination = corpus / page.relative_to(source)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(page, destination)
+
+
+def sensor_scan_seconds(files: int) -> tuple[float, bool]:
+    """Time the sensor's question (which shards changed?) over `files` unchanged files."""
+    from embed_pipelines.collection import Collection
+    from embed_pipelines.detection import pending_sync
+    from embed_pipelines.listing import write_listing
+    from embed_pipelines.source_scan import scan_source
+
+    with tempfile.TemporaryDirectory(prefix="embed-scan-") as home:
+        os.environ["EMBED_PIPELINES_STATE_DIR"] = str(Path(home) / "state")
+        source = Path(home) / "source"
+        for i in range(files):
+            folder = source / f"d{i % 50:02d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"note-{i}.md").write_text(f"# Note {i}\n\nSome text for note {i}.")
+        collection = Collection("scan", source, 16)
+        for shard, rows in scan_source(source, 16).files_by_shard.items():
+            write_listing(collection, shard, rows)
+        pending_sync(collection)  # warm the file system cache, as a running sensor would be
+        started = time.perf_counter()
+        pending = pending_sync(collection)
+        return time.perf_counter() - started, bool(pending)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, default=Path("/usr/share/doc/python3.11/html"))
+    parser.add_argument("--limit", type=int, default=300)
+    parser.add_argument("--scan-files", type=int, default=10_000)
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        sync_child(args.child)
+        return
+    if not args.corpus.is_dir():
+        sys.exit(f"{args.corpus} not found: apt-get install python3.11-doc, or pass --corpus")
+
+    scan_s, changed = sensor_scan_seconds(args.scan_files)
+    print(f"sensor scan of {args.scan_files} unchanged files: {scan_s * 1000:.0f} ms (changes found: {changed})")
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    pages = html_pages(args.corpus)
+    with tempfile.TemporaryDirectory(prefix="embed-sync-") as tmp:
+        home = Path(tmp)
+        for page in pages[: args.limit]:
+            destination = home / "corpus" / page.relative_to(args.corpus)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(page, destination)
+        results = {"initial": timed_sync(home)}
+        churn(home / "corpus", pages[args.limit :], args.corpus)
+        results["incremental"] = timed_sync(home)
+        results["no-op"] = timed_sync(home)
+
+    initial = results["initial"]["wall_s"]
+    print(f"\ncorpus: {args.limit} HTML files; churn: {CHURN} edited, {CHURN} deleted, {CHURN} added")
+    header = f"{'sync':12}{'wall s':>9}{'% of initial':>14}{'run s':>8}{'model calls':>13}{'model loaded':>14}"
+    header += f"{'reused':>8}{'rows written':>14}{'rows deleted':>14}{'peak RSS MiB':>14}"
+    print(header)
+    for name, r in results.items():
+        print(
+            f"{name:12}{r['wall_s']:9.1f}{100 * r['wall_s'] / initial:13.1f}%{r['run_s']:8.1f}{r['model_calls']:13}"
+            f"{str(r['model_loaded']):>14}{r['reused']:8}{r['rows_written']:14}{r['rows_deleted']:14}"
+            f"{r['peak_rss_mib']:14.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""What changed in a source between two scans: added, edited, deleted, renamed, unchanged files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SourceChanges:
+    added: list[str] = field(default_factory=list)
+    edited: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    renamed: list[tuple[str, str]] = field(default_factory=list)  # (old path, new path), same bytes
+    unchanged: list[str] = field(default_factory=list)
+
+    @property
+    def touched_paths(self) -> set[str]:
+        """Every path whose rows must change: both ends of a rename count."""
+        renamed = {path for pair in self.renamed for path in pair}
+        return set(self.added) | set(self.edited) | set(self.deleted) | renamed
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "added": len(self.added),
+            "edited": len(self.edited),
+            "deleted": len(self.deleted),
+            "renamed": len(self.renamed),
+            "unchanged": len(self.unchanged),
+        }
+
+
+def compare_scans(before: dict[str, dict], after: dict[str, dict]) -> SourceChanges:
+    """Both map path -> {"sha256": ...}. A deleted file whose bytes reappear under a new path is a rename."""
+    changes = SourceChanges()
+    for path, row in sorted(after.items()):
+        if path not in before:
+            changes.added.append(path)
+        elif before[path]["sha256"] != row["sha256"]:
+            changes.edited.append(path)
+        else:
+            changes.unchanged.append(path)
+    deleted = sorted(set(before) - set(after))
+    added_by_sha: dict[str, list[str]] = {}
+    for path in changes.added:
+        added_by_sha.setdefault(after[path]["sha256"], []).append(path)
+    for path in deleted:
+        candidates = added_by_sha.get(before[path]["sha256"])
+        if candidates:
+            new_path = candidates.pop(0)
+            changes.added.remove(new_path)
+            changes.renamed.append((path, new_path))
+        else:
+            changes.deleted.append(path)
+    return changes

@@ -1,0 +1,39 @@
+"""Which shards of a collection need a sync: the sensor's question, answered with a stat per file."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from embed_pipelines.changes import SourceChanges, compare_scans
+from embed_pipelines.collection import Collection
+from embed_pipelines.listing import read_all_listings
+from embed_pipelines.shards import shard_of
+from embed_pipelines.source_scan import scan_source
+
+
+@dataclass(frozen=True)
+class PendingSync:
+    changes: SourceChanges
+    shards: frozenset[str]  # shards whose files changed, or whose listing is out of date (touched files)
+    fingerprint: str  # names this exact state of the changed files: one run per state
+
+    def __bool__(self) -> bool:
+        return bool(self.shards)
+
+
+def pending_sync(collection: Collection) -> PendingSync:
+    """Compare the folder with the listings `source_files` last wrote. Only files whose size or mtime
+    differ are read (to tell an edit from a touch)."""
+    before = read_all_listings(collection)
+    scan = scan_source(collection.source_dir, collection.shard_count, known=before)
+    after = scan.files()
+    changes = compare_scans(before, after)
+    restated = {path for path, row in after.items() if row is not before.get(path)}
+    paths = changes.touched_paths | restated
+    state = sorted((path, after[path]["sha256"] if path in after else "deleted") for path in paths)
+    return PendingSync(
+        changes=changes,
+        shards=frozenset(shard_of(path, collection.shard_count) for path in paths),
+        fingerprint=hashlib.sha256(repr(state).encode()).hexdigest()[:16],
+    )

@@ -1,0 +1,30 @@
+"""Declarative automation: a re-materialized upstream makes its downstream requested."""
+
+import dagster as dg
+
+from embed_pipelines.collection import Collection
+from embed_pipelines.factory import build_definitions
+
+
+def test_downstream_is_requested_after_an_upstream_materialization(tmp_path, instance):
+    collection = Collection("auto", tmp_path, shard_count=2)
+    defs = build_definitions(collection)
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    assert first.total_requested == 0, "nothing is requested before anything upstream happened"
+
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(asset_key=collection.asset_key("source_files"), partition="1")
+    )
+    second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+    assert second.get_requested_partitions(collection.asset_key("documents")) == {"1"}
+    assert second.get_num_requested(collection.asset_key("source_files")) == 0
+
+
+def test_sensors_and_the_nightly_schedule_are_on_by_default(tmp_path):
+    defs = build_definitions(Collection("auto", tmp_path, shard_count=2, nightly_cron="30 3 * * *", timezone="Europe/Zurich"))
+    sensors = {sensor.name: sensor for sensor in defs.sensors}
+    assert set(sensors) == {"auto_source_changes", "auto_automation"}
+    assert all(sensor.default_status == dg.DefaultSensorStatus.RUNNING for sensor in sensors.values())
+    (schedule,) = defs.schedules
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("30 3 * * *", "Europe/Zurich")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING

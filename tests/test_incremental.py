@@ -1,0 +1,112 @@
+"""Row-level incrementality: work proportional to what changed, failures keep the last good rows."""
+
+import hashlib
+import os
+
+import pytest
+from support import indexed_rows, latest_metadata, run_index, write_corpus
+
+from embed_pipelines.resources.text_model import _load_encoder
+
+SECTIONS = {
+    "Grind": "Grind the beans just before brewing.",
+    "Water": "Use soft water with a few minerals.",
+    "Milk": "Steam milk until it looks like wet paint.",
+    "Cleaning": "Backflush the machine every week.",
+}
+
+
+def guide(sections: dict[str, str]) -> str:
+    return "# Coffee guide\n\n" + "\n\n".join(f"## {title}\n\n{text}" for title, text in sections.items())
+
+
+@pytest.fixture
+def synced(tmp_path, state_dir, instance, tiny_model, postgres):
+    """A small corpus synced once; returns a function that syncs again and the corpus folder."""
+    source = write_corpus(
+        tmp_path / "docs",
+        {
+            "guide.md": guide(SECTIONS),
+            "notes/shop.md": "# Shop\n\nThe shop opens at eight.",
+            "notes/copy.md": "# Shop\n\nThe shop opens at eight.",  # same text as shop.md: one vector
+            "manual.pdf.md": "# Manual\n\n## Pressure\n\nNine bar is the usual brewing pressure.",
+        },
+    )
+    collection = f"inc_{hashlib.sha256(str(tmp_path).encode()).hexdigest()[:8]}"
+
+    def sync():
+        run_index(source, collection, instance, tiny_model, postgres)
+        return {asset: latest_metadata(instance, collection, asset) for asset in ("documents", "embeddings", "vector_index")}
+
+    first = sync()
+    return source, collection, sync, first
+
+
+def test_identical_chunks_in_two_files_are_embedded_once(synced, postgres):
+    _, collection, _, first = synced
+    rows = indexed_rows(postgres, collection)
+    assert first["embeddings"]["chunks_embedded"] == len({row[2] for row in rows}) < len(rows)
+
+
+def test_a_noop_sync_loads_no_model_and_writes_no_rows(synced, postgres):
+    _, collection, sync, _ = synced
+    before = indexed_rows(postgres, collection)
+    _load_encoder.cache_clear()
+    second = sync()
+    assert _load_encoder.cache_info().currsize == 0, "the model was loaded"
+    assert second["embeddings"]["chunks_embedded"] == 0
+    assert second["vector_index"]["rows_written"] == second["vector_index"]["rows_deleted"] == 0
+    assert second["documents"]["unchanged"] == 4
+    assert indexed_rows(postgres, collection) == before
+
+
+def test_editing_one_paragraph_re_embeds_only_its_chunks(synced, postgres):
+    source, collection, sync, _ = synced
+    before = {row[2] for row in indexed_rows(postgres, collection) if row[0] == "guide.md"}
+    (source / "guide.md").write_text(guide({**SECTIONS, "Milk": "Heat milk gently and stop at sixty degrees."}))
+    second = sync()
+    after = {row[2] for row in indexed_rows(postgres, collection) if row[0] == "guide.md"}
+    assert second["embeddings"]["chunks_embedded"] == len(after - before) >= 1
+    assert second["embeddings"]["chunks_reused"] == len(after & before) >= 1
+    assert second["vector_index"]["documents_replaced"] == 1
+
+
+def test_a_deleted_file_leaves_the_index_in_one_sync(synced, postgres):
+    source, collection, sync, _ = synced
+    (source / "manual.pdf").unlink()
+    second = sync()
+    assert "manual.pdf" not in {row[0] for row in indexed_rows(postgres, collection)}
+    assert second["vector_index"]["documents_deleted"] == 1
+
+
+def test_a_rename_moves_rows_without_embedding(synced, postgres):
+    source, collection, sync, _ = synced
+    hashes = [row[2] for row in indexed_rows(postgres, collection) if row[0] == "guide.md"]
+    (source / "guide.md").rename(source / "notes" / "coffee.md")
+    second = sync()
+    rows = indexed_rows(postgres, collection)
+    assert [row[2] for row in rows if row[0] == "notes/coffee.md"] == hashes
+    assert not any(row[0] == "guide.md" for row in rows)
+    assert second["embeddings"]["chunks_embedded"] == 0
+
+
+def test_a_parse_failure_keeps_the_last_good_rows_and_is_retried(synced, postgres):
+    source, collection, sync, _ = synced
+    before = [row for row in indexed_rows(postgres, collection) if row[0] == "manual.pdf"]
+    (source / "manual.pdf").write_bytes(os.urandom(3000))
+    for _ in range(2):  # the next sync tries again, and fails again, still keeping the rows
+        metadata = sync()
+        assert metadata["documents"]["failed"] == 1 and "manual.pdf" in metadata["documents"]["failed_files"]
+        assert [row for row in indexed_rows(postgres, collection) if row[0] == "manual.pdf"] == before
+    write_corpus(source, {"manual.pdf.md": "# Manual\n\n## Pressure\n\nEight bar is gentler."})
+    assert sync()["documents"]["failed"] == 0
+    assert [row for row in indexed_rows(postgres, collection) if row[0] == "manual.pdf"] != before
+
+
+def test_content_that_comes_back_reuses_its_old_vectors(synced):
+    source, _, sync, _ = synced
+    original = (source / "guide.md").read_text()
+    (source / "guide.md").write_text(guide({"Other": "Something else entirely."}))
+    sync()
+    (source / "guide.md").write_text(original)
+    assert sync()["embeddings"]["chunks_embedded"] == 0
