@@ -81,7 +81,7 @@ def run_plain_loop(state_dir: Path, batch_size: int) -> dict:
         conn.execute("CREATE TABLE plain_loop (id bigserial PRIMARY KEY, text text, embedding vector(384))")
         with conn.cursor().copy("COPY plain_loop (text, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
             copy.set_types(["text", "vector"])
-            for text, vector in zip(texts, vectors):
+            for text, vector in zip(texts, vectors, strict=True):
                 copy.write_row((text, vector))
         copied = time.perf_counter()
         conn.execute("SET maintenance_work_mem = '512MB'")

@@ -29,7 +29,9 @@ CHURN = 5
 
 
 def html_pages(corpus: Path) -> list[Path]:
-    return sorted(p for p in corpus.rglob("*.html") if not any(part.startswith("_") for part in p.relative_to(corpus).parts))
+    return sorted(
+        p for p in corpus.rglob("*.html") if not any(part.startswith("_") for part in p.relative_to(corpus).parts)
+    )
 
 
 def sync_child(home: Path) -> None:

@@ -120,9 +120,7 @@ class DocumentExtractor:
             reasons = "; ".join(e.error_message for e in result.errors) or result.status.value
             return _failed(mode, f"docling could not convert the file: {reasons}")
         status = (
-            ExtractionStatus.SUCCESS
-            if result.status == ConversionStatus.SUCCESS
-            else ExtractionStatus.PARTIAL_SUCCESS
+            ExtractionStatus.SUCCESS if result.status == ConversionStatus.SUCCESS else ExtractionStatus.PARTIAL_SUCCESS
         )
         return Extraction(mode, status, result.document)
 

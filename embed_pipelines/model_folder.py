@@ -70,7 +70,5 @@ def read_model_folder(folder: Path) -> ModelFolderConfig:
 def _pooling_from(config: dict) -> Pooling:
     enabled = [name for flag, name in _POOLING_FLAGS.items() if config.get(flag)]
     if len(enabled) != 1:
-        raise ValueError(
-            f"Unsupported pooling configuration {config}: exactly one of {POOLING_MODES} must be enabled."
-        )
+        raise ValueError(f"Unsupported pooling configuration {config}: exactly one of {POOLING_MODES} must be enabled.")
     return enabled[0]  # type: ignore[return-value]

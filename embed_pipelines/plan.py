@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from embed_pipelines.assets.common import chunker_for, chunker_version, chunks_store, embeddings_store, text_index_version
+from embed_pipelines.assets.common import (
+    chunker_for,
+    chunker_version,
+    chunks_store,
+    embeddings_store,
+    text_index_version,
+)
 from embed_pipelines.changes import SourceChanges
 from embed_pipelines.collection import Collection
 from embed_pipelines.detection import pending_sync

@@ -83,5 +83,3 @@ def ensure_sample_corpus(folder: Path) -> Path:
     if not folder.is_dir() or not any(folder.iterdir()):
         write_sample_corpus(folder)
     return folder
-
-

@@ -29,4 +29,4 @@ def lookup_vectors(store: DocumentStore, chunk_hashes: list[str]) -> dict[str, n
             "WHERE chunk_hash IN (SELECT chunk_hash FROM wanted) GROUP BY chunk_hash"
         ).to_arrow_table()
     vectors = np.asarray(found.column("embedding").to_pylist(), dtype=np.float32)
-    return dict(zip(found.column("chunk_hash").to_pylist(), vectors))
+    return dict(zip(found.column("chunk_hash").to_pylist(), vectors, strict=True))

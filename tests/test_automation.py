@@ -21,7 +21,9 @@ def test_downstream_is_requested_after_an_upstream_materialization(tmp_path, ins
 
 
 def test_sensors_and_the_nightly_schedule_are_on_by_default(tmp_path):
-    defs = build_definitions(Collection("auto", tmp_path, shard_count=2, nightly_cron="30 3 * * *", timezone="Europe/Zurich"))
+    defs = build_definitions(
+        Collection("auto", tmp_path, shard_count=2, nightly_cron="30 3 * * *", timezone="Europe/Zurich")
+    )
     sensors = {sensor.name: sensor for sensor in defs.sensors}
     assert set(sensors) == {"auto_source_changes", "auto_automation"}
     assert all(sensor.default_status == dg.DefaultSensorStatus.RUNNING for sensor in sensors.values())

@@ -31,7 +31,7 @@ def test_five_partitioned_assets_in_one_group_with_lineage():
     graph = definitions.resolve_asset_graph()
     keys = [dg.AssetKey(["sample", name]) for name in ASSETS]
     assert set(graph.get_all_asset_keys()) == set(keys)
-    for upstream, downstream in zip(keys, keys[1:]):
+    for upstream, downstream in zip(keys, keys[1:], strict=False):
         assert graph.get(downstream).parent_keys == {upstream}
     for key in keys:
         node = graph.get(key)

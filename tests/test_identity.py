@@ -5,9 +5,9 @@ import subprocess
 import sys
 from collections import Counter
 
+from embed_pipelines.assets.common import text_index_version
 from embed_pipelines.index_version import index_version
 from embed_pipelines.resources import TextEmbeddingModel
-from embed_pipelines.assets.common import text_index_version
 from embed_pipelines.shards import shard_keys, shard_of
 
 PROGRAM = (

@@ -6,6 +6,9 @@ import os
 import pytest
 from support import indexed_rows, latest_metadata, run_index, write_corpus
 
+from embed_pipelines import api
+from embed_pipelines.collection import Collection
+from embed_pipelines.listing import read_all_listings
 from embed_pipelines.resources.text_model import _load_encoder
 
 SECTIONS = {
@@ -36,7 +39,9 @@ def synced(tmp_path, state_dir, instance, tiny_model, postgres):
 
     def sync():
         run_index(source, collection, instance, tiny_model, postgres)
-        return {asset: latest_metadata(instance, collection, asset) for asset in ("documents", "embeddings", "vector_index")}
+        return {
+            asset: latest_metadata(instance, collection, asset) for asset in ("documents", "embeddings", "vector_index")
+        }
 
     first = sync()
     return source, collection, sync, first
@@ -110,3 +115,18 @@ def test_content_that_comes_back_reuses_its_old_vectors(synced):
     sync()
     (source / "guide.md").write_text(original)
     assert sync()["embeddings"]["chunks_embedded"] == 0
+
+
+def test_the_plan_predicts_the_sync_without_changing_anything(synced, tiny_model):
+    source, collection, sync, _ = synced
+    (source / "guide.md").write_text(guide({**SECTIONS, "Milk": "Heat milk gently and stop at sixty degrees."}))
+    (source / "notes/copy.md").unlink()
+    spec = Collection(collection, source.resolve(), 4)
+    listings = read_all_listings(spec)
+    plan = api.plan(source, collection, shard_count=4, text_model=tiny_model)
+    assert read_all_listings(spec) == listings, "planning wrote a listing"
+    assert (plan.changes.edited, plan.changes.deleted) == (["guide.md"], ["notes/copy.md"])
+    metadata = sync()
+    assert plan.chunks_to_embed == metadata["embeddings"]["chunks_embedded"]
+    assert plan.chunks_to_reuse == metadata["embeddings"]["chunks_reused"]
+    assert plan.rows_to_delete == metadata["vector_index"]["rows_deleted"]

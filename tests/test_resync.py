@@ -45,9 +45,7 @@ def test_rematerializing_one_shard_replaces_exactly_its_rows(tmp_path, state_dir
     (source / untouched).unlink()  # its shard is not re-materialized, so its rows must stay
     collection = Collection("oneshard", source.resolve(), 4)
     defs = build_definitions(collection, text_model, postgres)
-    result = dg.materialize(
-        defs.assets, partition_key=shard_of(edited, 4), instance=instance, resources=defs.resources
-    )
+    result = dg.materialize(defs.assets, partition_key=shard_of(edited, 4), instance=instance, resources=defs.resources)
     assert result.success
     after = indexed_rows(postgres, "oneshard")
 

@@ -65,7 +65,9 @@ def test_every_sync_equals_a_rebuild(operations, tmp_path_factory, tiny_model, p
             apply(source, operation)
             run_index(source, collection, instance, tiny_model, postgres)
             with postgres.connect() as conn:
-                rows = conn.execute(f"SELECT document_path, chunk_ordinal, chunk_hash, embedding FROM {collection}").fetchall()
+                rows = conn.execute(
+                    f"SELECT document_path, chunk_ordinal, chunk_hash, embedding FROM {collection}"
+                ).fetchall()
             expected = rebuild(source, tiny_model)
             assert {(p, o): h for p, o, h, _ in rows} == {key: h for key, (h, _) in expected.items()}, operation
             if rows:

@@ -68,7 +68,9 @@ def test_a_prefix_shortens_the_chunk_token_limit():
     plain = TextEmbeddingModel(device="cpu")
     prefixed = TextEmbeddingModel(device="cpu", document_prefix="search document: ")
     assert plain.chunk_token_limit() == 254
-    assert prefixed.chunk_token_limit() == 254 - len(plain.tokenizer("search document: ", add_special_tokens=False)["input_ids"])
+    assert prefixed.chunk_token_limit() == 254 - len(
+        plain.tokenizer("search document: ", add_special_tokens=False)["input_ids"]
+    )
 
 
 @pytest.mark.parametrize(

@@ -48,7 +48,9 @@ def failures_table(failures: dict[str, str]) -> dg.MetadataValue:
 
 
 def paths_table(paths_by_kind: dict[str, list[str]]) -> dg.MetadataValue:
-    return _markdown_table(("change", "file"), [(kind, path) for kind, paths in paths_by_kind.items() for path in paths])
+    return _markdown_table(
+        ("change", "file"), [(kind, path) for kind, paths in paths_by_kind.items() for path in paths]
+    )
 
 
 def chunker_for(text_model: TextEmbeddingModel) -> DocumentChunker:

@@ -9,8 +9,8 @@ from embed_pipelines.assets.common import (
     failures_table,
 )
 from embed_pipelines.collection import Collection
-from embed_pipelines.listing import read_listing
 from embed_pipelines.extraction import DocumentExtractor, Extraction, ExtractionStatus
+from embed_pipelines.listing import read_listing
 from embed_pipelines.storage import DOCUMENTS_SCHEMA
 
 

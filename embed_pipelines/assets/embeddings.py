@@ -2,7 +2,6 @@ import hashlib
 import time
 
 import dagster as dg
-import numpy as np
 import pyarrow as pa
 
 from embed_pipelines.assets.common import (
@@ -36,7 +35,6 @@ class _PendingDocuments:
         self.model, self.store, self.version = model, store, version
         self.items: list[tuple[str, str, pa.Table]] = []
         self.texts = 0
-        self.known: dict[str, np.ndarray] = {}  # this run's vectors, by chunk hash
         self.embedded = self.reused = 0
         self.model_seconds = 0.0
 
@@ -46,24 +44,24 @@ class _PendingDocuments:
         if self.texts >= TEXTS_PER_MODEL_CALL:
             self.flush()
 
-    def _missing_texts(self) -> dict[str, str]:
-        """chunk hash -> text for hashes neither stored for this version nor computed in this run."""
+    def _distinct_texts(self) -> dict[str, str]:
+        """chunk hash -> text, once per distinct hash of the batch."""
         texts: dict[str, str] = {}
         for _, _, chunks in self.items:
-            for chunk_hash, text in zip(chunks.column("chunk_hash").to_pylist(), chunks.column("text").to_pylist()):
-                if chunk_hash not in self.known:
-                    texts.setdefault(chunk_hash, text)
+            columns = (chunks.column("chunk_hash").to_pylist(), chunks.column("text").to_pylist())
+            for chunk_hash, text in zip(*columns, strict=True):
+                texts.setdefault(chunk_hash, text)
         return texts
 
     def flush(self) -> None:
-        missing = self._missing_texts()
-        self.known.update(lookup_vectors(self.store, list(missing)))
-        to_embed = {h: t for h, t in missing.items() if h not in self.known}
+        texts = self._distinct_texts()
+        vectors = lookup_vectors(self.store, list(texts))  # earlier batches are on disk by now
+        to_embed = {h: t for h, t in texts.items() if h not in vectors}
         if to_embed:
             started = time.perf_counter()
-            vectors = self.model.embed_documents(list(to_embed.values()))
+            computed = self.model.embed_documents(list(to_embed.values()))
             self.model_seconds += time.perf_counter() - started
-            self.known.update(zip(to_embed, vectors))
+            vectors.update(zip(to_embed, computed, strict=True))
         for shard, path, chunks in self.items:
             hashes = chunks.column("chunk_hash").to_pylist()
             rows = [
@@ -72,15 +70,15 @@ class _PendingDocuments:
                     "ordinal": ordinal,
                     "chunk_hash": chunk_hash,
                     "index_version": self.version,
-                    "embedding": self.known[chunk_hash],
+                    "embedding": vectors[chunk_hash],
                 }
-                for ordinal, chunk_hash in zip(chunks.column("ordinal").to_pylist(), hashes)
+                for ordinal, chunk_hash in zip(chunks.column("ordinal").to_pylist(), hashes, strict=True)
             ]
             self.store.write(shard, path, rows, made_from=made_from(chunks))
         total = sum(chunks.num_rows for _, _, chunks in self.items)
         self.embedded += len(to_embed)
         self.reused += total - len(to_embed)
-        self.items, self.texts = [], 0
+        self.items, self.texts = [], 0  # memory stays bounded by one batch
 
 
 def build_embeddings(collection: Collection) -> dg.AssetsDefinition:
@@ -102,7 +100,9 @@ def build_embeddings(collection: Collection) -> dg.AssetsDefinition:
         chunks = chunks_store(collection, chunker_version(text_model))
         pending = _PendingDocuments(text_model, store, version)
         unchanged = 0
-        listed = {shard: [source["path"] for source in read_listing(collection, shard)] for shard in context.partition_keys}
+        listed = {
+            shard: [source["path"] for source in read_listing(collection, shard)] for shard in context.partition_keys
+        }
         for shard, paths in listed.items():
             for path in paths:
                 table = chunks.read(shard, path)

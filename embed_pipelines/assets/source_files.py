@@ -41,8 +41,12 @@ def build_source_files(collection: Collection) -> dg.AssetsDefinition:
                 "files_hashed": scan.hashed,
                 "changed_files_per_shard": str({s: n for s, n in per_shard.items() if n}),
                 "changes": paths_table(
-                    {"added": changes.added, "edited": changes.edited, "deleted": changes.deleted,
-                     "renamed": [f"{old} -> {new}" for old, new in changes.renamed]}
+                    {
+                        "added": changes.added,
+                        "edited": changes.edited,
+                        "deleted": changes.deleted,
+                        "renamed": [f"{old} -> {new}" for old, new in changes.renamed],
+                    }
                 ),
                 "files_not_indexed": len(scan.ignored),
                 "not_indexed": failures_table(scan.ignored),

@@ -65,7 +65,9 @@ def _signature(chunks: pa.Table) -> tuple[str, list[str]] | None:
 
 
 def _check_results(health: dict[str, ShardHealth], expected_rows: dict[str, int], dimension: int) -> list:
-    wrong_counts = {s: f"{h.rows} rows, {expected_rows[s]} chunks" for s, h in health.items() if h.rows != expected_rows[s]}
+    wrong_counts = {
+        s: f"{h.rows} rows, {expected_rows[s]} chunks" for s, h in health.items() if h.rows != expected_rows[s]
+    }
     unlisted = sum(h.rows_of_unlisted_files for h in health.values())
     bad = sum(h.zero_or_nan_vectors for h in health.values())
     dimensions = sorted(set().union(*(h.dimensions for h in health.values())))
@@ -135,7 +137,16 @@ def build_vector_index(collection: Collection) -> dg.AssetsDefinition:
                 "dagster/table_name": table,
                 "view": collection.name,
                 "index_version": version,
-                **{name: counts[name] for name in ("documents_replaced", "documents_deleted", "documents_unchanged", "rows_written", "rows_deleted")},
+                **{
+                    name: counts[name]
+                    for name in (
+                        "documents_replaced",
+                        "documents_deleted",
+                        "documents_unchanged",
+                        "rows_written",
+                        "rows_deleted",
+                    )
+                },
                 "rows_in_materialized_shards": sum(h.rows for h in health.values()),
             },
             check_results=_check_results(health, expected_rows, dimension),
