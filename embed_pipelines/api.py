@@ -12,6 +12,7 @@ from embed_pipelines.collection import Collection
 from embed_pipelines.factory import build_definitions, index_job_name
 from embed_pipelines.plan import SyncPlan, plan_sync
 from embed_pipelines.resources import PostgresResource, TextEmbeddingModel
+from embed_pipelines.resources.text_model import default_text_model
 from embed_pipelines.vector_store import Hit
 from embed_pipelines.vector_store import search as search_relation
 
@@ -33,10 +34,6 @@ def _collection(source_dir: Path | str, name: str, shard_count: int | None) -> C
         source_dir=Path(source_dir).expanduser().resolve(),
         shard_count=shard_count or settings.shard_count(),
     )
-
-
-def _default_text_model() -> TextEmbeddingModel:
-    return TextEmbeddingModel(model=os.environ.get(settings.MODEL_ENV, ""))
 
 
 def index(
@@ -66,7 +63,7 @@ def plan(
     text_model: TextEmbeddingModel | None = None,
 ) -> SyncPlan:
     """What `index` would add, re-embed, reuse and delete, without changing anything."""
-    return plan_sync(_collection(source_dir, collection, shard_count), text_model or _default_text_model())
+    return plan_sync(_collection(source_dir, collection, shard_count), text_model or default_text_model())
 
 
 def search(
@@ -77,6 +74,6 @@ def search(
     postgres: PostgresResource | None = None,
 ) -> list[Hit]:
     """Nearest chunks in the collection's view, by cosine similarity to the embedded question."""
-    query = (text_model or _default_text_model()).embed_query(question)
+    query = (text_model or default_text_model()).embed_query(question)
     with (postgres or PostgresResource()).connect() as conn:
         return search_relation(conn, collection, query, k)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 from embed_pipelines.assets import build_text_assets
 from embed_pipelines.automation import build_automation_sensor, build_change_sensor, build_nightly_schedule
 from embed_pipelines.collection import Collection
 from embed_pipelines.resources import PostgresResource, TextEmbeddingModel
-from embed_pipelines.settings import MODEL_ENV
+from embed_pipelines.resources.text_model import default_text_model
 
 
 def index_job_name(collection: Collection) -> str:
@@ -34,7 +32,7 @@ def build_definitions(
         sensors=[build_change_sensor(collection, index_job.name), build_automation_sensor(collection)],
         schedules=[build_nightly_schedule(collection, index_job.name)],
         resources={
-            "text_model": text_model or TextEmbeddingModel(model=os.environ.get(MODEL_ENV, "")),
+            "text_model": text_model or default_text_model(),
             "postgres": postgres or PostgresResource(),
         },
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -13,6 +14,7 @@ from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 
 from embed_pipelines.index_version import model_fingerprint
 from embed_pipelines.model_folder import ModelFolderConfig, read_model_folder
+from embed_pipelines.settings import MODEL_ENV
 from embed_pipelines.text_encoder import TextEncoder, pick_device, pick_dtype
 
 
@@ -133,3 +135,8 @@ class TextEmbeddingModel(dg.ConfigurableResource):
             "prefixes": list(self.prefixes),
             "dtype": str(pick_dtype(pick_device(self.device))).removeprefix("torch."),
         }
+
+
+def default_text_model() -> TextEmbeddingModel:
+    """The model named by EMBED_PIPELINES_MODEL, else the bundled all-MiniLM-L6-v2."""
+    return TextEmbeddingModel(model=os.environ.get(MODEL_ENV, ""))

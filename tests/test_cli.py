@@ -1,0 +1,30 @@
+"""The command line as a user runs it: default resources, the Dagster instance in DAGSTER_HOME."""
+
+import dagster as dg
+import pytest
+from support import SMALL_CORPUS, write_corpus
+
+from embed_pipelines import cli
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMBED_PIPELINES_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("EMBED_PIPELINES_STATE_DIR", raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))  # restored after the test
+    return tmp_path / "home"
+
+
+def test_index_plan_and_search_from_the_command_line(tmp_path, home, capsys):
+    source = write_corpus(tmp_path / "docs", SMALL_CORPUS)
+    assert cli.main(["index", str(source), "--collection", "cli", "--plan"]) == 0
+    assert "5 added" in capsys.readouterr().out
+
+    assert cli.main(["index", str(source), "--collection", "cli", "--shards", "2"]) == 0
+    assert "succeeded" in capsys.readouterr().out
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        assert len(instance.get_runs()) == 1, "the run is recorded where `dagster dev` looks"
+
+    assert cli.main(["search", "how hard should I tamp the coffee?", "--collection", "cli", "-k", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(" 1. ") and "guide/espresso.md" in lines[0] and "Tamping" in lines[0]
