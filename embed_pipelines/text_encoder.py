@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -66,16 +64,6 @@ def token_budget_batches(lengths: list[int], token_budget: int, max_batch: int) 
     return batches
 
 
-@dataclass
-class EncoderStats:
-    """Counts of real work, so that callers can prove a sync did (or did not) run the model."""
-
-    texts: int = 0
-    batches: int = 0
-    seconds: float = 0.0
-    oom_splits: int = field(default=0)
-
-
 class TextEncoder:
     def __init__(
         self,
@@ -93,7 +81,6 @@ class TextEncoder:
         self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModel.from_pretrained(folder, dtype=self.dtype).to(device).eval()
         self.max_length = config.max_seq_length or self.tokenizer.model_max_length
-        self.stats = EncoderStats()
 
     @property
     def dimension(self) -> int:
@@ -102,15 +89,12 @@ class TextEncoder:
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        started = time.perf_counter()
         encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
         ids, masks = encoded["input_ids"], encoded["attention_mask"]
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         for batch in token_budget_batches([len(i) for i in ids], self.token_budget, self.max_batch):
             features = [{"input_ids": ids[i], "attention_mask": masks[i]} for i in batch]
             out[batch] = self._forward_splitting_on_oom(features)
-        self.stats.texts += len(texts)
-        self.stats.seconds += time.perf_counter() - started
         return out
 
     def _forward_splitting_on_oom(self, features: list[dict]) -> np.ndarray:
@@ -119,7 +103,6 @@ class TextEncoder:
         except torch.OutOfMemoryError:
             if len(features) == 1:
                 raise
-            self.stats.oom_splits += 1
             torch.cuda.empty_cache()
             half = len(features) // 2
             _log.warning("Out of memory on a batch of %d; retrying as two halves", len(features))
@@ -134,5 +117,4 @@ class TextEncoder:
         vectors = pool(hidden, batch["attention_mask"], self.config.pooling)
         if self.config.normalize:
             vectors = F.normalize(vectors.float(), p=2, dim=1)
-        self.stats.batches += 1
         return vectors.float().cpu().numpy()

@@ -131,10 +131,6 @@ def ensure_hnsw_index(conn: psycopg.Connection, table: str) -> None:
         )
 
 
-def row_count(conn: psycopg.Connection, relation: str) -> int:
-    return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(relation))).fetchone()[0]
-
-
 @dataclass(frozen=True)
 class Hit:
     score: float

@@ -44,10 +44,6 @@ class PostgresResource(dg.ConfigurableResource):
             return dsn
         return embedded_server_uri(Path(self.embedded_data_dir or home_dir() / "pgdata").expanduser())
 
-    @property
-    def is_embedded(self) -> bool:
-        return not os.environ.get(self.dsn_env_var)
-
     def connect(self) -> psycopg.Connection:
         conn = psycopg.connect(self._uri(), autocommit=True)
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
