@@ -33,6 +33,7 @@ def _collection(source_dir: Path | str, name: str, shard_count: int | None) -> C
         name=name,
         source_dir=Path(source_dir).expanduser().resolve(),
         shard_count=shard_count or settings.shard_count(),
+        model=os.environ.get(settings.MODEL_ENV, ""),
     )
 
 
@@ -63,7 +64,8 @@ def plan(
     text_model: TextEmbeddingModel | None = None,
 ) -> SyncPlan:
     """What `index` would add, re-embed, reuse and delete, without changing anything."""
-    return plan_sync(_collection(source_dir, collection, shard_count), text_model or default_text_model())
+    spec = _collection(source_dir, collection, shard_count)
+    return plan_sync(spec, text_model or TextEmbeddingModel(model=spec.model))
 
 
 def search(

@@ -23,6 +23,7 @@ class Collection:
     source_dir: Path
     shard_count: int = settings.DEFAULT_SHARD_COUNT
     layout_weights: Path | None = None
+    model: str = ""  # model folder or Hugging Face id; empty: the bundled all-MiniLM-L6-v2
     sensor_interval_s: int = settings.DEFAULT_SENSOR_INTERVAL_S
     nightly_cron: str = settings.DEFAULT_NIGHTLY_CRON
     timezone: str = settings.DEFAULT_TIMEZONE
@@ -39,6 +40,7 @@ class Collection:
             source_dir=Path(source).expanduser() if source else ensure_sample_corpus(settings.sample_corpus_dir()),
             shard_count=settings.shard_count(),
             layout_weights=Path(layout).expanduser() if layout else None,
+            model=os.environ.get(settings.MODEL_ENV, ""),
             sensor_interval_s=settings.positive_int(settings.SENSOR_INTERVAL_ENV, settings.DEFAULT_SENSOR_INTERVAL_S),
             nightly_cron=os.environ.get(settings.NIGHTLY_CRON_ENV, settings.DEFAULT_NIGHTLY_CRON),
             timezone=os.environ.get(settings.TIMEZONE_ENV, settings.DEFAULT_TIMEZONE),
@@ -54,6 +56,11 @@ class Collection:
         per run."""
         keys = sorted(shards) if shards is not None else self.partitions.get_partition_keys()
         return {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+
+    @property
+    def text_model_key(self) -> str:
+        """Each collection has its own model resource, so collections with different models coexist."""
+        return f"{self.name}_text_model"
 
     def asset_key(self, asset: str) -> dg.AssetKey:
         return dg.AssetKey([self.name, asset])

@@ -1,4 +1,5 @@
-"""Collection -> Dagster definitions: its assets, the job that indexes every shard, the resources."""
+"""Collections -> Dagster definitions: per collection its assets, the job that indexes every shard, its
+sensors and schedule and its model resource; one PostgreSQL resource for all."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from embed_pipelines.assets import build_text_assets
 from embed_pipelines.automation import build_automation_sensor, build_change_sensor, build_nightly_schedule
 from embed_pipelines.collection import Collection
 from embed_pipelines.resources import PostgresResource, TextEmbeddingModel
-from embed_pipelines.resources.text_model import default_text_model
 
 
 def index_job_name(collection: Collection) -> str:
@@ -32,7 +32,16 @@ def build_definitions(
         sensors=[build_change_sensor(collection, index_job.name), build_automation_sensor(collection)],
         schedules=[build_nightly_schedule(collection, index_job.name)],
         resources={
-            "text_model": text_model or default_text_model(),
+            collection.text_model_key: text_model or TextEmbeddingModel(model=collection.model),
             "postgres": postgres or PostgresResource(),
         },
     )
+
+
+def build_all_definitions(collections: list[Collection]) -> dg.Definitions:
+    """One code location for several collections: names (and so keys, tables, state) must differ."""
+    names = [collection.name for collection in collections]
+    if len(set(names)) != len(names):
+        raise ValueError(f"Collection names must be unique, got {names}")
+    postgres = PostgresResource()  # one object: merged definitions may share a resource, not two copies
+    return dg.Definitions.merge(*(build_definitions(collection, postgres=postgres) for collection in collections))

@@ -9,10 +9,10 @@ from embed_pipelines.assets.common import (
     column_schema,
     documents_store,
     failures_table,
+    text_model_of,
 )
 from embed_pipelines.collection import Collection
 from embed_pipelines.listing import read_listing
-from embed_pipelines.resources import TextEmbeddingModel
 from embed_pipelines.storage import CHUNKS_SCHEMA
 
 
@@ -28,7 +28,8 @@ def build_chunks(collection: Collection) -> dg.AssetsDefinition:
         deps=[collection.asset_key("documents")],
         metadata={"dagster/column_schema": column_schema(CHUNKS_SCHEMA)},
     )
-    def chunks(context: dg.AssetExecutionContext, text_model: TextEmbeddingModel) -> dg.MaterializeResult:
+    def chunks(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        text_model = text_model_of(context, collection)
         chunker = chunker_for(text_model)
         documents = documents_store(collection)
         store = chunks_store(collection, chunker_version(text_model))

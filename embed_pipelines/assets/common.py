@@ -15,10 +15,18 @@ from embed_pipelines.storage import CHUNKS_SCHEMA, DOCUMENTS_SCHEMA, DocumentSto
 MAX_LISTED_ROWS = 50
 
 
-def asset_options(collection: Collection, name: str, description: str, kinds: set[str]) -> dict:
+def asset_options(
+    collection: Collection,
+    name: str,
+    description: str,
+    kinds: set[str],
+    uses_model: bool = True,
+    other_resources: frozenset[str] = frozenset(),
+) -> dict:
     """@dg.asset keyword arguments: one run over many shards shares one process and one model load;
     everything downstream of `source_files` follows its upstream eagerly."""
     return {
+        "required_resource_keys": ({collection.text_model_key} if uses_model else set()) | other_resources,
         "automation_condition": None if name == "source_files" else dg.AutomationCondition.eager(),
         "key": collection.asset_key(name),
         "partitions_def": collection.partitions,
@@ -51,6 +59,10 @@ def paths_table(paths_by_kind: dict[str, list[str]]) -> dg.MetadataValue:
     return _markdown_table(
         ("change", "file"), [(kind, path) for kind, paths in paths_by_kind.items() for path in paths]
     )
+
+
+def text_model_of(context: dg.AssetExecutionContext, collection: Collection) -> TextEmbeddingModel:
+    return getattr(context.resources, collection.text_model_key)
 
 
 def chunker_for(text_model: TextEmbeddingModel) -> DocumentChunker:

@@ -60,6 +60,7 @@ def build_documents(collection: Collection) -> dg.AssetsDefinition:
             "docling conversion of each file (DoclingDocument JSON), with the pipeline mode that made it. "
             "Only files whose bytes changed are converted; a failure keeps the last good conversion.",
             {"docling", "parquet"},
+            uses_model=False,
         ),
         deps=[collection.asset_key("source_files")],
         metadata={"dagster/column_schema": column_schema(DOCUMENTS_SCHEMA)},

@@ -11,6 +11,7 @@ from embed_pipelines.assets.common import (
     column_schema,
     embeddings_store,
     text_index_version,
+    text_model_of,
 )
 from embed_pipelines.collection import Collection
 from embed_pipelines.listing import read_listing
@@ -93,7 +94,8 @@ def build_embeddings(collection: Collection) -> dg.AssetsDefinition:
         deps=[collection.asset_key("chunks")],
         pool="gpu",
     )
-    def embeddings(context: dg.AssetExecutionContext, text_model: TextEmbeddingModel) -> dg.MaterializeResult:
+    def embeddings(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        text_model = text_model_of(context, collection)
         version = text_index_version(text_model)
         dimension = text_model.dimension
         store = embeddings_store(collection, version, dimension)

@@ -17,6 +17,7 @@ def build_source_files(collection: Collection) -> dg.AssetsDefinition:
             f"Every supported file under {collection.source_dir}: path, size, mtime, sha256. Files whose size "
             "and mtime are unchanged keep their hash without being read.",
             {"filesystem", "parquet"},
+            uses_model=False,
         ),
         metadata={"dagster/column_schema": column_schema(SOURCE_FILES_SCHEMA), "source": str(collection.source_dir)},
     )

@@ -10,10 +10,11 @@ from embed_pipelines.assets.common import (
     chunks_store,
     embeddings_store,
     text_index_version,
+    text_model_of,
 )
 from embed_pipelines.collection import Collection
 from embed_pipelines.listing import read_listing
-from embed_pipelines.resources import PostgresResource, TextEmbeddingModel
+from embed_pipelines.resources import PostgresResource
 from embed_pipelines.vector_store import (
     ShardHealth,
     column_types,
@@ -94,14 +95,15 @@ def build_vector_index(collection: Collection) -> dg.AssetsDefinition:
             f"{collection.name}. Each changed file's rows are swapped in one transaction; deleted files' "
             "rows are removed; unchanged files are not touched.",
             {"postgres", "pgvector"},
+            other_resources=frozenset({"postgres"}),
         ),
         deps=[collection.asset_key("embeddings")],
         metadata={"dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(n, t) for n, t in column_types()])},
         check_specs=[dg.AssetCheckSpec(name, asset=key, description=text) for name, text in CHECKS.items()],
     )
-    def vector_index(
-        context: dg.AssetExecutionContext, text_model: TextEmbeddingModel, postgres: PostgresResource
-    ) -> dg.MaterializeResult:
+    def vector_index(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        text_model = text_model_of(context, collection)
+        postgres: PostgresResource = context.resources.postgres
         version = text_index_version(text_model)
         dimension = text_model.dimension
         chunks = chunks_store(collection, chunker_version(text_model))
