@@ -104,6 +104,11 @@ class DocumentStore:
         path = self._file(shard, relative_path)
         return pq.read_table(path, schema=self.schema) if path.exists() else None
 
+    def read_row(self, shard: str, relative_path: str) -> dict | None:
+        """The one row of a one-row-per-document store (documents), or None."""
+        table = self.read(shard, relative_path)
+        return table.to_pylist()[0] if table is not None and table.num_rows else None
+
     def made_from(self, shard: str, relative_path: str) -> str | None:
         path = self._file(shard, relative_path)
         return _made_from(path) if path.exists() else None

@@ -53,8 +53,8 @@ def test_pdf_chunks_carry_page_numbers_and_the_native_mode(indexed, postgres):
     assert pages and all(row[0] for row in pages)
     assert max(max(row[0]) for row in pages) >= 2, "the calendar spans two PDF pages"
     store = documents_store(Collection(COLLECTION, corpus, 4))
-    pdf = store.read(shard_of("nectar-flow-calendar.pdf", 4), "nectar-flow-calendar.pdf").to_pylist()[0]
-    html = store.read(shard_of("honey-harvest.html", 4), "honey-harvest.html").to_pylist()[0]
+    pdf = store.read_row(shard_of("nectar-flow-calendar.pdf", 4), "nectar-flow-calendar.pdf")
+    html = store.read_row(shard_of("honey-harvest.html", 4), "honey-harvest.html")
     assert (pdf["mode"], html["mode"]) == ("native_pdf", "simple")
 
 

@@ -38,8 +38,7 @@ def build_chunks(collection: Collection) -> dg.AssetsDefinition:
         for shard in context.partition_keys:
             paths = [source["path"] for source in read_listing(collection, shard)]
             for path in paths:
-                table = documents.read(shard, path)
-                document = table.to_pylist()[0] if table is not None and table.num_rows else None
+                document = documents.read_row(shard, path)
                 if document is None or document["docling_json"] is None:
                     without_document[path] = document["error"] if document else "not converted yet"
                     continue

@@ -74,8 +74,7 @@ def build_documents(collection: Collection) -> dg.AssetsDefinition:
             listing = read_listing(collection, shard)
             for source in listing:
                 path, sha256 = source["path"], source["sha256"]
-                table = store.read(shard, path)
-                previous = table.to_pylist()[0] if table is not None and table.num_rows else None
+                previous = store.read_row(shard, path)
                 if _is_current(previous, sha256, extractor.mode_for(path).value):
                     outcomes["unchanged"] += 1
                     continue

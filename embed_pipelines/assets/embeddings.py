@@ -102,10 +102,8 @@ def build_embeddings(collection: Collection) -> dg.AssetsDefinition:
         chunks = chunks_store(collection, chunker_version(text_model))
         pending = _PendingDocuments(text_model, store, version)
         unchanged = 0
-        listed = {
-            shard: [source["path"] for source in read_listing(collection, shard)] for shard in context.partition_keys
-        }
-        for shard, paths in listed.items():
+        for shard in context.partition_keys:
+            paths = [source["path"] for source in read_listing(collection, shard)]
             for path in paths:
                 table = chunks.read(shard, path)
                 if table is None:  # never converted: nothing to embed
@@ -114,9 +112,8 @@ def build_embeddings(collection: Collection) -> dg.AssetsDefinition:
                     unchanged += 1
                     continue
                 pending.add(shard, path, table)
+            store.prune(shard, paths)  # pruned vectors retire and stay reusable (a rename's new path)
         pending.flush()
-        for shard, paths in listed.items():  # only now: a renamed file reuses its old vectors first
-            store.prune(shard, paths)
         context.log.info(
             f"Embedded {pending.embedded} chunks in {pending.model_seconds:.1f} s of model time; "
             f"reused {pending.reused} stored vectors; {unchanged} documents unchanged"

@@ -1,3 +1,5 @@
+from collections import Counter
+
 import dagster as dg
 
 from embed_pipelines.assets.common import asset_options, column_schema, failures_table, paths_table
@@ -27,20 +29,18 @@ def build_source_files(collection: Collection) -> dg.AssetsDefinition:
         scan = scan_source(collection.source_dir, collection.shard_count, set(shards), known=before)
         for shard in shards:
             write_listing(collection, shard, scan.files_by_shard.get(shard, []))
-        changes = compare_scans(before, scan.files())
-        per_shard = {
-            shard: sum(shard_of(path, collection.shard_count) == shard for path in changes.touched_paths)
-            for shard in shards
-        }
+        after = scan.files()
+        changes = compare_scans(before, after)
+        per_shard = Counter(shard_of(path, collection.shard_count) for path in changes.touched_paths)
         for path, reason in scan.ignored.items():
             context.log.info(f"Not indexed: {path}: {reason}")
         context.log.info(f"Source changes: {changes.counts()}; {scan.hashed} files hashed")
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": len(scan.files()),
+                "dagster/row_count": len(after),
                 **{f"files_{name}": count for name, count in changes.counts().items()},
                 "files_hashed": scan.hashed,
-                "changed_files_per_shard": str({s: n for s, n in per_shard.items() if n}),
+                "changed_files_per_shard": str(dict(sorted(per_shard.items()))),
                 "changes": paths_table(
                     {
                         "added": changes.added,
