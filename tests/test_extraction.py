@@ -49,3 +49,8 @@ def test_a_bad_file_is_a_failure_with_a_reason_not_an_exception(corpus, name, re
 
 def test_pdf_mode_is_layout_when_weights_are_configured(tmp_path):
     assert DocumentExtractor(layout_weights=tmp_path).pdf_mode == ExtractionMode.LAYOUT_PDF
+
+
+def test_a_file_over_the_size_limit_is_a_failure_naming_the_limit(corpus):
+    extraction = DocumentExtractor(max_file_bytes=10).extract(corpus / "guide/espresso.md")
+    assert extraction.status == ExtractionStatus.FAILURE and "exceeds the max_file_size" in extraction.error
