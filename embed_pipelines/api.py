@@ -1,20 +1,25 @@
-"""The two things users do, as Python functions: index a folder, search a collection."""
+"""What users do, as Python functions: index a folder, search a collection, manage its index versions."""
 
 from __future__ import annotations
 
+import getpass
 import os
 from pathlib import Path
 
 import dagster as dg
 
 from embed_pipelines import settings
+from embed_pipelines.assets.search_view import REQUESTED_BY_TAG
 from embed_pipelines.collection import Collection
+from embed_pipelines.collections_config import configured_collection
 from embed_pipelines.factory import build_definitions, index_job_name
 from embed_pipelines.plan import SyncPlan, plan_sync
 from embed_pipelines.resources import PostgresResource, TextEmbeddingModel
-from embed_pipelines.resources.text_model import default_text_model
 from embed_pipelines.vector_store import Hit
 from embed_pipelines.vector_store import search as search_relation
+from embed_pipelines.version_jobs import drop_job_name, promote_job_name, rollback_job_name
+from embed_pipelines.version_registry import VersionRecord, find_version, serving_version
+from embed_pipelines.version_registry import list_versions as registry_versions
 
 
 def dagster_instance() -> dg.DagsterInstance:
@@ -28,15 +33,6 @@ def dagster_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def _collection(source_dir: Path | str, name: str, shard_count: int | None) -> Collection:
-    return Collection(
-        name=name,
-        source_dir=Path(source_dir).expanduser().resolve(),
-        shard_count=shard_count or settings.shard_count(),
-        model=os.environ.get(settings.MODEL_ENV, ""),
-    )
-
-
 def index(
     source_dir: Path | str,
     collection: str = settings.DEFAULT_COLLECTION,
@@ -47,7 +43,7 @@ def index(
 ) -> dg.ExecuteInProcessResult:
     """Sync every shard of the collection in one Dagster run: only what changed is converted, chunked,
     embedded and written; the model loads once, and only if something needs embedding."""
-    spec = _collection(source_dir, collection, shard_count)
+    spec = Collection.from_environment(collection, source_dir, shard_count)
     job = build_definitions(spec, text_model, postgres).resolve_job_def(index_job_name(spec))
     return job.execute_in_process(
         instance=instance or dagster_instance(),
@@ -64,7 +60,7 @@ def plan(
     text_model: TextEmbeddingModel | None = None,
 ) -> SyncPlan:
     """What `index` would add, re-embed, reuse and delete, without changing anything."""
-    spec = _collection(source_dir, collection, shard_count)
+    spec = Collection.from_environment(collection, source_dir, shard_count)
     return plan_sync(spec, text_model or TextEmbeddingModel(model=spec.model))
 
 
@@ -72,10 +68,71 @@ def search(
     question: str,
     collection: str = settings.DEFAULT_COLLECTION,
     k: int = 5,
-    text_model: TextEmbeddingModel | None = None,
+    version: str | None = None,
     postgres: PostgresResource | None = None,
 ) -> list[Hit]:
-    """Nearest chunks in the collection's view, by cosine similarity to the embedded question."""
-    query = (text_model or default_text_model()).embed_query(question)
+    """Nearest chunks by cosine similarity, from the serving index version unless `version` names another.
+    The question is embedded by the model that made that version's vectors, whatever is configured now."""
     with (postgres or PostgresResource()).connect() as conn:
-        return search_relation(conn, collection, query, k)
+        version = version or serving_version(conn, collection)
+        if version is None:
+            raise LookupError(f"collection {collection!r} serves no index version yet: index it first")
+        record = find_version(conn, collection, version)
+        query = TextEmbeddingModel(**record.model).embed_query(question)
+        return search_relation(conn, record.table, query, k)
+
+
+def _run_version_job(
+    collection: Collection, job_name: str, op_config: dict | None, instance: dg.DagsterInstance | None, postgres
+) -> dg.ExecuteInProcessResult:
+    job = build_definitions(collection, postgres=postgres).resolve_job_def(job_name)
+    op_name = job.graph.node_defs[0].name
+    return job.execute_in_process(
+        instance=instance or dagster_instance(),
+        run_config={"ops": {op_name: {"config": op_config}}} if op_config else None,
+        tags={REQUESTED_BY_TAG: getpass.getuser()},
+        raise_on_error=False,
+    )
+
+
+def promote(
+    version: str,
+    collection: str = settings.DEFAULT_COLLECTION,
+    skip_gate: bool = False,
+    shard_count: int | None = None,
+    instance: dg.DagsterInstance | None = None,
+    postgres: PostgresResource | None = None,
+) -> dg.ExecuteInProcessResult:
+    """Serve `version` if it passes the promotion gate (`skip_gate` serves it unchecked)."""
+    spec = configured_collection(collection, shard_count)
+    config = {"version": version, "skip_gate": skip_gate}
+    return _run_version_job(spec, promote_job_name(spec), config, instance, postgres)
+
+
+def rollback(
+    collection: str = settings.DEFAULT_COLLECTION,
+    instance: dg.DagsterInstance | None = None,
+    postgres: PostgresResource | None = None,
+) -> dg.ExecuteInProcessResult:
+    """Serve the version that served before the last change again."""
+    spec = configured_collection(collection)
+    return _run_version_job(spec, rollback_job_name(spec), None, instance, postgres)
+
+
+def drop_version(
+    version: str,
+    collection: str = settings.DEFAULT_COLLECTION,
+    instance: dg.DagsterInstance | None = None,
+    postgres: PostgresResource | None = None,
+) -> dg.ExecuteInProcessResult:
+    """Remove a version that is not serving: table, registry entry, stored vectors."""
+    spec = configured_collection(collection)
+    return _run_version_job(spec, drop_job_name(spec), {"version": version}, instance, postgres)
+
+
+def list_versions(
+    collection: str = settings.DEFAULT_COLLECTION, postgres: PostgresResource | None = None
+) -> tuple[str | None, list[VersionRecord]]:
+    """(serving version, every version newest first)."""
+    with (postgres or PostgresResource()).connect() as conn:
+        return serving_version(conn, collection), registry_versions(conn, collection)

@@ -1,4 +1,4 @@
-"""`embed-pipelines index|search|demo`."""
+"""`embed-pipelines index|search|versions|demo`."""
 
 from __future__ import annotations
 
@@ -33,8 +33,56 @@ def _index(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    print_hits(api.search(args.question, collection=args.collection, k=args.k))
+    try:
+        hits = api.search(args.question, collection=args.collection, k=args.k, version=args.version)
+    except LookupError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print_hits(hits)
     return 0
+
+
+def _versions_list(args: argparse.Namespace) -> int:
+    serving, records = api.list_versions(args.collection)
+    if not records:
+        print(f"Collection {args.collection!r} has no index versions yet.")
+    for record in records:
+        state = "serving" if record.version == serving else "rolled back" if record.rejected else ""
+        gate = record.gate or {}
+        verdict = {True: "gate passed", False: "gate FAILED"}.get(gate.get("passed"), "not gated")
+        model = record.model["model"] or "bundled all-MiniLM-L6-v2"
+        print(
+            f"{'*' if record.version == serving else ' '} {record.version}  {record.dimension:>5} dims  "
+            f"{len(record.synced_shards):>3} shards synced  {verdict:<11}  {state:<11}  "
+            f"{record.created_at:%Y-%m-%d %H:%M}  {model}"
+        )
+    return 0
+
+
+def _report_run(result, done: str) -> int:
+    """A version job's outcome in one line: what it did, or why it did not."""
+    if result.success:
+        print(f"{done} (run {result.run_id})")
+        return 0
+    failure = result.get_step_failure_events()[0].step_failure_data
+    reason = failure.user_failure_data.description if failure.user_failure_data else failure.error.message
+    print(f"Nothing changed: {reason.strip()} (run {result.run_id})", file=sys.stderr)
+    return 1
+
+
+def _versions_promote(args: argparse.Namespace) -> int:
+    result = api.promote(args.version, args.collection, skip_gate=args.skip_gate, shard_count=args.shards)
+    return _report_run(result, f"{args.collection} now serves {args.version}")
+
+
+def _versions_rollback(args: argparse.Namespace) -> int:
+    result = api.rollback(args.collection)
+    return _report_run(result, f"{args.collection} rolled back to the version it served before")
+
+
+def _versions_drop(args: argparse.Namespace) -> int:
+    result = api.drop_version(args.version, args.collection)
+    return _report_run(result, f"dropped {args.collection} version {args.version}")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -66,7 +114,25 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("question")
     search.add_argument("--collection", default=settings.DEFAULT_COLLECTION)
     search.add_argument("-k", type=int, default=5)
+    search.add_argument("--version", default=None, help="an index version other than the serving one")
     search.set_defaults(handler=_search)
+
+    versions = commands.add_parser("versions", help="list, promote, roll back and drop index versions")
+    actions = versions.add_subparsers(dest="action", required=True)
+    for name, handler, text in (
+        ("list", _versions_list, "every index version; * marks the serving one"),
+        ("promote", _versions_promote, "serve a version if it passes the promotion gate"),
+        ("rollback", _versions_rollback, "serve the version served before the last change"),
+        ("drop", _versions_drop, "remove a version that is not serving"),
+    ):
+        action = actions.add_parser(name, help=text)
+        if name in ("promote", "drop"):
+            action.add_argument("version")
+        if name == "promote":
+            action.add_argument("--skip-gate", action="store_true", help="serve it without the gate's checks")
+            action.add_argument("--shards", type=int, default=None, help=f"default ${settings.SHARDS_ENV} or 16")
+        action.add_argument("--collection", default=settings.DEFAULT_COLLECTION)
+        action.set_defaults(handler=handler)
 
     demo = commands.add_parser("demo", help="index the bundled sample corpus and ask it a question")
     demo.add_argument("question", nargs="?", default=None)

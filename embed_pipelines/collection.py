@@ -12,9 +12,20 @@ import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from embed_pipelines import settings
-from embed_pipelines.sample_corpus import ensure_sample_corpus
+from embed_pipelines.sample_corpus import SAMPLE_QUESTIONS, ensure_sample_corpus
 from embed_pipelines.shards import shard_keys
 from embed_pipelines.vector_store import check_name
+
+
+@dataclass(frozen=True)
+class PromotionPolicy:
+    """What a new index version must show before the view serves it (see promotion_gate.py)."""
+
+    min_recall_at_10: float = 0.95  # HNSW against exact k-NN, on vectors sampled from the version
+    recall_queries: int = 50
+    golden_queries: Path | None = None  # JSON list of {"question": ..., "expected": "<document path>"}
+    golden_k: int = 5
+    golden_tolerance: float = 0.05  # how much lower than the serving version's hit rate@k may be
 
 
 @dataclass(frozen=True)
@@ -27,23 +38,36 @@ class Collection:
     sensor_interval_s: int = settings.DEFAULT_SENSOR_INTERVAL_S
     nightly_cron: str = settings.DEFAULT_NIGHTLY_CRON
     timezone: str = settings.DEFAULT_TIMEZONE
+    promotion: PromotionPolicy = PromotionPolicy()
+    keep_versions: int = settings.DEFAULT_KEEP_VERSIONS  # the serving version is kept on top of these
 
     def __post_init__(self) -> None:
         check_name(self.name)
 
     @classmethod
-    def from_environment(cls) -> Collection:
-        source = os.environ.get(settings.SOURCE_ENV)
+    def from_environment(
+        cls, name: str | None = None, source_dir: Path | str | None = None, shard_count: int | None = None
+    ) -> Collection:
+        """The collection the EMBED_PIPELINES_* variables describe; arguments override them. Without a
+        source it is the bundled sample corpus, with the sample's golden questions."""
+        source = source_dir or os.environ.get(settings.SOURCE_ENV)
+        sample = settings.sample_corpus_dir()
+        source = Path(source).expanduser().resolve() if source else ensure_sample_corpus(sample).resolve()
+        golden = os.environ.get(settings.GOLDEN_QUERIES_ENV)
+        if not golden and source == sample.resolve():
+            golden = str(SAMPLE_QUESTIONS)
         layout = os.environ.get(settings.LAYOUT_WEIGHTS_ENV)
         return cls(
-            name=os.environ.get(settings.COLLECTION_ENV, settings.DEFAULT_COLLECTION),
-            source_dir=Path(source).expanduser() if source else ensure_sample_corpus(settings.sample_corpus_dir()),
-            shard_count=settings.shard_count(),
+            name=name or os.environ.get(settings.COLLECTION_ENV, settings.DEFAULT_COLLECTION),
+            source_dir=source,
+            shard_count=shard_count or settings.shard_count(),
             layout_weights=Path(layout).expanduser() if layout else None,
             model=os.environ.get(settings.MODEL_ENV, ""),
             sensor_interval_s=settings.positive_int(settings.SENSOR_INTERVAL_ENV, settings.DEFAULT_SENSOR_INTERVAL_S),
             nightly_cron=os.environ.get(settings.NIGHTLY_CRON_ENV, settings.DEFAULT_NIGHTLY_CRON),
             timezone=os.environ.get(settings.TIMEZONE_ENV, settings.DEFAULT_TIMEZONE),
+            promotion=PromotionPolicy(golden_queries=Path(golden).expanduser() if golden else None),
+            keep_versions=settings.positive_int(settings.KEEP_VERSIONS_ENV, settings.DEFAULT_KEEP_VERSIONS),
         )
 
     @cached_property

@@ -1,18 +1,24 @@
-"""Collections -> Dagster definitions: per collection its assets, the job that indexes every shard, its
-sensors and schedule and its model resource; one PostgreSQL resource for all."""
+"""Collections -> Dagster definitions: per collection its assets, the jobs that index and reindex every
+shard and that promote, roll back and drop versions, its sensors and schedule and its model resource; one
+PostgreSQL resource for all."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from embed_pipelines.assets import build_text_assets
+from embed_pipelines.assets import CodeVersions, build_text_assets
 from embed_pipelines.automation import build_automation_sensor, build_change_sensor, build_nightly_schedule
 from embed_pipelines.collection import Collection
 from embed_pipelines.resources import PostgresResource, TextEmbeddingModel
+from embed_pipelines.version_jobs import build_version_jobs
 
 
 def index_job_name(collection: Collection) -> str:
     return f"index_{collection.name}"
+
+
+def reindex_job_name(collection: Collection) -> str:
+    return f"reindex_{collection.name}"
 
 
 def build_definitions(
@@ -20,19 +26,27 @@ def build_definitions(
     text_model: TextEmbeddingModel | None = None,
     postgres: PostgresResource | None = None,
 ) -> dg.Definitions:
-    assets = build_text_assets(collection)
+    text_model = text_model or TextEmbeddingModel(model=collection.model)
+    assets = build_text_assets(collection, CodeVersions.of(text_model))
     index_job = dg.define_asset_job(
         index_job_name(collection),
         selection=dg.AssetSelection.assets(*assets),
-        description=f"Index every shard of {collection.source_dir} into the pgvector view {collection.name}.",
+        description=f"Sync every shard of {collection.source_dir} into the configured index version; the view "
+        f"{collection.name} serves it once it is complete and passes the promotion gate.",
+    )
+    reindex_job = dg.define_asset_job(
+        reindex_job_name(collection),
+        selection=dg.AssetSelection.assets(*assets[2:]),
+        description="Rebuild the configured index version from the stored documents (after a model or chunker "
+        "change) in one run over every shard, then promote it if the gate passes.",
     )
     return dg.Definitions(
         assets=assets,
-        jobs=[index_job],
+        jobs=[index_job, reindex_job, *build_version_jobs(collection)],
         sensors=[build_change_sensor(collection, index_job.name), build_automation_sensor(collection)],
         schedules=[build_nightly_schedule(collection, index_job.name)],
         resources={
-            collection.text_model_key: text_model or TextEmbeddingModel(model=collection.model),
+            collection.text_model_key: text_model,
             "postgres": postgres or PostgresResource(),
         },
     )

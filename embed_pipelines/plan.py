@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from embed_pipelines.assets.common import (
     chunker_for,
     chunker_version,
-    chunks_store,
-    embeddings_store,
     text_index_version,
 )
 from embed_pipelines.changes import SourceChanges
@@ -17,6 +15,7 @@ from embed_pipelines.detection import pending_sync
 from embed_pipelines.extraction import DocumentExtractor, ExtractionStatus
 from embed_pipelines.resources import TextEmbeddingModel
 from embed_pipelines.shards import shard_of
+from embed_pipelines.stores import chunks_store, embeddings_store
 from embed_pipelines.vector_cache import lookup_vectors
 
 

@@ -12,6 +12,8 @@ import docx
 from fpdf import FPDF
 
 _SOURCES = resources.files("embed_pipelines") / "corpus"
+# Golden questions of the sample collection: each names the one corpus file that answers it.
+SAMPLE_QUESTIONS = Path(str(resources.files("embed_pipelines") / "sample_questions.json"))
 
 
 def _blocks(markdown: str):
@@ -76,7 +78,7 @@ def write_sample_corpus(folder: Path) -> Path:
 
 def sample_questions() -> list[dict]:
     """Paraphrased questions, each with the one corpus file that answers it."""
-    return json.loads((resources.files("embed_pipelines") / "sample_questions.json").read_text())
+    return json.loads(SAMPLE_QUESTIONS.read_text())
 
 
 def ensure_sample_corpus(folder: Path) -> Path:

@@ -109,6 +109,11 @@ class DocumentStore:
         table = self.read(shard, relative_path)
         return table.to_pylist()[0] if table is not None and table.num_rows else None
 
+    def row_count(self, shard: str, relative_path: str) -> int | None:
+        """Rows of a document's file, read from its footer alone."""
+        path = self._file(shard, relative_path)
+        return pq.read_metadata(path).num_rows if path.exists() else None
+
     def made_from(self, shard: str, relative_path: str) -> str | None:
         path = self._file(shard, relative_path)
         return _made_from(path) if path.exists() else None

@@ -1,4 +1,5 @@
-"""The pgvector serving table of a collection: `<collection>__<index version>`, and a view `<collection>`.
+"""The pgvector tables of a collection: one per index version, `<collection>__<version>`. Which of them the
+view `<collection>` serves is the registry's business (version_registry.py).
 
 All SQL lives here, in the open. Rows load by binary COPY; the HNSW index is built after bulk loads.
 """
@@ -50,7 +51,7 @@ def table_name(collection: str, version: str) -> str:
 
 
 def ensure_table(conn: psycopg.Connection, collection: str, version: str, dimension: int) -> str:
-    """Create the version's table (idempotent, safe against concurrent runs) and point the view at it."""
+    """Create the version's table (idempotent, safe against concurrent runs)."""
     if dimension > HNSW_MAX_DIMENSIONS:
         raise ValueError(f"expected at most {HNSW_MAX_DIMENSIONS} dimensions for an HNSW index, not {dimension}")
     table = table_name(collection, version)
@@ -72,11 +73,6 @@ def ensure_table(conn: psycopg.Connection, collection: str, version: str, dimens
         conn.execute(
             sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (shard)").format(
                 sql.Identifier(f"{table}_shard"), sql.Identifier(table)
-            )
-        )
-        conn.execute(
-            sql.SQL("CREATE OR REPLACE VIEW {} AS SELECT * FROM {}").format(
-                sql.Identifier(collection), sql.Identifier(table)
             )
         )
     return table
@@ -161,6 +157,7 @@ class ShardHealth:
     rows_of_unlisted_files: int
     zero_or_nan_vectors: int
     dimensions: frozenset[int]
+    norm_range: tuple[float, float] | None  # (smallest, largest) vector norm; None for no rows
 
 
 def shard_health(conn: psycopg.Connection, table: str, shard: str, listed_paths: list[str]) -> ShardHealth:
@@ -169,8 +166,9 @@ def shard_health(conn: psycopg.Connection, table: str, shard: str, listed_paths:
         """SELECT count(*),
                   count(*) FILTER (WHERE NOT (document_path = ANY(%(paths)s))),
                   count(*) FILTER (WHERE vector_norm(embedding) = 0 OR vector_norm(embedding) = 'NaN'),
-                  coalesce(array_agg(DISTINCT vector_dims(embedding)), '{{}}')
+                  coalesce(array_agg(DISTINCT vector_dims(embedding)), '{{}}'),
+                  min(vector_norm(embedding)), max(vector_norm(embedding))
            FROM {} WHERE shard = %(shard)s"""
     ).format(sql.Identifier(table))
-    rows, unlisted, bad, dimensions = conn.execute(query, {"paths": listed_paths, "shard": shard}).fetchone()
-    return ShardHealth(rows, unlisted, bad, frozenset(dimensions))
+    rows, unlisted, bad, dimensions, low, high = conn.execute(query, {"paths": listed_paths, "shard": shard}).fetchone()
+    return ShardHealth(rows, unlisted, bad, frozenset(dimensions), (low, high) if rows else None)

@@ -113,3 +113,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TextEmbeddingModel:
     from tiny_model import build_tiny_model
 
     return TextEmbeddingModel(model=str(build_tiny_model(tmp_path_factory.mktemp("tiny-model"))), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def wider_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TextEmbeddingModel:
+    """A second random-weight model with the same tokenizer, 48 dims instead of 32: a model upgrade."""
+    from tiny_model import build_tiny_model
+
+    folder = build_tiny_model(tmp_path_factory.mktemp("tiny-model-48"), hidden_size=48, seed=1)
+    return TextEmbeddingModel(model=str(folder), device="cpu")

@@ -30,3 +30,21 @@ def test_sensors_and_the_nightly_schedule_are_on_by_default(tmp_path):
     (schedule,) = defs.schedules
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("30 3 * * *", "Europe/Zurich")
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+
+
+def test_a_new_model_requests_a_rebuild_of_every_shard_of_its_versioned_assets(
+    tmp_path, instance, tiny_model, wider_tiny_model
+):
+    collection = Collection("auto", tmp_path, shard_count=2)
+    before = build_definitions(collection, tiny_model)
+    first = dg.evaluate_automation_conditions(defs=before, instance=instance)
+    unchanged = dg.evaluate_automation_conditions(defs=before, instance=instance, cursor=first.cursor)
+    assert unchanged.total_requested == 0
+
+    after = build_definitions(collection, wider_tiny_model)
+    changed = dg.evaluate_automation_conditions(defs=after, instance=instance, cursor=unchanged.cursor)
+    for asset in ("embeddings", "vector_index"):
+        assert changed.get_requested_partitions(collection.asset_key(asset)) == {"0", "1"}
+    # Same tokenizer and length, so the same chunks: nothing upstream of the vectors is requested.
+    for asset in ("source_files", "documents", "chunks"):
+        assert changed.get_num_requested(collection.asset_key(asset)) == 0

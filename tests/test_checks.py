@@ -16,12 +16,18 @@ def test_shard_health_counts_unlisted_files_and_zero_vectors_in_postgres(postgre
         replace_document(conn, table, "kept.md", [_row("kept.md", 0, np.array([1, 0, 0], np.float32))])
         replace_document(conn, table, "gone.md", [_row("gone.md", 0, np.zeros(3, np.float32))])
         health = shard_health(conn, table, "0", ["kept.md"])
-    assert health == ShardHealth(rows=2, rows_of_unlisted_files=1, zero_or_nan_vectors=1, dimensions=frozenset({3}))
+    assert health == ShardHealth(
+        rows=2, rows_of_unlisted_files=1, zero_or_nan_vectors=1, dimensions=frozenset({3}), norm_range=(0.0, 1.0)
+    )
 
 
 def test_every_check_passes_on_a_healthy_shard_and_fails_on_a_broken_one():
-    healthy = ShardHealth(rows=3, rows_of_unlisted_files=0, zero_or_nan_vectors=0, dimensions=frozenset({384}))
-    broken = ShardHealth(rows=4, rows_of_unlisted_files=1, zero_or_nan_vectors=1, dimensions=frozenset({128}))
+    healthy = ShardHealth(
+        rows=3, rows_of_unlisted_files=0, zero_or_nan_vectors=0, dimensions=frozenset({384}), norm_range=(1, 1)
+    )
+    broken = ShardHealth(
+        rows=4, rows_of_unlisted_files=1, zero_or_nan_vectors=1, dimensions=frozenset({128}), norm_range=(0, 1)
+    )
     passed = {r.check_name: r.passed for r in _check_results({"0": healthy}, {"0": 3}, 384)}
     failed = {r.check_name: r.passed for r in _check_results({"0": broken}, {"0": 3}, 384)}
     assert all(passed.values()) and len(passed) == 4

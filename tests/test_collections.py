@@ -64,5 +64,6 @@ def test_definitions_load_the_config_file_named_by_the_environment(tmp_path, mon
     from embed_pipelines.definitions import defs
 
     definitions = defs()
-    assert {job.name for job in definitions.jobs} == {"index_one", "index_two"}
+    kinds = ("index", "reindex", "promote", "rollback", "drop_version")
+    assert {job.name for job in definitions.jobs} == {f"{kind}_{name}" for kind in kinds for name in ("one", "two")}
     assert isinstance(definitions.resolve_job_def("index_two"), dg.JobDefinition)

@@ -26,13 +26,17 @@ def test_the_workspace_validates_with_the_dagster_cli(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_five_partitioned_assets_in_one_group_with_lineage():
+def test_five_partitioned_assets_and_the_view_in_one_group_with_lineage():
     definitions = defs()
     graph = definitions.resolve_asset_graph()
     keys = [dg.AssetKey(["sample", name]) for name in ASSETS]
-    assert set(graph.get_all_asset_keys()) == set(keys)
-    for upstream, downstream in zip(keys, keys[1:], strict=False):
+    view = dg.AssetKey(["sample", "search_view"])
+    assert set(graph.get_all_asset_keys()) == {*keys, view}
+    for upstream, downstream in zip([*keys, view], [*keys[1:], view], strict=False):
         assert graph.get(downstream).parent_keys == {upstream}
+    assert graph.get(view).partitions_def is None and graph.get(view).group_name == "sample"
+    for key in keys[2:]:  # chunks, embeddings, vector_index carry the chunker and index versions
+        assert graph.get(key).code_version
     for key in keys:
         node = graph.get(key)
         assert node.group_name == "sample"

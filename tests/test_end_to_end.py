@@ -10,11 +10,11 @@ from sentence_transformers import SentenceTransformer
 from support import indexed_rows, latest_metadata, run_index
 
 from embed_pipelines import api
-from embed_pipelines.assets.common import documents_store
 from embed_pipelines.collection import Collection
 from embed_pipelines.resources.text_model import _load_encoder, bundled_model_folder
 from embed_pipelines.sample_corpus import sample_questions, write_sample_corpus
 from embed_pipelines.shards import shard_of
+from embed_pipelines.stores import documents_store
 
 COLLECTION = "handbook"
 
@@ -60,7 +60,7 @@ def test_pdf_chunks_carry_page_numbers_and_the_native_mode(indexed, postgres):
 
 @pytest.mark.parametrize("case", sample_questions(), ids=lambda case: case["expected"])
 def test_a_paraphrased_question_finds_its_document_first(indexed, case, text_model, postgres):
-    hits = api.search(case["question"], COLLECTION, k=3, text_model=text_model, postgres=postgres)
+    hits = api.search(case["question"], COLLECTION, k=3, postgres=postgres)
     assert hits[0].document_path == case["expected"], [hit.document_path for hit in hits]
 
 
@@ -93,12 +93,15 @@ def test_the_index_job_ran_as_one_run_over_all_shards_with_one_model_load(indexe
     assert materialized == {"0", "1", "2", "3"}
 
 
-def test_asset_checks_pass(indexed):
+def test_asset_checks_and_the_promotion_gate_pass(indexed):
     evaluations = indexed.result.get_asset_check_evaluations()
     assert {e.check_name for e in evaluations} == {
         "rows_match_chunks",
         "no_rows_for_missing_files",
         "vectors_nonzero_and_finite",
         "dimension_matches_model",
+        "gate_complete",
+        "gate_vectors_sane",
+        "gate_recall_at_10",
     }
     assert all(e.passed for e in evaluations), [e.check_name for e in evaluations if not e.passed]

@@ -1,6 +1,7 @@
 """Shards and index versions depend only on their inputs: same on every process and machine."""
 
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -47,3 +48,19 @@ def test_the_version_changes_with_anything_that_changes_a_vector():
     assert index_version(base) != index_version({**base, "max_tokens": 128})
     plain = text_index_version(TextEmbeddingModel(device="cpu"))
     assert plain != text_index_version(TextEmbeddingModel(device="cpu", document_prefix="passage: "))
+
+
+def test_a_model_copied_to_another_machine_keeps_its_version(tmp_path, tiny_model):
+    """Another folder, another state directory (no cached fingerprints), another process: same version."""
+    copy = shutil.copytree(tiny_model.folder, tmp_path / "elsewhere" / "model")
+    program = (
+        "import sys;"
+        "from embed_pipelines.assets.common import text_index_version;"
+        "from embed_pipelines.resources import TextEmbeddingModel;"
+        "print(text_index_version(TextEmbeddingModel(model=sys.argv[1], device='cpu')))"
+    )
+    other_machine = {**os.environ, "EMBED_PIPELINES_HOME": str(tmp_path / "home"), "PYTHONHASHSEED": "3"}
+    output = subprocess.run(
+        [sys.executable, "-c", program, str(copy)], env=other_machine, capture_output=True, text=True, check=True
+    ).stdout
+    assert output.strip() == text_index_version(tiny_model)

@@ -5,18 +5,17 @@ from embed_pipelines.assets.common import (
     asset_options,
     chunker_for,
     chunker_version,
-    chunks_store,
     column_schema,
-    documents_store,
     failures_table,
     text_model_of,
 )
 from embed_pipelines.collection import Collection
 from embed_pipelines.listing import read_listing
 from embed_pipelines.storage import CHUNKS_SCHEMA
+from embed_pipelines.stores import chunks_store, documents_store
 
 
-def build_chunks(collection: Collection) -> dg.AssetsDefinition:
+def build_chunks(collection: Collection, code_version: str) -> dg.AssetsDefinition:
     @dg.asset(
         **asset_options(
             collection,
@@ -24,6 +23,7 @@ def build_chunks(collection: Collection) -> dg.AssetsDefinition:
             "docling HybridChunker chunks sized by the embedding model's tokenizer, with headings, "
             "pages and a hash of the exact text embedded. Only re-converted documents are re-chunked.",
             {"docling", "parquet"},
+            code_version=code_version,
         ),
         deps=[collection.asset_key("documents")],
         metadata={"dagster/column_schema": column_schema(CHUNKS_SCHEMA)},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import dagster as dg
 import pyarrow as pa
 
@@ -10,9 +12,14 @@ from embed_pipelines.chunking import DocumentChunker
 from embed_pipelines.collection import Collection
 from embed_pipelines.index_version import TOKENIZER_FILES, index_version
 from embed_pipelines.resources import TextEmbeddingModel
-from embed_pipelines.storage import CHUNKS_SCHEMA, DOCUMENTS_SCHEMA, DocumentStore, embeddings_schema
 
 MAX_LISTED_ROWS = 50
+
+# A changed code version (a new chunker or index version) requests every shard: with the automation sensor's
+# backfills and the single-run policy that is one rebuild run, one model load.
+REBUILD_ON_VERSION_CHANGE = (
+    dg.AutomationCondition.code_version_changed().since_last_handled() & ~dg.AutomationCondition.in_progress()
+).with_label("version changed")
 
 
 def asset_options(
@@ -22,12 +29,18 @@ def asset_options(
     kinds: set[str],
     uses_model: bool = True,
     other_resources: frozenset[str] = frozenset(),
+    code_version: str | None = None,
 ) -> dict:
     """@dg.asset keyword arguments: one run over many shards shares one process and one model load;
-    everything downstream of `source_files` follows its upstream eagerly."""
+    everything downstream of `source_files` follows its upstream eagerly, and rebuilds when its code
+    version (the chunker or index version it is made with) changes."""
+    automation = None if name == "source_files" else dg.AutomationCondition.eager()
+    if code_version:
+        automation = automation | REBUILD_ON_VERSION_CHANGE
     return {
         "required_resource_keys": ({collection.text_model_key} if uses_model else set()) | other_resources,
-        "automation_condition": None if name == "source_files" else dg.AutomationCondition.eager(),
+        "automation_condition": automation,
+        "code_version": code_version,
         "key": collection.asset_key(name),
         "partitions_def": collection.partitions,
         "backfill_policy": dg.BackfillPolicy.single_run(),
@@ -86,15 +99,14 @@ def text_index_version(text_model: TextEmbeddingModel) -> str:
     return index_version(settings_that_change_vectors)
 
 
-def documents_store(collection: Collection) -> DocumentStore:
-    return DocumentStore(collection.state_dir / "documents", DOCUMENTS_SCHEMA)
+@dataclass(frozen=True)
+class CodeVersions:
+    """The code versions of a collection's configured model: `chunks` follow the chunker version,
+    `embeddings` and `vector_index` the index version."""
 
+    chunker: str
+    index: str
 
-def chunks_store(collection: Collection, version: str) -> DocumentStore:
-    return DocumentStore(collection.state_dir / "chunks" / version, CHUNKS_SCHEMA)
-
-
-def embeddings_store(collection: Collection, version: str, dimension: int) -> DocumentStore:
-    """Vectors of replaced or deleted documents retire to `<version>/retired/` and stay reusable."""
-    root = collection.state_dir / "embeddings" / version
-    return DocumentStore(root / "current", embeddings_schema(dimension), retired=root / "retired")
+    @classmethod
+    def of(cls, text_model: TextEmbeddingModel) -> CodeVersions:
+        return cls(chunker_version(text_model), text_index_version(text_model))

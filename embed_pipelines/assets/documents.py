@@ -5,13 +5,13 @@ import dagster as dg
 from embed_pipelines.assets.common import (
     asset_options,
     column_schema,
-    documents_store,
     failures_table,
 )
 from embed_pipelines.collection import Collection
 from embed_pipelines.extraction import DocumentExtractor, Extraction, ExtractionStatus
 from embed_pipelines.listing import read_listing
 from embed_pipelines.storage import DOCUMENTS_SCHEMA
+from embed_pipelines.stores import documents_store
 
 
 def _converted_row(path: str, sha256: str, extraction: Extraction) -> dict:

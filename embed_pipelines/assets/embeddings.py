@@ -7,9 +7,7 @@ import pyarrow as pa
 from embed_pipelines.assets.common import (
     asset_options,
     chunker_version,
-    chunks_store,
     column_schema,
-    embeddings_store,
     text_index_version,
     text_model_of,
 )
@@ -17,6 +15,7 @@ from embed_pipelines.collection import Collection
 from embed_pipelines.listing import read_listing
 from embed_pipelines.resources import TextEmbeddingModel
 from embed_pipelines.storage import DocumentStore, embeddings_schema
+from embed_pipelines.stores import chunks_store, embeddings_store
 from embed_pipelines.vector_cache import lookup_vectors
 
 # Chunks gathered across documents before one look-up and one call to the model: large enough to fill
@@ -82,7 +81,7 @@ class _PendingDocuments:
         self.items, self.texts = [], 0  # memory stays bounded by one batch
 
 
-def build_embeddings(collection: Collection) -> dg.AssetsDefinition:
+def build_embeddings(collection: Collection, code_version: str) -> dg.AssetsDefinition:
     @dg.asset(
         **asset_options(
             collection,
@@ -90,6 +89,7 @@ def build_embeddings(collection: Collection) -> dg.AssetsDefinition:
             "One vector per chunk from the text model, stored under the index version that made it. "
             "A vector is computed at most once per (index version, chunk hash).",
             {"pytorch", "parquet"},
+            code_version=code_version,
         ),
         deps=[collection.asset_key("chunks")],
         pool="gpu",

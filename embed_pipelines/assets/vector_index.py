@@ -7,14 +7,13 @@ import pyarrow as pa
 from embed_pipelines.assets.common import (
     asset_options,
     chunker_version,
-    chunks_store,
-    embeddings_store,
     text_index_version,
     text_model_of,
 )
 from embed_pipelines.collection import Collection
 from embed_pipelines.listing import read_listing
 from embed_pipelines.resources import PostgresResource
+from embed_pipelines.stores import chunks_store, embeddings_store
 from embed_pipelines.vector_store import (
     ShardHealth,
     column_types,
@@ -25,6 +24,7 @@ from embed_pipelines.vector_store import (
     replace_document,
     shard_health,
 )
+from embed_pipelines.version_registry import record_shard_sync, register_version
 
 CHECKS = {
     "rows_match_chunks": "pgvector holds exactly one row per chunk of every listed file",
@@ -84,18 +84,19 @@ def _check_results(health: dict[str, ShardHealth], expected_rows: dict[str, int]
     ]
 
 
-def build_vector_index(collection: Collection) -> dg.AssetsDefinition:
+def build_vector_index(collection: Collection, code_version: str) -> dg.AssetsDefinition:
     key = collection.asset_key("vector_index")
 
     @dg.asset(
         **asset_options(
             collection,
             "vector_index",
-            f"The pgvector table {collection.name}__<index version> (HNSW, cosine) behind the view "
-            f"{collection.name}. Each changed file's rows are swapped in one transaction; deleted files' "
-            "rows are removed; unchanged files are not touched.",
+            f"The pgvector table {collection.name}__<index version> (HNSW, cosine) of the configured index "
+            "version. Each changed file's rows are swapped in one transaction; deleted files' rows are "
+            "removed; unchanged files are not touched. A new version builds beside the served one.",
             {"postgres", "pgvector"},
             other_resources=frozenset({"postgres"}),
+            code_version=code_version,
         ),
         deps=[collection.asset_key("embeddings")],
         metadata={"dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(n, t) for n, t in column_types()])},
@@ -113,9 +114,13 @@ def build_vector_index(collection: Collection) -> dg.AssetsDefinition:
         expected_rows: dict[str, int] = {}
         with postgres.connect() as conn:
             table = ensure_table(conn, collection.name, version, dimension)
+            register_version(
+                conn, collection.name, version, text_model.query_settings(), dimension, chunker_version(text_model)
+            )
             for shard in context.partition_keys:
                 paths = [source["path"] for source in read_listing(collection, shard)]
                 indexed = indexed_documents(conn, table, shard)
+                rows_changed_before = counts["rows_written"] + counts["rows_deleted"]
                 expected_rows[shard] = 0
                 for path in paths:
                     chunk_table = chunks.read(shard, path)
@@ -132,12 +137,13 @@ def build_vector_index(collection: Collection) -> dg.AssetsDefinition:
                 for path in sorted(set(indexed) - set(paths)):
                     counts.update(documents_deleted=1, rows_deleted=delete_document(conn, table, path))
                 health[shard] = shard_health(conn, table, shard, paths)
+                changed = counts["rows_written"] + counts["rows_deleted"] > rows_changed_before
+                record_shard_sync(conn, collection.name, version, shard, changed)
             ensure_hnsw_index(conn, table)
         context.log.info(f"{table}: {dict(counts)}")
         return dg.MaterializeResult(
             metadata={
                 "dagster/table_name": table,
-                "view": collection.name,
                 "index_version": version,
                 **{
                     name: counts[name]

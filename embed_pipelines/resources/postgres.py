@@ -11,6 +11,7 @@ from pgvector.psycopg import register_vector
 from pydantic import Field
 
 from embed_pipelines.settings import DSN_ENV, home_dir
+from embed_pipelines.version_registry import ensure_registry
 
 
 def embedded_server_uri(data_dir: Path) -> str:
@@ -45,7 +46,9 @@ class PostgresResource(dg.ConfigurableResource):
         return embedded_server_uri(Path(self.embedded_data_dir or home_dir() / "pgdata").expanduser())
 
     def connect(self) -> psycopg.Connection:
+        """A connection to a database that has pgvector and the version registry."""
         conn = psycopg.connect(self._uri(), autocommit=True)
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         register_vector(conn)
+        ensure_registry(conn)
         return conn

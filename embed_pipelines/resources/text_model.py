@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -14,7 +13,6 @@ from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 
 from embed_pipelines.index_version import model_fingerprint
 from embed_pipelines.model_folder import ModelFolderConfig, read_model_folder
-from embed_pipelines.settings import MODEL_ENV
 from embed_pipelines.text_encoder import TextEncoder, pick_device, pick_dtype
 
 
@@ -123,11 +121,16 @@ class TextEmbeddingModel(dg.ConfigurableResource):
     def embed_query(self, question: str) -> np.ndarray:
         return self.encoder().encode([self.prefixes[0] + question])[0]
 
+    def query_settings(self) -> dict:
+        """What the registry keeps of this resource so that search embeds questions for a version's vectors
+        the way its documents were embedded, whatever the pipeline is configured with by then."""
+        return {"model": self.model, "query_prefix": self.query_prefix, "document_prefix": self.document_prefix}
+
     def version_settings(self, fingerprint_cache: Path) -> dict:
-        """Everything about the model that changes a vector (see index_version)."""
+        """Everything about the model that changes a vector (see index_version). The model is identified by
+        its files' content, not by where it lies, so the same model gives the same version on any machine."""
         config = self.folder_config()
         return {
-            "model": self.model or "bundled:all-MiniLM-L6-v2",
             "files": model_fingerprint(self.folder, fingerprint_cache),
             "pooling": config.pooling,
             "normalize": config.normalize,
@@ -135,8 +138,3 @@ class TextEmbeddingModel(dg.ConfigurableResource):
             "prefixes": list(self.prefixes),
             "dtype": str(pick_dtype(pick_device(self.device))).removeprefix("torch."),
         }
-
-
-def default_text_model() -> TextEmbeddingModel:
-    """The model named by EMBED_PIPELINES_MODEL, else the bundled all-MiniLM-L6-v2."""
-    return TextEmbeddingModel(model=os.environ.get(MODEL_ENV, ""))

@@ -1,0 +1,27 @@
+"""Where a collection's Parquet intermediates live: documents once, chunks per chunker version, vectors per
+index version (so two versions never mix)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from embed_pipelines.collection import Collection
+from embed_pipelines.storage import CHUNKS_SCHEMA, DOCUMENTS_SCHEMA, DocumentStore, embeddings_schema
+
+
+def documents_store(collection: Collection) -> DocumentStore:
+    return DocumentStore(collection.state_dir / "documents", DOCUMENTS_SCHEMA)
+
+
+def chunks_store(collection: Collection, chunker_version: str) -> DocumentStore:
+    return DocumentStore(collection.state_dir / "chunks" / chunker_version, CHUNKS_SCHEMA)
+
+
+def embeddings_folder(collection: Collection, version: str) -> Path:
+    return collection.state_dir / "embeddings" / version
+
+
+def embeddings_store(collection: Collection, version: str, dimension: int) -> DocumentStore:
+    """Vectors of replaced or deleted documents retire to `<version>/retired/` and stay reusable."""
+    root = embeddings_folder(collection, version)
+    return DocumentStore(root / "current", embeddings_schema(dimension), retired=root / "retired")

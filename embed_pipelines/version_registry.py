@@ -1,0 +1,201 @@
+"""Which index versions a collection has, which one its view serves, and every change of that.
+
+Two small tables beside the version tables. The view swap and its record commit in one transaction, so the
+registry never disagrees with what the view serves. All SQL is here, in the open.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from embed_pipelines.vector_store import table_name
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS embed_pipelines_versions (
+    collection text NOT NULL,
+    version text NOT NULL,
+    model jsonb NOT NULL,                      -- the TextEmbeddingModel settings that embed queries for it
+    dimension integer NOT NULL,
+    chunker_version text NOT NULL,
+    synced_shards text[] NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    rows_changed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    gate jsonb,                                -- the latest promotion gate of this version
+    gated_at timestamptz,
+    rejected boolean NOT NULL DEFAULT false,   -- rolled back: never promoted again without asking
+    PRIMARY KEY (collection, version));
+CREATE TABLE IF NOT EXISTS embed_pipelines_promotions (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    collection text NOT NULL,
+    version text NOT NULL,
+    previous_version text,
+    action text NOT NULL,
+    actor text NOT NULL,
+    at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    figures jsonb NOT NULL DEFAULT '{}');
+CREATE INDEX IF NOT EXISTS embed_pipelines_promotions_collection ON embed_pipelines_promotions (collection, id);
+"""
+
+_COLUMNS = (
+    "collection, version, model, dimension, chunker_version, synced_shards, created_at, rows_changed_at, "
+    "gate, gated_at, rejected"
+)
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    collection: str
+    version: str
+    model: dict
+    dimension: int
+    chunker_version: str
+    synced_shards: list[str]
+    created_at: datetime
+    rows_changed_at: datetime
+    gate: dict | None
+    gated_at: datetime | None
+    rejected: bool
+
+    @property
+    def table(self) -> str:
+        return table_name(self.collection, self.version)
+
+    @property
+    def gate_is_current(self) -> bool:
+        """A gate result still holds while no sync has changed the version's rows since."""
+        return self.gated_at is not None and self.gated_at >= self.rows_changed_at
+
+
+@dataclass(frozen=True)
+class Promotion:
+    collection: str
+    version: str
+    previous_version: str | None
+    action: str
+    actor: str
+    at: datetime
+    figures: dict
+
+
+def ensure_registry(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('embed_pipelines_registry'))")
+        conn.execute(_DDL)
+
+
+def register_version(
+    conn: psycopg.Connection, collection: str, version: str, model: dict, dimension: int, chunker_version: str
+) -> None:
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO embed_pipelines_versions (collection, version, model, dimension, chunker_version) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (collection, version, Jsonb(model), dimension, chunker_version),
+        )
+
+
+def record_shard_sync(conn: psycopg.Connection, collection: str, version: str, shard: str, changed: bool) -> None:
+    """A shard of the version now equals the source; `changed` invalidates an earlier gate result."""
+    with conn.transaction():
+        conn.execute(
+            """UPDATE embed_pipelines_versions
+               SET synced_shards = ARRAY(SELECT DISTINCT s FROM unnest(synced_shards || %(shard)s::text) s ORDER BY s),
+                   rows_changed_at = CASE WHEN %(changed)s THEN clock_timestamp() ELSE rows_changed_at END
+               WHERE collection = %(collection)s AND version = %(version)s""",
+            {"shard": shard, "changed": changed, "collection": collection, "version": version},
+        )
+
+
+def list_versions(conn: psycopg.Connection, collection: str) -> list[VersionRecord]:
+    """Newest first."""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM embed_pipelines_versions WHERE collection = %s ORDER BY created_at DESC",
+        (collection,),
+    ).fetchall()
+    return [VersionRecord(*row) for row in rows]
+
+
+def find_version(conn: psycopg.Connection, collection: str, version: str) -> VersionRecord:
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM embed_pipelines_versions WHERE collection = %s AND version = %s",
+        (collection, version),
+    ).fetchone()
+    if row is None:
+        known = ", ".join(v.version for v in list_versions(conn, collection)) or "none"
+        raise LookupError(f"collection {collection!r} has no index version {version!r} (known: {known})")
+    return VersionRecord(*row)
+
+
+def promotions(conn: psycopg.Connection, collection: str) -> list[Promotion]:
+    """Every change of what the view serves, newest first."""
+    rows = conn.execute(
+        "SELECT collection, version, previous_version, action, actor, at, figures FROM embed_pipelines_promotions "
+        "WHERE collection = %s ORDER BY id DESC",
+        (collection,),
+    ).fetchall()
+    return [Promotion(*row) for row in rows]
+
+
+def serving_version(conn: psycopg.Connection, collection: str) -> str | None:
+    row = conn.execute(
+        "SELECT version FROM embed_pipelines_promotions WHERE collection = %s ORDER BY id DESC LIMIT 1",
+        (collection,),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def record_gate(conn: psycopg.Connection, collection: str, version: str, gate: dict) -> None:
+    with conn.transaction():
+        conn.execute(
+            "UPDATE embed_pipelines_versions SET gate = %s, gated_at = clock_timestamp() "
+            "WHERE collection = %s AND version = %s",
+            (Jsonb(gate), collection, version),
+        )
+
+
+def set_rejected(conn: psycopg.Connection, collection: str, version: str, rejected: bool) -> None:
+    with conn.transaction():
+        conn.execute(
+            "UPDATE embed_pipelines_versions SET rejected = %s WHERE collection = %s AND version = %s",
+            (rejected, collection, version),
+        )
+
+
+def point_view(
+    conn: psycopg.Connection, collection: str, version: str, action: str, actor: str, figures: dict
+) -> tuple[str | None, float]:
+    """Point the view `<collection>` at the version's table and record it, in one transaction. The view is
+    dropped and created rather than replaced because versions may differ in dimension. Readers of the view
+    wait for the swap (milliseconds), then see the new version. Returns (previous version, seconds)."""
+    started = time.perf_counter()
+    with conn.transaction():
+        conn.execute("SET LOCAL lock_timeout = '10s'")  # a long query on the view delays, not blocks forever
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"view/{collection}",))
+        previous = serving_version(conn, collection)
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier(collection)))
+        conn.execute(
+            sql.SQL("CREATE VIEW {} AS SELECT * FROM {}").format(
+                sql.Identifier(collection), sql.Identifier(table_name(collection, version))
+            )
+        )
+        conn.execute(
+            "INSERT INTO embed_pipelines_promotions (collection, version, previous_version, action, actor, figures) "
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            (collection, version, previous, action, actor, Jsonb(figures)),
+        )
+    return previous, time.perf_counter() - started
+
+
+def delete_version(conn: psycopg.Connection, collection: str, version: str) -> None:
+    """Drop the version's table and forget it; its promotions stay in the history."""
+    with conn.transaction():
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table_name(collection, version))))
+        conn.execute(
+            "DELETE FROM embed_pipelines_versions WHERE collection = %s AND version = %s", (collection, version)
+        )

@@ -1,0 +1,152 @@
+"""Promote, roll back and drop index versions: what the search_view asset, the Dagster version jobs and
+`embed-pipelines versions` all do, in one place."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+
+import psycopg
+
+from embed_pipelines.collection import Collection
+from embed_pipelines.promotion_gate import GateResult, evaluate_gate, unsynced_shards
+from embed_pipelines.stores import embeddings_folder
+from embed_pipelines.version_registry import (
+    VersionRecord,
+    delete_version,
+    find_version,
+    list_versions,
+    point_view,
+    promotions,
+    record_gate,
+    serving_version,
+    set_rejected,
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a promote/rollback did, for logs, metadata and the CLI."""
+
+    collection: str
+    candidate: str  # the version acted on
+    serving: str | None  # the version the view serves afterwards
+    note: str
+    replaced: str | None = None  # the version the view served before, when it changed
+    gate: GateResult | None = None
+    swap_ms: float | None = None
+    dropped: tuple[str, ...] = ()
+
+    @property
+    def changed_view(self) -> bool:
+        return self.swap_ms is not None
+
+    def metadata(self) -> dict:
+        figures = {
+            "serving_version": self.serving or "",
+            "candidate_version": self.candidate,
+            "replaced_version": self.replaced,
+            "view_swap_ms": self.swap_ms,
+            "versions_dropped": ", ".join(self.dropped) or None,
+            "note": self.note,
+        }
+        return {name: value for name, value in figures.items() if value is not None}
+
+
+def _serving_record(conn: psycopg.Connection, collection: Collection) -> VersionRecord | None:
+    version = serving_version(conn, collection.name)
+    return find_version(conn, collection.name, version) if version else None
+
+
+def promote(conn: psycopg.Connection, collection: Collection, version: str, actor: str, check: bool = True) -> Outcome:
+    """Serve `version` if it passes the gate (or unchecked when `check` is False), then apply retention."""
+    candidate = find_version(conn, collection.name, version)
+    serving = _serving_record(conn, collection)
+    gate = None
+    if check:
+        gate = evaluate_gate(conn, collection, candidate, serving)
+        record_gate(conn, collection.name, version, gate.as_json())
+        if not gate.passed:
+            kept = serving.version if serving else None
+            reasons = "; ".join(gate.reasons)
+            return Outcome(collection.name, version, kept, f"gate failed, {kept} stays served: {reasons}", gate=gate)
+    set_rejected(conn, collection.name, version, False)
+    figures = {"gate": gate.as_json() if gate else "skipped"}
+    previous, seconds = point_view(conn, collection.name, version, "promote", actor, figures)
+    dropped = apply_retention(conn, collection)
+    return Outcome(
+        collection.name,
+        version,
+        version,
+        f"now serving {version}" + (" (gate skipped)" if gate is None else ""),
+        replaced=previous,
+        gate=gate,
+        swap_ms=seconds * 1000,
+        dropped=tuple(dropped),
+    )
+
+
+def promote_when_ready(conn: psycopg.Connection, collection: Collection, version: str, actor: str) -> Outcome:
+    """After a sync: gate and promote the configured version once every shard of it is synced. A version
+    that was rolled back, or that failed the gate with nothing changed since, is left alone."""
+    serving = serving_version(conn, collection.name)
+
+    def unchanged(note: str) -> Outcome:
+        return Outcome(collection.name, version, serving, note)
+
+    if serving == version:
+        return unchanged(f"{version} is serving")
+    candidate = find_version(conn, collection.name, version)
+    if candidate.rejected:
+        return unchanged(f"{version} was rolled back; promote it explicitly to serve it again")
+    unsynced = unsynced_shards(collection, candidate)
+    if unsynced:
+        return unchanged(f"{version} is building: {len(unsynced)} shards to sync, {serving} stays served")
+    if candidate.gate_is_current and not candidate.gate["passed"]:
+        return unchanged(f"{version} failed the gate and has not changed since, {serving} stays served")
+    return promote(conn, collection, version, actor)
+
+
+def rollback(conn: psycopg.Connection, collection: Collection, actor: str) -> Outcome:
+    """Serve the version that served before the last change again, without recomputing anything. The
+    abandoned version is marked rejected, so the next sync does not promote it again."""
+    history = promotions(conn, collection.name)
+    if not history or history[0].previous_version is None:
+        raise ValueError(f"collection {collection.name!r} has no earlier version to roll back to")
+    current, target = history[0].version, history[0].previous_version
+    find_version(conn, collection.name, target)  # raises if it was dropped
+    set_rejected(conn, collection.name, current, True)
+    set_rejected(conn, collection.name, target, False)
+    _, seconds = point_view(conn, collection.name, target, "rollback", actor, {"rolled_back": current})
+    return Outcome(
+        collection.name, target, target, f"rolled back from {current}", replaced=current, swap_ms=seconds * 1000
+    )
+
+
+def drop(conn: psycopg.Connection, collection: Collection, version: str) -> None:
+    """Remove a version's table, registry entry and vectors. The serving version is never dropped."""
+    if version == serving_version(conn, collection.name):
+        raise ValueError(f"{version} is the serving version of {collection.name!r}: promote another one first")
+    find_version(conn, collection.name, version)
+    delete_version(conn, collection.name, version)
+    shutil.rmtree(embeddings_folder(collection, version), ignore_errors=True)
+
+
+def apply_retention(conn: psycopg.Connection, collection: Collection) -> list[str]:
+    """Keep `keep_versions` versions: the serving one, then the most recently served, then the newest
+    others. A version created since the last promotion and never served (a build in progress) is kept."""
+    history = promotions(conn, collection.name)
+    if not history:
+        return []
+    last_served: dict[str, int] = {}
+    for rank, promotion in enumerate(history):
+        last_served.setdefault(promotion.version, rank)
+    others = [record for record in list_versions(conn, collection.name) if record.version != history[0].version]
+    others.sort(key=lambda record: last_served.get(record.version, len(history)))  # stable: newest first
+    dropped = []
+    for record in others[max(collection.keep_versions - 1, 0) :]:
+        building = record.version not in last_served and record.created_at > history[0].at
+        if not building:
+            drop(conn, collection, record.version)
+            dropped.append(record.version)
+    return dropped
