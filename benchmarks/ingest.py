@@ -17,28 +17,19 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from python_docs import DEFAULT_CORPUS, copy_pages, html_pages
+
 COLLECTION = "bench"
 
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def copy_corpus(source: Path, target: Path, limit: int) -> int:
-    """The first `limit` HTML pages (sorted by path), skipping Sphinx's _sources/_static folders."""
-    pages = sorted(p for p in source.rglob("*.html") if not any(part.startswith("_") for part in p.parts))
-    for page in pages[:limit]:
-        destination = target / page.relative_to(source)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(page, destination)
-    return min(limit, len(pages))
 
 
 def run_pipeline(corpus: Path) -> dict:
@@ -122,7 +113,7 @@ def report(pipeline: dict, plain: dict, files: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, default=Path("/usr/share/doc/python3.11/html"))
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--limit", type=int, default=300, help="number of HTML files (default 300)")
     parser.add_argument("--batch-size", type=int, default=32, help="sentence-transformers batch size")
     parser.add_argument("--child", choices=["pipeline", "plain"], help=argparse.SUPPRESS)
@@ -136,11 +127,9 @@ def main() -> None:
         print(json.dumps(figures))
         return
 
-    if not args.corpus.is_dir():
-        sys.exit(f"{args.corpus} not found: apt-get install python3.11-doc, or pass --corpus")
     os.environ["HF_HUB_OFFLINE"] = "1"
     with tempfile.TemporaryDirectory(prefix="embed-bench-") as home:
-        files = copy_corpus(args.corpus, Path(home) / "corpus", args.limit)
+        files = copy_pages(html_pages(args.corpus)[: args.limit], args.corpus, Path(home) / "corpus")
         pipeline = child("pipeline", Path(home), args.batch_size)
         plain = child("plain", Path(home), args.batch_size)
     report(pipeline, plain, files)

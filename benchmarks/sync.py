@@ -24,14 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from python_docs import DEFAULT_CORPUS, copy_pages, html_pages
+
 COLLECTION = "bench"
 CHURN = 5
-
-
-def html_pages(corpus: Path) -> list[Path]:
-    return sorted(
-        p for p in corpus.rglob("*.html") if not any(part.startswith("_") for part in p.relative_to(corpus).parts)
-    )
 
 
 def sync_child(home: Path) -> None:
@@ -114,7 +110,7 @@ def sensor_scan_seconds(files: int) -> tuple[float, bool]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, default=Path("/usr/share/doc/python3.11/html"))
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--limit", type=int, default=300)
     parser.add_argument("--scan-files", type=int, default=10_000)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
@@ -122,9 +118,6 @@ def main() -> None:
     if args.child:
         sync_child(args.child)
         return
-    if not args.corpus.is_dir():
-        sys.exit(f"{args.corpus} not found: apt-get install python3.11-doc, or pass --corpus")
-
     scan_s, changed = sensor_scan_seconds(args.scan_files)
     print(f"sensor scan of {args.scan_files} unchanged files: {scan_s * 1000:.0f} ms (changes found: {changed})")
 
@@ -132,10 +125,7 @@ def main() -> None:
     pages = html_pages(args.corpus)
     with tempfile.TemporaryDirectory(prefix="embed-sync-") as tmp:
         home = Path(tmp)
-        for page in pages[: args.limit]:
-            destination = home / "corpus" / page.relative_to(args.corpus)
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(page, destination)
+        copy_pages(pages[: args.limit], args.corpus, home / "corpus")
         results = {"initial": timed_sync(home)}
         churn(home / "corpus", pages[args.limit :], args.corpus)
         results["incremental"] = timed_sync(home)

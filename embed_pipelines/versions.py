@@ -62,6 +62,8 @@ def promote(conn: psycopg.Connection, collection: Collection, version: str, acto
     """Serve `version` if it passes the gate (or unchecked when `check` is False), then apply retention."""
     candidate = find_version(conn, collection.name, version)
     serving = _serving_record(conn, collection)
+    if serving and serving.version == version:
+        raise ValueError(f"{version} is already the serving version of {collection.name!r}")
     gate = None
     if check:
         gate = evaluate_gate(conn, collection, candidate, serving)
@@ -96,7 +98,10 @@ def promote_when_ready(conn: psycopg.Connection, collection: Collection, version
 
     if serving == version:
         return unchanged(f"{version} is serving")
-    candidate = find_version(conn, collection.name, version)
+    try:
+        candidate = find_version(conn, collection.name, version)
+    except LookupError:
+        return unchanged(f"{version} has not been built yet: materialize vector_index first")
     if candidate.rejected:
         return unchanged(f"{version} was rolled back; promote it explicitly to serve it again")
     unsynced = unsynced_shards(collection, candidate)

@@ -28,3 +28,33 @@ def test_index_plan_and_search_from_the_command_line(tmp_path, home, capsys):
     assert cli.main(["search", "how hard should I tamp the coffee?", "--collection", "cli", "-k", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(" 1. ") and "guide/espresso.md" in lines[0] and "Tamping" in lines[0]
+
+
+def test_versions_list_rollback_search_by_version_and_drop(
+    tmp_path, home, capsys, monkeypatch, tiny_model, wider_tiny_model
+):
+    source = write_corpus(tmp_path / "docs", SMALL_CORPUS)
+    for model in (tiny_model, wider_tiny_model):  # a model upgrade, configured by the environment
+        monkeypatch.setenv("EMBED_PIPELINES_MODEL", model.model)
+        assert cli.main(["index", str(source), "--collection", "cli", "--shards", "2"]) == 0
+    capsys.readouterr()
+
+    assert cli.main(["versions", "list", "--collection", "cli"]) == 0
+    newest, oldest = capsys.readouterr().out.splitlines()
+    assert newest.startswith("* ") and "48 dims" in newest and "gate passed" in newest and "serving" in newest
+    assert oldest.startswith("  ") and "32 dims" in oldest
+    new, old = newest.split()[1], oldest.split()[0]
+
+    assert cli.main(["versions", "rollback", "--collection", "cli"]) == 0
+    assert "rolled back" in capsys.readouterr().out
+    assert cli.main(["versions", "list", "--collection", "cli"]) == 0
+    newest, oldest = capsys.readouterr().out.splitlines()
+    assert "rolled back" in newest and oldest.startswith(f"* {old}")
+
+    assert cli.main(["search", "how hard should I tamp?", "--collection", "cli", "--version", new, "-k", "1"]) == 0
+    assert capsys.readouterr().out.startswith(" 1. ")
+    assert cli.main(["versions", "drop", old, "--collection", "cli"]) == 1
+    assert "serving version" in capsys.readouterr().err
+    assert cli.main(["versions", "drop", new, "--collection", "cli"]) == 0
+    assert cli.main(["search", "tamp", "--collection", "cli", "--version", new]) == 1
+    assert f"no index version {new!r}" in capsys.readouterr().err
