@@ -13,8 +13,10 @@ from embed_pipelines.assets.search_view import REQUESTED_BY_TAG
 from embed_pipelines.collection import Collection
 from embed_pipelines.collections_config import configured_collection
 from embed_pipelines.factory import build_definitions, index_job_name
+from embed_pipelines.page_search import PageHit
+from embed_pipelines.page_search import search_pages as search_page_table
 from embed_pipelines.plan import SyncPlan, plan_sync
-from embed_pipelines.resources import PostgresResource, TextEmbeddingModel
+from embed_pipelines.resources import PostgresResource, TextEmbeddingModel, VisualEmbeddingModel
 from embed_pipelines.vector_store import Hit
 from embed_pipelines.vector_store import search as search_relation
 from embed_pipelines.version_jobs import drop_job_name, promote_job_name, rollback_job_name
@@ -80,6 +82,26 @@ def search(
         record = find_version(conn, collection, version)
         query = TextEmbeddingModel(**record.model).embed_query(question)
         return search_relation(conn, record.table, query, k)
+
+
+def search_pages(
+    question: str,
+    collection: str = settings.DEFAULT_COLLECTION,
+    k: int = 5,
+    exact: bool = False,
+    candidates_per_token: int = 20,
+    postgres: PostgresResource | None = None,
+) -> list[PageHit]:
+    """Pages by late interaction (MaxSim) with the question, embedded by the model that made the serving page
+    index version: HNSW candidates re-ranked exactly, or every page scored when `exact`."""
+    view = f"{collection}_pages"
+    with (postgres or PostgresResource()).connect() as conn:
+        version = serving_version(conn, view)
+        if version is None:
+            raise LookupError(f"collection {collection!r} has no page index yet: enable its visual branch and index it")
+        record = find_version(conn, view, version)
+        tokens = VisualEmbeddingModel(**record.model).embed_query(question)
+        return search_page_table(conn, record.table, tokens, k, candidates_per_token, exact)
 
 
 def _run_version_job(

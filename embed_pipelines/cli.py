@@ -34,11 +34,18 @@ def _index(args: argparse.Namespace) -> int:
 
 def _search(args: argparse.Namespace) -> int:
     try:
-        hits = api.search(args.question, collection=args.collection, k=args.k, version=args.version)
+        if args.visual:
+            pages = api.search_pages(args.question, collection=args.collection, k=args.k, exact=args.exact)
+        else:
+            hits = api.search(args.question, collection=args.collection, k=args.k, version=args.version)
     except LookupError as error:
         print(error, file=sys.stderr)
         return 1
-    print_hits(hits)
+    if args.visual:
+        for rank, page in enumerate(pages, start=1):
+            print(f"{rank:>2}. {page.score:.3f}  {page.document_path}  page {page.page_number}")
+    else:
+        print_hits(hits)
     return 0
 
 
@@ -115,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--collection", default=settings.DEFAULT_COLLECTION)
     search.add_argument("-k", type=int, default=5)
     search.add_argument("--version", default=None, help="an index version other than the serving one")
+    search.add_argument("--visual", action="store_true", help="search page images (late interaction, MaxSim)")
+    search.add_argument("--exact", action="store_true", help="with --visual: score every page, not HNSW candidates")
     search.set_defaults(handler=_search)
 
     versions = commands.add_parser("versions", help="list, promote, roll back and drop index versions")

@@ -12,6 +12,8 @@ import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from embed_pipelines import settings
+from embed_pipelines.extraction import is_supported
+from embed_pipelines.page_rendering import is_visual
 from embed_pipelines.sample_corpus import SAMPLE_QUESTIONS, ensure_sample_corpus
 from embed_pipelines.shards import shard_keys
 from embed_pipelines.vector_store import check_name
@@ -29,6 +31,16 @@ class PromotionPolicy:
 
 
 @dataclass(frozen=True)
+class VisualBranch:
+    """The page-image branch of a collection: PDF pages and image files embedded by a ColPali-family model."""
+
+    model: str  # local folder of a colpali-engine checkpoint (full model or LoRA adapter)
+    family: str = "colqwen2"  # colpali | colqwen2 | colqwen2_5 | colidefics3
+    base_model: str = ""  # local base model folder, for an adapter checkpoint
+    dpi: int = 144  # PDF rendering resolution; the model's processor resizes to its own input size
+
+
+@dataclass(frozen=True)
 class Collection:
     name: str
     source_dir: Path
@@ -40,9 +52,10 @@ class Collection:
     timezone: str = settings.DEFAULT_TIMEZONE
     promotion: PromotionPolicy = PromotionPolicy()
     keep_versions: int = settings.DEFAULT_KEEP_VERSIONS  # the serving version is kept on top of these
+    visual: VisualBranch | None = None
 
     def __post_init__(self) -> None:
-        check_name(self.name)
+        check_name(self.pages_name if self.visual else self.name)
 
     @classmethod
     def from_environment(
@@ -57,6 +70,8 @@ class Collection:
         if not golden and source == sample.resolve():
             golden = str(SAMPLE_QUESTIONS)
         layout = os.environ.get(settings.LAYOUT_WEIGHTS_ENV)
+        visual_model = os.environ.get(settings.VISUAL_MODEL_ENV)
+        visual_family = os.environ.get(settings.VISUAL_FAMILY_ENV, "colqwen2")
         return cls(
             name=name or os.environ.get(settings.COLLECTION_ENV, settings.DEFAULT_COLLECTION),
             source_dir=source,
@@ -68,6 +83,7 @@ class Collection:
             timezone=os.environ.get(settings.TIMEZONE_ENV, settings.DEFAULT_TIMEZONE),
             promotion=PromotionPolicy(golden_queries=Path(golden).expanduser() if golden else None),
             keep_versions=settings.positive_int(settings.KEEP_VERSIONS_ENV, settings.DEFAULT_KEEP_VERSIONS),
+            visual=VisualBranch(visual_model, visual_family) if visual_model else None,
         )
 
     @cached_property
@@ -80,6 +96,20 @@ class Collection:
         per run."""
         keys = sorted(shards) if shards is not None else self.partitions.get_partition_keys()
         return {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+
+    def indexes(self, path: Path) -> bool:
+        """Whether a file belongs in the collection: text formats, and page images where the visual
+        branch is on."""
+        return is_supported(path) or (self.visual is not None and is_visual(path))
+
+    @property
+    def pages_name(self) -> str:
+        """Name of the page tables' family and view: `<collection>_pages`."""
+        return f"{self.name}_pages"
+
+    @property
+    def visual_model_key(self) -> str:
+        return f"{self.name}_visual_model"
 
     @property
     def text_model_key(self) -> str:

@@ -7,6 +7,11 @@ collections:
     model: /models/bge-small     # optional, default the bundled all-MiniLM-L6-v2
     layout_weights: /models/docling   # optional
     keep_versions: 2             # optional: index versions kept, the serving one included
+    visual:                      # optional: PDF pages and images through a ColPali-family model
+      model: /models/colqwen2-v1.0-merged
+      family: colqwen2           # colpali | colqwen2 | colqwen2_5 | colidefics3
+      base_model: ""             # local base model folder, for an adapter checkpoint
+      dpi: 144
     promotion:                   # optional: what a new index version must show before it serves
       golden_queries: ~/docs/handbook-questions.json   # [{"question": ..., "expected": "<path>"}]
       golden_k: 5
@@ -21,10 +26,10 @@ from pathlib import Path
 
 import yaml
 
-from embed_pipelines.collection import Collection, PromotionPolicy
+from embed_pipelines.collection import Collection, PromotionPolicy, VisualBranch
 from embed_pipelines.settings import CONFIG_ENV, DEFAULT_KEEP_VERSIONS, DEFAULT_SHARD_COUNT
 
-_KEYS = {"name", "source", "shards", "model", "layout_weights", "keep_versions", "promotion"}
+_KEYS = {"name", "source", "shards", "model", "layout_weights", "keep_versions", "promotion", "visual"}
 _PROMOTION_KEYS = {"golden_queries", "golden_k", "golden_tolerance", "min_recall_at_10", "recall_queries"}
 
 
@@ -52,6 +57,7 @@ def load_collections(config_file: Path) -> list[Collection]:
                 layout_weights=Path(entry["layout_weights"]).expanduser() if entry.get("layout_weights") else None,
                 keep_versions=int(entry.get("keep_versions", DEFAULT_KEEP_VERSIONS)),
                 promotion=PromotionPolicy(**promotion),
+                visual=VisualBranch(**entry["visual"]) if entry.get("visual") else None,
             )
         )
     return collections

@@ -26,7 +26,7 @@ def pending_sync(collection: Collection) -> PendingSync:
     """Compare the folder with the listings `source_files` last wrote. Only files whose size or mtime
     differ are read (to tell an edit from a touch)."""
     before = read_all_listings(collection)
-    scan = scan_source(collection.source_dir, collection.shard_count, known=before)
+    scan = scan_source(collection.source_dir, collection.shard_count, known=before, accepts=collection.indexes)
     after = scan.files()
     changes = compare_scans(before, after)
     restated = {path for path, row in after.items() if row is not before.get(path)}

@@ -20,6 +20,9 @@ _CONFIG_FILES = (
     "sentence_bert_config.json",
     "config_sentence_transformers.json",
     "1_Pooling/config.json",
+    "preprocessor_config.json",  # image resolution of vision models
+    "processor_config.json",
+    "adapter_config.json",
 )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,8 +49,10 @@ def scan_source(
     shard_count: int,
     shards: set[str] | None = None,
     known: dict[str, dict] | None = None,
+    accepts: Callable[[Path], bool] = is_supported,
 ) -> SourceScan:
-    """Files of the requested shards (all when None); `known` maps paths to rows of an earlier scan."""
+    """Files of the requested shards (all when None) that `accepts` takes; `known` maps paths to rows of an
+    earlier scan."""
     if not root.is_dir():
         raise FileNotFoundError(f"Source folder {root} does not exist or is not a folder")
     known = known or {}
@@ -61,7 +64,7 @@ def scan_source(
         except UnicodeEncodeError:
             scan.ignored[relative.encode("utf-8", "replace").decode()] = "file name is not valid UTF-8"
             continue
-        if not is_supported(path):
+        if not accepts(path):
             scan.ignored[relative] = f"unsupported file type {path.suffix or '(none)'}"
             continue
         shard = shard_of(relative, shard_count)

@@ -63,6 +63,30 @@ def embeddings_schema(dimension: int) -> pa.Schema:
     )
 
 
+PAGE_IMAGES_SCHEMA = pa.schema(
+    [
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("source_sha256", pa.string(), nullable=False),
+        pa.field("page_number", pa.int32(), nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("image_sha256", pa.string(), nullable=False),
+        pa.field("png", pa.binary(), nullable=False),
+    ]
+)
+
+PAGE_EMBEDDINGS_SCHEMA = pa.schema(
+    [
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("page_number", pa.int32(), nullable=False),
+        pa.field("image_sha256", pa.string(), nullable=False),
+        pa.field("index_version", pa.string(), nullable=False),
+        pa.field("tokens", pa.list_(pa.list_(pa.float32())), nullable=False),  # padding already stripped
+        pa.field("regions", pa.list_(pa.list_(pa.float32())), nullable=False),  # for candidate search
+    ]
+)
+
+
 def document_key(relative_path: str) -> str:
     """File name for a document's intermediates: paths may hold characters a file name cannot."""
     return hashlib.sha256(relative_path.encode("utf-8")).hexdigest()[:32]
@@ -94,11 +118,41 @@ class DocumentStore:
     def write(self, shard: str, relative_path: str, rows: list[dict], made_from: str = "") -> None:
         """`made_from` names the input the rows were made from (kept in the file's footer), so that a
         later run can tell the file is current without reading its rows."""
+        self.write_batches(shard, relative_path, [rows], made_from)
+
+    def write_batches(self, shard: str, relative_path: str, batches: Iterable[list[dict]], made_from: str = "") -> int:
+        """Like `write`, one batch of rows at a time, so a document's rows never sit in memory together.
+        If producing a batch fails, the document's previous file stays as it was. Returns rows written."""
         target = self._file(shard, relative_path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        schema = self.schema.with_metadata({"made_from": made_from})
+        rows = 0
+        try:
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for batch in batches:
+                    writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                    rows += len(batch)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         if self.retired and target.exists():
             self._retire(target)
-        schema = self.schema.with_metadata({"made_from": made_from})
-        write_parquet_atomic(pa.Table.from_pylist(rows, schema=schema), target)
+        os.replace(tmp, target)
+        return rows
+
+    def iter_batches(self, shard: str, relative_path: str, rows: int, columns: list[str] | None = None):
+        """A document's rows, `rows` at a time (as lists of dicts); nothing when it has no file."""
+        path = self._file(shard, relative_path)
+        if not path.exists():
+            return
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows, columns=columns):
+            yield batch.to_pylist()
+
+    def read_columns(self, shard: str, relative_path: str, columns: list[str]) -> list[dict] | None:
+        """Some columns of a document's rows (a PNG column left out is most of a page file), or None."""
+        path = self._file(shard, relative_path)
+        return pq.read_table(path, columns=columns).to_pylist() if path.exists() else None
 
     def read(self, shard: str, relative_path: str) -> pa.Table | None:
         path = self._file(shard, relative_path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +10,7 @@ import torch.nn.functional as F
 from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from embed_pipelines.model_folder import ModelFolderConfig, Pooling
-
-_log = logging.getLogger(__name__)
+from embed_pipelines.oom import run_halving_on_oom
 
 
 def pick_device(requested: str) -> torch.device:
@@ -94,21 +92,8 @@ class TextEncoder:
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         for batch in token_budget_batches([len(i) for i in ids], self.token_budget, self.max_batch):
             features = [{"input_ids": ids[i], "attention_mask": masks[i]} for i in batch]
-            out[batch] = self._forward_splitting_on_oom(features)
+            out[batch] = run_halving_on_oom(self._forward, features, np.concatenate)
         return out
-
-    def _forward_splitting_on_oom(self, features: list[dict]) -> np.ndarray:
-        try:
-            return self._forward(features)
-        except torch.OutOfMemoryError:
-            if len(features) == 1:
-                raise
-            torch.cuda.empty_cache()
-            half = len(features) // 2
-            _log.warning("Out of memory on a batch of %d; retrying as two halves", len(features))
-            return np.concatenate(
-                [self._forward_splitting_on_oom(features[:half]), self._forward_splitting_on_oom(features[half:])]
-            )
 
     @torch.inference_mode()
     def _forward(self, features: list[dict]) -> np.ndarray:

@@ -1,7 +1,8 @@
-"""Vectors already computed for an index version, found by chunk hash (DuckDB over the Parquet files).
+"""Vectors already computed for an index version, found by content hash (DuckDB over the Parquet files).
 
-This is what makes a vector computed at most once per (index version, chunk hash): unchanged chunks of an
-edited file, a renamed file, and identical chunks in other files all reuse a stored vector.
+This is what makes a vector computed at most once per (index version, content hash): unchanged chunks of an
+edited file, a renamed file, identical chunks in other files, and the same page image anywhere all reuse a
+stored vector.
 """
 
 from __future__ import annotations
@@ -13,20 +14,26 @@ import pyarrow as pa
 from embed_pipelines.storage import DocumentStore
 
 
-def lookup_vectors(store: DocumentStore, chunk_hashes: list[str]) -> dict[str, np.ndarray]:
-    """chunk hash -> vector for the hashes stored anywhere in an embeddings store, retired files included."""
+def lookup_stored(store: DocumentStore, hashes: list[str], key: str, values: list[str]) -> dict[str, tuple]:
+    """hash -> the stored `values` for the hashes found in the `key` column of any file of the store,
+    retired files included."""
     files = [str(path) for path in store.root.glob("*/*.parquet")]
     if store.retired:
         files += [str(path) for path in store.retired.glob("*.parquet")]
-    if not chunk_hashes or not files:
+    if not hashes or not files:
         return {}
-    wanted = pa.table({"chunk_hash": sorted(set(chunk_hashes))})
+    wanted = pa.table({"wanted": sorted(set(hashes))})
     with duckdb.connect() as db:
         db.register("wanted", wanted)
         db.register("stored", db.read_parquet(files))
+        columns = ", ".join(f'any_value("{value}")' for value in values)
         found = db.execute(
-            "SELECT chunk_hash, any_value(embedding) AS embedding FROM stored "
-            "WHERE chunk_hash IN (SELECT chunk_hash FROM wanted) GROUP BY chunk_hash"
-        ).to_arrow_table()
-    vectors = np.asarray(found.column("embedding").to_pylist(), dtype=np.float32)
-    return dict(zip(found.column("chunk_hash").to_pylist(), vectors, strict=True))
+            f'SELECT "{key}", {columns} FROM stored WHERE "{key}" IN (SELECT wanted FROM wanted) GROUP BY "{key}"'
+        ).fetchall()
+    return {row[0]: row[1:] for row in found}
+
+
+def lookup_vectors(store: DocumentStore, chunk_hashes: list[str]) -> dict[str, np.ndarray]:
+    """chunk hash -> vector, for the chunk hashes stored anywhere in a text embeddings store."""
+    found = lookup_stored(store, chunk_hashes, "chunk_hash", ["embedding"])
+    return {chunk_hash: np.asarray(vector, dtype=np.float32) for chunk_hash, (vector,) in found.items()}

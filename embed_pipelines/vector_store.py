@@ -1,5 +1,6 @@
-"""The pgvector tables of a collection: one per index version, `<collection>__<version>`. Which of them the
-view `<collection>` serves is the registry's business (version_registry.py).
+"""The pgvector tables of a collection: one per index version, `<collection>__<version>` for chunks and
+`<collection>_pages__<version>` for page images. Which of them a view serves is the registry's business
+(version_registry.py).
 
 All SQL lives here, in the open. Rows load by binary COPY; the HNSW index is built after bulk loads.
 """
@@ -18,7 +19,7 @@ _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
 HNSW_MAX_DIMENSIONS = 2000
 
 # (column, SQL type, binary COPY type); `id` and `indexed_at` are filled by the server.
-LOADED_COLUMNS = (
+CHUNK_COLUMNS = (
     ("document_path", "text NOT NULL", "text"),
     ("chunk_ordinal", "integer NOT NULL", "int4"),
     ("shard", "text NOT NULL", "text"),
@@ -29,11 +30,34 @@ LOADED_COLUMNS = (
     ("source_sha256", "text NOT NULL", "text"),
     ("embedding", "vector({dim}) NOT NULL", "vector"),
 )
+PAGE_COLUMNS = (
+    ("document_path", "text NOT NULL", "text"),
+    ("page_number", "integer NOT NULL", "int4"),
+    ("shard", "text NOT NULL", "text"),
+    ("width", "integer NOT NULL", "int4"),
+    ("height", "integer NOT NULL", "int4"),
+    ("image_sha256", "text NOT NULL", "text"),
+    ("source_sha256", "text NOT NULL", "text"),
+    ("tokens", "halfvec({dim})[] NOT NULL", "halfvec[]"),  # the multi-vector, for exact MaxSim scoring
+)
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """What differs between the chunk and page tables; everything else about them is the same SQL."""
+
+    columns: tuple[tuple[str, str, str], ...]
+    ordinal: str  # position of a row in its document
+    item_hash: str  # what a row was made from
+
+
+CHUNK_TABLE = TableLayout(CHUNK_COLUMNS, "chunk_ordinal", "chunk_hash")
+PAGE_TABLE = TableLayout(PAGE_COLUMNS, "page_number", "image_sha256")  # HNSW: on its regions (page_search.py)
 
 
 def column_types() -> list[tuple[str, str]]:
     """Every column of a version table with its SQL type, for documentation and metadata."""
-    loaded = [(name, sql_type.removesuffix(" NOT NULL")) for name, sql_type, _ in LOADED_COLUMNS]
+    loaded = [(name, sql_type.removesuffix(" NOT NULL")) for name, sql_type, _ in CHUNK_COLUMNS]
     return [("id", "bigint"), *loaded, ("indexed_at", "timestamptz")]
 
 
@@ -50,14 +74,16 @@ def table_name(collection: str, version: str) -> str:
     return f"{check_name(collection)}__{version}"
 
 
-def ensure_table(conn: psycopg.Connection, collection: str, version: str, dimension: int) -> str:
+def ensure_table(
+    conn: psycopg.Connection, collection: str, version: str, dimension: int, layout: TableLayout = CHUNK_TABLE
+) -> str:
     """Create the version's table (idempotent, safe against concurrent runs)."""
     if dimension > HNSW_MAX_DIMENSIONS:
         raise ValueError(f"expected at most {HNSW_MAX_DIMENSIONS} dimensions for an HNSW index, not {dimension}")
     table = table_name(collection, version)
     columns = sql.SQL(",\n").join(
         sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(sql_type.format(dim=dimension)))
-        for name, sql_type, _ in LOADED_COLUMNS
+        for name, sql_type, _ in layout.columns
     )
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (table,))
@@ -67,8 +93,8 @@ def ensure_table(conn: psycopg.Connection, collection: str, version: str, dimens
                     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
                     {columns},
                     indexed_at timestamptz NOT NULL DEFAULT now(),
-                    UNIQUE (document_path, chunk_ordinal))"""
-            ).format(table=sql.Identifier(table), columns=columns)
+                    UNIQUE (document_path, {ordinal}))"""
+            ).format(table=sql.Identifier(table), columns=columns, ordinal=sql.Identifier(layout.ordinal))
         )
         conn.execute(
             sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (shard)").format(
@@ -78,25 +104,31 @@ def ensure_table(conn: psycopg.Connection, collection: str, version: str, dimens
     return table
 
 
-def indexed_documents(conn: psycopg.Connection, table: str, shard: str) -> dict[str, tuple[str, list[str]]]:
-    """path -> (source sha256, chunk hashes in order) of what the table holds for a shard."""
+def indexed_documents(
+    conn: psycopg.Connection, table: str, shard: str, layout: TableLayout = CHUNK_TABLE
+) -> dict[str, tuple[str, list[str]]]:
+    """path -> (source sha256, item hashes in order) of what the table holds for a shard."""
     query = sql.SQL(
-        "SELECT document_path, min(source_sha256), array_agg(chunk_hash ORDER BY chunk_ordinal) "
-        "FROM {} WHERE shard = %s GROUP BY document_path"
-    ).format(sql.Identifier(table))
+        "SELECT document_path, min(source_sha256), array_agg({item_hash} ORDER BY {ordinal}) "
+        "FROM {table} WHERE shard = %s GROUP BY document_path"
+    ).format(
+        item_hash=sql.Identifier(layout.item_hash), ordinal=sql.Identifier(layout.ordinal), table=sql.Identifier(table)
+    )
     return {path: (sha256, hashes) for path, sha256, hashes in conn.execute(query, (shard,))}
 
 
-def replace_document(conn: psycopg.Connection, table: str, path: str, rows: Iterable[tuple]) -> tuple[int, int]:
-    """Swap one document's rows in one transaction: readers see its old chunks or its new ones, never a
-    mix. Rows are tuples in LOADED_COLUMNS order. Returns (deleted, written)."""
-    names = sql.SQL(", ").join(sql.Identifier(name) for name, _, _ in LOADED_COLUMNS)
+def replace_document(
+    conn: psycopg.Connection, table: str, path: str, rows: Iterable[tuple], layout: TableLayout = CHUNK_TABLE
+) -> tuple[int, int]:
+    """Swap one document's rows in one transaction: readers see its old rows or its new ones, never a
+    mix. Rows are tuples in the layout's column order. Returns (deleted, written)."""
+    names = sql.SQL(", ").join(sql.Identifier(name) for name, _, _ in layout.columns)
     written = 0
     with conn.transaction():
         deleted = _delete_document(conn, table, path)
         copy_sql = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT BINARY)").format(sql.Identifier(table), names)
         with conn.cursor().copy(copy_sql) as copy:
-            copy.set_types([copy_type for _, _, copy_type in LOADED_COLUMNS])
+            copy.set_types([copy_type for _, _, copy_type in layout.columns])
             for row in rows:
                 copy.write_row(row)
                 written += 1
@@ -115,14 +147,14 @@ def _delete_document(conn: psycopg.Connection, table: str, path: str) -> int:
     return conn.execute(query, (path,)).rowcount
 
 
-def ensure_hnsw_index(conn: psycopg.Connection, table: str) -> None:
+def ensure_hnsw_index(conn: psycopg.Connection, table: str, column: str = "embedding") -> None:
     """Built once the first bulk load is in: building on a full table is much faster than inserting
     into an index row by row."""
     with conn.transaction():
         conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
         conn.execute(
-            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw (embedding vector_cosine_ops)").format(
-                sql.Identifier(f"{table}_embedding_hnsw"), sql.Identifier(table)
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ({} vector_cosine_ops)").format(
+                sql.Identifier(f"{table}_{column}_hnsw"), sql.Identifier(table), sql.Identifier(column)
             )
         )
 

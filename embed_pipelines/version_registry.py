@@ -193,9 +193,13 @@ def point_view(
 
 
 def delete_version(conn: psycopg.Connection, collection: str, version: str) -> None:
-    """Drop the version's table and forget it; its promotions stay in the history."""
+    """Drop the version's tables (a page table has a regions table) and forget it; its promotions stay in the
+    history."""
+    table = table_name(collection, version)
     with conn.transaction():
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table_name(collection, version))))
+        conn.execute(
+            sql.SQL("DROP TABLE IF EXISTS {}, {}").format(sql.Identifier(f"{table}_regions"), sql.Identifier(table))
+        )
         conn.execute(
             "DELETE FROM embed_pipelines_versions WHERE collection = %s AND version = %s", (collection, version)
         )

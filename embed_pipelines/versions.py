@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import psycopg
 
 from embed_pipelines.collection import Collection
+from embed_pipelines.listing import read_listing
+from embed_pipelines.page_rendering import is_visual
 from embed_pipelines.promotion_gate import GateResult, evaluate_gate, unsynced_shards
 from embed_pipelines.stores import embeddings_folder
 from embed_pipelines.version_registry import (
@@ -155,3 +157,22 @@ def apply_retention(conn: psycopg.Connection, collection: Collection) -> list[st
             drop(conn, collection, record.version)
             dropped.append(record.version)
     return dropped
+
+
+def promote_pages_when_complete(conn: psycopg.Connection, collection: Collection, version: str, actor: str) -> Outcome:
+    """The page view moves to the configured page index version once every shard holding page images has
+    been synced by it: until then search keeps reading the version it read."""
+    view = collection.pages_name
+    serving = serving_version(conn, view)
+    if serving == version:
+        return Outcome(view, version, serving, f"{version} is serving")
+    record = find_version(conn, view, version)
+    unsynced = [
+        shard
+        for shard in collection.partitions.get_partition_keys()
+        if shard not in record.synced_shards and any(is_visual(s["path"]) for s in read_listing(collection, shard))
+    ]
+    if unsynced:
+        return Outcome(view, version, serving, f"{version} is building: {len(unsynced)} shards to sync")
+    previous, seconds = point_view(conn, view, version, "promote", actor, {"shards": len(record.synced_shards)})
+    return Outcome(view, version, version, f"now serving {version}", replaced=previous, swap_ms=seconds * 1000)

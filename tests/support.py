@@ -59,3 +59,16 @@ def latest_metadata(instance: dg.DagsterInstance, collection: str, asset: str) -
     event = instance.get_latest_materialization_event(dg.AssetKey([collection, asset]))
     assert event is not None, f"{collection}/{asset} was never materialized"
     return {key: value.value for key, value in event.asset_materialization.metadata.items()}
+
+
+def write_pdf(path: Path, page_texts: list[str]) -> Path:
+    """A PDF with one page per text (A4, 24 pt Helvetica)."""
+    from fpdf import FPDF
+
+    pdf = FPDF(format="A4")
+    pdf.set_font("helvetica", size=24)
+    for text in page_texts:
+        pdf.add_page()
+        pdf.multi_cell(0, 12, text=text)
+    pdf.output(str(path))
+    return path

@@ -11,7 +11,7 @@ from embed_pipelines import settings
 from embed_pipelines.chunking import DocumentChunker
 from embed_pipelines.collection import Collection
 from embed_pipelines.index_version import TOKENIZER_FILES, index_version
-from embed_pipelines.resources import TextEmbeddingModel
+from embed_pipelines.resources import TextEmbeddingModel, VisualEmbeddingModel
 
 MAX_LISTED_ROWS = 50
 
@@ -76,6 +76,14 @@ def paths_table(paths_by_kind: dict[str, list[str]]) -> dg.MetadataValue:
 
 def text_model_of(context: dg.AssetExecutionContext, collection: Collection) -> TextEmbeddingModel:
     return getattr(context.resources, collection.text_model_key)
+
+
+def visual_model_of(context: dg.AssetExecutionContext, collection: Collection) -> VisualEmbeddingModel:
+    return getattr(context.resources, collection.visual_model_key)
+
+
+def visual_index_version(model: VisualEmbeddingModel) -> str:
+    return model.version(settings.state_dir() / "fingerprints")
 
 
 def chunker_for(text_model: TextEmbeddingModel) -> DocumentChunker:

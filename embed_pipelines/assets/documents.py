@@ -1,4 +1,5 @@
 from collections import Counter
+from pathlib import Path
 
 import dagster as dg
 
@@ -8,7 +9,7 @@ from embed_pipelines.assets.common import (
     failures_table,
 )
 from embed_pipelines.collection import Collection
-from embed_pipelines.extraction import DocumentExtractor, Extraction, ExtractionStatus
+from embed_pipelines.extraction import DocumentExtractor, Extraction, ExtractionStatus, is_supported
 from embed_pipelines.listing import read_listing
 from embed_pipelines.storage import DOCUMENTS_SCHEMA
 from embed_pipelines.stores import documents_store
@@ -74,6 +75,8 @@ def build_documents(collection: Collection) -> dg.AssetsDefinition:
             listing = read_listing(collection, shard)
             for source in listing:
                 path, sha256 = source["path"], source["sha256"]
+                if not is_supported(Path(path)):  # a page image, for the visual branch only
+                    continue
                 previous = store.read_row(shard, path)
                 if _is_current(previous, sha256, extractor.mode_for(path).value):
                     outcomes["unchanged"] += 1

@@ -26,7 +26,9 @@ def build_source_files(collection: Collection) -> dg.AssetsDefinition:
     def source_files(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         shards = context.partition_keys
         before = {row["path"]: row for shard in shards for row in read_listing(collection, shard)}
-        scan = scan_source(collection.source_dir, collection.shard_count, set(shards), known=before)
+        scan = scan_source(
+            collection.source_dir, collection.shard_count, set(shards), known=before, accepts=collection.indexes
+        )
         for shard in shards:
             write_listing(collection, shard, scan.files_by_shard.get(shard, []))
         after = scan.files()

@@ -35,7 +35,7 @@ CHECKS = {
 
 
 def _document_rows(shard: str, path: str, chunks: pa.Table, vectors: pa.Table | None) -> Iterator[tuple]:
-    """Chunks joined with their vectors, in LOADED_COLUMNS order. A vector made for other text is an error,
+    """Chunks joined with their vectors, in CHUNK_COLUMNS order. A vector made for other text is an error,
     not a row: it means `embeddings` is older than `chunks` for this document."""
     by_ordinal = {row["ordinal"]: row for row in vectors.to_pylist()} if vectors is not None else {}
     for chunk in chunks.to_pylist():

@@ -1,0 +1,77 @@
+"""Pages as images for the visual branch: PDF pages rendered at a configured DPI by pypdfium2 (the PDFium
+binding docling itself uses), and image files as one-page documents.
+
+Pages are produced one at a time, so memory does not grow with a document's page count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pypdfium2
+from PIL import Image
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"})
+VISUAL_SUFFIXES = IMAGE_SUFFIXES | {".pdf"}
+
+
+def is_visual(path: Path | str) -> bool:
+    return Path(path).suffix.lower() in VISUAL_SUFFIXES
+
+
+@dataclass(frozen=True)
+class PageImage:
+    page_number: int  # 1-based
+    width: int
+    height: int
+    png: bytes
+
+    @property
+    def sha256(self) -> str:
+        """What a page's vectors are stored under: the same picture is embedded once per index version."""
+        return hashlib.sha256(self.png).hexdigest()
+
+    def image(self) -> Image.Image:
+        return Image.open(io.BytesIO(self.png)).convert("RGB")
+
+
+def _page_image(page_number: int, image: Image.Image) -> PageImage:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG", compress_level=1)  # fast; pages are stored, not shipped
+    return PageImage(page_number, image.width, image.height, buffer.getvalue())
+
+
+def render_pages(path: Path, dpi: int) -> Iterator[PageImage]:
+    """Every page of a PDF, or the one page of an image file. Raises ValueError naming the file when it
+    cannot be read as either."""
+    if path.suffix.lower() == ".pdf":
+        yield from _pdf_pages(path, dpi)
+        return
+    try:
+        with Image.open(path) as image:
+            yield _page_image(1, image)
+    except (OSError, Image.DecompressionBombError) as error:
+        raise ValueError(f"{path.name}: not a readable image ({error})") from error
+
+
+def _pdf_pages(path: Path, dpi: int) -> Iterator[PageImage]:
+    try:
+        document = pypdfium2.PdfDocument(path)
+    except pypdfium2.PdfiumError as error:
+        raise ValueError(f"{path.name}: not a readable PDF ({error})") from error
+    try:
+        for index in range(len(document)):
+            page = document[index]
+            try:
+                bitmap = page.render(scale=dpi / 72)
+            except pypdfium2.PdfiumError as error:
+                raise ValueError(f"{path.name}: page {index + 1} cannot be rendered ({error})") from error
+            finally:
+                page.close()
+            yield _page_image(index + 1, bitmap.to_pil())
+    finally:
+        document.close()

@@ -1,0 +1,71 @@
+"""The late-interaction vision model (ColPali family, colpali-engine) as a Dagster resource: configuration
+here, tensor work in visual_encoder."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import dagster as dg
+import numpy as np
+from PIL import Image
+from pydantic import Field
+
+from embed_pipelines.index_version import index_version, model_fingerprint
+from embed_pipelines.text_encoder import pick_device, pick_dtype
+from embed_pipelines.visual_encoder import VisualEncoder, adapter_base
+
+# Pages per forward pass. A ColQwen2 page is up to 768 visual tokens; CPUs gain nothing from large batches.
+DEFAULT_PAGE_BATCHES = {"cpu": 4, "mps": 8, "cuda": 32}
+
+
+@cache
+def _load_encoder(family: str, folder: Path, base_model: str, device: str, batch_size: int) -> VisualEncoder:
+    """One model per process and configuration, loaded on first use: runs over many shards reuse it."""
+    return VisualEncoder(family, folder, base_model, pick_device(device), batch_size)
+
+
+class VisualEmbeddingModel(dg.ConfigurableResource):
+    """A ColPali-family model: page images and questions to multi-vectors (one 128-dim vector per token)."""
+
+    model: str = Field(description="Local folder of a colpali-engine checkpoint (full model or LoRA adapter).")
+    family: Literal["colpali", "colqwen2", "colqwen2_5", "colidefics3"] = Field(
+        default="colqwen2", description="Model family; colidefics3 serves the ColSmol checkpoints."
+    )
+    base_model: str = Field(
+        default="", description="Local base model folder for an adapter checkpoint; empty: the one it names."
+    )
+    device: Literal["auto", "cuda", "mps", "cpu"] = Field(default="auto")
+    page_batch_size: int | None = Field(
+        default=None, description="Pages per forward pass (halved on out-of-memory); None picks one per device."
+    )
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.model).expanduser().resolve()
+
+    def encoder(self) -> VisualEncoder:
+        device = pick_device(self.device)
+        batch = self.page_batch_size or DEFAULT_PAGE_BATCHES[device.type]
+        return _load_encoder(self.family, self.folder, self.base_model, str(device), batch)
+
+    def embed_pages(self, images: list[Image.Image]) -> list[np.ndarray]:
+        return self.encoder().embed_pages(images)
+
+    def embed_query(self, question: str) -> np.ndarray:
+        return self.encoder().embed_query(question)
+
+    def query_settings(self) -> dict:
+        """What the registry keeps so that search embeds questions with the model that made a version."""
+        return {"model": self.model, "family": self.family, "base_model": self.base_model}
+
+    def version(self, fingerprint_cache: Path) -> str:
+        """The page index version: the model's (and an adapter's base model's) files by content, the
+        family and the dtype class."""
+        base = adapter_base(self.folder, self.base_model)
+        files = model_fingerprint(self.folder, fingerprint_cache)
+        if base is not None:
+            files |= {f"base/{name}": digest for name, digest in model_fingerprint(base, fingerprint_cache).items()}
+        dtype = str(pick_dtype(pick_device(self.device))).removeprefix("torch.")
+        return index_version({"visual_model_files": files, "family": self.family, "dtype": dtype})

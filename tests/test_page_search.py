@@ -1,0 +1,66 @@
+"""Late-interaction search in SQL: MaxSim equals colpali-engine's, re-ranked HNSW candidates equal exact search."""
+
+import numpy as np
+import pytest
+import torch
+from colpali_engine.utils.processing_utils import BaseVisualRetrieverProcessor
+
+from embed_pipelines.page_search import (
+    as_halfvecs,
+    ensure_page_search,
+    regions_of,
+    regions_table,
+    search_pages,
+    write_regions,
+)
+from embed_pipelines.vector_store import PAGE_TABLE, ensure_hnsw_index, ensure_table, replace_document
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    """Unit rows, rounded to half precision as the page table stores them."""
+    return (vectors / np.linalg.norm(vectors, axis=-1, keepdims=True)).astype(np.float16).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def pages():
+    rng = np.random.default_rng(0)
+    return [_unit(rng.normal(size=(int(rng.integers(3, 12)), 128))) for _ in range(40)]
+
+
+@pytest.fixture(scope="module")
+def page_table(postgres, pages):
+    with postgres.connect() as conn:
+        table = ensure_table(conn, "maxsim_pages", "v1", 128, PAGE_TABLE)
+        ensure_page_search(conn, table, 128)
+        for number, tokens in enumerate(pages):
+            path = f"doc-{number}.pdf"
+            with conn.transaction():
+                replace_document(conn, table, path, [(path, 1, "0", 9, 9, "h", "s", as_halfvecs(tokens))], PAGE_TABLE)
+                write_regions(conn, table, path, {1: regions_of(tokens)})
+        ensure_hnsw_index(conn, regions_table(table), "region")
+    return table
+
+
+def test_max_sim_in_sql_equals_colpali_engine(postgres, pages, page_table):
+    query = _unit(np.random.default_rng(1).normal(size=(6, 128)))
+    with postgres.connect() as conn:
+        hits = search_pages(conn, page_table, query, k=len(pages), exact=True)
+    sql_scores = {hit.document_path: hit.score for hit in hits}
+    for number, tokens in enumerate(pages):
+        # One page per call: colpali-engine pads a batch with zero vectors, which lifts negative maxima to 0.
+        expected = BaseVisualRetrieverProcessor.score_multi_vector([torch.tensor(query)], [torch.tensor(tokens)])
+        assert sql_scores[f"doc-{number}.pdf"] == pytest.approx(float(expected[0, 0]), abs=1e-4)
+
+
+def test_reranked_candidates_equal_exact_search_on_a_small_collection(postgres, pages, page_table):
+    """With a collection this small the candidates of 12 query tokens cover the pages that matter; on large
+    ones benchmarks/visual.py measures the recall of the candidates against exact search."""
+    rng = np.random.default_rng(2)
+    with postgres.connect() as conn:
+        for _ in range(5):
+            target = pages[int(rng.integers(len(pages)))]
+            query = _unit(np.resize(target, (12, 128)) + 0.5 * rng.normal(size=(12, 128)))  # about one page
+            exact = search_pages(conn, page_table, query, k=5, exact=True)
+            reranked = search_pages(conn, page_table, query, k=5)
+            assert [hit.document_path for hit in reranked] == [hit.document_path for hit in exact]
+            assert [hit.score for hit in reranked] == pytest.approx([hit.score for hit in exact], abs=1e-6)
