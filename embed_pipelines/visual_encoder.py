@@ -47,7 +47,8 @@ class VisualEncoder:
         self.device, self.batch_size = device, batch_size
         dtype = pick_dtype(device)
         base = adapter_base(folder, base_model)
-        self.model = model_class.from_pretrained(base or folder, dtype=dtype).to(device).eval()
+        # device_map places weights as they load; unused heads a checkpoint leaves out stay unmaterialized
+        self.model = model_class.from_pretrained(base or folder, dtype=dtype, device_map=str(device)).eval()
         if base is not None:
             self.model.load_adapter(str(folder))
         processor_folder = folder if (folder / "preprocessor_config.json").is_file() else base or folder

@@ -1,0 +1,124 @@
+"""The visual branch end to end: PDF pages and images -> ColPali-family multi-vectors -> pgvector -> MaxSim search.
+
+The models are tiny random-weight ColQwen2 and ColPali built from configs (tiny_visual_model.py): the hub's
+checkpoints cannot be downloaded here. Their rankings mean nothing; the plumbing is what is under test.
+"""
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from support import write_pdf
+from tiny_visual_model import build_tiny_colpali, build_tiny_colqwen2
+
+from embed_pipelines import api
+from embed_pipelines.assets.common import visual_index_version
+from embed_pipelines.collection import Collection, VisualBranch
+from embed_pipelines.factory import build_definitions, index_job_name
+from embed_pipelines.resources import VisualEmbeddingModel
+from embed_pipelines.stores import page_embeddings_folder
+
+BUILDERS = {"colqwen2": build_tiny_colqwen2, "colpali": build_tiny_colpali}
+
+
+@pytest.fixture(scope="module", params=sorted(BUILDERS))
+def visual_model(request, tmp_path_factory) -> VisualEmbeddingModel:
+    folder = BUILDERS[request.param](tmp_path_factory.mktemp(f"tiny-{request.param}"))
+    return VisualEmbeddingModel(model=str(folder), family=request.param, device="cpu")
+
+
+def index(collection: Collection, visual_model, tiny_model, postgres, instance):
+    job = build_definitions(collection, tiny_model, postgres, visual_model).resolve_job_def(index_job_name(collection))
+    result = job.execute_in_process(instance=instance, tags=collection.run_tags(), raise_on_error=False)
+    assert result.success, "the index run failed"
+    return result
+
+
+def page_metadata(result, collection: Collection, asset: str) -> dict:
+    """The run's metadata of an asset (each materialized shard carries the same)."""
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key == collection.asset_key(asset)]
+    return {key: value.value for key, value in events[0].materialization.metadata.items()}
+
+
+def page_rows(postgres, view: str) -> list[tuple]:
+    with postgres.connect() as conn:
+        return conn.execute(
+            f"SELECT document_path, page_number, image_sha256, id, cardinality(tokens) FROM {view} ORDER BY 1, 2"
+        ).fetchall()
+
+
+def test_pdf_and_image_pages_are_indexed_and_found(tmp_path, state_dir, instance, postgres, tiny_model, visual_model):
+    source = tmp_path / "docs"
+    source.mkdir()
+    write_pdf(source / "report.pdf", ["Quarterly revenue table", "Architecture diagram", "Appendix"])
+    Image.new("RGB", (80, 60), "navy").save(source / "scan.png")
+    (source / "broken.png").write_bytes(b"not an image")
+    (source / "notes.md").write_text("# Notes\n\nText files still go through the text branch.")
+    collection = Collection(
+        f"vis_{visual_model.family}",
+        source,
+        shard_count=2,
+        visual=VisualBranch(visual_model.model, visual_model.family),
+    )
+
+    result = index(collection, visual_model, tiny_model, postgres, instance)
+
+    rows = page_rows(postgres, collection.pages_name)
+    assert [(path, page) for path, page, *_ in rows] == [
+        ("report.pdf", 1),
+        ("report.pdf", 2),
+        ("report.pdf", 3),
+        ("scan.png", 1),
+    ]
+    assert all(tokens > 0 for *_, tokens in rows)
+    rendered = page_metadata(result, collection, "page_images")
+    assert rendered["failed"] == 1 and "broken.png: not a readable image" in rendered["failed_files"]
+    assert page_metadata(result, collection, "page_embeddings")["pages_embedded"] == 4
+    stored = pq.read_table(
+        list(page_embeddings_folder(collection, visual_index_version(visual_model)).rglob("*.parquet"))
+    )
+    tokens = np.concatenate([np.asarray(page, np.float32) for page in stored.column("tokens").to_pylist()])
+    assert np.isfinite(tokens).all(), "padding stripped: no NaN stored"
+
+    hits = api.search_pages("revenue table", collection.name, k=3, postgres=postgres)
+    assert len(hits) == 3 and {hit.document_path for hit in hits} <= {"report.pdf", "scan.png"}
+    exact = api.search_pages("revenue table", collection.name, k=3, exact=True, postgres=postgres)
+    assert [(h.document_path, h.page_number) for h in hits] == [(h.document_path, h.page_number) for h in exact]
+    # The text branch indexes the PDF's text and the Markdown file, and leaves the image to the visual branch.
+    text_hits = api.search("revenue", collection.name, k=20, postgres=postgres)
+    assert {hit.document_path for hit in text_hits} == {"notes.md", "report.pdf"}
+
+
+def test_an_edit_re_embeds_only_changed_pages_and_a_delete_removes_the_document(
+    tmp_path, state_dir, instance, postgres, tiny_model, visual_model
+):
+    source = tmp_path / "docs"
+    source.mkdir()
+    write_pdf(source / "a.pdf", ["one", "two", "three"])
+    write_pdf(source / "b.pdf", ["other document"])
+    collection = Collection(
+        f"edit_{visual_model.family}",
+        source,
+        shard_count=2,
+        visual=VisualBranch(visual_model.model, visual_model.family),
+    )
+    index(collection, visual_model, tiny_model, postgres, instance)
+    before = {
+        (path, page): (image, row_id) for path, page, image, row_id, _ in page_rows(postgres, collection.pages_name)
+    }
+
+    write_pdf(source / "a.pdf", ["one", "two, revised", "three"])
+    edited = index(collection, visual_model, tiny_model, postgres, instance)
+    after = {
+        (path, page): (image, row_id) for path, page, image, row_id, _ in page_rows(postgres, collection.pages_name)
+    }
+    embedded = page_metadata(edited, collection, "page_embeddings")
+    assert (embedded["pages_embedded"], embedded["pages_reused"]) == (1, 2), "unchanged pages are not re-embedded"
+    assert after[("a.pdf", 2)][0] != before[("a.pdf", 2)][0] and after[("a.pdf", 1)][0] == before[("a.pdf", 1)][0]
+    assert after[("b.pdf", 1)] == before[("b.pdf", 1)], "the other document's row is untouched"
+
+    (source / "a.pdf").unlink()
+    index(collection, visual_model, tiny_model, postgres, instance)
+    assert [key for key in sorted(after) if key[0] == "a.pdf"] and {
+        path for path, *_ in page_rows(postgres, collection.pages_name)
+    } == {"b.pdf"}
