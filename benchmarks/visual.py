@@ -9,8 +9,8 @@
    page embeddings: each page mixes a few topics), loaded into a page table by binary COPY (rows/s, MB),
    then questions made from one page's tokens plus noise. Latency of HNSW candidates + exact MaxSim re-rank
    vs exact MaxSim over every page (SQL), and recall@10 of the former against exact MaxSim (numpy).
-4. Bounded memory: the index job over one 50-page and one 500-page PDF (render, embed, load), each in its
-   own process: peak RSS should not grow with the page count.
+4. Bounded memory: the visual branch of the index job over one 50-page and one 500-page PDF (render, embed,
+   load), each in its own process: peak RSS should not grow with the page count.
 """
 
 from __future__ import annotations
@@ -165,7 +165,8 @@ def storage_and_search(count: int, tokens: int, queries: int) -> None:
 
 
 def memory_child(pdf_pages: int, home: Path) -> None:
-    """Index one PDF of `pdf_pages` pages through the Dagster job; print peak RSS as JSON."""
+    """Index one PDF of `pdf_pages` pages through the visual branch of the index job; print peak RSS as JSON."""
+    import dagster as dg
     from tiny_visual_model import build_tiny_colqwen2
 
     from embed_pipelines.collection import Collection, VisualBranch
@@ -176,9 +177,14 @@ def memory_child(pdf_pages: int, home: Path) -> None:
     write_pdf(source / "long.pdf", pdf_pages)
     model = build_tiny_colqwen2(home / f"colqwen2-{pdf_pages}")
     collection = Collection(f"mem{pdf_pages}", source, shard_count=1, visual=VisualBranch(str(model)))
-    job = build_definitions(collection).resolve_job_def(index_job_name(collection))
-    import dagster as dg
-
+    visual_branch = {
+        collection.asset_key(name) for name in ("source_files", "page_images", "page_embeddings", "page_index")
+    }
+    job = (
+        build_definitions(collection)
+        .resolve_job_def(index_job_name(collection))
+        .get_subset(asset_selection=visual_branch)
+    )
     started = time.perf_counter()
     result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), tags=collection.run_tags())
     assert result.success

@@ -26,6 +26,9 @@ FAMILIES = {
 }
 
 
+PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
+
+
 def adapter_base(folder: Path, base_model: str) -> Path | None:
     """For a LoRA adapter checkpoint (adapter_config.json, no config.json): the local base model folder,
     `base_model` when given, else the one the adapter names, which must then be a local folder."""
@@ -51,8 +54,8 @@ class VisualEncoder:
         self.model = model_class.from_pretrained(base or folder, dtype=dtype, device_map=str(device)).eval()
         if base is not None:
             self.model.load_adapter(str(folder))
-        processor_folder = folder if (folder / "preprocessor_config.json").is_file() else base or folder
-        self.processor = processor_class.from_pretrained(processor_folder)
+        has_processor = any((folder / name).is_file() for name in PROCESSOR_FILES)
+        self.processor = processor_class.from_pretrained(folder if has_processor or base is None else base)
 
     def embed_pages(self, images: list[Image.Image]) -> list[np.ndarray]:
         """One (tokens, dim) float32 array per page, in batches of `batch_size` (halved on OOM)."""

@@ -2,7 +2,7 @@
 
 import dagster as dg
 import pytest
-from support import SMALL_CORPUS, write_corpus
+from support import SMALL_CORPUS, write_corpus, write_pdf
 
 from embed_pipelines import cli
 
@@ -58,3 +58,21 @@ def test_versions_list_rollback_search_by_version_and_drop(
     assert cli.main(["versions", "drop", new, "--collection", "cli"]) == 0
     assert cli.main(["search", "tamp", "--collection", "cli", "--version", new]) == 1
     assert f"no index version {new!r}" in capsys.readouterr().err
+
+
+def test_visual_search_from_the_command_line(tmp_path, home, capsys, monkeypatch, tiny_model):
+    from tiny_visual_model import build_tiny_colqwen2
+
+    source = tmp_path / "docs"
+    source.mkdir()
+    write_pdf(source / "slides.pdf", ["Revenue by quarter", "Team photo"])
+    monkeypatch.setenv("EMBED_PIPELINES_MODEL", tiny_model.model)
+    monkeypatch.setenv("EMBED_PIPELINES_VISUAL_MODEL", str(build_tiny_colqwen2(tmp_path / "colqwen2")))
+    assert cli.main(["index", str(source), "--collection", "slides", "--shards", "2"]) == 0
+    capsys.readouterr()
+
+    assert cli.main(["search", "--visual", "revenue chart", "--collection", "slides", "-k", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all("slides.pdf  page " in line for line in lines)
+    assert cli.main(["search", "--visual", "revenue", "--collection", "cli", "--exact"]) == 1
+    assert "has no page index yet" in capsys.readouterr().err

@@ -122,3 +122,32 @@ def test_an_edit_re_embeds_only_changed_pages_and_a_delete_removes_the_document(
     assert [key for key in sorted(after) if key[0] == "a.pdf"] and {
         path for path, *_ in page_rows(postgres, collection.pages_name)
     } == {"b.pdf"}
+
+
+def test_an_adapter_checkpoint_loads_on_a_local_base_model(tmp_path):
+    """vidore's ColQwen2/ColPali releases are LoRA adapters naming a hub base model: offline, the base
+    comes from a local folder."""
+    import torch
+    from colpali_engine.models import ColQwen2
+    from peft import LoraConfig, get_peft_model
+
+    base = build_tiny_colqwen2(tmp_path / "base")
+    tuned = get_peft_model(
+        ColQwen2.from_pretrained(base, dtype=torch.float32),
+        LoraConfig(r=4, target_modules=["custom_text_proj"], init_lora_weights=False),  # non-zero: visible
+    )
+    tuned.save_pretrained(tmp_path / "adapter")
+    config = tmp_path / "adapter" / "adapter_config.json"
+    config.write_text(config.read_text().replace(str(base), "vidore/colqwen2-base"))  # as published
+
+    with pytest.raises(FileNotFoundError, match="set the visual model's base_model"):
+        VisualEmbeddingModel(model=str(tmp_path / "adapter"), device="cpu").embed_query("x")
+    adapted = VisualEmbeddingModel(model=str(tmp_path / "adapter"), base_model=str(base), device="cpu")
+    plain = VisualEmbeddingModel(model=str(base), device="cpu")
+    question = adapted.embed_query("where is the revenue table")
+    batch = plain.encoder().processor.process_queries(["where is the revenue table"])
+    with torch.inference_mode():
+        expected = tuned.eval()(**batch)[0][batch["attention_mask"][0].bool()].numpy()
+    assert np.allclose(question, expected, atol=1e-5), "the adapter's weights are applied"
+    assert not np.allclose(question, plain.embed_query("where is the revenue table"), atol=1e-3)
+    assert adapted.version(tmp_path / "cache") != plain.version(tmp_path / "cache")
