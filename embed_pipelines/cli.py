@@ -35,7 +35,9 @@ def _index(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     try:
         if args.visual:
-            pages = api.search_pages(args.question, collection=args.collection, k=args.k, exact=args.exact)
+            pages = api.search_pages(
+                args.question, args.collection, args.k, args.exact, candidates_per_token=args.candidates_per_token
+            )
         else:
             hits = api.search(args.question, collection=args.collection, k=args.k, version=args.version)
     except LookupError as error:
@@ -124,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--version", default=None, help="an index version other than the serving one")
     search.add_argument("--visual", action="store_true", help="search page images (late interaction, MaxSim)")
     search.add_argument("--exact", action="store_true", help="with --visual: score every page, not HNSW candidates")
+    search.add_argument(
+        "--candidates-per-token", type=int, default=20, help="with --visual: nearest regions per query token"
+    )
     search.set_defaults(handler=_search)
 
     versions = commands.add_parser("versions", help="list, promote, roll back and drop index versions")
