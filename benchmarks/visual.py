@@ -144,7 +144,7 @@ def storage_and_search(count: int, tokens: int, queries: int) -> None:
         questions, targets = [], []
         for _ in range(queries):  # a question about one page: some of its tokens, plus noise
             targets.append(int(rng.integers(count)))
-            noise = 0.5 * rng.normal(size=(20, DIMENSION))
+            noise = 0.08 * rng.normal(size=(20, DIMENSION))  # about as long as the unit token: cos ~0.75
             questions.append(unit(pages[targets[-1]][rng.integers(tokens, size=20)] + noise))
         truths = [{(f"doc-{i // PAGES_PER_DOCUMENT}.pdf", i) for i in exact_top(pages, q, 10)} for q in questions]
         exact_s = []
