@@ -13,6 +13,7 @@ mean of all of it is close to none of the parts; measured in benchmarks/visual.p
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,8 +49,10 @@ def regions_of(tokens: np.ndarray) -> np.ndarray:
     tokens = tokens.astype(np.float32)
     if len(tokens) <= REGIONS_PER_PAGE:
         return tokens
-    centroids, labels = kmeans2(tokens, REGIONS_PER_PAGE, iter=10, minit="++", seed=0)
-    centroids = centroids[np.unique(labels)]  # an empty cluster is no region
+    with warnings.catch_warnings():  # an empty cluster is expected on uniform pages: it is no region
+        warnings.simplefilter("ignore", UserWarning)
+        centroids, labels = kmeans2(tokens, REGIONS_PER_PAGE, iter=10, minit="++", seed=0)
+    centroids = centroids[np.unique(labels)]
     return centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
 
 
