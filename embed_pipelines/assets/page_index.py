@@ -85,7 +85,7 @@ def build_page_index(collection: Collection, code_version: str) -> dg.AssetsDefi
         with postgres.connect() as conn:
             table = ensure_table(conn, view, version, PAGE_VECTOR_DIMENSION, PAGE_TABLE)
             ensure_page_search(conn, table, PAGE_VECTOR_DIMENSION)
-            register_version(conn, view, version, model.query_settings(), PAGE_VECTOR_DIMENSION, "pages")
+            register_version(conn, view, version, model.query_settings(), PAGE_VECTOR_DIMENSION, "")  # no chunker
             for shard in context.partition_keys:
                 paths = [source["path"] for source in read_listing(collection, shard) if is_visual(source["path"])]
                 indexed = indexed_documents(conn, table, shard, PAGE_TABLE)
