@@ -35,6 +35,14 @@ def dagster_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
+def _requested_by() -> dict[str, str]:
+    """Who runs it, for the promotion history (the OS user; unnamed in a container without one)."""
+    try:
+        return {REQUESTED_BY_TAG: getpass.getuser()}
+    except (KeyError, OSError):
+        return {}
+
+
 def index(
     source_dir: Path | str,
     collection: str = settings.DEFAULT_COLLECTION,
@@ -49,7 +57,7 @@ def index(
     job = build_definitions(spec, text_model, postgres).resolve_job_def(index_job_name(spec))
     return job.execute_in_process(
         instance=instance or dagster_instance(),
-        tags=spec.run_tags(),
+        tags={**spec.run_tags(), **_requested_by()},
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         raise_on_error=False,
     )
@@ -112,7 +120,7 @@ def _run_version_job(
     return job.execute_in_process(
         instance=instance or dagster_instance(),
         run_config={"ops": {op_name: {"config": op_config}}} if op_config else None,
-        tags={REQUESTED_BY_TAG: getpass.getuser()},
+        tags=_requested_by(),
         raise_on_error=False,
     )
 
