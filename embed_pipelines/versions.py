@@ -161,12 +161,14 @@ def apply_retention(conn: psycopg.Connection, collection: Collection) -> list[st
 
 def promote_pages_when_complete(conn: psycopg.Connection, collection: Collection, version: str, actor: str) -> Outcome:
     """The page view moves to the configured page index version once every shard holding page images has
-    been synced by it: until then search keeps reading the version it read."""
+    been synced by it (unless it was rolled back): until then search keeps reading the version it read."""
     view = collection.pages_name
     serving = serving_version(conn, view)
     if serving == version:
         return Outcome(view, version, serving, f"{version} is serving")
     record = find_version(conn, view, version)
+    if record.rejected:
+        return Outcome(view, version, serving, f"{version} was rolled back; promote it explicitly to serve it again")
     unsynced = [
         shard
         for shard in collection.partitions.get_partition_keys()

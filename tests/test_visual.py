@@ -17,6 +17,7 @@ from embed_pipelines.collection import Collection, VisualBranch
 from embed_pipelines.factory import build_definitions, index_job_name
 from embed_pipelines.resources import VisualEmbeddingModel
 from embed_pipelines.stores import page_embeddings_folder
+from embed_pipelines.version_registry import serving_version
 
 BUILDERS = {"colqwen2": build_tiny_colqwen2, "colpali": build_tiny_colpali}
 
@@ -151,3 +152,31 @@ def test_an_adapter_checkpoint_loads_on_a_local_base_model(tmp_path):
     assert np.allclose(question, expected, atol=1e-5), "the adapter's weights are applied"
     assert not np.allclose(question, plain.embed_query("where is the revenue table"), atol=1e-3)
     assert adapted.version(tmp_path / "cache") != plain.version(tmp_path / "cache")
+
+
+def test_a_new_visual_model_builds_beside_the_served_pages_and_rolls_back(
+    tmp_path, state_dir, instance, postgres, tiny_model
+):
+    source = tmp_path / "docs"
+    source.mkdir()
+    write_pdf(source / "a.pdf", ["one", "two"])
+    Image.new("RGB", (50, 50), "olive").save(source / "b.png")
+    models = [
+        VisualEmbeddingModel(model=str(build_tiny_colqwen2(tmp_path / f"m{seed}", seed=seed)), device="cpu")
+        for seed in (0, 1)
+    ]
+    first, second = (visual_index_version(model) for model in models)
+    collection = Collection("upgrade_pages", source, shard_count=2, visual=VisualBranch(models[0].model))
+
+    def serving() -> str:
+        with postgres.connect() as conn:
+            return serving_version(conn, collection.pages_name)
+
+    index(collection, models[0], tiny_model, postgres, instance)
+    assert serving() == first
+    index(collection, models[1], tiny_model, postgres, instance)
+    assert serving() == second and first != second
+    assert api.rollback(collection.pages_name, instance=instance, postgres=postgres).success
+    assert serving() == first
+    index(collection, models[1], tiny_model, postgres, instance)
+    assert serving() == first, "a rolled-back page version is not promoted again by a sync"
