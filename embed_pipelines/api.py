@@ -132,10 +132,12 @@ def promote(
     shard_count: int | None = None,
     instance: dg.DagsterInstance | None = None,
     postgres: PostgresResource | None = None,
+    pages: bool = False,
 ) -> dg.ExecuteInProcessResult:
-    """Serve `version` if it passes the promotion gate (`skip_gate` serves it unchecked)."""
+    """Serve `version` if it passes the promotion gate (`skip_gate` serves it unchecked); with `pages`, a
+    page index version once it is complete."""
     spec = configured_collection(collection, shard_count)
-    config = {"version": version, "skip_gate": skip_gate}
+    config = {"version": version, "skip_gate": skip_gate, "pages": pages}
     return _run_version_job(spec, promote_job_name(spec), config, instance, postgres)
 
 
@@ -143,10 +145,11 @@ def rollback(
     collection: str = settings.DEFAULT_COLLECTION,
     instance: dg.DagsterInstance | None = None,
     postgres: PostgresResource | None = None,
+    pages: bool = False,
 ) -> dg.ExecuteInProcessResult:
-    """Serve the version that served before the last change again."""
+    """Serve the version that served before the last change again (of the page view with `pages`)."""
     spec = configured_collection(collection)
-    return _run_version_job(spec, rollback_job_name(spec), None, instance, postgres)
+    return _run_version_job(spec, rollback_job_name(spec), {"pages": pages}, instance, postgres)
 
 
 def drop_version(
@@ -154,15 +157,18 @@ def drop_version(
     collection: str = settings.DEFAULT_COLLECTION,
     instance: dg.DagsterInstance | None = None,
     postgres: PostgresResource | None = None,
+    pages: bool = False,
 ) -> dg.ExecuteInProcessResult:
-    """Remove a version that is not serving: table, registry entry, stored vectors."""
+    """Remove a version that is not serving (a page index version with `pages`): tables, registry entry,
+    stored vectors."""
     spec = configured_collection(collection)
-    return _run_version_job(spec, drop_job_name(spec), {"version": version}, instance, postgres)
+    return _run_version_job(spec, drop_job_name(spec), {"version": version, "pages": pages}, instance, postgres)
 
 
 def list_versions(
-    collection: str = settings.DEFAULT_COLLECTION, postgres: PostgresResource | None = None
+    collection: str = settings.DEFAULT_COLLECTION, postgres: PostgresResource | None = None, pages: bool = False
 ) -> tuple[str | None, list[VersionRecord]]:
-    """(serving version, every version newest first)."""
+    """(serving version, every version newest first), of the page index with `pages`."""
+    view = f"{collection}_pages" if pages else collection
     with (postgres or PostgresResource()).connect() as conn:
-        return serving_version(conn, collection), registry_versions(conn, collection)
+        return serving_version(conn, view), registry_versions(conn, view)

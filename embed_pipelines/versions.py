@@ -12,7 +12,7 @@ from embed_pipelines.collection import Collection
 from embed_pipelines.listing import read_listing
 from embed_pipelines.page_rendering import is_visual
 from embed_pipelines.promotion_gate import GateResult, evaluate_gate, unsynced_shards
-from embed_pipelines.stores import embeddings_folder
+from embed_pipelines.stores import embeddings_folder, page_embeddings_folder
 from embed_pipelines.version_registry import (
     VersionRecord,
     delete_version,
@@ -114,20 +114,19 @@ def promote_when_ready(conn: psycopg.Connection, collection: Collection, version
     return promote(conn, collection, version, actor)
 
 
-def rollback(conn: psycopg.Connection, collection: Collection, actor: str) -> Outcome:
-    """Serve the version that served before the last change again, without recomputing anything. The
-    abandoned version is marked rejected, so the next sync does not promote it again."""
-    history = promotions(conn, collection.name)
+def rollback(conn: psycopg.Connection, collection: Collection, actor: str, pages: bool = False) -> Outcome:
+    """Serve the version that served before the last change again (of the page view with `pages`), without
+    recomputing anything. The abandoned version is marked rejected, so the next sync does not promote it."""
+    view = collection.pages_name if pages else collection.name
+    history = promotions(conn, view)
     if not history or history[0].previous_version is None:
-        raise ValueError(f"collection {collection.name!r} has no earlier version to roll back to")
+        raise ValueError(f"{view!r} has no earlier version to roll back to")
     current, target = history[0].version, history[0].previous_version
-    find_version(conn, collection.name, target)  # raises if it was dropped
-    set_rejected(conn, collection.name, current, True)
-    set_rejected(conn, collection.name, target, False)
-    _, seconds = point_view(conn, collection.name, target, "rollback", actor, {"rolled_back": current})
-    return Outcome(
-        collection.name, target, target, f"rolled back from {current}", replaced=current, swap_ms=seconds * 1000
-    )
+    find_version(conn, view, target)  # raises if it was dropped
+    set_rejected(conn, view, current, True)
+    set_rejected(conn, view, target, False)
+    _, seconds = point_view(conn, view, target, "rollback", actor, {"rolled_back": current})
+    return Outcome(view, target, target, f"rolled back from {current}", replaced=current, swap_ms=seconds * 1000)
 
 
 def drop(conn: psycopg.Connection, collection: Collection, version: str) -> None:
@@ -159,22 +158,51 @@ def apply_retention(conn: psycopg.Connection, collection: Collection) -> list[st
     return dropped
 
 
-def promote_pages_when_complete(conn: psycopg.Connection, collection: Collection, version: str, actor: str) -> Outcome:
-    """The page view moves to the configured page index version once every shard holding page images has
-    been synced by it (unless it was rolled back): until then search keeps reading the version it read."""
-    view = collection.pages_name
-    serving = serving_version(conn, view)
-    if serving == version:
-        return Outcome(view, version, serving, f"{version} is serving")
-    record = find_version(conn, view, version)
-    if record.rejected:
-        return Outcome(view, version, serving, f"{version} was rolled back; promote it explicitly to serve it again")
-    unsynced = [
+def _unsynced_page_shards(collection: Collection, record: VersionRecord) -> list[str]:
+    return [
         shard
         for shard in collection.partitions.get_partition_keys()
         if shard not in record.synced_shards and any(is_visual(s["path"]) for s in read_listing(collection, shard))
     ]
-    if unsynced:
-        return Outcome(view, version, serving, f"{version} is building: {len(unsynced)} shards to sync")
-    previous, seconds = point_view(conn, view, version, "promote", actor, {"shards": len(record.synced_shards)})
+
+
+def promote_pages(
+    conn: psycopg.Connection, collection: Collection, version: str, actor: str, check: bool = True
+) -> Outcome:
+    """Serve a page index version once every shard holding page images has been synced by it (or unchecked
+    when `check` is False)."""
+    view = collection.pages_name
+    record = find_version(conn, view, version)
+    serving = serving_version(conn, view)
+    if serving == version:
+        raise ValueError(f"{version} is already the serving page index version of {collection.name!r}")
+    unsynced = _unsynced_page_shards(collection, record)
+    if check and unsynced:
+        return Outcome(
+            view, version, serving, f"{version} is building: {len(unsynced)} shards to sync, {serving} stays served"
+        )
+    set_rejected(conn, view, version, False)
+    previous, seconds = point_view(conn, view, version, "promote", actor, {"shards_synced": len(record.synced_shards)})
     return Outcome(view, version, version, f"now serving {version}", replaced=previous, swap_ms=seconds * 1000)
+
+
+def promote_pages_when_complete(conn: psycopg.Connection, collection: Collection, version: str, actor: str) -> Outcome:
+    """After a sync: the page view moves to the configured page index version once it is complete, unless
+    that version was rolled back. Until then search keeps reading the version it read."""
+    serving = serving_version(conn, collection.pages_name)
+    if serving == version:
+        return Outcome(collection.pages_name, version, serving, f"{version} is serving")
+    if find_version(conn, collection.pages_name, version).rejected:
+        note = f"{version} was rolled back; promote it explicitly to serve it again"
+        return Outcome(collection.pages_name, version, serving, note)
+    return promote_pages(conn, collection, version, actor)
+
+
+def drop_pages(conn: psycopg.Connection, collection: Collection, version: str) -> None:
+    """Remove a page index version that is not serving: its tables, registry entry and stored vectors."""
+    view = collection.pages_name
+    if version == serving_version(conn, view):
+        raise ValueError(f"{version} is the serving page index version of {collection.name!r}: promote another first")
+    find_version(conn, view, version)
+    delete_version(conn, view, version)
+    shutil.rmtree(page_embeddings_folder(collection, version), ignore_errors=True)

@@ -176,7 +176,18 @@ def test_a_new_visual_model_builds_beside_the_served_pages_and_rolls_back(
     assert serving() == first
     index(collection, models[1], tiny_model, postgres, instance)
     assert serving() == second and first != second
-    assert api.rollback(collection.pages_name, instance=instance, postgres=postgres).success
+    assert api.rollback(collection.name, instance=instance, postgres=postgres, pages=True).success
     assert serving() == first
     index(collection, models[1], tiny_model, postgres, instance)
     assert serving() == first, "a rolled-back page version is not promoted again by a sync"
+
+    promote = api.promote(second, collection.name, shard_count=2, instance=instance, postgres=postgres, pages=True)
+    assert promote.success and serving() == second
+    assert api.drop_version(first, collection.name, instance=instance, postgres=postgres, pages=True).success
+    assert not page_embeddings_folder(collection, first).exists()
+    with postgres.connect() as conn:
+        gone = conn.execute(
+            "SELECT to_regclass(%s), to_regclass(%s)",
+            (f"upgrade_pages_pages__{first}", f"upgrade_pages_pages__{first}_regions"),
+        ).fetchone()
+    assert gone == (None, None)
