@@ -51,7 +51,7 @@ class Collection:
     nightly_cron: str = settings.DEFAULT_NIGHTLY_CRON
     timezone: str = settings.DEFAULT_TIMEZONE
     promotion: PromotionPolicy = PromotionPolicy()
-    keep_versions: int = settings.DEFAULT_KEEP_VERSIONS  # the serving version is kept on top of these
+    keep_versions: int = settings.DEFAULT_KEEP_VERSIONS  # index versions kept, the serving one included
     visual: VisualBranch | None = None
 
     def __post_init__(self) -> None:

@@ -61,11 +61,14 @@ def render_pages(path: Path, dpi: int) -> Iterator[PageImage]:
 def _pdf_pages(path: Path, dpi: int) -> Iterator[PageImage]:
     try:
         document = pypdfium2.PdfDocument(path)
-    except pypdfium2.PdfiumError as error:
+    except (pypdfium2.PdfiumError, OSError) as error:  # OSError: gone or unreadable since the scan
         raise ValueError(f"{path.name}: not a readable PDF ({error})") from error
     try:
         for index in range(len(document)):
-            page = document[index]
+            try:
+                page = document[index]
+            except pypdfium2.PdfiumError as error:
+                raise ValueError(f"{path.name}: page {index + 1} cannot be loaded ({error})") from error
             try:
                 bitmap = page.render(scale=dpi / 72)
             except pypdfium2.PdfiumError as error:

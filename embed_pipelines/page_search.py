@@ -65,11 +65,11 @@ def regions_table(pages_table: str) -> str:
 
 
 def ensure_page_search(conn: psycopg.Connection, pages_table: str, dimension: int) -> None:
-    """The MaxSim function and the page table's regions table (rows go when their page goes)."""
+    """The page table's regions table (rows go when their page goes). The MaxSim function comes with the
+    registry (resources/postgres.py)."""
     regions = regions_table(pages_table)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (regions,))
-        conn.execute(MAX_SIM_FUNCTION)
         conn.execute(
             sql.SQL(
                 """CREATE TABLE IF NOT EXISTS {regions} (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from embed_pipelines.assets.common import (
     chunker_for,
@@ -12,7 +13,7 @@ from embed_pipelines.assets.common import (
 from embed_pipelines.changes import SourceChanges
 from embed_pipelines.collection import Collection
 from embed_pipelines.detection import pending_sync
-from embed_pipelines.extraction import DocumentExtractor, ExtractionStatus
+from embed_pipelines.extraction import DocumentExtractor, ExtractionStatus, is_supported
 from embed_pipelines.resources import TextEmbeddingModel
 from embed_pipelines.shards import shard_of
 from embed_pipelines.stores import chunks_store, embeddings_store
@@ -48,6 +49,8 @@ def plan_sync(collection: Collection, text_model: TextEmbeddingModel) -> SyncPla
     stored_chunks = chunks_store(collection, chunker_version(text_model))
     hashes: list[str] = []
     for path in changes.added + changes.edited + [new for _, new in changes.renamed]:
+        if not is_supported(Path(path)):  # a page image: the visual branch's, not the text branch's
+            continue
         extraction = extractor.extract(collection.source_dir / path)
         if extraction.status == ExtractionStatus.FAILURE:
             plan.failures[path] = extraction.error or "unknown error"

@@ -26,9 +26,9 @@ def lookup_stored(store: DocumentStore, hashes: list[str], key: str, values: lis
     with duckdb.connect() as db:
         db.register("wanted", wanted)
         db.register("stored", db.read_parquet(files))
-        columns = ", ".join(f'any_value("{value}")' for value in values)
+        columns = "".join(f', any_value("{value}")' for value in values)
         found = db.execute(
-            f'SELECT "{key}", {columns} FROM stored WHERE "{key}" IN (SELECT wanted FROM wanted) GROUP BY "{key}"'
+            f'SELECT "{key}"{columns} FROM stored WHERE "{key}" IN (SELECT wanted FROM wanted) GROUP BY "{key}"'
         ).fetchall()
     return {row[0]: row[1:] for row in found}
 

@@ -15,7 +15,8 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")
+# Table and index names derived from it (`<name>__<12 hex>_embedding_hnsw`) stay within PostgreSQL's 63 bytes.
+_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,31}$")
 HNSW_MAX_DIMENSIONS = 2000
 
 # (column, SQL type, binary COPY type); `id` and `indexed_at` are filled by the server.
@@ -65,7 +66,7 @@ def check_name(name: str) -> str:
     if not _NAME.match(name):
         raise ValueError(
             f"Invalid collection name {name!r}: use lowercase letters, digits and '_', "
-            "starting with a letter or '_', at most 40 characters"
+            "starting with a letter or '_', at most 32 characters"
         )
     return name
 
@@ -147,14 +148,14 @@ def _delete_document(conn: psycopg.Connection, table: str, path: str) -> int:
     return conn.execute(query, (path,)).rowcount
 
 
-def ensure_hnsw_index(conn: psycopg.Connection, table: str, column: str = "embedding") -> None:
+def ensure_hnsw_index(conn: psycopg.Connection, table: str, column: str = "embedding", name: str = "") -> None:
     """Built once the first bulk load is in: building on a full table is much faster than inserting
     into an index row by row."""
     with conn.transaction():
         conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
         conn.execute(
             sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ({} vector_cosine_ops)").format(
-                sql.Identifier(f"{table}_{column}_hnsw"), sql.Identifier(table), sql.Identifier(column)
+                sql.Identifier(name or f"{table}_{column}_hnsw"), sql.Identifier(table), sql.Identifier(column)
             )
         )
 

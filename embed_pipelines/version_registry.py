@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from embed_pipelines.page_search import MAX_SIM_FUNCTION
 from embed_pipelines.vector_store import table_name
 
 _DDL = """
@@ -87,15 +88,17 @@ def ensure_registry(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('embed_pipelines_registry'))")
         conn.execute(_DDL)
+        conn.execute(MAX_SIM_FUNCTION)
 
 
 def register_version(
     conn: psycopg.Connection, collection: str, version: str, model: dict, dimension: int, chunker_version: str
 ) -> None:
+    """A version is its files' content, wherever they lie: the model settings are those of the latest sync."""
     with conn.transaction():
         conn.execute(
             "INSERT INTO embed_pipelines_versions (collection, version, model, dimension, chunker_version) "
-            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (collection, version) DO UPDATE SET model = EXCLUDED.model",
             (collection, version, Jsonb(model), dimension, chunker_version),
         )
 
@@ -150,12 +153,12 @@ def serving_version(conn: psycopg.Connection, collection: str) -> str | None:
     return row[0] if row else None
 
 
-def record_gate(conn: psycopg.Connection, collection: str, version: str, gate: dict) -> None:
+def record_gate(conn: psycopg.Connection, collection: str, version: str, gate: dict, started: datetime) -> None:
+    """`started`: when the gate began looking, so a sync that changed rows meanwhile makes it stale."""
     with conn.transaction():
         conn.execute(
-            "UPDATE embed_pipelines_versions SET gate = %s, gated_at = clock_timestamp() "
-            "WHERE collection = %s AND version = %s",
-            (Jsonb(gate), collection, version),
+            "UPDATE embed_pipelines_versions SET gate = %s, gated_at = %s WHERE collection = %s AND version = %s",
+            (Jsonb(gate), started, collection, version),
         )
 
 

@@ -68,8 +68,9 @@ def promote(conn: psycopg.Connection, collection: Collection, version: str, acto
         raise ValueError(f"{version} is already the serving version of {collection.name!r}")
     gate = None
     if check:
+        started = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # rows changed during the gate: re-gate
         gate = evaluate_gate(conn, collection, candidate, serving)
-        record_gate(conn, collection.name, version, gate.as_json())
+        record_gate(conn, collection.name, version, gate.as_json(), started)
         if not gate.passed:
             kept = serving.version if serving else None
             reasons = "; ".join(gate.reasons)
@@ -140,7 +141,7 @@ def drop(conn: psycopg.Connection, collection: Collection, version: str) -> None
 
 def apply_retention(conn: psycopg.Connection, collection: Collection) -> list[str]:
     """Keep `keep_versions` versions: the serving one, then the most recently served, then the newest
-    others. A version created since the last promotion and never served (a build in progress) is kept."""
+    others. A version never served and created since the previous promotion (a build in progress) is kept."""
     history = promotions(conn, collection.name)
     if not history:
         return []
@@ -150,8 +151,11 @@ def apply_retention(conn: psycopg.Connection, collection: Collection) -> list[st
     others = [record for record in list_versions(conn, collection.name) if record.version != history[0].version]
     others.sort(key=lambda record: last_served.get(record.version, len(history)))  # stable: newest first
     dropped = []
+    # history[0] is the promotion just made; a version created after the one before it was never served and
+    # may be a build in progress (the configured model's)
+    building_since = history[1].at if len(history) > 1 else None
     for record in others[max(collection.keep_versions - 1, 0) :]:
-        building = record.version not in last_served and record.created_at > history[0].at
+        building = record.version not in last_served and (building_since is None or record.created_at > building_since)
         if not building:
             drop(conn, collection, record.version)
             dropped.append(record.version)

@@ -175,3 +175,23 @@ def test_retention_keeps_the_last_versions_and_never_the_serving_one(
     assert not table_exists(postgres, f"kept__{versions[0]}")
     assert not embeddings_folder(collection, versions[0]).exists()
     assert table_exists(postgres, f"kept__{versions[1]}")
+
+
+def test_retention_never_drops_a_build_in_progress(tmp_path, state_dir, postgres):
+    from embed_pipelines import versions
+    from embed_pipelines.vector_store import ensure_table
+    from embed_pipelines.version_registry import point_view, register_version
+
+    collection = Collection("building", tmp_path, shard_count=2, keep_versions=2)
+    with postgres.connect() as conn:
+        for version in ("zzz", "aaa"):  # served in turn
+            ensure_table(conn, "building", version, 3)
+            register_version(conn, "building", version, {"model": ""}, 3, "c")
+            point_view(conn, "building", version, "promote", "test", {})
+        ensure_table(conn, "building", "bbb", 3)  # the configured model's version, half built
+        register_version(conn, "building", "bbb", {"model": ""}, 3, "c")
+
+        outcome = versions.promote(conn, collection, "zzz", "test", check=False)  # back to an older one
+        # Two kept (zzz serving, aaa served before it), and the build in progress on top of them.
+        assert outcome.serving == "zzz" and outcome.dropped == ()
+        assert {record.version for record in list_versions(conn, "building")} == {"zzz", "aaa", "bbb"}

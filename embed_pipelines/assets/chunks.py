@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import dagster as dg
 from docling_core.types.doc import DoclingDocument
 
@@ -10,6 +12,7 @@ from embed_pipelines.assets.common import (
     text_model_of,
 )
 from embed_pipelines.collection import Collection
+from embed_pipelines.extraction import is_supported
 from embed_pipelines.listing import read_listing
 from embed_pipelines.storage import CHUNKS_SCHEMA
 from embed_pipelines.stores import chunks_store, documents_store
@@ -36,8 +39,8 @@ def build_chunks(collection: Collection, code_version: str) -> dg.AssetsDefiniti
         written = rechunked = unchanged = 0
         without_document: dict[str, str] = {}
         for shard in context.partition_keys:
-            paths = [source["path"] for source in read_listing(collection, shard)]
-            for path in paths:
+            paths = [source["path"] for source in read_listing(collection, shard) if is_supported(Path(source["path"]))]
+            for path in paths:  # page images are the visual branch's
                 document = documents.read_row(shard, path)
                 if document is None or document["docling_json"] is None:
                     without_document[path] = document["error"] if document else "not converted yet"

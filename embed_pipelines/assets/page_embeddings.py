@@ -28,15 +28,18 @@ def _embedded_batches(
     store: DocumentStore,
     shard: str,
     path: str,
+    hashes: list[str],
     version: str,
     counts: Counter,
 ) -> Iterator[list[dict]]:
     """The document's page vectors, a batch of pages at a time: stored vectors of the same image are
-    reused, the others computed."""
+    reused, the others computed. Which images are stored is looked up once per document (hashes only);
+    vectors are read per batch, and only where there are some."""
     columns = ["page_number", "image_sha256", "png", "width", "height"]
+    stored = set(lookup_stored(store, hashes, "image_sha256", []))
     for batch in images.iter_batches(shard, path, PAGES_PER_BATCH, columns):
-        hashes = [page["image_sha256"] for page in batch]
-        vectors = lookup_stored(store, hashes, "image_sha256", ["tokens", "regions"])
+        reusable = [page["image_sha256"] for page in batch if page["image_sha256"] in stored]
+        vectors = lookup_stored(store, reusable, "image_sha256", ["tokens", "regions"]) if reusable else {}
         missing = {p["image_sha256"]: p for p in batch if p["image_sha256"] not in vectors}
         if missing:
             started = time.perf_counter()
@@ -90,7 +93,7 @@ def build_page_embeddings(collection: Collection, code_version: str) -> dg.Asset
                 if store.made_from(shard, path) == made_from(hashes):
                     counts["documents_unchanged"] += 1
                     continue
-                batches = _embedded_batches(model, images, store, shard, path, version, counts)
+                batches = _embedded_batches(model, images, store, shard, path, hashes, version, counts)
                 store.write_batches(shard, path, batches, made_from(hashes))
             store.prune(shard, paths)
         context.log.info(f"Page embeddings {version}: {dict(counts)}")

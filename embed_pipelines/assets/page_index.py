@@ -101,13 +101,18 @@ def build_page_index(collection: Collection, code_version: str) -> dg.AssetsDefi
                     with conn.transaction():  # the pages and their regions change together
                         rows = _page_rows(shard, path, pages, embeddings, regions)
                         deleted, written = replace_document(conn, table, path, rows, PAGE_TABLE)
+                        if written != len(pages):  # raising rolls the document back to its old pages
+                            raise RuntimeError(
+                                f"{path}: {written} of {len(pages)} pages have current vectors; materialize "
+                                f"`page_embeddings` for shard {shard} first"
+                            )
                         write_regions(conn, table, path, regions)
                     counts.update(documents_replaced=1, rows_deleted=deleted, rows_written=written)
                 for path in sorted(set(indexed) - set(paths)):
                     counts.update(documents_deleted=1, rows_deleted=delete_document(conn, table, path))
                 changed = counts["rows_written"] + counts["rows_deleted"] > changed_before
                 record_shard_sync(conn, view, version, shard, changed)
-            ensure_hnsw_index(conn, regions_table(table), "region")
+            ensure_hnsw_index(conn, regions_table(table), "region", name=f"{regions_table(table)}_hnsw")
             outcome = promote_pages_when_complete(conn, collection, version, actor(context))
         context.log.info(f"{table}: {dict(counts)}; {outcome.note}")
         return dg.MaterializeResult(

@@ -124,7 +124,9 @@ class TextEmbeddingModel(dg.ConfigurableResource):
     def query_settings(self) -> dict:
         """What the registry keeps of this resource so that search embeds questions for a version's vectors
         the way its documents were embedded, whatever the pipeline is configured with by then."""
-        return {"model": self.model, "query_prefix": self.query_prefix, "document_prefix": self.document_prefix}
+        local = self.model and Path(self.model).expanduser().is_dir()
+        model = str(self.folder) if local else self.model  # absolute: search may run from another directory
+        return {"model": model, "query_prefix": self.query_prefix, "document_prefix": self.document_prefix}
 
     def version_settings(self, fingerprint_cache: Path) -> dict:
         """Everything about the model that changes a vector (see index_version). The model is identified by

@@ -58,7 +58,8 @@ class VisualEmbeddingModel(dg.ConfigurableResource):
 
     def query_settings(self) -> dict:
         """What the registry keeps so that search embeds questions with the model that made a version."""
-        return {"model": self.model, "family": self.family, "base_model": self.base_model}
+        base = str(Path(self.base_model).expanduser().resolve()) if self.base_model else ""
+        return {"model": str(self.folder), "family": self.family, "base_model": base}
 
     def version(self, fingerprint_cache: Path) -> str:
         """The page index version: the model's (and an adapter's base model's) files by content, the
