@@ -50,8 +50,8 @@ class Extraction:
     error: str | None = None
 
 
-def is_supported(path: Path) -> bool:
-    return path.suffix.lower() in SUPPORTED_SUFFIXES
+def is_supported(path: Path | str) -> bool:
+    return Path(path).suffix.lower() in SUPPORTED_SUFFIXES
 
 
 class DocumentExtractor:

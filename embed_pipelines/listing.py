@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,10 +16,16 @@ def listing_file(collection: Collection, shard: str) -> Path:
     return collection.state_dir / "source_files" / f"{shard}.parquet"
 
 
-def read_listing(collection: Collection, shard: str) -> list[dict]:
-    """What `source_files` last saw in a shard. A shard never scanned has no files."""
+def read_listing(collection: Collection, shard: str, accepts: Callable[[str], bool] | None = None) -> list[dict]:
+    """What `source_files` last saw in a shard: the files whose path `accepts` takes (a branch's formats),
+    all when None. A shard never scanned has no files."""
     path = listing_file(collection, shard)
-    return pq.read_table(path, schema=SOURCE_FILES_SCHEMA).to_pylist() if path.exists() else []
+    rows = pq.read_table(path, schema=SOURCE_FILES_SCHEMA).to_pylist() if path.exists() else []
+    return [row for row in rows if accepts is None or accepts(row["path"])]
+
+
+def listed_paths(collection: Collection, shard: str, accepts: Callable[[str], bool] | None = None) -> list[str]:
+    return [row["path"] for row in read_listing(collection, shard, accepts)]
 
 
 def read_all_listings(collection: Collection) -> dict[str, dict]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from embed_pipelines.assets.common import (
     chunker_for,
@@ -49,7 +48,7 @@ def plan_sync(collection: Collection, text_model: TextEmbeddingModel) -> SyncPla
     stored_chunks = chunks_store(collection, chunker_version(text_model))
     hashes: list[str] = []
     for path in changes.added + changes.edited + [new for _, new in changes.renamed]:
-        if not is_supported(Path(path)):  # a page image: the visual branch's, not the text branch's
+        if not is_supported(path):  # a page image: the visual branch's, not the text branch's
             continue
         extraction = extractor.extract(collection.source_dir / path)
         if extraction.status == ExtractionStatus.FAILURE:

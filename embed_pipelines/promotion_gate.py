@@ -9,12 +9,13 @@ questions, it answers them about as well as the version it replaces.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import psycopg
 
 from embed_pipelines.collection import Collection
-from embed_pipelines.listing import read_listing
+from embed_pipelines.listing import listed_paths, read_listing
 from embed_pipelines.recall import exact_neighbours, recall_at_k, sample_vectors
 from embed_pipelines.resources import TextEmbeddingModel
 from embed_pipelines.stores import chunks_store, embeddings_folder
@@ -50,12 +51,15 @@ class GateResult:
         return {"version": self.version, "passed": self.passed, "checks": [asdict(c) for c in self.checks]}
 
 
-def unsynced_shards(collection: Collection, candidate: VersionRecord) -> list[str]:
-    """Shards holding files that no sync of this version has covered yet."""
+def unsynced_shards(
+    collection: Collection, record: VersionRecord, accepts: Callable[[str], bool] | None = None
+) -> list[str]:
+    """Shards holding files (those `accepts` takes: a branch's formats) that no sync of the version has
+    covered yet."""
     return [
         shard
         for shard in collection.partitions.get_partition_keys()
-        if shard not in candidate.synced_shards and read_listing(collection, shard)
+        if shard not in record.synced_shards and read_listing(collection, shard, accepts)
     ]
 
 
@@ -79,7 +83,7 @@ def _health(
     chunks = chunks_store(collection, candidate.chunker_version)
     health, expected_rows = {}, {}
     for shard in collection.partitions.get_partition_keys():
-        paths = [source["path"] for source in read_listing(collection, shard)]
+        paths = listed_paths(collection, shard)
         expected_rows[shard] = sum(chunks.row_count(shard, path) or 0 for path in paths)
         health[shard] = shard_health(conn, candidate.table, shard, paths)
     return health, expected_rows

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import psycopg
 
 from embed_pipelines.collection import Collection
-from embed_pipelines.listing import read_listing
 from embed_pipelines.page_rendering import is_visual
 from embed_pipelines.promotion_gate import GateResult, evaluate_gate, unsynced_shards
 from embed_pipelines.stores import embeddings_folder, page_embeddings_folder
@@ -162,14 +161,6 @@ def apply_retention(conn: psycopg.Connection, collection: Collection) -> list[st
     return dropped
 
 
-def _unsynced_page_shards(collection: Collection, record: VersionRecord) -> list[str]:
-    return [
-        shard
-        for shard in collection.partitions.get_partition_keys()
-        if shard not in record.synced_shards and any(is_visual(s["path"]) for s in read_listing(collection, shard))
-    ]
-
-
 def promote_pages(
     conn: psycopg.Connection, collection: Collection, version: str, actor: str, check: bool = True
 ) -> Outcome:
@@ -180,7 +171,7 @@ def promote_pages(
     serving = serving_version(conn, view)
     if serving == version:
         raise ValueError(f"{version} is already the serving page index version of {collection.name!r}")
-    unsynced = _unsynced_page_shards(collection, record)
+    unsynced = unsynced_shards(collection, record, is_visual)
     if check and unsynced:
         return Outcome(
             view, version, serving, f"{version} is building: {len(unsynced)} shards to sync, {serving} stays served"

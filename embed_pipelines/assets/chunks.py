@@ -1,5 +1,3 @@
-from pathlib import Path
-
 import dagster as dg
 from docling_core.types.doc import DoclingDocument
 
@@ -13,7 +11,7 @@ from embed_pipelines.assets.common import (
 )
 from embed_pipelines.collection import Collection
 from embed_pipelines.extraction import is_supported
-from embed_pipelines.listing import read_listing
+from embed_pipelines.listing import listed_paths
 from embed_pipelines.storage import CHUNKS_SCHEMA
 from embed_pipelines.stores import chunks_store, documents_store
 
@@ -39,8 +37,8 @@ def build_chunks(collection: Collection, code_version: str) -> dg.AssetsDefiniti
         written = rechunked = unchanged = 0
         without_document: dict[str, str] = {}
         for shard in context.partition_keys:
-            paths = [source["path"] for source in read_listing(collection, shard) if is_supported(Path(source["path"]))]
-            for path in paths:  # page images are the visual branch's
+            paths = listed_paths(collection, shard, is_supported)  # page images are the visual branch's
+            for path in paths:
                 document = documents.read_row(shard, path)
                 if document is None or document["docling_json"] is None:
                     without_document[path] = document["error"] if document else "not converted yet"

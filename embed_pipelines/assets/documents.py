@@ -1,5 +1,4 @@
 from collections import Counter
-from pathlib import Path
 
 import dagster as dg
 
@@ -72,11 +71,9 @@ def build_documents(collection: Collection) -> dg.AssetsDefinition:
         outcomes: Counter[str] = Counter()
         failures: dict[str, str] = {}
         for shard in context.partition_keys:
-            listing = read_listing(collection, shard)
+            listing = read_listing(collection, shard, is_supported)  # page images are the visual branch's
             for source in listing:
                 path, sha256 = source["path"], source["sha256"]
-                if not is_supported(Path(path)):  # a page image, for the visual branch only
-                    continue
                 previous = store.read_row(shard, path)
                 if _is_current(previous, sha256, extractor.mode_for(path).value):
                     outcomes["unchanged"] += 1

@@ -12,7 +12,7 @@ from embed_pipelines.assets.common import (
     text_model_of,
 )
 from embed_pipelines.collection import Collection
-from embed_pipelines.listing import read_listing
+from embed_pipelines.listing import listed_paths
 from embed_pipelines.resources import TextEmbeddingModel
 from embed_pipelines.storage import DocumentStore, embeddings_schema
 from embed_pipelines.stores import chunks_store, embeddings_store
@@ -103,7 +103,7 @@ def build_embeddings(collection: Collection, code_version: str) -> dg.AssetsDefi
         pending = _PendingDocuments(text_model, store, version)
         unchanged = 0
         for shard in context.partition_keys:
-            paths = [source["path"] for source in read_listing(collection, shard)]
+            paths = listed_paths(collection, shard)
             for path in paths:
                 table = chunks.read(shard, path)
                 if table is None:  # never converted: nothing to embed

@@ -8,7 +8,7 @@ import dagster as dg
 from embed_pipelines.assets.common import asset_options, column_schema, visual_index_version, visual_model_of
 from embed_pipelines.assets.page_images import PAGES_PER_BATCH
 from embed_pipelines.collection import Collection
-from embed_pipelines.listing import read_listing
+from embed_pipelines.listing import listed_paths
 from embed_pipelines.page_rendering import PageImage, is_visual
 from embed_pipelines.page_search import regions_of
 from embed_pipelines.resources import VisualEmbeddingModel
@@ -84,7 +84,7 @@ def build_page_embeddings(collection: Collection, code_version: str) -> dg.Asset
         store = page_embeddings_store(collection, version)
         counts: Counter = Counter()
         for shard in context.partition_keys:
-            paths = [source["path"] for source in read_listing(collection, shard) if is_visual(source["path"])]
+            paths = listed_paths(collection, shard, is_visual)
             for path in paths:
                 pages = images.read_columns(shard, path, ["image_sha256"])
                 if pages is None:  # never rendered: nothing to embed

@@ -56,7 +56,7 @@ def build_page_images(collection: Collection) -> dg.AssetsDefinition:
         counts: Counter[str] = Counter()
         failures: dict[str, str] = {}
         for shard in context.partition_keys:
-            listing = [source for source in read_listing(collection, shard) if is_visual(source["path"])]
+            listing = read_listing(collection, shard, is_visual)
             for source in listing:
                 path, sha256 = source["path"], source["sha256"]
                 made_from = f"{sha256}|dpi={dpi}"

@@ -8,7 +8,7 @@ from embed_pipelines.assets.common import asset_options, visual_index_version, v
 from embed_pipelines.assets.page_images import PAGES_PER_BATCH
 from embed_pipelines.assets.search_view import actor
 from embed_pipelines.collection import Collection
-from embed_pipelines.listing import read_listing
+from embed_pipelines.listing import listed_paths
 from embed_pipelines.page_rendering import is_visual
 from embed_pipelines.page_search import as_halfvecs, ensure_page_search, regions_table, write_regions
 from embed_pipelines.resources import PostgresResource
@@ -87,7 +87,7 @@ def build_page_index(collection: Collection, code_version: str) -> dg.AssetsDefi
             ensure_page_search(conn, table, PAGE_VECTOR_DIMENSION)
             register_version(conn, view, version, model.query_settings(), PAGE_VECTOR_DIMENSION, "")  # no chunker
             for shard in context.partition_keys:
-                paths = [source["path"] for source in read_listing(collection, shard) if is_visual(source["path"])]
+                paths = listed_paths(collection, shard, is_visual)
                 indexed = indexed_documents(conn, table, shard, PAGE_TABLE)
                 changed_before = counts["rows_written"] + counts["rows_deleted"]
                 for path in paths:

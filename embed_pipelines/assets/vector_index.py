@@ -11,7 +11,7 @@ from embed_pipelines.assets.common import (
     text_model_of,
 )
 from embed_pipelines.collection import Collection
-from embed_pipelines.listing import read_listing
+from embed_pipelines.listing import listed_paths
 from embed_pipelines.resources import PostgresResource
 from embed_pipelines.stores import chunks_store, embeddings_store
 from embed_pipelines.vector_store import (
@@ -118,7 +118,7 @@ def build_vector_index(collection: Collection, code_version: str) -> dg.AssetsDe
                 conn, collection.name, version, text_model.query_settings(), dimension, chunker_version(text_model)
             )
             for shard in context.partition_keys:
-                paths = [source["path"] for source in read_listing(collection, shard)]
+                paths = listed_paths(collection, shard)
                 indexed = indexed_documents(conn, table, shard)
                 rows_changed_before = counts["rows_written"] + counts["rows_deleted"]
                 expected_rows[shard] = 0
