@@ -19,7 +19,7 @@ from embed_pipelines.listing import listed_paths, read_listing
 from embed_pipelines.recall import exact_neighbours, recall_at_k, sample_vectors
 from embed_pipelines.resources import TextEmbeddingModel
 from embed_pipelines.stores import chunks_store, embeddings_folder
-from embed_pipelines.vector_store import ShardHealth, search, shard_health
+from embed_pipelines.vector_store import IndexHealth, search, shard_health
 from embed_pipelines.version_registry import VersionRecord
 
 RECALL_K = 10
@@ -66,9 +66,9 @@ def unsynced_shards(
 def evaluate_gate(
     conn: psycopg.Connection, collection: Collection, candidate: VersionRecord, serving: VersionRecord | None
 ) -> GateResult:
-    health, expected_rows = _health(conn, collection, candidate)
+    health = _index_health(conn, collection, candidate)
     checks = [
-        _completeness(collection, candidate, health, expected_rows),
+        _completeness(collection, candidate, health),
         _vector_sanity(candidate, health),
         _recall(conn, collection, candidate),
     ]
@@ -77,54 +77,43 @@ def evaluate_gate(
     return GateResult(candidate.version, tuple(checks))
 
 
-def _health(
-    conn: psycopg.Connection, collection: Collection, candidate: VersionRecord
-) -> tuple[dict[str, ShardHealth], dict[str, int]]:
+def _index_health(conn: psycopg.Connection, collection: Collection, candidate: VersionRecord) -> IndexHealth:
     chunks = chunks_store(collection, candidate.chunker_version)
     health, expected_rows = {}, {}
     for shard in collection.partitions.get_partition_keys():
         paths = listed_paths(collection, shard)
         expected_rows[shard] = sum(chunks.row_count(shard, path) or 0 for path in paths)
         health[shard] = shard_health(conn, candidate.table, shard, paths)
-    return health, expected_rows
+    return IndexHealth.of(health, expected_rows)
 
 
-def _completeness(
-    collection: Collection, candidate: VersionRecord, health: dict[str, ShardHealth], expected_rows: dict[str, int]
-) -> GateCheck:
+def _completeness(collection: Collection, candidate: VersionRecord, health: IndexHealth) -> GateCheck:
     unsynced = unsynced_shards(collection, candidate)
-    differing = {
-        s: f"{h.rows} rows, {expected_rows[s]} chunks" for s, h in health.items() if h.rows != expected_rows[s]
-    }
-    unlisted = sum(h.rows_of_unlisted_files for h in health.values())
     problems = []
     if unsynced:
         problems.append(f"shards not synced: {', '.join(unsynced)}")
-    if differing:
-        problems.append(f"rows != chunks in {differing}")
-    if unlisted:
-        problems.append(f"{unlisted} rows of files no longer in the source")
-    rows = sum(h.rows for h in health.values())
+    if health.shards_differing:
+        problems.append(f"rows != chunks in {health.shards_differing}")
+    if health.rows_of_unlisted_files:
+        problems.append(f"{health.rows_of_unlisted_files} rows of files no longer in the source")
     return GateCheck(
         "complete",
         not problems,
-        "; ".join(problems) or f"{rows} rows == {sum(expected_rows.values())} chunks in every shard",
-        {"rows": rows, "chunks": sum(expected_rows.values()), "shards_not_synced": len(unsynced)},
+        "; ".join(problems) or f"{health.rows} rows == {health.chunks} chunks in every shard",
+        {"rows": health.rows, "chunks": health.chunks, "shards_not_synced": len(unsynced)},
     )
 
 
-def _vector_sanity(candidate: VersionRecord, health: dict[str, ShardHealth]) -> GateCheck:
-    bad = sum(h.zero_or_nan_vectors for h in health.values())
-    dimensions = sorted(set().union(*(h.dimensions for h in health.values())))
-    ranges = [h.norm_range for h in health.values() if h.norm_range]
-    low, high = (min(r[0] for r in ranges), max(r[1] for r in ranges)) if ranges else (None, None)
+def _vector_sanity(candidate: VersionRecord, health: IndexHealth) -> GateCheck:
+    bad, dimensions = health.zero_or_nan_vectors, health.dimensions
+    low, high = health.norm_range or (None, None)
     normalizes = TextEmbeddingModel(**candidate.model).folder_config().normalize
     problems = []
     if bad:
         problems.append(f"{bad} zero or NaN vectors")
     if not set(dimensions) <= {candidate.dimension}:
         problems.append(f"dimensions {dimensions}, model has {candidate.dimension}")
-    if normalizes and ranges and not (1 - NORM_TOLERANCE <= low and high <= 1 + NORM_TOLERANCE):
+    if normalizes and health.norm_range and not (1 - NORM_TOLERANCE <= low and high <= 1 + NORM_TOLERANCE):
         problems.append(f"norms in [{low:.4f}, {high:.4f}] but the model normalizes to 1")
     return GateCheck(
         "vectors_sane",

@@ -193,6 +193,37 @@ class ShardHealth:
     norm_range: tuple[float, float] | None  # (smallest, largest) vector norm; None for no rows
 
 
+@dataclass(frozen=True)
+class IndexHealth:
+    """Shards' health summed, against the chunks each shard should hold: what the asset checks and the
+    promotion gate judge."""
+
+    rows: int
+    chunks: int
+    shards_differing: dict[str, str]  # shard -> "<rows> rows, <chunks> chunks" where they differ
+    rows_of_unlisted_files: int
+    zero_or_nan_vectors: int
+    dimensions: list[int]
+    norm_range: tuple[float, float] | None
+
+    @classmethod
+    def of(cls, health: dict[str, ShardHealth], expected_rows: dict[str, int]) -> IndexHealth:
+        ranges = [h.norm_range for h in health.values() if h.norm_range]
+        return cls(
+            rows=sum(h.rows for h in health.values()),
+            chunks=sum(expected_rows.values()),
+            shards_differing={
+                shard: f"{h.rows} rows, {expected_rows[shard]} chunks"
+                for shard, h in health.items()
+                if h.rows != expected_rows[shard]
+            },
+            rows_of_unlisted_files=sum(h.rows_of_unlisted_files for h in health.values()),
+            zero_or_nan_vectors=sum(h.zero_or_nan_vectors for h in health.values()),
+            dimensions=sorted(set().union(*(h.dimensions for h in health.values()))),
+            norm_range=(min(r[0] for r in ranges), max(r[1] for r in ranges)) if ranges else None,
+        )
+
+
 def shard_health(conn: psycopg.Connection, table: str, shard: str, listed_paths: list[str]) -> ShardHealth:
     """Figures the asset checks judge: one scan of the shard's rows."""
     query = sql.SQL(

@@ -15,6 +15,7 @@ from embed_pipelines.listing import listed_paths
 from embed_pipelines.resources import PostgresResource
 from embed_pipelines.stores import chunks_store, embeddings_store
 from embed_pipelines.vector_store import (
+    IndexHealth,
     ShardHealth,
     column_types,
     delete_document,
@@ -66,17 +67,16 @@ def _signature(chunks: pa.Table) -> tuple[str, list[str]] | None:
 
 
 def _check_results(health: dict[str, ShardHealth], expected_rows: dict[str, int], dimension: int) -> list:
-    wrong_counts = {
-        s: f"{h.rows} rows, {expected_rows[s]} chunks" for s, h in health.items() if h.rows != expected_rows[s]
-    }
-    unlisted = sum(h.rows_of_unlisted_files for h in health.values())
-    bad = sum(h.zero_or_nan_vectors for h in health.values())
-    dimensions = sorted(set().union(*(h.dimensions for h in health.values())))
+    index = IndexHealth.of(health, expected_rows)
+    differing, unlisted, bad = index.shards_differing, index.rows_of_unlisted_files, index.zero_or_nan_vectors
     outcomes = {
-        "rows_match_chunks": (not wrong_counts, {"shards_differing": str(wrong_counts or "none")}),
+        "rows_match_chunks": (not differing, {"shards_differing": str(differing or "none")}),
         "no_rows_for_missing_files": (unlisted == 0, {"rows": unlisted}),
         "vectors_nonzero_and_finite": (bad == 0, {"rows": bad}),
-        "dimension_matches_model": (set(dimensions) <= {dimension}, {"found": str(dimensions), "model": dimension}),
+        "dimension_matches_model": (
+            set(index.dimensions) <= {dimension},
+            {"found": str(index.dimensions), "model": dimension},
+        ),
     }
     return [
         dg.AssetCheckResult(check_name=name, passed=passed, metadata=metadata)
