@@ -10,7 +10,7 @@ import dagster as dg
 
 from embed_pipelines import settings
 from embed_pipelines.assets.search_view import REQUESTED_BY_TAG
-from embed_pipelines.collection import Collection
+from embed_pipelines.collection import Collection, pages_view
 from embed_pipelines.collections_config import configured_collection
 from embed_pipelines.factory import build_definitions, index_job_name
 from embed_pipelines.page_search import PageHit
@@ -102,7 +102,7 @@ def search_pages(
 ) -> list[PageHit]:
     """Pages by late interaction (MaxSim) with the question, embedded by the model that made the serving page
     index version: HNSW candidates re-ranked exactly, or every page scored when `exact`."""
-    view = f"{collection}_pages"
+    view = pages_view(collection)
     with (postgres or PostgresResource()).connect() as conn:
         version = serving_version(conn, view)
         if version is None:
@@ -169,6 +169,6 @@ def list_versions(
     collection: str = settings.DEFAULT_COLLECTION, postgres: PostgresResource | None = None, pages: bool = False
 ) -> tuple[str | None, list[VersionRecord]]:
     """(serving version, every version newest first), of the page index with `pages`."""
-    view = f"{collection}_pages" if pages else collection
+    view = pages_view(collection) if pages else collection
     with (postgres or PostgresResource()).connect() as conn:
         return serving_version(conn, view), registry_versions(conn, view)

@@ -19,6 +19,11 @@ from embed_pipelines.shards import shard_keys
 from embed_pipelines.vector_store import check_name
 
 
+def pages_view(collection_name: str) -> str:
+    """The view (and table family) of a collection's page index: `<collection>_pages`."""
+    return f"{collection_name}_pages"
+
+
 @dataclass(frozen=True)
 class PromotionPolicy:
     """What a new index version must show before the view serves it (see promotion_gate.py)."""
@@ -104,8 +109,7 @@ class Collection:
 
     @property
     def pages_name(self) -> str:
-        """Name of the page tables' family and view: `<collection>_pages`."""
-        return f"{self.name}_pages"
+        return pages_view(self.name)
 
     @property
     def visual_model_key(self) -> str:

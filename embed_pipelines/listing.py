@@ -39,4 +39,5 @@ def read_all_listings(collection: Collection) -> dict[str, dict]:
 
 def write_listing(collection: Collection, shard: str, rows: list[dict]) -> None:
     rows = sorted(rows, key=lambda row: row["path"])
-    write_parquet_atomic(pa.Table.from_pylist(rows, schema=SOURCE_FILES_SCHEMA), listing_file(collection, shard))
+    table = pa.Table.from_pylist(rows, schema=SOURCE_FILES_SCHEMA)
+    write_parquet_atomic([table], SOURCE_FILES_SCHEMA, listing_file(collection, shard))

@@ -2,10 +2,10 @@
 
 A page row holds its token vectors (halfvec[], half the size of float32, for exact MaxSim). Beside it, a
 regions table holds a few vectors per page: the page's tokens clustered by k-means, each cluster's
-normalized mean, under an HNSW index. Search takes, for each query
-token, the pages of its nearest regions as candidates (a page that matches any part of the question is a
-candidate), then scores the candidates by exact MaxSim: for each query token its best inner product with any
-of the page's tokens, summed. `exact` scores every page instead.
+normalized mean, under an HNSW index. Search takes, for each query token, the pages of its nearest regions
+as candidates (a page that matches any part of the question is a candidate), then scores the candidates by
+exact MaxSim: for each query token its best inner product with any of the page's tokens, summed. `exact`
+scores every page instead.
 
 Regions rather than one mean per page: a page mixes content (a table, a figure, a paragraph), and a single
 mean of all of it is close to none of the parts; measured in benchmarks/visual.py.
@@ -65,8 +65,8 @@ def regions_table(pages_table: str) -> str:
 
 
 def ensure_page_search(conn: psycopg.Connection, pages_table: str, dimension: int) -> None:
-    """The page table's regions table (rows go when their page goes). The MaxSim function comes with the
-    registry (resources/postgres.py)."""
+    """The page table's regions table (rows go when their page goes). The MaxSim function is created with
+    the registry (version_registry.ensure_registry)."""
     regions = regions_table(pages_table)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (regions,))

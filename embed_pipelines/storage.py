@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pyarrow as pa
@@ -92,12 +92,26 @@ def document_key(relative_path: str) -> str:
     return hashlib.sha256(relative_path.encode("utf-8")).hexdigest()[:32]
 
 
-def write_parquet_atomic(table: pa.Table, target: Path) -> None:
-    """Readers never see a half-written file: write beside the target, then rename over it."""
+def write_parquet_atomic(
+    tables: Iterable[pa.Table], schema: pa.Schema, target: Path, before_replace: Callable[[], None] | None = None
+) -> int:
+    """Readers never see a half-written file: write beside the target, a table at a time, then rename over
+    it. If producing a table fails, the target stays as it was. Returns rows written."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(table, tmp)
+    rows = 0
+    try:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for table in tables:
+                writer.write_table(table)
+                rows += table.num_rows
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if before_replace:
+        before_replace()
     os.replace(tmp, target)
+    return rows
 
 
 class DocumentStore:
@@ -124,22 +138,14 @@ class DocumentStore:
         """Like `write`, one batch of rows at a time, so a document's rows never sit in memory together.
         If producing a batch fails, the document's previous file stays as it was. Returns rows written."""
         target = self._file(shard, relative_path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
         schema = self.schema.with_metadata({"made_from": made_from})
-        rows = 0
-        try:
-            with pq.ParquetWriter(tmp, schema) as writer:
-                for batch in batches:
-                    writer.write_table(pa.Table.from_pylist(batch, schema=schema))
-                    rows += len(batch)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        if self.retired and target.exists():
-            self._retire(target)
-        os.replace(tmp, target)
-        return rows
+        tables = (pa.Table.from_pylist(batch, schema=schema) for batch in batches)
+
+        def retire_the_old_file() -> None:  # only once the new one is complete
+            if self.retired and target.exists():
+                self._retire(target)
+
+        return write_parquet_atomic(tables, schema, target, retire_the_old_file)
 
     def iter_batches(self, shard: str, relative_path: str, rows: int, columns: list[str] | None = None):
         """A document's rows, `rows` at a time (as lists of dicts); nothing when it has no file."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 
@@ -98,20 +99,29 @@ def promote_when_ready(conn: psycopg.Connection, collection: Collection, version
     def unchanged(note: str) -> Outcome:
         return Outcome(collection.name, version, serving, note)
 
-    if serving == version:
-        return unchanged(f"{version} is serving")
-    try:
-        candidate = find_version(conn, collection.name, version)
-    except LookupError:
-        return unchanged(f"{version} has not been built yet: materialize vector_index first")
-    if candidate.rejected:
-        return unchanged(f"{version} was rolled back; promote it explicitly to serve it again")
+    if note := _left_alone(conn, collection.name, version):
+        return unchanged(note)
+    candidate = find_version(conn, collection.name, version)
     unsynced = unsynced_shards(collection, candidate)
     if unsynced:
         return unchanged(f"{version} is building: {len(unsynced)} shards to sync, {serving} stays served")
     if candidate.gate_is_current and not candidate.gate["passed"]:
         return unchanged(f"{version} failed the gate and has not changed since, {serving} stays served")
     return promote(conn, collection, version, actor)
+
+
+def _left_alone(conn: psycopg.Connection, view: str, version: str) -> str | None:
+    """Why a sync leaves `view` alone for the configured `version` (it serves already, is not built, or was
+    rolled back), or None."""
+    if serving_version(conn, view) == version:
+        return f"{version} is serving"
+    try:
+        record = find_version(conn, view, version)
+    except LookupError:
+        return f"{version} has not been built yet"
+    if record.rejected:
+        return f"{version} was rolled back; promote it explicitly to serve it again"
+    return None
 
 
 def rollback(conn: psycopg.Connection, collection: Collection, actor: str, pages: bool = False) -> Outcome:
@@ -131,11 +141,15 @@ def rollback(conn: psycopg.Connection, collection: Collection, actor: str, pages
 
 def drop(conn: psycopg.Connection, collection: Collection, version: str) -> None:
     """Remove a version's table, registry entry and vectors. The serving version is never dropped."""
-    if version == serving_version(conn, collection.name):
-        raise ValueError(f"{version} is the serving version of {collection.name!r}: promote another one first")
-    find_version(conn, collection.name, version)
-    delete_version(conn, collection.name, version)
-    shutil.rmtree(embeddings_folder(collection, version), ignore_errors=True)
+    _drop(conn, collection.name, version, embeddings_folder(collection, version))
+
+
+def _drop(conn: psycopg.Connection, view: str, version: str, vectors: Path) -> None:
+    if version == serving_version(conn, view):
+        raise ValueError(f"{version} is the serving version of {view!r}: promote another one first")
+    find_version(conn, view, version)
+    delete_version(conn, view, version)
+    shutil.rmtree(vectors, ignore_errors=True)
 
 
 def apply_retention(conn: psycopg.Connection, collection: Collection) -> list[str]:
@@ -184,20 +198,11 @@ def promote_pages(
 def promote_pages_when_complete(conn: psycopg.Connection, collection: Collection, version: str, actor: str) -> Outcome:
     """After a sync: the page view moves to the configured page index version once it is complete, unless
     that version was rolled back. Until then search keeps reading the version it read."""
-    serving = serving_version(conn, collection.pages_name)
-    if serving == version:
-        return Outcome(collection.pages_name, version, serving, f"{version} is serving")
-    if find_version(conn, collection.pages_name, version).rejected:
-        note = f"{version} was rolled back; promote it explicitly to serve it again"
-        return Outcome(collection.pages_name, version, serving, note)
+    if note := _left_alone(conn, collection.pages_name, version):
+        return Outcome(collection.pages_name, version, serving_version(conn, collection.pages_name), note)
     return promote_pages(conn, collection, version, actor)
 
 
 def drop_pages(conn: psycopg.Connection, collection: Collection, version: str) -> None:
     """Remove a page index version that is not serving: its tables, registry entry and stored vectors."""
-    view = collection.pages_name
-    if version == serving_version(conn, view):
-        raise ValueError(f"{version} is the serving page index version of {collection.name!r}: promote another first")
-    find_version(conn, view, version)
-    delete_version(conn, view, version)
-    shutil.rmtree(page_embeddings_folder(collection, version), ignore_errors=True)
+    _drop(conn, collection.pages_name, version, page_embeddings_folder(collection, version))

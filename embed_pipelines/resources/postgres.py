@@ -23,6 +23,10 @@ def embedded_server_uri(data_dir: Path) -> str:
     return get_server(data_dir, cleanup_mode="stop").get_uri()
 
 
+# Databases this process has given pgvector and the registry (kept in memory only: a DSN may hold a secret).
+_PREPARED: set[str] = set()
+
+
 class PostgresResource(dg.ConfigurableResource):
     """Connections with pgvector types registered.
 
@@ -47,8 +51,11 @@ class PostgresResource(dg.ConfigurableResource):
 
     def connect(self) -> psycopg.Connection:
         """A connection to a database that has pgvector and the version registry."""
-        conn = psycopg.connect(self._uri(), autocommit=True)
-        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        uri = self._uri()
+        conn = psycopg.connect(uri, autocommit=True)
+        if uri not in _PREPARED:  # DDL once per process and database, not on every search
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            ensure_registry(conn)
+            _PREPARED.add(uri)
         register_vector(conn)
-        ensure_registry(conn)
         return conn
