@@ -88,9 +88,10 @@ def churn(corpus: Path, spare: list[Path], source: Path) -> None:
 def sensor_scan_seconds(files: int) -> tuple[float, bool]:
     """Time the sensor's question (which shards changed?) over `files` unchanged files."""
     from embed_pipelines.collection import Collection
-    from embed_pipelines.detection import pending_sync
-    from embed_pipelines.listing import write_listing
-    from embed_pipelines.source_scan import scan_source
+    from embed_pipelines.sync.listing import write_listing
+    from embed_pipelines.sync.pending import pending_sync
+    from embed_pipelines.sync.scan import scan_source
+    from embed_pipelines.text.extraction import is_supported
 
     with tempfile.TemporaryDirectory(prefix="embed-scan-") as home:
         os.environ["EMBED_PIPELINES_STATE_DIR"] = str(Path(home) / "state")
@@ -100,11 +101,11 @@ def sensor_scan_seconds(files: int) -> tuple[float, bool]:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"note-{i}.md").write_text(f"# Note {i}\n\nSome text for note {i}.")
         collection = Collection("scan", source, 16)
-        for shard, rows in scan_source(source, 16).files_by_shard.items():
+        for shard, rows in scan_source(source, 16, is_supported).files_by_shard.items():
             write_listing(collection, shard, rows)
-        pending_sync(collection)  # warm the file system cache, as a running sensor would be
+        pending_sync(collection, is_supported)  # warm the file system cache, as a running sensor would be
         started = time.perf_counter()
-        pending = pending_sync(collection)
+        pending = pending_sync(collection, is_supported)
         return time.perf_counter() - started, bool(pending)
 
 

@@ -54,8 +54,8 @@ def percentiles(samples: list[float]) -> str:
 
 def swap_benchmark(sizes: list[int]) -> None:
     from embed_pipelines.resources import PostgresResource
-    from embed_pipelines.vector_store import ensure_table
-    from embed_pipelines.version_registry import point_view
+    from embed_pipelines.storage.registry import point_view
+    from embed_pipelines.storage.tables import ensure_table
 
     print("view swap (drop + create view + promotion record, one transaction), 384 dims:")
     with PostgresResource().connect() as conn:
@@ -99,7 +99,7 @@ class Searcher:
     def __init__(self):
         from embed_pipelines import api
         from embed_pipelines.resources import PostgresResource, TextEmbeddingModel
-        from embed_pipelines.version_registry import find_version, serving_version
+        from embed_pipelines.storage.registry import find_version, serving_version
 
         self.api = api
         self.conn = PostgresResource().connect()
@@ -118,7 +118,7 @@ class Searcher:
         return seconds, answers
 
     def sql(self, relation: str | None = None) -> tuple[list[float], list[list]]:
-        from embed_pipelines.vector_store import search
+        from embed_pipelines.storage.tables import search
 
         seconds, answers = [], []
         for vector in self.vectors:
@@ -149,7 +149,7 @@ def in_place_overlap(searcher: Searcher, reference: list[list]) -> float:
 
 def backfill_benchmark(corpus_root: Path, limit: int, home: Path) -> None:
     from embed_pipelines.resources.text_model import bundled_model_folder
-    from embed_pipelines.version_registry import serving_version
+    from embed_pipelines.storage.registry import serving_version
 
     corpus = home / "corpus"
     pages = copy_pages(html_pages(corpus_root)[:limit], corpus_root, corpus)

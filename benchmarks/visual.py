@@ -49,7 +49,7 @@ def write_pdf(path: Path, pages: int) -> Path:
 
 
 def rendering(folder: Path) -> None:
-    from embed_pipelines.page_rendering import render_pages
+    from embed_pipelines.visual.rendering import render_pages
 
     pdf = write_pdf(folder / "hundred.pdf", 100)
     started = time.perf_counter()
@@ -60,8 +60,8 @@ def rendering(folder: Path) -> None:
 def embedding(folder: Path) -> None:
     from tiny_visual_model import build_tiny_colqwen2
 
-    from embed_pipelines.page_rendering import render_pages
     from embed_pipelines.resources import VisualEmbeddingModel
+    from embed_pipelines.visual.rendering import render_pages
 
     model = VisualEmbeddingModel(model=str(build_tiny_colqwen2(folder / "colqwen2")), family="colqwen2", device="cpu")
     images = [page.image() for page in render_pages(write_pdf(folder / "forty.pdf", 40), 144)]
@@ -101,16 +101,17 @@ def latency(samples: list[float]) -> str:
 
 
 def storage_and_search(count: int, tokens: int, queries: int) -> None:
-    from embed_pipelines.page_search import (
+    from embed_pipelines.resources import PostgresResource
+    from embed_pipelines.storage.page_tables import (
         as_halfvecs,
         ensure_page_search,
-        regions_of,
         regions_table,
         search_pages,
         write_regions,
     )
-    from embed_pipelines.resources import PostgresResource
-    from embed_pipelines.vector_store import PAGE_TABLE, ensure_hnsw_index, ensure_table, replace_document
+    from embed_pipelines.storage.rows import Page
+    from embed_pipelines.storage.tables import PAGE_TABLE, ensure_hnsw_index, ensure_table, replace_document
+    from embed_pipelines.visual.regions import regions_of
 
     rng = np.random.default_rng(0)
     pages = synthetic_pages(count, tokens, rng)
@@ -124,13 +125,26 @@ def storage_and_search(count: int, tokens: int, queries: int) -> None:
         for first in range(0, count, PAGES_PER_DOCUMENT):  # one transaction per document, as page_index does
             path = f"doc-{first // PAGES_PER_DOCUMENT}.pdf"
             numbers = range(first, min(first + PAGES_PER_DOCUMENT, count))
-            rows = [(path, n, "0", 1000, 1400, str(n), "s", as_halfvecs(pages[n])) for n in numbers]
+            rows = [
+                Page(
+                    document_path=path,
+                    page_number=n,
+                    shard="0",
+                    width=1000,
+                    height=1400,
+                    image_sha256=str(n),
+                    source_sha256="s",
+                    png=None,
+                    tokens=as_halfvecs(pages[n]),
+                )
+                for n in numbers
+            ]
             with conn.transaction():
                 replace_document(conn, table, path, rows, PAGE_TABLE)
                 write_regions(conn, table, path, {n: regions[n] for n in numbers})
         load_s = time.perf_counter() - started
         started = time.perf_counter()
-        ensure_hnsw_index(conn, regions_table(table), "region")
+        ensure_hnsw_index(conn, table, PAGE_TABLE)
         hnsw_s = time.perf_counter() - started
         size = sum(
             conn.execute("SELECT pg_total_relation_size(%s)", (name,)).fetchone()[0]
@@ -174,6 +188,8 @@ def memory_child(pdf_pages: int, home: Path) -> None:
     import dagster as dg
     from tiny_visual_model import build_tiny_colqwen2
 
+    from embed_pipelines.assets.common import asset_key
+    from embed_pipelines.automation import shard_range_tags
     from embed_pipelines.collection import Collection, VisualBranch
     from embed_pipelines.factory import build_definitions, index_job_name
 
@@ -183,7 +199,7 @@ def memory_child(pdf_pages: int, home: Path) -> None:
     model = build_tiny_colqwen2(home / f"colqwen2-{pdf_pages}")
     collection = Collection(f"mem{pdf_pages}", source, shard_count=1, visual=VisualBranch(str(model)))
     visual_branch = {
-        collection.asset_key(name) for name in ("source_files", "page_images", "page_embeddings", "page_index")
+        asset_key(collection, name) for name in ("source_files", "page_images", "page_embeddings", "page_index")
     }
     job = (
         build_definitions(collection)
@@ -191,7 +207,7 @@ def memory_child(pdf_pages: int, home: Path) -> None:
         .get_subset(asset_selection=visual_branch)
     )
     started = time.perf_counter()
-    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), tags=collection.run_tags())
+    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), tags=shard_range_tags(collection))
     assert result.success
     figures = {
         "seconds": time.perf_counter() - started,

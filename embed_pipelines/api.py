@@ -1,4 +1,7 @@
-"""What users do, as Python functions: index a folder, search a collection, manage its index versions."""
+"""What users do, as Python functions: index a folder, search a collection, manage its index versions.
+
+Every function finds its collection through `config.resolve_collection`, as the code location does, and
+version operations take an index family by name ("text", or "pages" for the visual branch)."""
 
 from __future__ import annotations
 
@@ -9,19 +12,21 @@ from pathlib import Path
 import dagster as dg
 
 from embed_pipelines import settings
-from embed_pipelines.assets.search_view import REQUESTED_BY_TAG
-from embed_pipelines.collection import Collection, pages_view
-from embed_pipelines.collections_config import configured_collection
+from embed_pipelines.automation import shard_range_tags
+from embed_pipelines.collection import Collection
+from embed_pipelines.config import resolve_collection
 from embed_pipelines.factory import build_definitions, index_job_name
-from embed_pipelines.page_search import PageHit
-from embed_pipelines.page_search import search_pages as search_page_table
-from embed_pipelines.plan import SyncPlan, plan_sync
-from embed_pipelines.resources import PostgresResource, TextEmbeddingModel, VisualEmbeddingModel
-from embed_pipelines.vector_store import Hit
-from embed_pipelines.vector_store import search as search_relation
-from embed_pipelines.version_jobs import drop_job_name, promote_job_name, rollback_job_name
-from embed_pipelines.version_registry import VersionRecord, find_version, serving_version
-from embed_pipelines.version_registry import list_versions as registry_versions
+from embed_pipelines.families import PAGES, TEXT, accepted_by, family_named
+from embed_pipelines.reporting import REQUESTED_BY_TAG
+from embed_pipelines.resources import PostgresResource, TextEmbeddingModel
+from embed_pipelines.storage.page_tables import PageHit
+from embed_pipelines.storage.page_tables import search_pages as search_page_table
+from embed_pipelines.storage.registry import VersionRecord, find_version, serving_version
+from embed_pipelines.storage.registry import list_versions as registry_versions
+from embed_pipelines.storage.tables import Hit
+from embed_pipelines.storage.tables import search as search_relation
+from embed_pipelines.sync.plan import SyncPlan, plan_sync
+from embed_pipelines.version_jobs import build_version_jobs, version_job_name, version_op_name
 
 
 def dagster_instance() -> dg.DagsterInstance:
@@ -45,7 +50,7 @@ def _requested_by() -> dict[str, str]:
 
 def index(
     source_dir: Path | str,
-    collection: str = settings.DEFAULT_COLLECTION,
+    collection: str | None = None,
     shard_count: int | None = None,
     instance: dg.DagsterInstance | None = None,
     text_model: TextEmbeddingModel | None = None,
@@ -53,11 +58,12 @@ def index(
 ) -> dg.ExecuteInProcessResult:
     """Sync every shard of the collection in one Dagster run: only what changed is converted, chunked,
     embedded and written; the model loads once, and only if something needs embedding."""
-    spec = Collection.from_environment(collection, source_dir, shard_count)
-    job = build_definitions(spec, text_model, postgres).resolve_job_def(index_job_name(spec))
+    spec = resolve_collection(collection, source_dir, shard_count)
+    models = {TEXT.name: text_model} if text_model else None
+    job = build_definitions(spec, postgres, models).resolve_job_def(index_job_name(spec))
     return job.execute_in_process(
         instance=instance or dagster_instance(),
-        tags={**spec.run_tags(), **_requested_by()},
+        tags={**shard_range_tags(spec), **_requested_by()},
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         raise_on_error=False,
     )
@@ -65,13 +71,13 @@ def index(
 
 def plan(
     source_dir: Path | str,
-    collection: str = settings.DEFAULT_COLLECTION,
+    collection: str | None = None,
     shard_count: int | None = None,
     text_model: TextEmbeddingModel | None = None,
 ) -> SyncPlan:
     """What `index` would add, re-embed, reuse and delete, without changing anything."""
-    spec = Collection.from_environment(collection, source_dir, shard_count)
-    return plan_sync(spec, text_model or TextEmbeddingModel(model=spec.model))
+    spec = resolve_collection(collection, source_dir, shard_count)
+    return plan_sync(spec, accepted_by(spec), text_model or TEXT.model_for(spec))
 
 
 def search(
@@ -83,12 +89,13 @@ def search(
 ) -> list[Hit]:
     """Nearest chunks by cosine similarity, from the serving index version unless `version` names another.
     The question is embedded by the model that made that version's vectors, whatever is configured now."""
+    view = TEXT.view(collection)
     with (postgres or PostgresResource()).connect() as conn:
-        version = version or serving_version(conn, collection)
+        version = version or serving_version(conn, view)
         if version is None:
             raise LookupError(f"collection {collection!r} serves no index version yet: index it first")
-        record = find_version(conn, collection, version)
-        query = TextEmbeddingModel(**record.model).embed_query(question)
+        record = find_version(conn, view, version)
+        query = TEXT.query_model(record.model).embed_query(question)
         return search_relation(conn, record.table, query, k)
 
 
@@ -102,24 +109,24 @@ def search_pages(
 ) -> list[PageHit]:
     """Pages by late interaction (MaxSim) with the question, embedded by the model that made the serving page
     index version: HNSW candidates re-ranked exactly, or every page scored when `exact`."""
-    view = pages_view(collection)
+    view = PAGES.view(collection)
     with (postgres or PostgresResource()).connect() as conn:
         version = serving_version(conn, view)
         if version is None:
             raise LookupError(f"collection {collection!r} has no page index yet: enable its visual branch and index it")
         record = find_version(conn, view, version)
-        tokens = VisualEmbeddingModel(**record.model).embed_query(question)
+        tokens = PAGES.query_model(record.model).embed_query(question)
         return search_page_table(conn, record.table, tokens, k, candidates_per_token, exact)
 
 
 def _run_version_job(
-    collection: Collection, job_name: str, op_config: dict | None, instance: dg.DagsterInstance | None, postgres
+    spec: Collection, action: str, config: dict, instance: dg.DagsterInstance | None, postgres
 ) -> dg.ExecuteInProcessResult:
-    job = build_definitions(collection, postgres=postgres).resolve_job_def(job_name)
-    op_name = job.graph.node_defs[0].name
-    return job.execute_in_process(
+    """Run one version job: its definitions hold the PostgreSQL resource only, so no model is looked at."""
+    definitions = dg.Definitions(jobs=build_version_jobs(spec), resources={"postgres": postgres or PostgresResource()})
+    return definitions.resolve_job_def(version_job_name(spec, action)).execute_in_process(
         instance=instance or dagster_instance(),
-        run_config={"ops": {op_name: {"config": op_config}}} if op_config else None,
+        run_config={"ops": {version_op_name(spec, action): {"config": config}}},
         tags=_requested_by(),
         raise_on_error=False,
     )
@@ -129,46 +136,46 @@ def promote(
     version: str,
     collection: str = settings.DEFAULT_COLLECTION,
     skip_gate: bool = False,
+    family: str = TEXT.name,
     shard_count: int | None = None,
     instance: dg.DagsterInstance | None = None,
     postgres: PostgresResource | None = None,
-    pages: bool = False,
 ) -> dg.ExecuteInProcessResult:
-    """Serve `version` if it passes the promotion gate (`skip_gate` serves it unchecked); with `pages`, a
-    page index version once it is complete."""
-    spec = configured_collection(collection, shard_count)
-    config = {"version": version, "skip_gate": skip_gate, "pages": pages}
-    return _run_version_job(spec, promote_job_name(spec), config, instance, postgres)
+    """Serve `version` of the family's index if it passes its promotion gate (`skip_gate` serves it
+    unchecked)."""
+    config = {"version": version, "skip_gate": skip_gate, "family": family_named(family).name}
+    return _run_version_job(
+        resolve_collection(collection, shard_count=shard_count), "promote", config, instance, postgres
+    )
 
 
 def rollback(
     collection: str = settings.DEFAULT_COLLECTION,
+    family: str = TEXT.name,
     instance: dg.DagsterInstance | None = None,
     postgres: PostgresResource | None = None,
-    pages: bool = False,
 ) -> dg.ExecuteInProcessResult:
-    """Serve the version that served before the last change again (of the page view with `pages`)."""
-    spec = configured_collection(collection)
-    return _run_version_job(spec, rollback_job_name(spec), {"pages": pages}, instance, postgres)
+    """Serve the version of the family's index that served before the last change again."""
+    config = {"family": family_named(family).name}
+    return _run_version_job(resolve_collection(collection), "rollback", config, instance, postgres)
 
 
 def drop_version(
     version: str,
     collection: str = settings.DEFAULT_COLLECTION,
+    family: str = TEXT.name,
     instance: dg.DagsterInstance | None = None,
     postgres: PostgresResource | None = None,
-    pages: bool = False,
 ) -> dg.ExecuteInProcessResult:
-    """Remove a version that is not serving (a page index version with `pages`): tables, registry entry,
-    stored vectors."""
-    spec = configured_collection(collection)
-    return _run_version_job(spec, drop_job_name(spec), {"version": version, "pages": pages}, instance, postgres)
+    """Remove a version of the family's index that is not serving: tables, registry entry, stored vectors."""
+    config = {"version": version, "family": family_named(family).name}
+    return _run_version_job(resolve_collection(collection), "drop", config, instance, postgres)
 
 
 def list_versions(
-    collection: str = settings.DEFAULT_COLLECTION, postgres: PostgresResource | None = None, pages: bool = False
+    collection: str = settings.DEFAULT_COLLECTION, family: str = TEXT.name, postgres: PostgresResource | None = None
 ) -> tuple[str | None, list[VersionRecord]]:
-    """(serving version, every version newest first), of the page index with `pages`."""
-    view = pages_view(collection) if pages else collection
+    """(serving version, every version newest first) of the family's index."""
+    view = family_named(family).view(collection)
     with (postgres or PostgresResource()).connect() as conn:
         return serving_version(conn, view), registry_versions(conn, view)

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from embed_pipelines.collection import Collection
-from embed_pipelines.detection import pending_sync
+from embed_pipelines.families import accepted_by
+from embed_pipelines.sync.pending import pending_sync
+
+
+def shard_range_tags(collection: Collection, shards: Iterable[str] | None = None) -> dict[str, str]:
+    """Tags that make one run cover the shards from the lowest to the highest requested (all when None).
+    Shards in between that did not change cost a stat and a skip: cheaper than a model load per run."""
+    keys = sorted(shards) if shards is not None else collection.shards
+    return {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
 
 
 def build_change_sensor(collection: Collection, job_name: str) -> dg.SensorDefinition:
+    accepts = accepted_by(collection)
+
     @dg.sensor(
         name=f"{collection.name}_source_changes",
         job_name=job_name,
@@ -18,11 +31,11 @@ def build_change_sensor(collection: Collection, job_name: str) -> dg.SensorDefin
         "deleted or renamed files. Stats every file; reads only those whose size or mtime changed.",
     )
     def source_changes(context: dg.SensorEvaluationContext):
-        pending = pending_sync(collection)
+        pending = pending_sync(collection, accepts)
         if not pending:
             return dg.SkipReason("no changes")
         context.log.info(f"Changes {pending.changes.counts()} in shards {sorted(pending.shards)}")
-        return dg.RunRequest(run_key=pending.fingerprint, tags=collection.run_tags(pending.shards))
+        return dg.RunRequest(run_key=pending.fingerprint, tags=shard_range_tags(collection, pending.shards))
 
     return source_changes
 
@@ -37,7 +50,7 @@ def build_nightly_schedule(collection: Collection, job_name: str) -> dg.Schedule
         description="A full sync of every shard: catches whatever the sensor missed; unchanged files cost a stat.",
     )
     def nightly_sync(context: dg.ScheduleEvaluationContext):
-        return dg.RunRequest(tags=collection.run_tags())
+        return dg.RunRequest(tags=shard_range_tags(collection))
 
     return nightly_sync
 

@@ -8,7 +8,7 @@ import textwrap
 
 from embed_pipelines import api, settings
 from embed_pipelines.sample_corpus import sample_questions, write_sample_corpus
-from embed_pipelines.vector_store import Hit
+from embed_pipelines.storage.tables import Hit
 
 
 def print_hits(hits: list[Hit]) -> None:
@@ -52,7 +52,7 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _versions_list(args: argparse.Namespace) -> int:
-    serving, records = api.list_versions(args.collection, pages=args.pages)
+    serving, records = api.list_versions(args.collection, family=args.family)
     if not records:
         print(f"Collection {args.collection!r} has no index versions yet.")
     for record in records:
@@ -81,18 +81,18 @@ def _report_run(result, done: str) -> int:
 
 def _versions_promote(args: argparse.Namespace) -> int:
     result = api.promote(
-        args.version, args.collection, skip_gate=args.skip_gate, shard_count=args.shards, pages=args.pages
+        args.version, args.collection, skip_gate=args.skip_gate, family=args.family, shard_count=args.shards
     )
     return _report_run(result, f"{args.collection} now serves {args.version}")
 
 
 def _versions_rollback(args: argparse.Namespace) -> int:
-    result = api.rollback(args.collection, pages=args.pages)
+    result = api.rollback(args.collection, family=args.family)
     return _report_run(result, f"{args.collection} rolled back to the version it served before")
 
 
 def _versions_drop(args: argparse.Namespace) -> int:
-    result = api.drop_version(args.version, args.collection, pages=args.pages)
+    result = api.drop_version(args.version, args.collection, family=args.family)
     return _report_run(result, f"dropped {args.collection} version {args.version}")
 
 
@@ -148,7 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
             action.add_argument("--skip-gate", action="store_true", help="serve it without the gate's checks")
             action.add_argument("--shards", type=int, default=None, help=f"default ${settings.SHARDS_ENV} or 16")
         action.add_argument("--collection", default=settings.DEFAULT_COLLECTION)
-        action.add_argument("--pages", action="store_true", help="the page index (visual branch), not the text one")
+        action.add_argument(
+            "--pages", dest="family", action="store_const", const="pages", default="text",
+            help="the page index (visual branch), not the text one",
+        )  # fmt: skip
         action.set_defaults(handler=handler)
 
     demo = commands.add_parser("demo", help="index the bundled sample corpus and ask it a question")

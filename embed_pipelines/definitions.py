@@ -3,7 +3,7 @@ the one collection the other EMBED_PIPELINES_* variables describe."""
 
 import dagster as dg
 
-from embed_pipelines.collections_config import configured_collections
+from embed_pipelines.config import configured_collections
 from embed_pipelines.factory import build_all_definitions
 
 

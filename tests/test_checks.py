@@ -2,12 +2,25 @@
 
 import numpy as np
 
-from embed_pipelines.assets.vector_index import _check_results
-from embed_pipelines.vector_store import ShardHealth, ensure_table, replace_document, shard_health
+from embed_pipelines.assets.vector_index import check_results
+from embed_pipelines.storage.rows import Chunk
+from embed_pipelines.storage.tables import ShardHealth, ensure_table, replace_document, shard_health
 
 
-def _row(path: str, ordinal: int, vector: np.ndarray) -> tuple:
-    return (path, ordinal, "0", "text", [], [], f"hash-{path}-{ordinal}", "sha", vector)
+def _row(path: str, ordinal: int, vector: np.ndarray) -> Chunk:
+    return Chunk(
+        document_path=path,
+        source_sha256="sha",
+        chunk_ordinal=ordinal,
+        text="text",
+        headings=[],
+        pages=[],
+        char_count=4,
+        token_count=1,
+        chunk_hash=f"hash-{path}-{ordinal}",
+        shard="0",
+        embedding=vector,
+    )
 
 
 def test_shard_health_counts_unlisted_files_and_zero_vectors_in_postgres(postgres):
@@ -28,7 +41,7 @@ def test_every_check_passes_on_a_healthy_shard_and_fails_on_a_broken_one():
     broken = ShardHealth(
         rows=4, rows_of_unlisted_files=1, zero_or_nan_vectors=1, dimensions=frozenset({128}), norm_range=(0, 1)
     )
-    passed = {r.check_name: r.passed for r in _check_results({"0": healthy}, {"0": 3}, 384)}
-    failed = {r.check_name: r.passed for r in _check_results({"0": broken}, {"0": 3}, 384)}
+    passed = {r.check_name: r.passed for r in check_results({"0": healthy}, {"0": 3}, 384)}
+    failed = {r.check_name: r.passed for r in check_results({"0": broken}, {"0": 3}, 384)}
     assert all(passed.values()) and len(passed) == 4
     assert not any(failed.values()) and failed.keys() == passed.keys()

@@ -4,7 +4,8 @@ import dagster as dg
 import pytest
 from support import SMALL_CORPUS, indexed_rows, write_corpus
 
-from embed_pipelines.collections_config import load_collections
+from embed_pipelines.automation import shard_range_tags
+from embed_pipelines.config import load_collections
 from embed_pipelines.factory import build_all_definitions, index_job_name
 
 
@@ -21,7 +22,9 @@ def test_two_collections_with_different_models_stay_independent(tmp_path, state_
     defs = build_all_definitions(collections)
     for collection in collections:
         job = defs.resolve_job_def(index_job_name(collection))
-        run = job.execute_in_process(instance=instance, tags=collection.run_tags(), resources={"postgres": postgres})
+        run = job.execute_in_process(
+            instance=instance, tags=shard_range_tags(collection), resources={"postgres": postgres}
+        )
         assert run.success
 
     assert {row[0] for row in indexed_rows(postgres, "coffee")} == {

@@ -13,8 +13,8 @@ from embed_pipelines import api
 from embed_pipelines.collection import Collection
 from embed_pipelines.resources.text_model import _load_encoder, bundled_model_folder
 from embed_pipelines.sample_corpus import sample_questions, write_sample_corpus
-from embed_pipelines.shards import shard_of
-from embed_pipelines.stores import documents_store
+from embed_pipelines.storage.stores import documents_store
+from embed_pipelines.sync.shards import shard_of
 
 COLLECTION = "handbook"
 
@@ -55,7 +55,7 @@ def test_pdf_chunks_carry_page_numbers_and_the_native_mode(indexed, postgres):
     store = documents_store(Collection(COLLECTION, corpus, 4))
     pdf = store.read_row(shard_of("nectar-flow-calendar.pdf", 4), "nectar-flow-calendar.pdf")
     html = store.read_row(shard_of("honey-harvest.html", 4), "honey-harvest.html")
-    assert (pdf["mode"], html["mode"]) == ("native_pdf", "simple")
+    assert (pdf.mode, html.mode) == ("native_pdf", "simple")
 
 
 @pytest.mark.parametrize("case", sample_questions(), ids=lambda case: case["expected"])

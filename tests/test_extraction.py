@@ -5,7 +5,7 @@ import os
 import pytest
 from support import SMALL_CORPUS, write_corpus
 
-from embed_pipelines.extraction import DocumentExtractor, ExtractionMode, ExtractionStatus
+from embed_pipelines.text.extraction import DocumentExtractor, ExtractionMode, ExtractionStatus
 
 
 @pytest.fixture(scope="module")

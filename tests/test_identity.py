@@ -6,16 +6,14 @@ import subprocess
 import sys
 from collections import Counter
 
-from embed_pipelines.assets.common import text_index_version
-from embed_pipelines.index_version import index_version
 from embed_pipelines.resources import TextEmbeddingModel
-from embed_pipelines.shards import shard_keys, shard_of
+from embed_pipelines.sync.shards import shard_keys, shard_of
+from embed_pipelines.versions.identity import index_version
 
 PROGRAM = (
-    "from embed_pipelines.shards import shard_of;"
-    "from embed_pipelines.assets.common import text_index_version;"
+    "from embed_pipelines.sync.shards import shard_of;"
     "from embed_pipelines.resources import TextEmbeddingModel;"
-    "print([shard_of(f'dir/file-{i}.md', 16) for i in range(50)], text_index_version(TextEmbeddingModel(device='cpu')))"
+    "print([shard_of(f'dir/file-{i}.md', 16) for i in range(50)], TextEmbeddingModel(device='cpu').index_version())"
 )
 
 
@@ -33,7 +31,7 @@ def test_shards_and_version_agree_across_processes_with_different_hash_seeds():
     assert len(outputs) == 1
     shards, version = outputs.pop().rsplit(" ", 1)
     assert shards == str([shard_of(f"dir/file-{i}.md", 16) for i in range(50)])
-    assert version.strip() == text_index_version(TextEmbeddingModel(device="cpu"))
+    assert version.strip() == TextEmbeddingModel(device="cpu").index_version()
 
 
 def test_shards_spread_paths_over_every_key():
@@ -46,8 +44,8 @@ def test_the_version_changes_with_anything_that_changes_a_vector():
     base = {"model": "m", "pooling": "mean", "max_tokens": 254}
     assert index_version(base) == index_version(dict(reversed(base.items())))
     assert index_version(base) != index_version({**base, "max_tokens": 128})
-    plain = text_index_version(TextEmbeddingModel(device="cpu"))
-    assert plain != text_index_version(TextEmbeddingModel(device="cpu", document_prefix="passage: "))
+    plain = TextEmbeddingModel(device="cpu").index_version()
+    assert plain != TextEmbeddingModel(device="cpu", document_prefix="passage: ").index_version()
 
 
 def test_a_model_copied_to_another_machine_keeps_its_version(tmp_path, tiny_model):
@@ -55,12 +53,11 @@ def test_a_model_copied_to_another_machine_keeps_its_version(tmp_path, tiny_mode
     copy = shutil.copytree(tiny_model.folder, tmp_path / "elsewhere" / "model")
     program = (
         "import sys;"
-        "from embed_pipelines.assets.common import text_index_version;"
         "from embed_pipelines.resources import TextEmbeddingModel;"
-        "print(text_index_version(TextEmbeddingModel(model=sys.argv[1], device='cpu')))"
+        "print(TextEmbeddingModel(model=sys.argv[1], device='cpu').index_version())"
     )
     other_machine = {**os.environ, "EMBED_PIPELINES_HOME": str(tmp_path / "home"), "PYTHONHASHSEED": "3"}
     output = subprocess.run(
         [sys.executable, "-c", program, str(copy)], env=other_machine, capture_output=True, text=True, check=True
     ).stdout
-    assert output.strip() == text_index_version(tiny_model)
+    assert output.strip() == tiny_model.index_version()

@@ -8,8 +8,8 @@ from support import indexed_rows, latest_metadata, run_index, write_corpus
 
 from embed_pipelines import api
 from embed_pipelines.collection import Collection
-from embed_pipelines.listing import read_all_listings
 from embed_pipelines.resources.text_model import _load_encoder
+from embed_pipelines.sync.listing import read_all_listings
 
 SECTIONS = {
     "Grind": "Grind the beans just before brewing.",

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 from support import write_pdf
 
-from embed_pipelines.page_rendering import is_visual, render_pages
+from embed_pipelines.visual.rendering import is_visual, render_pages
 
 
 def test_pdf_pages_render_one_by_one_at_the_dpi(tmp_path):

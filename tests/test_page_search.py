@@ -5,15 +5,10 @@ import pytest
 import torch
 from colpali_engine.utils.processing_utils import BaseVisualRetrieverProcessor
 
-from embed_pipelines.page_search import (
-    as_halfvecs,
-    ensure_page_search,
-    regions_of,
-    regions_table,
-    search_pages,
-    write_regions,
-)
-from embed_pipelines.vector_store import PAGE_TABLE, ensure_hnsw_index, ensure_table, replace_document
+from embed_pipelines.storage.page_tables import as_halfvecs, ensure_page_search, search_pages, write_regions
+from embed_pipelines.storage.rows import Page
+from embed_pipelines.storage.tables import PAGE_TABLE, ensure_hnsw_index, ensure_table, replace_document
+from embed_pipelines.visual.regions import regions_of
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
@@ -35,9 +30,20 @@ def page_table(postgres, pages):
         for number, tokens in enumerate(pages):
             path = f"doc-{number}.pdf"
             with conn.transaction():
-                replace_document(conn, table, path, [(path, 1, "0", 9, 9, "h", "s", as_halfvecs(tokens))], PAGE_TABLE)
+                page = Page(
+                    document_path=path,
+                    page_number=1,
+                    shard="0",
+                    width=9,
+                    height=9,
+                    image_sha256="h",
+                    source_sha256="s",
+                    png=None,
+                    tokens=as_halfvecs(tokens),
+                )
+                replace_document(conn, table, path, [page], PAGE_TABLE)
                 write_regions(conn, table, path, {1: regions_of(tokens)})
-        ensure_hnsw_index(conn, regions_table(table), "region")
+        ensure_hnsw_index(conn, table, PAGE_TABLE)
     return table
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from embed_pipelines.recall import exact_neighbours, recall_at_k, sample_vectors
+from embed_pipelines.versions.recall import exact_neighbours, recall_at_k, sample_vectors
 
 
 def _write_vectors(folder, vectors: np.ndarray, files: int = 3) -> list:

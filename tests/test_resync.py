@@ -1,11 +1,10 @@
 """Re-materializing after edits and deletions leaves exactly the current chunks, shard by shard."""
 
 import dagster as dg
-from support import SMALL_CORPUS, indexed_rows, latest_metadata, run_index, write_corpus
+from support import SMALL_CORPUS, definitions, indexed_rows, latest_metadata, run_index, write_corpus
 
 from embed_pipelines.collection import Collection
-from embed_pipelines.factory import build_definitions
-from embed_pipelines.shards import shard_of
+from embed_pipelines.sync.shards import shard_of
 
 
 def test_after_edit_delete_and_add_the_table_equals_a_rebuild(tmp_path, state_dir, instance, text_model, postgres):
@@ -44,7 +43,7 @@ def test_rematerializing_one_shard_replaces_exactly_its_rows(tmp_path, state_dir
     (source / edited).write_text("# Espresso\n\nA completely new text about ristretto shots.")
     (source / untouched).unlink()  # its shard is not re-materialized, so its rows must stay
     collection = Collection("oneshard", source.resolve(), 4)
-    defs = build_definitions(collection, text_model, postgres)
+    defs = definitions(collection, text_model, postgres)
     result = dg.materialize(defs.assets, partition_key=shard_of(edited, 4), instance=instance, resources=defs.resources)
     assert result.success
     after = indexed_rows(postgres, "oneshard")

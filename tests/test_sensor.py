@@ -8,7 +8,7 @@ from support import SMALL_CORPUS, run_index, write_corpus
 
 from embed_pipelines.automation import build_change_sensor
 from embed_pipelines.collection import Collection
-from embed_pipelines.shards import shard_of
+from embed_pipelines.sync.shards import shard_of
 
 SHARDS = 4
 

@@ -10,8 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import latest_metadata, run_index, write_corpus
 
-from embed_pipelines.assets.common import chunker_for
-from embed_pipelines.extraction import DocumentExtractor
+from embed_pipelines.text.extraction import DocumentExtractor
 
 NAMES = ["a.md", "b.md", "dir/c.md", "dir/d.md"]
 PARAGRAPHS = [
@@ -44,12 +43,12 @@ def apply(source, operation) -> None:
 
 def rebuild(source, model) -> dict[tuple[str, int], tuple[str, str]]:
     """(path, ordinal) -> (chunk hash, text), straight from docling and the chunker, no pipeline."""
-    chunker, extractor = chunker_for(model), DocumentExtractor()
+    chunker, extractor = model.chunker(), DocumentExtractor()
     expected = {}
     for file in sorted(source.rglob("*.md")):
         path = file.relative_to(source).as_posix()
-        for row in chunker.chunk(extractor.extract(file).document, path, ""):
-            expected[(path, row["ordinal"])] = (row["chunk_hash"], row["text"])
+        for chunk in chunker.chunk(extractor.extract(file).document, path, ""):
+            expected[(path, chunk.chunk_ordinal)] = (chunk.chunk_hash, chunk.text)
     return expected
 
 

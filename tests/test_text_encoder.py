@@ -7,10 +7,10 @@ import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 
-from embed_pipelines.model_folder import read_model_folder
 from embed_pipelines.resources import TextEmbeddingModel
 from embed_pipelines.resources.text_model import bundled_model_folder
-from embed_pipelines.text_encoder import pool, token_budget_batches
+from embed_pipelines.text.encoder import pool, token_budget_batches
+from embed_pipelines.text.model_folder import read_model_folder
 
 TEXTS = [
     "Bees cluster to keep warm.",

@@ -4,23 +4,24 @@ checked, rolls back without recomputing, and old versions are dropped by retenti
 import json
 import threading
 
-from support import SMALL_CORPUS, indexed_rows, write_corpus
+from support import SMALL_CORPUS, definitions, indexed_rows, write_corpus
 
 from embed_pipelines import api
-from embed_pipelines.assets.common import text_index_version
+from embed_pipelines.assets.common import asset_key
+from embed_pipelines.automation import shard_range_tags
 from embed_pipelines.collection import Collection
-from embed_pipelines.collections_config import configured_collection
-from embed_pipelines.factory import build_definitions, index_job_name
+from embed_pipelines.config import resolve_collection
+from embed_pipelines.factory import index_job_name
+from embed_pipelines.families import TEXT
 from embed_pipelines.resources import TextEmbeddingModel
-from embed_pipelines.stores import embeddings_folder
-from embed_pipelines.version_registry import list_versions, serving_version
+from embed_pipelines.storage.registry import list_versions, serving_version
 
 QUESTION = "How hot should the steamed milk get?"
 
 
 def sync(collection, text_model, postgres, instance, shards=None):
-    job = build_definitions(collection, text_model, postgres).resolve_job_def(index_job_name(collection))
-    result = job.execute_in_process(instance=instance, tags=collection.run_tags(shards), raise_on_error=False)
+    job = definitions(collection, text_model, postgres).resolve_job_def(index_job_name(collection))
+    result = job.execute_in_process(instance=instance, tags=shard_range_tags(collection, shards), raise_on_error=False)
     assert result.success, "the sync run failed"
     return result
 
@@ -58,7 +59,7 @@ def test_an_upgrade_builds_beside_the_served_version_swaps_when_checked_and_roll
 ):
     source = write_corpus(tmp_path / "docs", SMALL_CORPUS)
     collection = Collection("upgrade", source, shard_count=4)
-    v1, v2 = text_index_version(tiny_model), text_index_version(wider_tiny_model)
+    v1, v2 = tiny_model.index_version(), wider_tiny_model.index_version()
     assert v1 != v2
 
     first = sync(collection, tiny_model, postgres, instance)
@@ -93,7 +94,7 @@ def test_an_upgrade_builds_beside_the_served_version_swaps_when_checked_and_roll
     assert after != before and answers[0] == before
     swapped_at = answers.index(after) if after in answers else len(answers)
     assert answers == [before] * swapped_at + [after] * (len(answers) - swapped_at)
-    swap = instance.get_latest_materialization_event(collection.asset_key("search_view")).asset_materialization
+    swap = instance.get_latest_materialization_event(asset_key(collection, "search_view")).asset_materialization
     assert swap.metadata["serving_version"].value == v2 and swap.metadata["replaced_version"].value == v1
     assert len(api.search(QUESTION, "upgrade", k=3, version=v1, postgres=postgres)) == 3  # --version
 
@@ -109,7 +110,7 @@ def test_an_upgrade_builds_beside_the_served_version_swaps_when_checked_and_roll
     # Drop: model 2's table, registry entry and vectors go; the serving version cannot be dropped.
     assert api.drop_version(v2, "upgrade", instance=instance, postgres=postgres).success
     assert not table_exists(postgres, f"upgrade__{v2}")
-    assert not embeddings_folder(collection, v2).exists()
+    assert not TEXT.vectors_folder(collection, v2).exists()
     refused = api.drop_version(v1, "upgrade", instance=instance, postgres=postgres)
     assert not refused.success and table_exists(postgres, f"upgrade__{v1}")
 
@@ -135,8 +136,8 @@ def test_a_failing_gate_keeps_the_served_version_and_says_why(
         f"    promotion: {{golden_queries: {golden}, golden_k: 1}}\n"
     )
     monkeypatch.setenv("EMBED_PIPELINES_CONFIG", str(config))
-    collection = configured_collection("gated")
-    good, random = text_index_version(text_model), text_index_version(tiny_model)
+    collection = resolve_collection("gated")
+    good, random = text_model.index_version(), tiny_model.index_version()
 
     first = sync(collection, text_model, postgres, instance)
     assert serving(postgres, "gated") == good
@@ -149,7 +150,7 @@ def test_a_failing_gate_keeps_the_served_version_and_says_why(
     assert checks["gate_complete"][0] and checks["gate_vectors_sane"][0] and checks["gate_recall_at_10"][0]
     passed, figures = checks["gate_golden_queries"]
     assert not passed and figures["hit_rate"] < figures["serving_hit_rate"] - 0.05
-    observation = instance.fetch_observations(collection.asset_key("search_view"), limit=1).records[0]
+    observation = instance.fetch_observations(asset_key(collection, "search_view"), limit=1).records[0]
     assert "golden_queries" in observation.asset_observation.metadata["note"].value
 
     # Nothing changed: the next sync does not re-run the gate; asking explicitly reports why it refuses.
@@ -166,21 +167,21 @@ def test_retention_keeps_the_last_versions_and_never_the_serving_one(
     source = write_corpus(tmp_path / "docs", {"a.md": "# A\n\nThe hive has frames of comb.", "b.md": "Bees."})
     collection = Collection("kept", source, shard_count=2, keep_versions=2)
     models = [TextEmbeddingModel(model=tiny_model.model, device="cpu", document_prefix=p) for p in ("", "a: ", "b: ")]
-    versions = [text_index_version(model) for model in models]
+    versions = [model.index_version() for model in models]
     for model in models:
         sync(collection, model, postgres, instance)
     assert serving(postgres, "kept") == versions[2]
     with postgres.connect() as conn:
         assert [record.version for record in list_versions(conn, "kept")] == [versions[2], versions[1]]
     assert not table_exists(postgres, f"kept__{versions[0]}")
-    assert not embeddings_folder(collection, versions[0]).exists()
+    assert not TEXT.vectors_folder(collection, versions[0]).exists()
     assert table_exists(postgres, f"kept__{versions[1]}")
 
 
 def test_retention_never_drops_a_build_in_progress(tmp_path, state_dir, postgres):
-    from embed_pipelines import versions
-    from embed_pipelines.vector_store import ensure_table
-    from embed_pipelines.version_registry import point_view, register_version
+    from embed_pipelines.storage.registry import point_view, register_version
+    from embed_pipelines.storage.tables import ensure_table
+    from embed_pipelines.versions import lifecycle
 
     collection = Collection("building", tmp_path, shard_count=2, keep_versions=2)
     with postgres.connect() as conn:
@@ -191,7 +192,7 @@ def test_retention_never_drops_a_build_in_progress(tmp_path, state_dir, postgres
         ensure_table(conn, "building", "bbb", 3)  # the configured model's version, half built
         register_version(conn, "building", "bbb", {"model": ""}, 3, "c")
 
-        outcome = versions.promote(conn, collection, "zzz", "test", check=False)  # back to an older one
+        outcome = lifecycle.promote(conn, collection, TEXT, "zzz", "test", check=False)  # back to an older one
         # Two kept (zzz serving, aaa served before it), and the build in progress on top of them.
         assert outcome.serving == "zzz" and outcome.dropped == ()
         assert {record.version for record in list_versions(conn, "building")} == {"zzz", "aaa", "bbb"}

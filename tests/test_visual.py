@@ -8,16 +8,17 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
-from support import write_pdf
+from support import definitions, write_pdf
 from tiny_visual_model import build_tiny_colpali, build_tiny_colqwen2
 
 from embed_pipelines import api
-from embed_pipelines.assets.common import visual_index_version
+from embed_pipelines.assets.common import asset_key
+from embed_pipelines.automation import shard_range_tags
 from embed_pipelines.collection import Collection, VisualBranch
-from embed_pipelines.factory import build_definitions, index_job_name
+from embed_pipelines.factory import index_job_name
+from embed_pipelines.families import PAGES
 from embed_pipelines.resources import VisualEmbeddingModel
-from embed_pipelines.stores import page_embeddings_folder
-from embed_pipelines.version_registry import serving_version
+from embed_pipelines.storage.registry import serving_version
 
 BUILDERS = {"colqwen2": build_tiny_colqwen2, "colpali": build_tiny_colpali}
 
@@ -29,15 +30,15 @@ def visual_model(request, tmp_path_factory) -> VisualEmbeddingModel:
 
 
 def index(collection: Collection, visual_model, tiny_model, postgres, instance):
-    job = build_definitions(collection, tiny_model, postgres, visual_model).resolve_job_def(index_job_name(collection))
-    result = job.execute_in_process(instance=instance, tags=collection.run_tags(), raise_on_error=False)
+    job = definitions(collection, tiny_model, postgres, visual_model).resolve_job_def(index_job_name(collection))
+    result = job.execute_in_process(instance=instance, tags=shard_range_tags(collection), raise_on_error=False)
     assert result.success, "the index run failed"
     return result
 
 
 def page_metadata(result, collection: Collection, asset: str) -> dict:
     """The run's metadata of an asset (each materialized shard carries the same)."""
-    events = [e for e in result.get_asset_materialization_events() if e.asset_key == collection.asset_key(asset)]
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key == asset_key(collection, asset)]
     return {key: value.value for key, value in events[0].materialization.metadata.items()}
 
 
@@ -64,7 +65,7 @@ def test_pdf_and_image_pages_are_indexed_and_found(tmp_path, state_dir, instance
 
     result = index(collection, visual_model, tiny_model, postgres, instance)
 
-    rows = page_rows(postgres, collection.pages_name)
+    rows = page_rows(postgres, f"{collection.name}_pages")
     assert [(path, page) for path, page, *_ in rows] == [
         ("report.pdf", 1),
         ("report.pdf", 2),
@@ -75,9 +76,7 @@ def test_pdf_and_image_pages_are_indexed_and_found(tmp_path, state_dir, instance
     rendered = page_metadata(result, collection, "page_images")
     assert rendered["failed"] == 1 and "broken.png: not a readable image" in rendered["failed_files"]
     assert page_metadata(result, collection, "page_embeddings")["pages_embedded"] == 4
-    stored = pq.read_table(
-        list(page_embeddings_folder(collection, visual_index_version(visual_model)).rglob("*.parquet"))
-    )
+    stored = pq.read_table(list(PAGES.vectors_folder(collection, visual_model.index_version()).rglob("*.parquet")))
     tokens = np.concatenate([np.asarray(page, np.float32) for page in stored.column("tokens").to_pylist()])
     assert np.isfinite(tokens).all(), "padding stripped: no NaN stored"
 
@@ -105,13 +104,15 @@ def test_an_edit_re_embeds_only_changed_pages_and_a_delete_removes_the_document(
     )
     index(collection, visual_model, tiny_model, postgres, instance)
     before = {
-        (path, page): (image, row_id) for path, page, image, row_id, _ in page_rows(postgres, collection.pages_name)
+        (path, page): (image, row_id)
+        for path, page, image, row_id, _ in page_rows(postgres, f"{collection.name}_pages")
     }
 
     write_pdf(source / "a.pdf", ["one", "two, revised", "three"])
     edited = index(collection, visual_model, tiny_model, postgres, instance)
     after = {
-        (path, page): (image, row_id) for path, page, image, row_id, _ in page_rows(postgres, collection.pages_name)
+        (path, page): (image, row_id)
+        for path, page, image, row_id, _ in page_rows(postgres, f"{collection.name}_pages")
     }
     embedded = page_metadata(edited, collection, "page_embeddings")
     assert (embedded["pages_embedded"], embedded["pages_reused"]) == (1, 2), "unchanged pages are not re-embedded"
@@ -121,7 +122,7 @@ def test_an_edit_re_embeds_only_changed_pages_and_a_delete_removes_the_document(
     (source / "a.pdf").unlink()
     index(collection, visual_model, tiny_model, postgres, instance)
     assert [key for key in sorted(after) if key[0] == "a.pdf"] and {
-        path for path, *_ in page_rows(postgres, collection.pages_name)
+        path for path, *_ in page_rows(postgres, f"{collection.name}_pages")
     } == {"b.pdf"}
 
 
@@ -151,7 +152,7 @@ def test_an_adapter_checkpoint_loads_on_a_local_base_model(tmp_path):
         expected = tuned.eval()(**batch)[0][batch["attention_mask"][0].bool()].numpy()
     assert np.allclose(question, expected, atol=1e-5), "the adapter's weights are applied"
     assert not np.allclose(question, plain.embed_query("where is the revenue table"), atol=1e-3)
-    assert adapted.version(tmp_path / "cache") != plain.version(tmp_path / "cache")
+    assert adapted.index_version() != plain.index_version()
 
 
 def test_a_new_visual_model_builds_beside_the_served_pages_and_rolls_back(
@@ -165,26 +166,26 @@ def test_a_new_visual_model_builds_beside_the_served_pages_and_rolls_back(
         VisualEmbeddingModel(model=str(build_tiny_colqwen2(tmp_path / f"m{seed}", seed=seed)), device="cpu")
         for seed in (0, 1)
     ]
-    first, second = (visual_index_version(model) for model in models)
+    first, second = (model.index_version() for model in models)
     collection = Collection("upgrade_pages", source, shard_count=2, visual=VisualBranch(models[0].model))
 
     def serving() -> str:
         with postgres.connect() as conn:
-            return serving_version(conn, collection.pages_name)
+            return serving_version(conn, f"{collection.name}_pages")
 
     index(collection, models[0], tiny_model, postgres, instance)
     assert serving() == first
     index(collection, models[1], tiny_model, postgres, instance)
     assert serving() == second and first != second
-    assert api.rollback(collection.name, instance=instance, postgres=postgres, pages=True).success
+    assert api.rollback(collection.name, instance=instance, postgres=postgres, family="pages").success
     assert serving() == first
     index(collection, models[1], tiny_model, postgres, instance)
     assert serving() == first, "a rolled-back page version is not promoted again by a sync"
 
-    promote = api.promote(second, collection.name, shard_count=2, instance=instance, postgres=postgres, pages=True)
+    promote = api.promote(second, collection.name, shard_count=2, instance=instance, postgres=postgres, family="pages")
     assert promote.success and serving() == second
-    assert api.drop_version(first, collection.name, instance=instance, postgres=postgres, pages=True).success
-    assert not page_embeddings_folder(collection, first).exists()
+    assert api.drop_version(first, collection.name, instance=instance, postgres=postgres, family="pages").success
+    assert not PAGES.vectors_folder(collection, first).exists()
     with postgres.connect() as conn:
         gone = conn.execute(
             "SELECT to_regclass(%s), to_regclass(%s)",

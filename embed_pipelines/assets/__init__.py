@@ -1,39 +1,49 @@
-"""The branches of a collection's graph:
-source_files -> documents -> chunks -> embeddings -> vector_index -> search_view    (text)
-             -> page_images -> page_embeddings -> page_index                      (visual, where enabled)"""
+"""The assets of a collection's graph, one module each:
+source_files -> documents -> chunks -> embeddings -> vector_index -> search_view    (text family)
+             -> page_images -> page_embeddings -> page_index -> page_view          (pages family, where enabled)
+
+Each family's builder computes its model's versions once; the assets are made with those values."""
 
 import dagster as dg
 
 from embed_pipelines.assets.chunks import build_chunks
-from embed_pipelines.assets.common import CodeVersions
 from embed_pipelines.assets.documents import build_documents
 from embed_pipelines.assets.embeddings import build_embeddings
 from embed_pipelines.assets.page_embeddings import build_page_embeddings
 from embed_pipelines.assets.page_images import build_page_images
 from embed_pipelines.assets.page_index import build_page_index
-from embed_pipelines.assets.search_view import build_search_view
 from embed_pipelines.assets.source_files import build_source_files
 from embed_pipelines.assets.vector_index import build_vector_index
+from embed_pipelines.assets.view import build_view
 from embed_pipelines.collection import Collection
+from embed_pipelines.resources import TextEmbeddingModel, VisualEmbeddingModel
+from embed_pipelines.versions.family import IndexFamily
 
 
-def build_text_assets(collection: Collection, versions: CodeVersions) -> list[dg.AssetsDefinition]:
+def build_text_assets(
+    collection: Collection, family: IndexFamily, model: TextEmbeddingModel
+) -> list[dg.AssetsDefinition]:
+    versions = (model.chunker_version(), model.index_version())
+    dimension = model.dimension
     return [
-        build_source_files(collection),
-        build_documents(collection),
-        build_chunks(collection, versions.chunker),
-        build_embeddings(collection, versions.index),
-        build_vector_index(collection, versions.index),
-        build_search_view(collection),
+        build_documents(collection, family.accepts),
+        build_chunks(collection, family, versions[0]),
+        build_embeddings(collection, family, versions, dimension),
+        build_vector_index(collection, family, versions, dimension),
+        build_view(collection, family, "vector_index", versions[1]),
     ]
 
 
-def build_visual_assets(collection: Collection, visual_version: str) -> list[dg.AssetsDefinition]:
+def build_page_assets(
+    collection: Collection, family: IndexFamily, model: VisualEmbeddingModel
+) -> list[dg.AssetsDefinition]:
+    version = model.index_version()
     return [
-        build_page_images(collection),
-        build_page_embeddings(collection, visual_version),
-        build_page_index(collection, visual_version),
+        build_page_images(collection, family.accepts),
+        build_page_embeddings(collection, family, version),
+        build_page_index(collection, family, version),
+        build_view(collection, family, "page_index", version),
     ]
 
 
-__all__ = ["CodeVersions", "build_text_assets", "build_visual_assets"]
+__all__ = ["build_page_assets", "build_source_files", "build_text_assets"]

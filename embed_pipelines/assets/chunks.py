@@ -1,22 +1,51 @@
+from collections.abc import Hashable
+
 import dagster as dg
 from docling_core.types.doc import DoclingDocument
 
-from embed_pipelines.assets.common import (
-    asset_options,
-    chunker_for,
-    chunker_version,
-    column_schema,
-    failures_table,
-    text_model_of,
-)
+from embed_pipelines.assets.common import asset_options, column_schema, model_of
 from embed_pipelines.collection import Collection
-from embed_pipelines.extraction import is_supported
-from embed_pipelines.listing import listed_paths
-from embed_pipelines.storage import CHUNKS_SCHEMA
-from embed_pipelines.stores import chunks_store, documents_store
+from embed_pipelines.reporting import failures_table
+from embed_pipelines.resources import TextEmbeddingModel
+from embed_pipelines.storage.rows import Chunk
+from embed_pipelines.storage.stores import chunks_store, documents_store
+from embed_pipelines.sync.incremental import Missing, ShardSync, Wanted, sync_shards
+from embed_pipelines.sync.listing import listed_paths
+from embed_pipelines.text.chunking import DocumentChunker
+from embed_pipelines.versions.family import IndexFamily
 
 
-def build_chunks(collection: Collection, code_version: str) -> dg.AssetsDefinition:
+class ChunkDocuments(ShardSync):
+    """A document's chunks are current when they were made from the bytes of its current conversion."""
+
+    def __init__(self, collection: Collection, family: IndexFamily, chunker: DocumentChunker, version: str):
+        super().__init__()
+        self.collection, self.family, self.chunker = collection, family, chunker
+        self.documents = documents_store(collection)
+        self.store = chunks_store(collection, version)
+
+    def start_shard(self, shard: str) -> list[str]:
+        return listed_paths(self.collection, shard, self.family.accepts)
+
+    def wanted(self, shard: str, path: str) -> Wanted:
+        document = self.documents.read_row(shard, path)
+        if document is None or document.docling_json is None:
+            raise Missing(document.error if document else "not converted yet")
+        return Wanted(document.source_sha256, document)
+
+    def current(self, shard: str, path: str) -> Hashable | None:
+        return self.store.made_from(shard, path)
+
+    def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
+        document = DoclingDocument.model_validate_json(wanted.value.docling_json)
+        chunks = self.chunker.chunk(document, path, wanted.signature)
+        self.figures["chunks_written"] += self.store.write(shard, path, chunks, made_from=wanted.signature)
+
+    def prune(self, shard: str, keep: list[str]) -> int:
+        return self.store.prune(shard, keep)
+
+
+def build_chunks(collection: Collection, family: IndexFamily, chunker_version: str) -> dg.AssetsDefinition:
     @dg.asset(
         **asset_options(
             collection,
@@ -24,43 +53,25 @@ def build_chunks(collection: Collection, code_version: str) -> dg.AssetsDefiniti
             "docling HybridChunker chunks sized by the embedding model's tokenizer, with headings, "
             "pages and a hash of the exact text embedded. Only re-converted documents are re-chunked.",
             {"docling", "parquet"},
-            code_version=code_version,
-        ),
-        deps=[collection.asset_key("documents")],
-        metadata={"dagster/column_schema": column_schema(CHUNKS_SCHEMA)},
+            upstream="documents",
+            resources={family.model_key(collection)},
+            code_version=chunker_version,
+            metadata={"dagster/column_schema": column_schema(Chunk.KIND)},
+        )
     )
     def chunks(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        text_model = text_model_of(context, collection)
-        chunker = chunker_for(text_model)
-        documents = documents_store(collection)
-        store = chunks_store(collection, chunker_version(text_model))
-        written = rechunked = unchanged = 0
-        without_document: dict[str, str] = {}
-        for shard in context.partition_keys:
-            paths = listed_paths(collection, shard, is_supported)  # page images are the visual branch's
-            for path in paths:
-                document = documents.read_row(shard, path)
-                if document is None or document["docling_json"] is None:
-                    without_document[path] = document["error"] if document else "not converted yet"
-                    continue
-                if store.made_from(shard, path) == document["source_sha256"]:
-                    unchanged += 1
-                    continue
-                dl_doc = DoclingDocument.model_validate_json(document["docling_json"])
-                rows = chunker.chunk(dl_doc, path, document["source_sha256"])
-                store.write(shard, path, rows, made_from=document["source_sha256"])
-                written += len(rows)
-                rechunked += 1
-            store.prune(shard, paths)
-        context.log.info(f"Re-chunked {rechunked} documents into {written} chunks; {unchanged} unchanged")
+        text_model: TextEmbeddingModel = model_of(context, family, collection)
+        chunker = text_model.chunker()
+        tally = sync_shards(ChunkDocuments(collection, family, chunker, chunker_version), context.partition_keys)
+        context.log.info(f"Chunks: {tally.summary()}")
         return dg.MaterializeResult(
             metadata={
-                "documents_rechunked": rechunked,
-                "documents_unchanged": unchanged,
-                "chunks_written": written,
+                "documents_rechunked": tally.rebuilt,
+                "documents_unchanged": tally.unchanged,
+                "chunks_written": tally.figures["chunks_written"],
                 "max_tokens": chunker.max_tokens,
-                "documents_without_chunks": len(without_document),
-                "skipped_files": failures_table(without_document),
+                "documents_without_chunks": len(tally.without_input),
+                "skipped_files": failures_table(tally.without_input),
             }
         )
 

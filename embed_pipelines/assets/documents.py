@@ -1,58 +1,79 @@
-from collections import Counter
+import dataclasses
+from collections.abc import Hashable
 
 import dagster as dg
 
-from embed_pipelines.assets.common import (
-    asset_options,
-    column_schema,
-    failures_table,
-)
+from embed_pipelines.assets.common import asset_options, column_schema
 from embed_pipelines.collection import Collection
-from embed_pipelines.extraction import DocumentExtractor, Extraction, ExtractionStatus, is_supported
-from embed_pipelines.listing import read_listing
-from embed_pipelines.storage import DOCUMENTS_SCHEMA
-from embed_pipelines.stores import documents_store
+from embed_pipelines.reporting import failures_table
+from embed_pipelines.storage.rows import Document, SourceFile
+from embed_pipelines.storage.stores import documents_store
+from embed_pipelines.sync.incremental import Failed, ShardSync, Wanted, sync_shards
+from embed_pipelines.sync.listing import Accepts, read_listing
+from embed_pipelines.text.extraction import DocumentExtractor, Extraction, ExtractionStatus
 
 
-def _converted_row(path: str, sha256: str, extraction: Extraction) -> dict:
+def _converted(path: str, sha256: str, extraction: Extraction) -> Document:
     document = extraction.document
-    return {
-        "path": path,
-        "source_sha256": sha256,
-        "mode": extraction.mode.value,
-        "status": extraction.status.value,
-        "error": None,
-        "failed_sha256": None,
-        "text_chars": len(document.export_to_text()),
-        "docling_json": document.model_dump_json(),
-    }
-
-
-def _failed_row(path: str, sha256: str, extraction: Extraction, last_good: dict | None) -> dict:
-    """A failure keeps the last good conversion (so its chunks and rows stay) and says what failed."""
-    failure = {"status": ExtractionStatus.FAILURE.value, "error": extraction.error, "failed_sha256": sha256}
-    if last_good and last_good["docling_json"] is not None:
-        return {**last_good, **failure}
-    return {
-        "path": path,
-        "source_sha256": sha256,
-        "mode": extraction.mode.value,
-        "text_chars": 0,
-        "docling_json": None,
-        **failure,
-    }
-
-
-def _is_current(previous: dict | None, sha256: str, mode: str) -> bool:
-    """Converted from these bytes, in this mode, and the latest attempt succeeded."""
-    return (
-        previous is not None
-        and previous["failed_sha256"] is None
-        and (previous["source_sha256"], previous["mode"]) == (sha256, mode)
+    return Document(
+        path=path,
+        source_sha256=sha256,
+        mode=extraction.mode.value,
+        status=extraction.status.value,
+        error=None,
+        failed_sha256=None,
+        text_chars=len(document.export_to_text()),
+        docling_json=document.model_dump_json(),
     )
 
 
-def build_documents(collection: Collection) -> dg.AssetsDefinition:
+def _failed(path: str, sha256: str, extraction: Extraction, last_good: Document | None) -> Document:
+    """A failure keeps the last good conversion (so its chunks and rows stay) and says what failed."""
+    failure = {"status": ExtractionStatus.FAILURE.value, "error": extraction.error, "failed_sha256": sha256}
+    if last_good and last_good.docling_json is not None:
+        return dataclasses.replace(last_good, **failure)
+    mode = extraction.mode.value
+    return Document(path=path, source_sha256=sha256, mode=mode, text_chars=0, docling_json=None, **failure)
+
+
+class ConvertDocuments(ShardSync):
+    """A document is current when it was converted from these bytes in this mode and its latest attempt
+    succeeded; a failed one is tried again every sync."""
+
+    def __init__(self, collection: Collection, accepts: Accepts):
+        super().__init__()
+        self.collection, self.accepts = collection, accepts
+        self.extractor = DocumentExtractor(layout_weights=collection.layout_weights)
+        self.store = documents_store(collection)
+        self.sources: dict[str, SourceFile] = {}
+
+    def start_shard(self, shard: str) -> list[str]:
+        self.sources = {file.path: file for file in read_listing(self.collection, shard, self.accepts)}
+        return list(self.sources)
+
+    def wanted(self, shard: str, path: str) -> Wanted:
+        return Wanted((self.sources[path].sha256, self.extractor.mode_for(path).value))
+
+    def current(self, shard: str, path: str) -> Hashable | None:
+        previous = self.store.read_row(shard, path)
+        if previous is None or previous.failed_sha256 is not None:
+            return None
+        return previous.source_sha256, previous.mode
+
+    def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
+        sha256 = self.sources[path].sha256
+        extraction = self.extractor.extract(self.collection.source_dir / path)
+        if extraction.status == ExtractionStatus.FAILURE:
+            self.store.write(shard, path, [_failed(path, sha256, extraction, self.store.read_row(shard, path))])
+            raise Failed(extraction.error or "unknown error")
+        self.store.write(shard, path, [_converted(path, sha256, extraction)])
+        self.figures[f"converted_{extraction.mode.value}"] += 1
+
+    def prune(self, shard: str, keep: list[str]) -> int:
+        return self.store.prune(shard, keep)
+
+
+def build_documents(collection: Collection, accepts: Accepts) -> dg.AssetsDefinition:
     @dg.asset(
         **asset_options(
             collection,
@@ -60,41 +81,21 @@ def build_documents(collection: Collection) -> dg.AssetsDefinition:
             "docling conversion of each file (DoclingDocument JSON), with the pipeline mode that made it. "
             "Only files whose bytes changed are converted; a failure keeps the last good conversion.",
             {"docling", "parquet"},
-            uses_model=False,
-        ),
-        deps=[collection.asset_key("source_files")],
-        metadata={"dagster/column_schema": column_schema(DOCUMENTS_SCHEMA)},
+            upstream="source_files",
+            metadata={"dagster/column_schema": column_schema(Document.KIND)},
+        )
     )
     def documents(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        extractor = DocumentExtractor(layout_weights=collection.layout_weights)
-        store = documents_store(collection)
-        outcomes: Counter[str] = Counter()
-        failures: dict[str, str] = {}
-        for shard in context.partition_keys:
-            listing = read_listing(collection, shard, is_supported)  # page images are the visual branch's
-            for source in listing:
-                path, sha256 = source["path"], source["sha256"]
-                previous = store.read_row(shard, path)
-                if _is_current(previous, sha256, extractor.mode_for(path).value):
-                    outcomes["unchanged"] += 1
-                    continue
-                extraction = extractor.extract(collection.source_dir / path)
-                if extraction.status == ExtractionStatus.FAILURE:
-                    failures[path] = extraction.error or "unknown error"
-                    context.log.warning(f"Could not convert {path}: {extraction.error}")
-                    row = _failed_row(path, sha256, extraction, previous)
-                else:
-                    outcomes[f"converted_{extraction.mode.value}"] += 1
-                    row = _converted_row(path, sha256, extraction)
-                store.write(shard, path, [row])
-            outcomes["deleted"] += store.prune(shard, [source["path"] for source in listing])
-        context.log.info(f"Documents: {dict(outcomes)}, {len(failures)} failed")
+        warn = context.log.warning
+        tally = sync_shards(ConvertDocuments(collection, accepts), context.partition_keys, warn)
+        context.log.info(f"Documents: {tally.summary()}")
         return dg.MaterializeResult(
             metadata={
-                **{name: outcomes[name] for name in ("unchanged", "deleted")},
-                **{name: count for name, count in sorted(outcomes.items()) if name.startswith("converted_")},
-                "failed": len(failures),
-                "failed_files": failures_table(failures),
+                "unchanged": tally.unchanged,
+                "deleted": tally.removed,
+                **dict(sorted(tally.figures.items())),
+                "failed": len(tally.failed),
+                "failed_files": failures_table(tally.failed),
             }
         )
 

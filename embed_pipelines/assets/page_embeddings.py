@@ -1,20 +1,21 @@
 import hashlib
 import time
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 
 import dagster as dg
 
-from embed_pipelines.assets.common import asset_options, column_schema, visual_index_version, visual_model_of
+from embed_pipelines.assets.common import asset_options, column_schema, model_of
 from embed_pipelines.assets.page_images import PAGES_PER_BATCH
 from embed_pipelines.collection import Collection
-from embed_pipelines.listing import listed_paths
-from embed_pipelines.page_rendering import PageImage, is_visual
-from embed_pipelines.page_search import regions_of
 from embed_pipelines.resources import VisualEmbeddingModel
-from embed_pipelines.storage import PAGE_EMBEDDINGS_SCHEMA, DocumentStore
-from embed_pipelines.stores import page_embeddings_store, page_images_store
-from embed_pipelines.vector_cache import lookup_stored
+from embed_pipelines.storage.rows import PageVectors
+from embed_pipelines.storage.stores import page_embeddings_store, page_images_store
+from embed_pipelines.storage.vector_cache import lookup_stored
+from embed_pipelines.sync.incremental import Missing, ShardSync, Wanted, sync_shards
+from embed_pipelines.sync.listing import listed_paths
+from embed_pipelines.versions.family import IndexFamily
+from embed_pipelines.visual.regions import regions_of
+from embed_pipelines.visual.rendering import PageImage
 
 
 def made_from(image_hashes: list[str]) -> str:
@@ -22,46 +23,65 @@ def made_from(image_hashes: list[str]) -> str:
     return hashlib.sha256(",".join(image_hashes).encode()).hexdigest()
 
 
-def _embedded_batches(
-    model: VisualEmbeddingModel,
-    images: DocumentStore,
-    store: DocumentStore,
-    shard: str,
-    path: str,
-    hashes: list[str],
-    version: str,
-    counts: Counter,
-) -> Iterator[list[dict]]:
-    """The document's page vectors, a batch of pages at a time: stored vectors of the same image are
-    reused, the others computed. Which images are stored is looked up once per document (hashes only);
-    vectors are read per batch, and only where there are some."""
-    columns = ["page_number", "image_sha256", "png", "width", "height"]
-    stored = set(lookup_stored(store, hashes, "image_sha256", []))
-    for batch in images.iter_batches(shard, path, PAGES_PER_BATCH, columns):
-        reusable = [page["image_sha256"] for page in batch if page["image_sha256"] in stored]
-        vectors = lookup_stored(store, reusable, "image_sha256", ["tokens", "regions"]) if reusable else {}
-        missing = {p["image_sha256"]: p for p in batch if p["image_sha256"] not in vectors}
-        if missing:
-            started = time.perf_counter()
-            pages = [PageImage(p["page_number"], p["width"], p["height"], p["png"]).image() for p in missing.values()]
-            computed = model.embed_pages(pages)
-            counts["model_seconds"] += time.perf_counter() - started
-            vectors |= {h: (t.tolist(), regions_of(t).tolist()) for h, t in zip(missing, computed, strict=True)}
-        counts.update(pages_embedded=len(missing), pages_reused=len(batch) - len(missing))
-        yield [
-            {
-                "path": path,
-                "page_number": page["page_number"],
-                "image_sha256": page["image_sha256"],
-                "index_version": version,
-                "tokens": vectors[page["image_sha256"]][0],
-                "regions": vectors[page["image_sha256"]][1],
-            }
-            for page in batch
-        ]
+class EmbedPages(ShardSync):
+    """A document's page vectors, a batch of pages at a time: a page image stored for the version anywhere is
+    reused, the others computed."""
+
+    def __init__(self, collection: Collection, family: IndexFamily, model: VisualEmbeddingModel, version: str):
+        super().__init__()
+        self.collection, self.family, self.model, self.version = collection, family, model, version
+        self.images = page_images_store(collection)
+        self.store = page_embeddings_store(collection, version)
+
+    def start_shard(self, shard: str) -> list[str]:
+        return listed_paths(self.collection, shard, self.family.accepts)
+
+    def wanted(self, shard: str, path: str) -> Wanted:
+        pages = self.images.read(shard, path, "image_sha256")
+        if pages is None:
+            raise Missing("not rendered yet")
+        hashes = [page.image_sha256 for page in pages]
+        return Wanted(made_from(hashes), hashes)
+
+    def current(self, shard: str, path: str) -> Hashable | None:
+        return self.store.made_from(shard, path)
+
+    def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
+        self.store.write_batches(shard, path, self._batches(shard, path, wanted.value), wanted.signature)
+
+    def prune(self, shard: str, keep: list[str]) -> int:
+        return self.store.prune(shard, keep)
+
+    def _batches(self, shard: str, path: str, hashes: list[str]) -> Iterator[list[PageVectors]]:
+        """Which images are stored is looked up once per document (hashes only); vectors are read per batch,
+        and only where there are some."""
+        stored = set(lookup_stored(self.store, hashes, "image_sha256", []))
+        fields = ("page_number", "image_sha256", "png", "width", "height")
+        for batch in self.images.iter_batches(shard, path, PAGES_PER_BATCH, *fields):
+            reusable = [page.image_sha256 for page in batch if page.image_sha256 in stored]
+            vectors = lookup_stored(self.store, reusable, "image_sha256", ["tokens", "regions"]) if reusable else {}
+            missing = {page.image_sha256: page for page in batch if page.image_sha256 not in vectors}
+            if missing:
+                started = time.perf_counter()
+                images = [PageImage(p.page_number, p.width, p.height, p.png).image() for p in missing.values()]
+                computed = self.model.embed_pages(images)
+                self.figures["model_seconds"] += time.perf_counter() - started
+                vectors |= {h: (t.tolist(), regions_of(t).tolist()) for h, t in zip(missing, computed, strict=True)}
+            self.figures.update(pages_embedded=len(missing), pages_reused=len(batch) - len(missing))
+            yield [
+                PageVectors(
+                    document_path=path,
+                    page_number=page.page_number,
+                    image_sha256=page.image_sha256,
+                    index_version=self.version,
+                    tokens=vectors[page.image_sha256][0],
+                    regions=vectors[page.image_sha256][1],
+                )
+                for page in batch
+            ]
 
 
-def build_page_embeddings(collection: Collection, code_version: str) -> dg.AssetsDefinition:
+def build_page_embeddings(collection: Collection, family: IndexFamily, version: str) -> dg.AssetsDefinition:
     @dg.asset(
         **asset_options(
             collection,
@@ -69,39 +89,24 @@ def build_page_embeddings(collection: Collection, code_version: str) -> dg.Asset
             "Token vectors of every page from the ColPali-family model (padding stripped), stored under the "
             "page index version. A page image is embedded at most once per version.",
             {"pytorch", "parquet"},
-            uses_model=False,
-            other_resources=frozenset({collection.visual_model_key}),
-            code_version=code_version,
+            upstream="page_images",
+            resources={family.model_key(collection)},
+            code_version=version,
+            metadata={"dagster/column_schema": column_schema(PageVectors.KIND)},
         ),
-        deps=[collection.asset_key("page_images")],
-        metadata={"dagster/column_schema": column_schema(PAGE_EMBEDDINGS_SCHEMA)},
         pool="gpu",
     )
     def page_embeddings(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        model = visual_model_of(context, collection)
-        version = visual_index_version(model)
-        images = page_images_store(collection)
-        store = page_embeddings_store(collection, version)
-        counts: Counter = Counter()
-        for shard in context.partition_keys:
-            paths = listed_paths(collection, shard, is_visual)
-            for path in paths:
-                pages = images.read_columns(shard, path, ["image_sha256"])
-                if pages is None:  # never rendered: nothing to embed
-                    continue
-                hashes = [page["image_sha256"] for page in pages]
-                if store.made_from(shard, path) == made_from(hashes):
-                    counts["documents_unchanged"] += 1
-                    continue
-                batches = _embedded_batches(model, images, store, shard, path, hashes, version, counts)
-                store.write_batches(shard, path, batches, made_from(hashes))
-            store.prune(shard, paths)
-        context.log.info(f"Page embeddings {version}: {dict(counts)}")
+        model: VisualEmbeddingModel = model_of(context, family, collection)
+        tally = sync_shards(EmbedPages(collection, family, model, version), context.partition_keys)
+        context.log.info(f"Page embeddings {version}: {tally.summary()}")
         return dg.MaterializeResult(
             metadata={
                 "index_version": version,
-                **{name: counts[name] for name in ("pages_embedded", "pages_reused", "documents_unchanged")},
-                "model_seconds": round(counts["model_seconds"], 3),
+                "pages_embedded": tally.figures["pages_embedded"],
+                "pages_reused": tally.figures["pages_reused"],
+                "documents_unchanged": tally.unchanged,
+                "model_seconds": round(tally.figures["model_seconds"], 3),
             }
         )
 

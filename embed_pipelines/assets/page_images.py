@@ -1,32 +1,33 @@
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from pathlib import Path
 
 import dagster as dg
 
-from embed_pipelines.assets.common import asset_options, column_schema, failures_table
+from embed_pipelines.assets.common import asset_options, column_schema
 from embed_pipelines.collection import Collection
-from embed_pipelines.listing import read_listing
-from embed_pipelines.page_rendering import PageImage, is_visual, render_pages
-from embed_pipelines.storage import PAGE_IMAGES_SCHEMA
-from embed_pipelines.stores import page_images_store
+from embed_pipelines.reporting import failures_table
+from embed_pipelines.storage.rows import Page, SourceFile
+from embed_pipelines.storage.stores import page_images_store
+from embed_pipelines.sync.incremental import Failed, ShardSync, Wanted, sync_shards
+from embed_pipelines.sync.listing import Accepts, read_listing
+from embed_pipelines.visual.rendering import PageImage, render_pages
 
 PAGES_PER_BATCH = 8  # rendered pages held in memory at once, whatever the document's length
 
 
-def _page_batches(path: str, sha256: str, pages: Iterator[PageImage]) -> Iterator[list[dict]]:
-    batch: list[dict] = []
+def _page_batches(path: str, sha256: str, pages: Iterator[PageImage]) -> Iterator[list[Page]]:
+    batch: list[Page] = []
     for page in pages:
         batch.append(
-            {
-                "path": path,
-                "source_sha256": sha256,
-                "page_number": page.page_number,
-                "width": page.width,
-                "height": page.height,
-                "image_sha256": page.sha256,
-                "png": page.png,
-            }
+            Page(
+                document_path=path,
+                source_sha256=sha256,
+                page_number=page.page_number,
+                width=page.width,
+                height=page.height,
+                image_sha256=page.sha256,
+                png=page.png,
+            )
         )
         if len(batch) == PAGES_PER_BATCH:
             yield batch
@@ -35,7 +36,38 @@ def _page_batches(path: str, sha256: str, pages: Iterator[PageImage]) -> Iterato
         yield batch
 
 
-def build_page_images(collection: Collection) -> dg.AssetsDefinition:
+class RenderPages(ShardSync):
+    """A document's pages are current when they were rendered from these bytes at this DPI."""
+
+    def __init__(self, collection: Collection, accepts: Accepts):
+        super().__init__()
+        self.collection, self.accepts, self.dpi = collection, accepts, collection.visual.dpi
+        self.store = page_images_store(collection)
+        self.sources: dict[str, SourceFile] = {}
+
+    def start_shard(self, shard: str) -> list[str]:
+        self.sources = {file.path: file for file in read_listing(self.collection, shard, self.accepts)}
+        return list(self.sources)
+
+    def wanted(self, shard: str, path: str) -> Wanted:
+        return Wanted(f"{self.sources[path].sha256}|dpi={self.dpi}")
+
+    def current(self, shard: str, path: str) -> Hashable | None:
+        return self.store.made_from(shard, path)
+
+    def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
+        pages = render_pages(self.collection.source_dir / Path(path), self.dpi)
+        batches = _page_batches(path, self.sources[path].sha256, pages)
+        try:
+            self.figures["pages_rendered"] += self.store.write_batches(shard, path, batches, wanted.signature)
+        except ValueError as error:  # unreadable: its last good pages stay
+            raise Failed(str(error)) from error
+
+    def prune(self, shard: str, keep: list[str]) -> int:
+        return self.store.prune(shard, keep)
+
+
+def build_page_images(collection: Collection, accepts: Accepts) -> dg.AssetsDefinition:
     dpi = collection.visual.dpi
 
     @dg.asset(
@@ -46,43 +78,22 @@ def build_page_images(collection: Collection) -> dg.AssetsDefinition:
             "size and image hash per page. Only files whose bytes changed are rendered; a file that cannot "
             "be read keeps its last good pages.",
             {"pdf", "parquet"},
-            uses_model=False,
-        ),
-        deps=[collection.asset_key("source_files")],
-        metadata={"dagster/column_schema": column_schema(PAGE_IMAGES_SCHEMA)},
+            upstream="source_files",
+            metadata={"dagster/column_schema": column_schema(Page.KIND)},
+        )
     )
     def page_images(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        store = page_images_store(collection)
-        counts: Counter[str] = Counter()
-        failures: dict[str, str] = {}
-        for shard in context.partition_keys:
-            listing = read_listing(collection, shard, is_visual)
-            for source in listing:
-                path, sha256 = source["path"], source["sha256"]
-                made_from = f"{sha256}|dpi={dpi}"
-                if store.made_from(shard, path) == made_from:
-                    counts["documents_unchanged"] += 1
-                    continue
-                pages = render_pages(collection.source_dir / Path(path), dpi)
-                try:
-                    counts["pages_rendered"] += store.write_batches(
-                        shard, path, _page_batches(path, sha256, pages), made_from
-                    )
-                    counts["documents_rendered"] += 1
-                except ValueError as error:
-                    failures[path] = str(error)
-                    context.log.warning(f"Could not render {path}: {error}")
-            counts["documents_deleted"] += store.prune(shard, [source["path"] for source in listing])
-        context.log.info(f"Page images: {dict(counts)}, {len(failures)} failed")
+        tally = sync_shards(RenderPages(collection, accepts), context.partition_keys, context.log.warning)
+        context.log.info(f"Page images: {tally.summary()}")
         return dg.MaterializeResult(
             metadata={
-                **{
-                    name: counts[name]
-                    for name in ("documents_rendered", "pages_rendered", "documents_unchanged", "documents_deleted")
-                },
+                "documents_rendered": tally.rebuilt,
+                "pages_rendered": tally.figures["pages_rendered"],
+                "documents_unchanged": tally.unchanged,
+                "documents_deleted": tally.removed,
                 "dpi": dpi,
-                "failed": len(failures),
-                "failed_files": failures_table(failures),
+                "failed": len(tally.failed),
+                "failed_files": failures_table(tally.failed),
             }
         )
 

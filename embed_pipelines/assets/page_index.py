@@ -1,130 +1,110 @@
-from collections import Counter
+import dataclasses
 from collections.abc import Iterator
 
 import dagster as dg
 import numpy as np
 
-from embed_pipelines.assets.common import asset_options, visual_index_version, visual_model_of
+from embed_pipelines.assets.common import asset_options, model_of
 from embed_pipelines.assets.page_images import PAGES_PER_BATCH
-from embed_pipelines.assets.search_view import actor
 from embed_pipelines.collection import Collection
-from embed_pipelines.listing import listed_paths
-from embed_pipelines.page_rendering import is_visual
-from embed_pipelines.page_search import as_halfvecs, ensure_page_search, regions_table, write_regions
-from embed_pipelines.resources import PostgresResource
-from embed_pipelines.storage import DocumentStore
-from embed_pipelines.stores import page_embeddings_store, page_images_store
-from embed_pipelines.vector_store import (
-    PAGE_TABLE,
-    delete_document,
-    ensure_hnsw_index,
-    ensure_table,
-    indexed_documents,
-    replace_document,
-)
-from embed_pipelines.version_registry import record_shard_sync, register_version
-from embed_pipelines.versions import promote_pages_when_complete
+from embed_pipelines.resources import PostgresResource, VisualEmbeddingModel
+from embed_pipelines.storage.page_tables import as_halfvecs, ensure_page_search, write_regions
+from embed_pipelines.storage.registry import register_version
+from embed_pipelines.storage.rows import Page
+from embed_pipelines.storage.stores import page_embeddings_store, page_images_store
+from embed_pipelines.storage.table_sync import TableSync
+from embed_pipelines.storage.tables import ensure_table, table_name
+from embed_pipelines.sync.incremental import Missing, Wanted, sync_shards
+from embed_pipelines.versions.family import IndexFamily
 
 PAGE_VECTOR_DIMENSION = 128  # every colpali-engine model projects its tokens to 128 dimensions
-PAGE_FACTS = ["page_number", "width", "height", "image_sha256", "source_sha256"]
+PAGE_FACTS = ("document_path", "page_number", "width", "height", "image_sha256", "source_sha256")
 
 
-def _page_rows(
-    shard: str, path: str, pages: list[dict], embeddings: DocumentStore, regions: dict[int, np.ndarray]
-) -> Iterator[tuple]:
-    """Page rows in PAGE_COLUMNS order, streamed from the stored vectors a batch at a time; each page's
-    regions are collected in `regions` on the way (a few vectors per page)."""
-    by_number = {page["page_number"]: page for page in pages}
-    for batch in embeddings.iter_batches(shard, path, PAGES_PER_BATCH):
-        for vectors in batch:
-            page = by_number.get(vectors["page_number"])
-            if page is None or page["image_sha256"] != vectors["image_sha256"]:
+class LoadPages(TableSync):
+    """A document's page rows are current when they hold its source bytes' page images, in order. Its pages
+    and their regions change in one transaction."""
+
+    def __init__(self, conn, collection: Collection, family: IndexFamily, version: str):
+        super().__init__(conn, collection, family.accepts, family.view(collection.name), version, family.layout)
+        self.images = page_images_store(collection)
+        self.embeddings = page_embeddings_store(collection, version)
+        self.regions: dict[int, np.ndarray] = {}
+
+    def wanted(self, shard: str, path: str) -> Wanted:
+        pages = self.images.read(shard, path, *PAGE_FACTS)
+        if not pages:
+            raise Missing("not rendered yet")
+        return Wanted((pages[0].source_sha256, [page.image_sha256 for page in pages]), pages)
+
+    def table_rows(self, shard: str, path: str, pages: list[Page]) -> Iterator[Page]:
+        """Page rows streamed from the stored vectors a batch at a time; each page's regions are kept for
+        `rebuild` on the way (a few vectors per page)."""
+        by_number = {page.page_number: page for page in pages}
+        for batch in self.embeddings.iter_batches(shard, path, PAGES_PER_BATCH):
+            for vectors in batch:
+                page = by_number.get(vectors.page_number)
+                if page is None or page.image_sha256 != vectors.image_sha256:
+                    raise RuntimeError(
+                        f"{path}: page {vectors.page_number} has no current vectors; materialize "
+                        f"`page_embeddings` for shard {shard} first"
+                    )
+                self.regions[page.page_number] = np.asarray(vectors.regions, np.float32)
+                tokens = as_halfvecs(np.asarray(vectors.tokens, np.float32))
+                yield dataclasses.replace(page, shard=shard, tokens=tokens)
+
+    def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
+        self.regions = {}
+        with self.conn.transaction():  # the pages and their regions change together
+            written_before = self.figures["rows_written"]
+            super().rebuild(shard, path, wanted)
+            written = self.figures["rows_written"] - written_before
+            if written != len(wanted.value):  # raising rolls the document back to its old pages
                 raise RuntimeError(
-                    f"{path}: page {vectors['page_number']} has no current vectors; materialize "
+                    f"{path}: {written} of {len(wanted.value)} pages have current vectors; materialize "
                     f"`page_embeddings` for shard {shard} first"
                 )
-            regions[page["page_number"]] = np.asarray(vectors["regions"], np.float32)
-            yield (
-                path,
-                page["page_number"],
-                shard,
-                page["width"],
-                page["height"],
-                page["image_sha256"],
-                page["source_sha256"],
-                as_halfvecs(np.asarray(vectors["tokens"], np.float32)),
-            )
+            write_regions(self.conn, self.table, path, self.regions)
 
 
-def build_page_index(collection: Collection, code_version: str) -> dg.AssetsDefinition:
-    view = collection.pages_name
+def build_page_index(collection: Collection, family: IndexFamily, version: str) -> dg.AssetsDefinition:
+    view = family.view(collection.name)
+    table = table_name(view, version)
+    layout = family.layout
+    columns = [dg.TableColumn(name, sql_type, text) for name, sql_type, text in layout.columns(PAGE_VECTOR_DIMENSION)]
 
     @dg.asset(
         **asset_options(
             collection,
             "page_index",
-            f"The pgvector table {view}__<page index version>: per page its token vectors (halfvec[], for "
-            "exact MaxSim), and a few region vectors per page (HNSW) for candidate search. Each changed "
-            "document's pages "
-            f"are swapped in one transaction; the view {view} moves to a new version once every shard of it "
-            "is synced.",
+            f"The pgvector table `{table}`: per page its token vectors (halfvec[], for exact MaxSim), and a few "
+            f"region vectors per page (HNSW) in `{table}_regions` for candidate search. Each changed document's "
+            "pages are swapped in one transaction.",
             {"postgres", "pgvector"},
-            uses_model=False,
-            other_resources=frozenset({collection.visual_model_key, "postgres"}),
-            code_version=code_version,
-        ),
-        deps=[collection.asset_key("page_embeddings")],
+            upstream="page_embeddings",
+            resources={family.model_key(collection), "postgres"},
+            code_version=version,
+            metadata={"dagster/column_schema": dg.TableSchema(columns=columns), "dagster/table_name": table},
+        )
     )
     def page_index(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        model = visual_model_of(context, collection)
-        version = visual_index_version(model)
-        images = page_images_store(collection)
-        embeddings = page_embeddings_store(collection, version)
+        model: VisualEmbeddingModel = model_of(context, family, collection)
         postgres: PostgresResource = context.resources.postgres
-        counts: Counter[str] = Counter()
         with postgres.connect() as conn:
-            table = ensure_table(conn, view, version, PAGE_VECTOR_DIMENSION, PAGE_TABLE)
+            ensure_table(conn, view, version, PAGE_VECTOR_DIMENSION, layout)
             ensure_page_search(conn, table, PAGE_VECTOR_DIMENSION)
             register_version(conn, view, version, model.query_settings(), PAGE_VECTOR_DIMENSION, "")  # no chunker
-            for shard in context.partition_keys:
-                paths = listed_paths(collection, shard, is_visual)
-                indexed = indexed_documents(conn, table, shard, PAGE_TABLE)
-                changed_before = counts["rows_written"] + counts["rows_deleted"]
-                for path in paths:
-                    pages = images.read_columns(shard, path, PAGE_FACTS)
-                    if not pages:  # never rendered: nothing to index
-                        continue
-                    if (pages[0]["source_sha256"], [page["image_sha256"] for page in pages]) == indexed.get(path):
-                        counts["documents_unchanged"] += 1
-                        continue
-                    regions: dict[int, np.ndarray] = {}
-                    with conn.transaction():  # the pages and their regions change together
-                        rows = _page_rows(shard, path, pages, embeddings, regions)
-                        deleted, written = replace_document(conn, table, path, rows, PAGE_TABLE)
-                        if written != len(pages):  # raising rolls the document back to its old pages
-                            raise RuntimeError(
-                                f"{path}: {written} of {len(pages)} pages have current vectors; materialize "
-                                f"`page_embeddings` for shard {shard} first"
-                            )
-                        write_regions(conn, table, path, regions)
-                    counts.update(documents_replaced=1, rows_deleted=deleted, rows_written=written)
-                for path in sorted(set(indexed) - set(paths)):
-                    counts.update(documents_deleted=1, rows_deleted=delete_document(conn, table, path))
-                changed = counts["rows_written"] + counts["rows_deleted"] > changed_before
-                record_shard_sync(conn, view, version, shard, changed)
-            ensure_hnsw_index(conn, regions_table(table), "region", name=f"{regions_table(table)}_hnsw")
-            outcome = promote_pages_when_complete(conn, collection, version, actor(context))
-        context.log.info(f"{table}: {dict(counts)}; {outcome.note}")
+            tally = sync_shards(LoadPages(conn, collection, family, version), context.partition_keys)
+        context.log.info(f"{table}: {tally.summary()}")
         return dg.MaterializeResult(
             metadata={
                 "dagster/table_name": table,
                 "index_version": version,
-                "serving_version": outcome.serving or "",
-                **{
-                    name: counts[name]
-                    for name in ("documents_replaced", "documents_deleted", "documents_unchanged", "rows_written")
-                },
-                "rows_deleted": counts["rows_deleted"],
+                "documents_replaced": tally.rebuilt,
+                "documents_deleted": tally.removed,
+                "documents_unchanged": tally.unchanged,
+                "rows_written": tally.figures["rows_written"],
+                "rows_deleted": tally.figures["rows_deleted"],
             }
         )
 

@@ -1,17 +1,20 @@
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 
 import dagster as dg
 
-from embed_pipelines.assets.common import asset_options, column_schema, failures_table, paths_table
-from embed_pipelines.changes import compare_scans
+from embed_pipelines.assets.common import asset_options, column_schema
 from embed_pipelines.collection import Collection
-from embed_pipelines.listing import read_listing, write_listing
-from embed_pipelines.shards import shard_of
-from embed_pipelines.source_scan import scan_source
-from embed_pipelines.storage import SOURCE_FILES_SCHEMA
+from embed_pipelines.reporting import failures_table, paths_table
+from embed_pipelines.storage.rows import SourceFile
+from embed_pipelines.sync.changes import compare_scans
+from embed_pipelines.sync.listing import read_listing, write_listing
+from embed_pipelines.sync.scan import scan_source
+from embed_pipelines.sync.shards import shard_of
 
 
-def build_source_files(collection: Collection) -> dg.AssetsDefinition:
+def build_source_files(collection: Collection, accepts: Callable[[Path], bool]) -> dg.AssetsDefinition:
     @dg.asset(
         **asset_options(
             collection,
@@ -19,16 +22,14 @@ def build_source_files(collection: Collection) -> dg.AssetsDefinition:
             f"Every supported file under {collection.source_dir}: path, size, mtime, sha256. Files whose size "
             "and mtime are unchanged keep their hash without being read.",
             {"filesystem", "parquet"},
-            uses_model=False,
-        ),
-        metadata={"dagster/column_schema": column_schema(SOURCE_FILES_SCHEMA), "source": str(collection.source_dir)},
+            upstream=None,
+            metadata={"dagster/column_schema": column_schema(SourceFile.KIND), "source": str(collection.source_dir)},
+        )
     )
     def source_files(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         shards = context.partition_keys
-        before = {row["path"]: row for shard in shards for row in read_listing(collection, shard)}
-        scan = scan_source(
-            collection.source_dir, collection.shard_count, set(shards), known=before, accepts=collection.indexes
-        )
+        before = {file.path: file for shard in shards for file in read_listing(collection, shard)}
+        scan = scan_source(collection.source_dir, collection.shard_count, accepts, set(shards), known=before)
         for shard in shards:
             write_listing(collection, shard, scan.files_by_shard.get(shard, []))
         after = scan.files()

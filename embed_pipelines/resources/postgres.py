@@ -11,7 +11,7 @@ from pgvector.psycopg import register_vector
 from pydantic import Field
 
 from embed_pipelines.settings import DSN_ENV, home_dir
-from embed_pipelines.version_registry import ensure_registry
+from embed_pipelines.storage.registry import ensure_registry
 
 
 def embedded_server_uri(data_dir: Path) -> str:

@@ -11,9 +11,12 @@ import numpy as np
 from pydantic import Field
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 
-from embed_pipelines.index_version import model_fingerprint
-from embed_pipelines.model_folder import ModelFolderConfig, read_model_folder
-from embed_pipelines.text_encoder import TextEncoder, pick_device, pick_dtype
+from embed_pipelines import settings
+from embed_pipelines.accelerator import dtype_class, pick_device
+from embed_pipelines.text.chunking import DocumentChunker
+from embed_pipelines.text.encoder import TextEncoder
+from embed_pipelines.text.model_folder import ModelFolderConfig, read_model_folder
+from embed_pipelines.versions.identity import TOKENIZER_FILES, index_version, model_fingerprint
 
 
 def bundled_model_folder() -> Path:
@@ -128,15 +131,30 @@ class TextEmbeddingModel(dg.ConfigurableResource):
         model = str(self.folder) if local else self.model  # absolute: search may run from another directory
         return {"model": model, "query_prefix": self.query_prefix, "document_prefix": self.document_prefix}
 
-    def version_settings(self, fingerprint_cache: Path) -> dict:
-        """Everything about the model that changes a vector (see index_version). The model is identified by
-        its files' content, not by where it lies, so the same model gives the same version on any machine."""
+    def chunker(self) -> DocumentChunker:
+        """Chunks sized by this model's own tokenizer, to the most it takes without truncation."""
+        return DocumentChunker(self.tokenizer, self.chunk_token_limit())
+
+    def _files(self) -> dict[str, str]:
+        return model_fingerprint(self.folder, settings.state_dir() / "fingerprints")
+
+    def chunker_version(self) -> str:
+        """What chunking depends on: the chunker settings and the tokenizer (not the weights)."""
+        tokenizer = {name: digest for name, digest in self._files().items() if name in TOKENIZER_FILES}
+        return index_version({**self.chunker().settings, "tokenizer": tokenizer})
+
+    def index_version(self) -> str:
+        """Everything that changes a vector (see versions/identity.py). The model is identified by its files'
+        content, not by where it lies, so the same model gives the same version on any machine."""
         config = self.folder_config()
-        return {
-            "files": model_fingerprint(self.folder, fingerprint_cache),
-            "pooling": config.pooling,
-            "normalize": config.normalize,
-            "max_sequence_tokens": self.max_sequence_tokens,
-            "prefixes": list(self.prefixes),
-            "dtype": str(pick_dtype(pick_device(self.device))).removeprefix("torch."),
-        }
+        return index_version(
+            {
+                "files": self._files(),
+                "pooling": config.pooling,
+                "normalize": config.normalize,
+                "max_sequence_tokens": self.max_sequence_tokens,
+                "prefixes": list(self.prefixes),
+                "dtype": dtype_class(self.device),
+                **self.chunker().settings,
+            }
+        )

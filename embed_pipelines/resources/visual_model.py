@@ -12,9 +12,10 @@ import numpy as np
 from PIL import Image
 from pydantic import Field
 
-from embed_pipelines.index_version import index_version, model_fingerprint
-from embed_pipelines.text_encoder import pick_device, pick_dtype
-from embed_pipelines.visual_encoder import VisualEncoder, adapter_base
+from embed_pipelines import settings
+from embed_pipelines.accelerator import dtype_class, pick_device
+from embed_pipelines.versions.identity import index_version, model_fingerprint
+from embed_pipelines.visual.encoder import VisualEncoder, adapter_base
 
 # Pages per forward pass. A ColQwen2 page is up to 768 visual tokens; CPUs gain nothing from large batches.
 DEFAULT_PAGE_BATCHES = {"cpu": 4, "mps": 8, "cuda": 32}
@@ -61,12 +62,12 @@ class VisualEmbeddingModel(dg.ConfigurableResource):
         base = str(Path(self.base_model).expanduser().resolve()) if self.base_model else ""
         return {"model": str(self.folder), "family": self.family, "base_model": base}
 
-    def version(self, fingerprint_cache: Path) -> str:
+    def index_version(self) -> str:
         """The page index version: the model's (and an adapter's base model's) files by content, the
         family and the dtype class."""
+        cache = settings.state_dir() / "fingerprints"
+        files = model_fingerprint(self.folder, cache)
         base = adapter_base(self.folder, self.base_model)
-        files = model_fingerprint(self.folder, fingerprint_cache)
         if base is not None:
-            files |= {f"base/{name}": digest for name, digest in model_fingerprint(base, fingerprint_cache).items()}
-        dtype = str(pick_dtype(pick_device(self.device))).removeprefix("torch.")
-        return index_version({"visual_model_files": files, "family": self.family, "dtype": dtype})
+            files |= {f"base/{name}": digest for name, digest in model_fingerprint(base, cache).items()}
+        return index_version({"visual_model_files": files, "family": self.family, "dtype": dtype_class(self.device)})

@@ -11,7 +11,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from embed_pipelines.storage import DocumentStore
+from embed_pipelines.storage.parquet import DocumentStore
 
 
 def lookup_stored(store: DocumentStore, hashes: list[str], key: str, values: list[str]) -> dict[str, tuple]:

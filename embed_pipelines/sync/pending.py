@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from embed_pipelines.changes import SourceChanges, compare_scans
 from embed_pipelines.collection import Collection
-from embed_pipelines.listing import read_all_listings
-from embed_pipelines.shards import shard_of
-from embed_pipelines.source_scan import scan_source
+from embed_pipelines.sync.changes import SourceChanges, compare_scans
+from embed_pipelines.sync.listing import Accepts, read_all_listings
+from embed_pipelines.sync.scan import scan_source
+from embed_pipelines.sync.shards import shard_of
 
 
 @dataclass(frozen=True)
@@ -22,16 +22,16 @@ class PendingSync:
         return bool(self.shards)
 
 
-def pending_sync(collection: Collection) -> PendingSync:
-    """Compare the folder with the listings `source_files` last wrote. Only files whose size or mtime
-    differ are read (to tell an edit from a touch)."""
+def pending_sync(collection: Collection, accepts: Accepts) -> PendingSync:
+    """Compare the folder (the files `accepts` takes) with the listings `source_files` last wrote. Only
+    files whose size or mtime differ are read (to tell an edit from a touch)."""
     before = read_all_listings(collection)
-    scan = scan_source(collection.source_dir, collection.shard_count, known=before, accepts=collection.indexes)
+    scan = scan_source(collection.source_dir, collection.shard_count, accepts, known=before)
     after = scan.files()
     changes = compare_scans(before, after)
-    restated = {path for path, row in after.items() if row is not before.get(path)}
+    restated = {path for path, file in after.items() if file is not before.get(path)}
     paths = changes.touched_paths | restated
-    state = sorted((path, after[path]["sha256"] if path in after else "deleted") for path in paths)
+    state = sorted((path, after[path].sha256 if path in after else "deleted") for path in paths)
     return PendingSync(
         changes=changes,
         shards=frozenset(shard_of(path, collection.shard_count) for path in paths),

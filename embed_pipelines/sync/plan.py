@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from embed_pipelines.assets.common import (
-    chunker_for,
-    chunker_version,
-    text_index_version,
-)
-from embed_pipelines.changes import SourceChanges
 from embed_pipelines.collection import Collection
-from embed_pipelines.detection import pending_sync
-from embed_pipelines.extraction import DocumentExtractor, ExtractionStatus, is_supported
-from embed_pipelines.resources import TextEmbeddingModel
-from embed_pipelines.shards import shard_of
-from embed_pipelines.stores import chunks_store, embeddings_store
-from embed_pipelines.vector_cache import lookup_vectors
+from embed_pipelines.storage.stores import chunks_store, embeddings_store
+from embed_pipelines.storage.vector_cache import lookup_vectors
+from embed_pipelines.sync.changes import SourceChanges
+from embed_pipelines.sync.listing import Accepts
+from embed_pipelines.sync.pending import pending_sync
+from embed_pipelines.sync.shards import shard_of
+from embed_pipelines.text.chunking import DocumentChunker
+from embed_pipelines.text.extraction import DocumentExtractor, ExtractionStatus, is_supported
 
 
 @dataclass
@@ -38,14 +35,25 @@ class SyncPlan:
         return "\n".join(lines)
 
 
-def plan_sync(collection: Collection, text_model: TextEmbeddingModel) -> SyncPlan:
-    """Converts and chunks the new and edited files in memory, then looks their chunk hashes up among the
-    stored vectors. Reads the model's tokenizer, never its weights."""
-    plan = SyncPlan(pending_sync(collection).changes)
+class TextModel(Protocol):
+    """What a plan asks of the text model: its chunker, versions and dimension, never its weights."""
+
+    dimension: int
+
+    def chunker(self) -> DocumentChunker: ...
+    def chunker_version(self) -> str: ...
+    def index_version(self) -> str: ...
+
+
+def plan_sync(collection: Collection, accepts: Accepts, text_model: TextModel) -> SyncPlan:
+    """The changes among the files `accepts` takes; then converts and chunks the new and edited text files in
+    memory and looks their chunk hashes up among the stored vectors. Reads the model's tokenizer, never its
+    weights."""
+    plan = SyncPlan(pending_sync(collection, accepts).changes)
     changes = plan.changes
     extractor = DocumentExtractor(layout_weights=collection.layout_weights)
-    chunker = chunker_for(text_model)
-    stored_chunks = chunks_store(collection, chunker_version(text_model))
+    chunker = text_model.chunker()
+    stored_chunks = chunks_store(collection, text_model.chunker_version())
     hashes: list[str] = []
     for path in changes.added + changes.edited + [new for _, new in changes.renamed]:
         if not is_supported(path):  # a page image: the visual branch's, not the text branch's
@@ -54,11 +62,10 @@ def plan_sync(collection: Collection, text_model: TextEmbeddingModel) -> SyncPla
         if extraction.status == ExtractionStatus.FAILURE:
             plan.failures[path] = extraction.error or "unknown error"
             continue
-        hashes += [row["chunk_hash"] for row in chunker.chunk(extraction.document, path, "")]
+        hashes += [chunk.chunk_hash for chunk in chunker.chunk(extraction.document, path, "")]
     for path in changes.edited + changes.deleted + [old for old, _ in changes.renamed]:
-        table = stored_chunks.read(shard_of(path, collection.shard_count), path)
-        plan.rows_to_delete += table.num_rows if table is not None else 0
-    store = embeddings_store(collection, text_index_version(text_model), text_model.dimension)
+        plan.rows_to_delete += stored_chunks.row_count(shard_of(path, collection.shard_count), path) or 0
+    store = embeddings_store(collection, text_model.index_version(), text_model.dimension)
     stored = lookup_vectors(store, hashes)
     plan.chunks_to_embed = len({h for h in hashes if h not in stored})
     plan.chunks_to_reuse = len(hashes) - plan.chunks_to_embed

@@ -1,6 +1,6 @@
 """The pgvector tables of a collection: one per index version, `<collection>__<version>` for chunks and
 `<collection>_pages__<version>` for page images. Which of them a view serves is the registry's business
-(version_registry.py).
+(registry.py).
 
 All SQL lives here, in the open. Rows load by binary COPY; the HNSW index is built after bulk loads.
 """
@@ -15,51 +15,40 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from embed_pipelines.storage.rows import Chunk, Page, RowKind
+
 # Table and index names derived from it (`<name>__<12 hex>_embedding_hnsw`) stay within PostgreSQL's 63 bytes.
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,31}$")
 HNSW_MAX_DIMENSIONS = 2000
 
-# (column, SQL type, binary COPY type); `id` and `indexed_at` are filled by the server.
-CHUNK_COLUMNS = (
-    ("document_path", "text NOT NULL", "text"),
-    ("chunk_ordinal", "integer NOT NULL", "int4"),
-    ("shard", "text NOT NULL", "text"),
-    ("text", "text NOT NULL", "text"),
-    ("headings", "text[] NOT NULL", "text[]"),
-    ("pages", "integer[] NOT NULL", "int4[]"),
-    ("chunk_hash", "text NOT NULL", "text"),
-    ("source_sha256", "text NOT NULL", "text"),
-    ("embedding", "vector({dim}) NOT NULL", "vector"),
-)
-PAGE_COLUMNS = (
-    ("document_path", "text NOT NULL", "text"),
-    ("page_number", "integer NOT NULL", "int4"),
-    ("shard", "text NOT NULL", "text"),
-    ("width", "integer NOT NULL", "int4"),
-    ("height", "integer NOT NULL", "int4"),
-    ("image_sha256", "text NOT NULL", "text"),
-    ("source_sha256", "text NOT NULL", "text"),
-    ("tokens", "halfvec({dim})[] NOT NULL", "halfvec[]"),  # the multi-vector, for exact MaxSim scoring
-)
-
 
 @dataclass(frozen=True)
 class TableLayout:
-    """What differs between the chunk and page tables; everything else about them is the same SQL."""
+    """A version table: its row declaration, and what differs between the chunk and page tables."""
 
-    columns: tuple[tuple[str, str, str], ...]
+    kind: RowKind
     ordinal: str  # position of a row in its document
     item_hash: str  # what a row was made from
+    side_tables: tuple[str, ...] = ()  # suffixes of tables that live and die with it
+    hnsw: tuple[str, str, str] = ("", "embedding", "_embedding_hnsw")  # (table suffix, column, index suffix)
+
+    def tables(self, table: str) -> list[str]:
+        """The version table and the tables beside it, dependents first (the order they drop in)."""
+        return [f"{table}{suffix}" for suffix in self.side_tables] + [table]
+
+    def columns(self, dimension: int) -> list[tuple[str, str, str]]:
+        """(name, SQL type, description) of every column, for documentation and metadata."""
+        loaded = [
+            (c.name, c.sql_type(dimension).removesuffix(" NOT NULL"), c.description) for c in self.kind.sql_columns
+        ]
+        return [("id", "bigint", "row identity"), *loaded, ("indexed_at", "timestamptz", "when the row was written")]
 
 
-CHUNK_TABLE = TableLayout(CHUNK_COLUMNS, "chunk_ordinal", "chunk_hash")
-PAGE_TABLE = TableLayout(PAGE_COLUMNS, "page_number", "image_sha256")  # HNSW: on its regions (page_search.py)
-
-
-def column_types() -> list[tuple[str, str]]:
-    """Every column of a version table with its SQL type, for documentation and metadata."""
-    loaded = [(name, sql_type.removesuffix(" NOT NULL")) for name, sql_type, _ in CHUNK_COLUMNS]
-    return [("id", "bigint"), *loaded, ("indexed_at", "timestamptz")]
+CHUNK_TABLE = TableLayout(Chunk.KIND, "chunk_ordinal", "chunk_hash")
+# Its HNSW index is on the regions table beside it (page_tables.py).
+PAGE_TABLE = TableLayout(
+    Page.KIND, "page_number", "image_sha256", side_tables=("_regions",), hnsw=("_regions", "region", "_regions_hnsw")
+)
 
 
 def check_name(name: str) -> str:
@@ -83,8 +72,7 @@ def ensure_table(
         raise ValueError(f"expected at most {HNSW_MAX_DIMENSIONS} dimensions for an HNSW index, not {dimension}")
     table = table_name(collection, version)
     columns = sql.SQL(",\n").join(
-        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(sql_type.format(dim=dimension)))
-        for name, sql_type, _ in layout.columns
+        sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.sql_type(dimension))) for c in layout.kind.sql_columns
     )
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (table,))
@@ -119,19 +107,20 @@ def indexed_documents(
 
 
 def replace_document(
-    conn: psycopg.Connection, table: str, path: str, rows: Iterable[tuple], layout: TableLayout = CHUNK_TABLE
+    conn: psycopg.Connection, table: str, path: str, rows: Iterable, layout: TableLayout = CHUNK_TABLE
 ) -> tuple[int, int]:
-    """Swap one document's rows in one transaction: readers see its old rows or its new ones, never a
-    mix. Rows are tuples in the layout's column order. Returns (deleted, written)."""
-    names = sql.SQL(", ").join(sql.Identifier(name) for name, _, _ in layout.columns)
+    """Swap one document's rows (of the layout's row kind) in one transaction: readers see its old rows or
+    its new ones, never a mix. Returns (deleted, written)."""
+    kind = layout.kind
+    names = sql.SQL(", ").join(sql.Identifier(c.name) for c in kind.sql_columns)
     written = 0
     with conn.transaction():
         deleted = _delete_document(conn, table, path)
         copy_sql = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT BINARY)").format(sql.Identifier(table), names)
         with conn.cursor().copy(copy_sql) as copy:
-            copy.set_types([copy_type for _, _, copy_type in layout.columns])
+            copy.set_types(kind.copy_types())
             for row in rows:
-                copy.write_row(row)
+                copy.write_row(kind.copy_row(row))
                 written += 1
     return deleted, written
 
@@ -148,14 +137,15 @@ def _delete_document(conn: psycopg.Connection, table: str, path: str) -> int:
     return conn.execute(query, (path,)).rowcount
 
 
-def ensure_hnsw_index(conn: psycopg.Connection, table: str, column: str = "embedding", name: str = "") -> None:
+def ensure_hnsw_index(conn: psycopg.Connection, table: str, layout: TableLayout = CHUNK_TABLE) -> None:
     """Built once the first bulk load is in: building on a full table is much faster than inserting
     into an index row by row."""
+    suffix, column, index_suffix = layout.hnsw
     with conn.transaction():
         conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
         conn.execute(
             sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ({} vector_cosine_ops)").format(
-                sql.Identifier(name or f"{table}_{column}_hnsw"), sql.Identifier(table), sql.Identifier(column)
+                sql.Identifier(f"{table}{index_suffix}"), sql.Identifier(f"{table}{suffix}"), sql.Identifier(column)
             )
         )
 

@@ -9,6 +9,8 @@ from docling_core.transforms.chunker.tokenizer.huggingface import HuggingFaceTok
 from docling_core.types.doc import DoclingDocument
 from transformers import PreTrainedTokenizerBase
 
+from embed_pipelines.storage.rows import Chunk
+
 
 def chunk_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -29,24 +31,23 @@ class DocumentChunker:
         """Chunker settings that change what is embedded: part of the index version."""
         return {"chunker": "docling.HybridChunker", "max_tokens": self.max_tokens, "merge_peers": self.merge_peers}
 
-    def chunk(self, document: DoclingDocument, path: str, source_sha256: str) -> list[dict]:
-        rows = []
-        for chunk in self._chunker.chunk(dl_doc=document):
-            text = self._chunker.contextualize(chunk=chunk)
+    def chunk(self, document: DoclingDocument, path: str, source_sha256: str) -> list[Chunk]:
+        chunks: list[Chunk] = []
+        for piece in self._chunker.chunk(dl_doc=document):
+            text = self._chunker.contextualize(chunk=piece)
             if not text.strip():
                 continue
-            pages = sorted({prov.page_no for item in chunk.meta.doc_items for prov in item.prov})
-            rows.append(
-                {
-                    "path": path,
-                    "source_sha256": source_sha256,
-                    "ordinal": len(rows),
-                    "text": text,
-                    "headings": list(chunk.meta.headings or []),
-                    "pages": pages,
-                    "char_count": len(text),
-                    "token_count": self._tokenizer.count_tokens(text),
-                    "chunk_hash": chunk_hash(text),
-                }
+            chunks.append(
+                Chunk(
+                    document_path=path,
+                    source_sha256=source_sha256,
+                    chunk_ordinal=len(chunks),
+                    text=text,
+                    headings=list(piece.meta.headings or []),
+                    pages=sorted({prov.page_no for item in piece.meta.doc_items for prov in item.prov}),
+                    char_count=len(text),
+                    token_count=self._tokenizer.count_tokens(text),
+                    chunk_hash=chunk_hash(text),
+                )
             )
-        return rows
+        return chunks

@@ -5,24 +5,17 @@ regions table holds a few vectors per page: the page's tokens clustered by k-mea
 normalized mean, under an HNSW index. Search takes, for each query token, the pages of its nearest regions
 as candidates (a page that matches any part of the question is a candidate), then scores the candidates by
 exact MaxSim: for each query token its best inner product with any of the page's tokens, summed. `exact`
-scores every page instead.
-
-Regions rather than one mean per page: a page mixes content (a table, a figure, a paragraph), and a single
-mean of all of it is close to none of the parts; measured in benchmarks/visual.py.
+scores every page instead. The regions themselves are computed in visual/regions.py.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import psycopg
 from pgvector import HalfVector
 from psycopg import sql
-from scipy.cluster.vq import kmeans2
-
-REGIONS_PER_PAGE = 8
 
 MAX_SIM_FUNCTION = """
 CREATE OR REPLACE FUNCTION embed_pipelines_max_sim(page halfvec[], query halfvec[]) RETURNS double precision
@@ -41,21 +34,6 @@ class PageHit:
     page_number: int
 
 
-def regions_of(tokens: np.ndarray) -> np.ndarray:
-    """Up to REGIONS_PER_PAGE unit vectors: the page's tokens clustered by k-means (seeded, so the same page
-    always gives the same regions), each cluster's normalized mean. k-means rather than colpali-engine's
-    hierarchical token pooling: that is quadratic in tokens (11 pages/s at 768 tokens, measured), which
-    would hold back a GPU; k-means does 268 pages/s."""
-    tokens = tokens.astype(np.float32)
-    if len(tokens) <= REGIONS_PER_PAGE:
-        return tokens
-    with warnings.catch_warnings():  # an empty cluster is expected on uniform pages: it is no region
-        warnings.simplefilter("ignore", UserWarning)
-        centroids, labels = kmeans2(tokens, REGIONS_PER_PAGE, iter=10, minit="++", seed=0)
-    centroids = centroids[np.unique(labels)]
-    return centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
-
-
 def as_halfvecs(tokens: np.ndarray) -> list[HalfVector]:
     return [HalfVector(token) for token in tokens.astype(np.float32)]
 
@@ -66,7 +44,7 @@ def regions_table(pages_table: str) -> str:
 
 def ensure_page_search(conn: psycopg.Connection, pages_table: str, dimension: int) -> None:
     """The page table's regions table (rows go when their page goes). The MaxSim function is created with
-    the registry (version_registry.ensure_registry)."""
+    the registry (storage/registry.ensure_registry)."""
     regions = regions_table(pages_table)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (regions,))

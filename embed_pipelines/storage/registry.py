@@ -14,8 +14,8 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from embed_pipelines.page_search import MAX_SIM_FUNCTION
-from embed_pipelines.vector_store import table_name
+from embed_pipelines.storage.page_tables import MAX_SIM_FUNCTION
+from embed_pipelines.storage.tables import TableLayout, table_name
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS embed_pipelines_versions (
@@ -51,7 +51,7 @@ _COLUMNS = (
 
 @dataclass(frozen=True)
 class VersionRecord:
-    collection: str
+    view: str  # the registry's `collection` column: a view, `<collection>` or `<collection>_pages`
     version: str
     model: dict
     dimension: int
@@ -65,7 +65,7 @@ class VersionRecord:
 
     @property
     def table(self) -> str:
-        return table_name(self.collection, self.version)
+        return table_name(self.view, self.version)
 
     @property
     def gate_is_current(self) -> bool:
@@ -75,7 +75,7 @@ class VersionRecord:
 
 @dataclass(frozen=True)
 class Promotion:
-    collection: str
+    view: str
     version: str
     previous_version: str | None
     action: str
@@ -92,18 +92,18 @@ def ensure_registry(conn: psycopg.Connection) -> None:
 
 
 def register_version(
-    conn: psycopg.Connection, collection: str, version: str, model: dict, dimension: int, chunker_version: str
+    conn: psycopg.Connection, view: str, version: str, model: dict, dimension: int, chunker_version: str
 ) -> None:
     """A version is its files' content, wherever they lie: the model settings are those of the latest sync."""
     with conn.transaction():
         conn.execute(
             "INSERT INTO embed_pipelines_versions (collection, version, model, dimension, chunker_version) "
             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (collection, version) DO UPDATE SET model = EXCLUDED.model",
-            (collection, version, Jsonb(model), dimension, chunker_version),
+            (view, version, Jsonb(model), dimension, chunker_version),
         )
 
 
-def record_shard_sync(conn: psycopg.Connection, collection: str, version: str, shard: str, changed: bool) -> None:
+def record_shard_sync(conn: psycopg.Connection, view: str, version: str, shard: str, changed: bool) -> None:
     """A shard of the version now equals the source; `changed` invalidates an earlier gate result."""
     with conn.transaction():
         conn.execute(
@@ -111,98 +111,93 @@ def record_shard_sync(conn: psycopg.Connection, collection: str, version: str, s
                SET synced_shards = ARRAY(SELECT DISTINCT s FROM unnest(synced_shards || %(shard)s::text) s ORDER BY s),
                    rows_changed_at = CASE WHEN %(changed)s THEN clock_timestamp() ELSE rows_changed_at END
                WHERE collection = %(collection)s AND version = %(version)s""",
-            {"shard": shard, "changed": changed, "collection": collection, "version": version},
+            {"shard": shard, "changed": changed, "collection": view, "version": version},
         )
 
 
-def list_versions(conn: psycopg.Connection, collection: str) -> list[VersionRecord]:
+def list_versions(conn: psycopg.Connection, view: str) -> list[VersionRecord]:
     """Newest first."""
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM embed_pipelines_versions WHERE collection = %s ORDER BY created_at DESC",
-        (collection,),
+        (view,),
     ).fetchall()
     return [VersionRecord(*row) for row in rows]
 
 
-def find_version(conn: psycopg.Connection, collection: str, version: str) -> VersionRecord:
+def find_version(conn: psycopg.Connection, view: str, version: str) -> VersionRecord:
     row = conn.execute(
         f"SELECT {_COLUMNS} FROM embed_pipelines_versions WHERE collection = %s AND version = %s",
-        (collection, version),
+        (view, version),
     ).fetchone()
     if row is None:
-        known = ", ".join(v.version for v in list_versions(conn, collection)) or "none"
-        raise LookupError(f"collection {collection!r} has no index version {version!r} (known: {known})")
+        known = ", ".join(v.version for v in list_versions(conn, view)) or "none"
+        raise LookupError(f"{view!r} has no index version {version!r} (known: {known})")
     return VersionRecord(*row)
 
 
-def promotions(conn: psycopg.Connection, collection: str) -> list[Promotion]:
+def promotions(conn: psycopg.Connection, view: str) -> list[Promotion]:
     """Every change of what the view serves, newest first."""
     rows = conn.execute(
         "SELECT collection, version, previous_version, action, actor, at, figures FROM embed_pipelines_promotions "
         "WHERE collection = %s ORDER BY id DESC",
-        (collection,),
+        (view,),
     ).fetchall()
     return [Promotion(*row) for row in rows]
 
 
-def serving_version(conn: psycopg.Connection, collection: str) -> str | None:
+def serving_version(conn: psycopg.Connection, view: str) -> str | None:
     row = conn.execute(
         "SELECT version FROM embed_pipelines_promotions WHERE collection = %s ORDER BY id DESC LIMIT 1",
-        (collection,),
+        (view,),
     ).fetchone()
     return row[0] if row else None
 
 
-def record_gate(conn: psycopg.Connection, collection: str, version: str, gate: dict, started: datetime) -> None:
+def record_gate(conn: psycopg.Connection, view: str, version: str, gate: dict, started: datetime) -> None:
     """`started`: when the gate began looking, so a sync that changed rows meanwhile makes it stale."""
     with conn.transaction():
         conn.execute(
             "UPDATE embed_pipelines_versions SET gate = %s, gated_at = %s WHERE collection = %s AND version = %s",
-            (Jsonb(gate), started, collection, version),
+            (Jsonb(gate), started, view, version),
         )
 
 
-def set_rejected(conn: psycopg.Connection, collection: str, version: str, rejected: bool) -> None:
+def set_rejected(conn: psycopg.Connection, view: str, version: str, rejected: bool) -> None:
     with conn.transaction():
         conn.execute(
             "UPDATE embed_pipelines_versions SET rejected = %s WHERE collection = %s AND version = %s",
-            (rejected, collection, version),
+            (rejected, view, version),
         )
 
 
 def point_view(
-    conn: psycopg.Connection, collection: str, version: str, action: str, actor: str, figures: dict
+    conn: psycopg.Connection, view: str, version: str, action: str, actor: str, figures: dict
 ) -> tuple[str | None, float]:
-    """Point the view `<collection>` at the version's table and record it, in one transaction. The view is
+    """Point the view at the version's table and record it, in one transaction. The view is
     dropped and created rather than replaced because versions may differ in dimension. Readers of the view
     wait for the swap (milliseconds), then see the new version. Returns (previous version, seconds)."""
     started = time.perf_counter()
     with conn.transaction():
         conn.execute("SET LOCAL lock_timeout = '10s'")  # a long query on the view delays, not blocks forever
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"view/{collection}",))
-        previous = serving_version(conn, collection)
-        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier(collection)))
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"view/{view}",))
+        previous = serving_version(conn, view)
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier(view)))
         conn.execute(
             sql.SQL("CREATE VIEW {} AS SELECT * FROM {}").format(
-                sql.Identifier(collection), sql.Identifier(table_name(collection, version))
+                sql.Identifier(view), sql.Identifier(table_name(view, version))
             )
         )
         conn.execute(
             "INSERT INTO embed_pipelines_promotions (collection, version, previous_version, action, actor, figures) "
             "VALUES (%s, %s, %s, %s, %s, %s)",
-            (collection, version, previous, action, actor, Jsonb(figures)),
+            (view, version, previous, action, actor, Jsonb(figures)),
         )
     return previous, time.perf_counter() - started
 
 
-def delete_version(conn: psycopg.Connection, collection: str, version: str) -> None:
-    """Drop the version's tables (a page table has a regions table) and forget it; its promotions stay in the
-    history."""
-    table = table_name(collection, version)
+def delete_version(conn: psycopg.Connection, view: str, version: str, layout: TableLayout) -> None:
+    """Drop the version's tables and forget it; its promotions stay in the history."""
+    tables = layout.tables(table_name(view, version))
     with conn.transaction():
-        conn.execute(
-            sql.SQL("DROP TABLE IF EXISTS {}, {}").format(sql.Identifier(f"{table}_regions"), sql.Identifier(table))
-        )
-        conn.execute(
-            "DELETE FROM embed_pipelines_versions WHERE collection = %s AND version = %s", (collection, version)
-        )
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.SQL(", ").join(map(sql.Identifier, tables))))
+        conn.execute("DELETE FROM embed_pipelines_versions WHERE collection = %s AND version = %s", (view, version))

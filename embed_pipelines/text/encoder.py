@@ -9,27 +9,8 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
-from embed_pipelines.model_folder import ModelFolderConfig, Pooling
-from embed_pipelines.oom import run_halving_on_oom
-
-
-def pick_device(requested: str) -> torch.device:
-    if requested != "auto":
-        return torch.device(requested)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def pick_dtype(device: torch.device) -> torch.dtype:
-    """Half precision where the hardware is built for it; fp32 on CPU where half is slow and lossy."""
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "mps":
-        return torch.float16
-    return torch.float32
+from embed_pipelines.accelerator import pick_dtype, run_halving_on_oom
+from embed_pipelines.text.model_folder import ModelFolderConfig, Pooling
 
 
 def pool(token_embeddings: torch.Tensor, attention_mask: torch.Tensor, mode: Pooling) -> torch.Tensor:

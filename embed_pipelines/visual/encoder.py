@@ -14,8 +14,7 @@ import torch
 from colpali_engine import models
 from PIL import Image
 
-from embed_pipelines.oom import run_halving_on_oom
-from embed_pipelines.text_encoder import pick_dtype
+from embed_pipelines.accelerator import pick_dtype, run_halving_on_oom
 
 # family -> (model class, processor class) in colpali_engine.models
 FAMILIES = {

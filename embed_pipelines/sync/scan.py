@@ -13,18 +13,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embed_pipelines.extraction import is_supported
-from embed_pipelines.shards import shard_of
+from embed_pipelines.storage.rows import SourceFile
+from embed_pipelines.sync.shards import shard_of
 
 
 @dataclass
 class SourceScan:
-    files_by_shard: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
+    files_by_shard: dict[str, list[SourceFile]] = field(default_factory=lambda: defaultdict(list))
     ignored: dict[str, str] = field(default_factory=dict)  # relative path -> why it is not indexed
     hashed: int = 0  # files read because they are new or their size or mtime changed
 
-    def files(self) -> dict[str, dict]:
-        return {row["path"]: row for rows in self.files_by_shard.values() for row in rows}
+    def files(self) -> dict[str, SourceFile]:
+        return {file.path: file for files in self.files_by_shard.values() for file in files}
 
 
 def sha256_of(path: Path) -> str:
@@ -47,11 +47,11 @@ def _visible_files(root: Path):
 def scan_source(
     root: Path,
     shard_count: int,
+    accepts: Callable[[Path], bool],
     shards: set[str] | None = None,
-    known: dict[str, dict] | None = None,
-    accepts: Callable[[Path], bool] = is_supported,
+    known: dict[str, SourceFile] | None = None,
 ) -> SourceScan:
-    """Files of the requested shards (all when None) that `accepts` takes; `known` maps paths to rows of an
+    """Files of the requested shards (all when None) that `accepts` takes; `known` maps paths to files of an
     earlier scan."""
     if not root.is_dir():
         raise FileNotFoundError(f"Source folder {root} does not exist or is not a folder")
@@ -71,18 +71,18 @@ def scan_source(
         if shards is not None and shard not in shards:
             continue
         try:
-            row = _describe(path, relative, known.get(relative))
+            file = _describe(path, relative, known.get(relative))
         except OSError as exc:
             scan.ignored[relative] = f"cannot read: {exc.strerror or exc}"
             continue
-        scan.hashed += row is not known.get(relative)
-        scan.files_by_shard[shard].append(row)
+        scan.hashed += file is not known.get(relative)
+        scan.files_by_shard[shard].append(file)
     return scan
 
 
-def _describe(path: Path, relative: str, before: dict | None) -> dict:
-    """The file's row; `before` itself when size and mtime are unchanged (no read)."""
+def _describe(path: Path, relative: str, before: SourceFile | None) -> SourceFile:
+    """The file as it is; `before` itself when size and mtime are unchanged (no read)."""
     stat = path.stat()
-    if before is not None and (before["size"], before["mtime_ns"]) == (stat.st_size, stat.st_mtime_ns):
+    if before is not None and (before.size, before.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
         return before
-    return {"path": relative, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256_of(path)}
+    return SourceFile(path=relative, size=stat.st_size, mtime_ns=stat.st_mtime_ns, sha256=sha256_of(path))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from embed_pipelines.storage.rows import SourceFile
+
 
 @dataclass
 class SourceChanges:
@@ -29,22 +31,22 @@ class SourceChanges:
         }
 
 
-def compare_scans(before: dict[str, dict], after: dict[str, dict]) -> SourceChanges:
-    """Both map path -> {"sha256": ...}. A deleted file whose bytes reappear under a new path is a rename."""
+def compare_scans(before: dict[str, SourceFile], after: dict[str, SourceFile]) -> SourceChanges:
+    """Both map path -> file. A deleted file whose bytes reappear under a new path is a rename."""
     changes = SourceChanges()
-    for path, row in sorted(after.items()):
+    for path, file in sorted(after.items()):
         if path not in before:
             changes.added.append(path)
-        elif before[path]["sha256"] != row["sha256"]:
+        elif before[path].sha256 != file.sha256:
             changes.edited.append(path)
         else:
             changes.unchanged.append(path)
     deleted = sorted(set(before) - set(after))
     added_by_sha: dict[str, list[str]] = {}
     for path in changes.added:
-        added_by_sha.setdefault(after[path]["sha256"], []).append(path)
+        added_by_sha.setdefault(after[path].sha256, []).append(path)
     for path in deleted:
-        candidates = added_by_sha.get(before[path]["sha256"])
+        candidates = added_by_sha.get(before[path].sha256)
         if candidates:
             new_path = candidates.pop(0)
             changes.added.remove(new_path)

@@ -1,0 +1,53 @@
+"""The accelerator: which device, which dtype, and what to do when a batch does not fit in its memory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import torch
+
+_log = logging.getLogger(__name__)
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested != "auto":
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(device: torch.device) -> torch.dtype:
+    """Half precision where the hardware is built for it; fp32 on CPU where half is slow and lossy."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def dtype_class(requested_device: str) -> str:
+    """The dtype vectors are computed in on the device a setting picks: part of an index version."""
+    return str(pick_dtype(pick_device(requested_device))).removeprefix("torch.")
+
+
+def run_halving_on_oom(
+    forward: Callable[[list[Item]], Result], items: list[Item], join: Callable[[list[Result]], Result]
+) -> Result:
+    """forward(items), or, when that runs out of accelerator memory, join() of the two halves done the same
+    way: a batch too big for the device is split rather than failing a run hours in."""
+    try:
+        return forward(items)
+    except torch.OutOfMemoryError:
+        if len(items) == 1:
+            raise
+        torch.cuda.empty_cache()
+        half = len(items) // 2
+        _log.warning("Out of memory on a batch of %d; retrying as two halves", len(items))
+        return join([run_halving_on_oom(forward, items[:half], join), run_halving_on_oom(forward, items[half:], join)])

@@ -1,0 +1,148 @@
+"""Which collections exist, and the one way to find one: the code location, the CLI and the API all ask
+`resolve_collection`, so a sync started anywhere builds the same version over the same shards.
+
+Several collections are declared in a YAML file (EMBED_PIPELINES_CONFIG); without one, a single collection
+comes from the EMBED_PIPELINES_* variables:
+
+collections:
+  - name: handbook
+    source: ~/docs/handbook
+    shards: 16                   # optional, default 16
+    model: /models/bge-small     # optional, default the bundled all-MiniLM-L6-v2
+    layout_weights: /models/docling   # optional
+    keep_versions: 2             # optional: index versions kept, the serving one included
+    visual:                      # optional: PDF pages and images through a ColPali-family model
+      model: /models/colqwen2-v1.0-merged
+      family: colqwen2           # colpali | colqwen2 | colqwen2_5 | colidefics3
+      base_model: ""             # local base model folder, for an adapter checkpoint
+      dpi: 144
+    promotion:                   # optional: what a new index version must show before it serves
+      golden_queries: ~/docs/handbook-questions.json   # [{"question": ..., "expected": "<path>"}]
+      golden_k: 5
+      golden_tolerance: 0.05
+      min_recall_at_10: 0.95
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from embed_pipelines import settings
+from embed_pipelines.collection import Collection, PromotionPolicy, VisualBranch
+from embed_pipelines.families import families_of
+from embed_pipelines.sample_corpus import SAMPLE_QUESTIONS, ensure_sample_corpus
+
+_KEYS = {"name", "source", "shards", "model", "layout_weights", "keep_versions", "promotion", "visual"}
+_PROMOTION_KEYS = {"golden_queries", "golden_k", "golden_tolerance", "min_recall_at_10", "recall_queries"}
+
+
+def _checked(collection: Collection) -> Collection:
+    families_of(collection)  # every view name of the collection fits PostgreSQL
+    return collection
+
+
+def collection_from_environment(
+    name: str | None = None, source_dir: Path | str | None = None, shard_count: int | None = None
+) -> Collection:
+    """The collection the EMBED_PIPELINES_* variables describe; arguments override them. Without a source it
+    is the bundled sample corpus, with the sample's golden questions."""
+    source = source_dir or os.environ.get(settings.SOURCE_ENV)
+    sample = settings.sample_corpus_dir()
+    source = Path(source).expanduser().resolve() if source else ensure_sample_corpus(sample).resolve()
+    golden = os.environ.get(settings.GOLDEN_QUERIES_ENV)
+    if not golden and source == sample.resolve():
+        golden = str(SAMPLE_QUESTIONS)
+    layout = os.environ.get(settings.LAYOUT_WEIGHTS_ENV)
+    visual_model = os.environ.get(settings.VISUAL_MODEL_ENV)
+    visual_family = os.environ.get(settings.VISUAL_FAMILY_ENV, "colqwen2")
+    return _checked(
+        Collection(
+            name=name or os.environ.get(settings.COLLECTION_ENV, settings.DEFAULT_COLLECTION),
+            source_dir=source,
+            shard_count=shard_count or settings.shard_count(),
+            layout_weights=Path(layout).expanduser() if layout else None,
+            model=os.environ.get(settings.MODEL_ENV, ""),
+            sensor_interval_s=settings.positive_int(settings.SENSOR_INTERVAL_ENV, settings.DEFAULT_SENSOR_INTERVAL_S),
+            nightly_cron=os.environ.get(settings.NIGHTLY_CRON_ENV, settings.DEFAULT_NIGHTLY_CRON),
+            timezone=os.environ.get(settings.TIMEZONE_ENV, settings.DEFAULT_TIMEZONE),
+            promotion=PromotionPolicy(golden_queries=Path(golden).expanduser() if golden else None),
+            keep_versions=settings.positive_int(settings.KEEP_VERSIONS_ENV, settings.DEFAULT_KEEP_VERSIONS),
+            visual=VisualBranch(visual_model, visual_family) if visual_model else None,
+        )
+    )
+
+
+def load_collections(config_file: Path) -> list[Collection]:
+    entries = (yaml.safe_load(config_file.read_text()) or {}).get("collections") or []
+    if not entries:
+        raise ValueError(f"{config_file}: no collections declared under `collections:`")
+    collections = []
+    for entry in entries:
+        unknown = set(entry) - _KEYS | set(entry.get("promotion") or {}) - _PROMOTION_KEYS
+        if unknown or not {"name", "source"} <= set(entry):
+            raise ValueError(
+                f"{config_file}: collection {entry.get('name', '?')!r} needs `name` and `source` "
+                f"and takes only {sorted(_KEYS)} (promotion: {sorted(_PROMOTION_KEYS)}); unknown: {sorted(unknown)}"
+            )
+        promotion = dict(entry.get("promotion") or {})
+        if promotion.get("golden_queries"):
+            promotion["golden_queries"] = Path(promotion["golden_queries"]).expanduser()
+        collection = Collection(
+            name=entry["name"],
+            source_dir=Path(entry["source"]).expanduser().resolve(),
+            shard_count=int(entry.get("shards", settings.DEFAULT_SHARD_COUNT)),
+            model=entry.get("model", ""),
+            layout_weights=Path(entry["layout_weights"]).expanduser() if entry.get("layout_weights") else None,
+            keep_versions=int(entry.get("keep_versions", settings.DEFAULT_KEEP_VERSIONS)),
+            promotion=PromotionPolicy(**promotion),
+            visual=VisualBranch(**entry["visual"]) if entry.get("visual") else None,
+        )
+        collections.append(_checked(collection))
+    return collections
+
+
+def configured_collections() -> list[Collection]:
+    """What the code location builds: the collections of EMBED_PIPELINES_CONFIG, else the one the other
+    EMBED_PIPELINES_* variables describe."""
+    config = os.environ.get(settings.CONFIG_ENV)
+    return load_collections(Path(config).expanduser()) if config else [collection_from_environment()]
+
+
+def _declared(name: str) -> tuple[Collection, str] | None:
+    """The collection the code location declares under `name`, and where, or None when it declares none
+    (then the arguments of a CLI or API call describe it)."""
+    config = os.environ.get(settings.CONFIG_ENV)
+    if config:
+        declared = {c.name: c for c in load_collections(Path(config).expanduser())}
+        return (declared[name], f"{settings.CONFIG_ENV}={config}") if name in declared else None
+    if os.environ.get(settings.SOURCE_ENV) and name == os.environ.get(
+        settings.COLLECTION_ENV, settings.DEFAULT_COLLECTION
+    ):
+        return collection_from_environment(name), f"{settings.SOURCE_ENV}={os.environ[settings.SOURCE_ENV]}"
+    return None
+
+
+def resolve_collection(
+    name: str | None = None, source_dir: Path | str | None = None, shard_count: int | None = None
+) -> Collection:
+    """The collection `name` as the code location sees it. A source folder or shard count that disagrees with
+    the configured one is refused: indexing another folder (or another partitioning) into a configured
+    collection would fight the sensor's syncs, and the view would flip between them."""
+    name = name or os.environ.get(settings.COLLECTION_ENV, settings.DEFAULT_COLLECTION)
+    declared = _declared(name)
+    if declared is None:
+        return collection_from_environment(name, source_dir, shard_count)
+    collection, where = declared
+    if source_dir is not None and Path(source_dir).expanduser().resolve() != collection.source_dir:
+        raise ValueError(
+            f"collection {name!r} is configured with source {collection.source_dir} ({where}), not {source_dir}: "
+            "index that folder, or name another collection"
+        )
+    if shard_count is not None and shard_count != collection.shard_count:
+        raise ValueError(
+            f"collection {name!r} is configured with {collection.shard_count} shards ({where}), not {shard_count}"
+        )
+    return collection

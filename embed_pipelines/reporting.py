@@ -1,0 +1,74 @@
+"""What runs tell people: who asked, which files failed or changed, and what a promotion gate found, as
+Dagster metadata, asset check evaluations and log lines."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from embed_pipelines.versions.gate import GateResult
+from embed_pipelines.versions.lifecycle import Outcome
+
+REQUESTED_BY_TAG = "embed_pipelines/requested_by"
+MAX_LISTED_ROWS = 50
+
+
+def actor(context: dg.OpExecutionContext) -> str:
+    """Who asked: the user tag of the run (set by the UI where it knows the user, or by the CLI)."""
+    tags = context.run.tags
+    who = tags.get("dagster/user") or tags.get(REQUESTED_BY_TAG) or "dagster"
+    return f"{who} (run {context.run.run_id})"
+
+
+def _markdown_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> dg.MetadataValue:
+    """Truncated so that a large change or a broken folder does not flood the UI."""
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for row in rows[:MAX_LISTED_ROWS]:
+        lines.append("| " + " | ".join(cell.replace("|", "/")[:300] for cell in row) + " |")
+    if len(rows) > MAX_LISTED_ROWS:
+        lines.append(f"| ... | and {len(rows) - MAX_LISTED_ROWS} more |")
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+def failures_table(failures: dict[str, str]) -> dg.MetadataValue:
+    return _markdown_table(("file", "reason"), sorted(failures.items()))
+
+
+def paths_table(paths_by_kind: dict[str, list[str]]) -> dg.MetadataValue:
+    return _markdown_table(
+        ("change", "file"), [(kind, path) for kind, paths in paths_by_kind.items() for path in paths]
+    )
+
+
+def _gate_table(gate: GateResult) -> dg.MetadataValue:
+    return _markdown_table(
+        ("check", "passed", "found"), [(c.name, "yes" if c.passed else "NO", c.summary) for c in gate.checks]
+    )
+
+
+def outcome_metadata(outcome: Outcome) -> dict:
+    metadata = outcome.metadata()
+    if outcome.gate:
+        metadata["gate"] = _gate_table(outcome.gate)
+    return metadata
+
+
+def report_gate(context: dg.OpExecutionContext, view_key: dg.AssetKey, outcome: Outcome) -> None:
+    """Gate checks as asset check evaluations of the view's asset; a failed gate also as an observation
+    with the reasons, so both show on the asset's page."""
+    context.log.info(outcome.note)
+    if outcome.gate is None:
+        return
+    for check in outcome.gate.checks:
+        figures = {name: value for name, value in check.figures.items() if value is not None}
+        context.log_event(
+            dg.AssetCheckEvaluation(
+                asset_key=view_key,
+                check_name=f"gate_{check.name}",
+                passed=check.passed,
+                metadata={"version": outcome.candidate, "found": check.summary, **figures},
+                severity=dg.AssetCheckSeverity.ERROR,
+            )
+        )
+    if not outcome.gate.passed:
+        context.log.warning(outcome.note)
+        context.log_event(dg.AssetObservation(asset_key=view_key, metadata=outcome_metadata(outcome)))

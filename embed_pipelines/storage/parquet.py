@@ -1,0 +1,135 @@
+"""Parquet state with explicit Arrow schemas (from the row declarations), one file per source document.
+
+One file per document means an edit rewrites that document's files only, never a whole shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Generic
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from embed_pipelines.storage.rows import Row, RowKind
+
+
+def document_key(relative_path: str) -> str:
+    """File name for a document's intermediates: paths may hold characters a file name cannot."""
+    return hashlib.sha256(relative_path.encode("utf-8")).hexdigest()[:32]
+
+
+def write_parquet_atomic(
+    tables: Iterable[pa.Table], schema: pa.Schema, target: Path, before_replace: Callable[[], None] | None = None
+) -> int:
+    """Readers never see a half-written file: write beside the target, a table at a time, then rename over
+    it. If producing a table fails, the target stays as it was. Returns rows written."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    rows = 0
+    try:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for table in tables:
+                writer.write_table(table)
+                rows += table.num_rows
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if before_replace:
+        before_replace()
+    os.replace(tmp, target)
+    return rows
+
+
+class DocumentStore(Generic[Row]):
+    """One asset's per-document Parquet files of one row kind, grouped in a folder per shard.
+
+    With `retired`, a file that is overwritten or pruned is moved there instead of deleted, so what it held
+    can still be found (the embeddings store keeps every vector it ever computed for its version).
+    """
+
+    def __init__(self, root: Path, kind: RowKind[Row], dimension: int = 0, retired: Path | None = None):
+        self.root = root
+        self.kind = kind
+        self.schema = kind.arrow_schema(dimension)
+        self.retired = retired
+
+    def _file(self, shard: str, relative_path: str) -> Path:
+        return self.root / shard / f"{document_key(relative_path)}.parquet"
+
+    def write(self, shard: str, relative_path: str, rows: Iterable[Row], made_from: str = "") -> int:
+        """`made_from` names the input the rows were made from (kept in the file's footer), so that a
+        later run can tell the file is current without reading its rows."""
+        return self.write_batches(shard, relative_path, [rows], made_from)
+
+    def write_batches(
+        self, shard: str, relative_path: str, batches: Iterable[Iterable[Row]], made_from: str = ""
+    ) -> int:
+        """Like `write`, one batch of rows at a time, so a document's rows never sit in memory together.
+        If producing a batch fails, the document's previous file stays as it was. Returns rows written."""
+        target = self._file(shard, relative_path)
+        schema = self.schema.with_metadata({"made_from": made_from})
+        tables = (self.kind.to_arrow(batch, schema) for batch in batches)
+
+        def retire_the_old_file() -> None:  # only once the new one is complete
+            if self.retired and target.exists():
+                self._retire(target)
+
+        return write_parquet_atomic(tables, schema, target, retire_the_old_file)
+
+    def iter_batches(self, shard: str, relative_path: str, rows: int, *fields: str) -> Iterator[list[Row]]:
+        """A document's rows (only `fields`, when named), `rows` at a time; nothing when it has no file."""
+        path = self._file(shard, relative_path)
+        if not path.exists():
+            return
+        columns = self.kind.stored_names(*fields) if fields else None
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows, columns=columns):
+            yield self.kind.from_arrow(pa.Table.from_batches([batch]))
+
+    def read(self, shard: str, relative_path: str, *fields: str) -> list[Row] | None:
+        """A document's rows (only `fields`, when named: a PNG column left out is most of a page file), or
+        None when it has no file."""
+        path = self._file(shard, relative_path)
+        if not path.exists():
+            return None
+        columns = self.kind.stored_names(*fields) if fields else None
+        return self.kind.from_arrow(pq.read_table(path, columns=columns, schema=None if fields else self.schema))
+
+    def read_row(self, shard: str, relative_path: str) -> Row | None:
+        """The one row of a one-row-per-document store (documents), or None."""
+        rows = self.read(shard, relative_path)
+        return rows[0] if rows else None
+
+    def row_count(self, shard: str, relative_path: str) -> int | None:
+        """Rows of a document's file, read from its footer alone."""
+        path = self._file(shard, relative_path)
+        return pq.read_metadata(path).num_rows if path.exists() else None
+
+    def made_from(self, shard: str, relative_path: str) -> str | None:
+        path = self._file(shard, relative_path)
+        return _made_from(path) if path.exists() else None
+
+    def prune(self, shard: str, keep_paths: Iterable[str]) -> int:
+        """Remove the files of documents no longer in the shard; returns how many went."""
+        keep = {f"{document_key(p)}.parquet" for p in keep_paths}
+        folder = self.root / shard
+        removed = 0
+        for path in folder.glob("*.parquet") if folder.exists() else ():
+            if path.name not in keep:
+                self._retire(path) if self.retired else path.unlink()
+                removed += 1
+        return removed
+
+    def _retire(self, path: Path) -> None:
+        """Named by content, so retiring the same rows twice keeps one copy."""
+        made_from = hashlib.sha256(_made_from(path).encode()).hexdigest()[:16]
+        self.retired.mkdir(parents=True, exist_ok=True)
+        os.replace(path, self.retired / f"{path.stem}.{made_from}.parquet")
+
+
+def _made_from(path: Path) -> str:
+    return (pq.read_schema(path).metadata or {}).get(b"made_from", b"").decode()

@@ -1,0 +1,211 @@
+"""Every kind of row the package stores, declared once.
+
+A row kind is a frozen dataclass whose fields say where they live: in the Parquet state (with the Arrow type,
+and the column name files on disk use), in a pgvector version table (with the SQL and binary COPY types), or
+both. The Arrow schema, the SQL columns, the COPY row and the column docs all derive from the declaration, so
+rows travel by name and the descriptions cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, ClassVar, Generic, TypeVar
+
+import pyarrow as pa
+
+Row = TypeVar("Row")
+ArrowType = pa.DataType | Callable[[int], pa.DataType]  # a callable takes the vector dimension
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    description: str
+    arrow: ArrowType | None = None  # None: not stored in Parquet
+    parquet_name: str | None = None  # the Parquet column's name, where it differs from the field's
+    sql: str | None = None  # type in a version table ("{dim}": the vector dimension); None: not in SQL
+    copy: str | None = None  # binary COPY type
+    nullable: bool = False
+
+    @property
+    def stored_as(self) -> str:
+        return self.parquet_name or self.name
+
+    def sql_type(self, dimension: int) -> str:
+        return self.sql.format(dim=dimension)
+
+
+def column(
+    description: str,
+    arrow: ArrowType | None = None,
+    sql: str | None = None,
+    copy: str | None = None,
+    parquet_name: str | None = None,
+    nullable: bool = False,
+) -> Any:
+    """A dataclass field that declares where its value is stored. A table-only field (`shard`, the vectors)
+    defaults to None: the Parquet row it completes has no such value."""
+    spec = dict(description=description, arrow=arrow, sql=sql, copy=copy, parquet_name=parquet_name)
+    default = {"default": None} if nullable or arrow is None else {}
+    return dataclasses.field(metadata={"column": spec | {"nullable": nullable}}, **default)
+
+
+class RowKind(Generic[Row]):
+    """What derives from a row declaration: Arrow schema and tables, SQL columns, COPY rows."""
+
+    def __init__(self, row_type: type[Row]):
+        self.row_type = row_type
+        self.columns = tuple(Column(f.name, **f.metadata["column"]) for f in dataclasses.fields(row_type))
+
+    @cached_property
+    def parquet_columns(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.columns if c.arrow is not None)
+
+    @cached_property
+    def sql_columns(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.columns if c.sql is not None)
+
+    def arrow_schema(self, dimension: int = 0) -> pa.Schema:
+        def arrow_type(c: Column) -> pa.DataType:
+            return c.arrow(dimension) if callable(c.arrow) else c.arrow
+
+        return pa.schema([pa.field(c.stored_as, arrow_type(c), nullable=c.nullable) for c in self.parquet_columns])
+
+    def to_arrow(self, rows: Iterable[Row], schema: pa.Schema) -> pa.Table:
+        rows = list(rows)
+        return pa.Table.from_pydict(
+            {c.stored_as: [getattr(row, c.name) for row in rows] for c in self.parquet_columns}, schema=schema
+        )
+
+    def from_arrow(self, table: pa.Table) -> list[Row]:
+        """Rows of a Parquet table; fields the table lacks (a read of some columns) are None."""
+        present = [c for c in self.parquet_columns if c.stored_as in table.column_names]
+        missing = {c.name: None for c in self.columns if c not in present}
+        names = [c.name for c in present]
+        values = zip(*(table.column(c.stored_as).to_pylist() for c in present), strict=True)
+        return [self.row_type(**missing, **dict(zip(names, row, strict=True))) for row in values]
+
+    def stored_names(self, *fields: str) -> list[str]:
+        """The Parquet column names of some fields, to read only those."""
+        by_name = {c.name: c for c in self.columns}
+        return [by_name[name].stored_as for name in fields]
+
+    def copy_types(self) -> list[str]:
+        return [c.copy for c in self.sql_columns]
+
+    def copy_row(self, row: Row) -> tuple:
+        return tuple(getattr(row, c.name) for c in self.sql_columns)
+
+
+def vector(dimension: int) -> pa.DataType:
+    return pa.list_(pa.float32(), dimension)
+
+
+STRING, INT32, INT64 = pa.string(), pa.int32(), pa.int64()
+MULTI_VECTOR = pa.list_(pa.list_(pa.float32()))
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceFile:
+    """A file the source holds, as the last scan saw it: the durable per-shard listing."""
+
+    path: str = column("path relative to the source folder (POSIX)", STRING)
+    size: int = column("bytes", INT64)
+    mtime_ns: int = column("modification time, ns", INT64)
+    sha256: str = column("sha256 of the bytes", STRING)
+
+    KIND: ClassVar[RowKind]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Document:
+    """A file's docling conversion, with the pipeline mode that made it and its latest failure."""
+
+    path: str = column("path relative to the source folder (POSIX)", STRING)
+    source_sha256: str = column("bytes of the converted document", STRING)
+    mode: str = column("docling pipeline: simple, native_pdf or layout_pdf", STRING)
+    status: str = column("of the latest attempt: success, partial_success or failure", STRING)
+    error: str | None = column("why the latest attempt failed", STRING, nullable=True)
+    failed_sha256: str | None = column("bytes of the latest failed attempt", STRING, nullable=True)
+    text_chars: int = column("characters of text", INT64)
+    docling_json: str | None = column("the DoclingDocument as JSON", pa.large_string(), nullable=True)
+
+    KIND: ClassVar[RowKind]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Chunk:
+    """A chunk as embedded: a row of the chunks store and, with its shard and vector, of a version table."""
+
+    document_path: str = column("path relative to the source folder (POSIX)", STRING, "text NOT NULL", "text", "path")
+    source_sha256: str = column("sha256 of the source file's bytes", STRING, "text NOT NULL", "text")
+    chunk_ordinal: int = column(
+        "position in its document; (document_path, chunk_ordinal) is unique",
+        INT32, "integer NOT NULL", "int4", "ordinal",
+    )  # fmt: skip
+    text: str = column("contextualized chunk text, as embedded", STRING, "text NOT NULL", "text")
+    headings: list[str] = column("heading path of the chunk", pa.list_(STRING), "text[] NOT NULL", "text[]")
+    pages: list[int] = column(
+        "PDF pages the chunk comes from (empty for other formats)", pa.list_(INT32), "integer[] NOT NULL", "int4[]"
+    )
+    char_count: int = column("characters of text", INT32)
+    token_count: int = column("tokens, by the model's tokenizer", INT32)
+    chunk_hash: str = column("sha256 of text", STRING, "text NOT NULL", "text")
+    shard: str | None = column("partition key of the document", sql="text NOT NULL", copy="text")
+    embedding: Any = column("the chunk's vector (HNSW, cosine)", sql="vector({dim}) NOT NULL", copy="vector")
+
+    KIND: ClassVar[RowKind]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChunkVector:
+    """A chunk's vector in the embeddings store of an index version."""
+
+    document_path: str = column("path relative to the source folder (POSIX)", STRING, parquet_name="path")
+    chunk_ordinal: int = column("position in its document", INT32, parquet_name="ordinal")
+    chunk_hash: str = column("sha256 of the text embedded", STRING)
+    index_version: str = column("the index version that made it", STRING)
+    embedding: list[float] = column("the vector", vector)
+
+    KIND: ClassVar[RowKind]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Page:
+    """A rendered page: a row of the page images store (with its PNG) and, with its shard and token vectors,
+    of a page table."""
+
+    document_path: str = column("path relative to the source folder (POSIX)", STRING, "text NOT NULL", "text", "path")
+    source_sha256: str = column("sha256 of the source file's bytes", STRING, "text NOT NULL", "text")
+    page_number: int = column("1-based; (document_path, page_number) is unique", INT32, "integer NOT NULL", "int4")
+    width: int = column("pixels", INT32, "integer NOT NULL", "int4")
+    height: int = column("pixels", INT32, "integer NOT NULL", "int4")
+    image_sha256: str = column("sha256 of the PNG", STRING, "text NOT NULL", "text")
+    png: bytes | None = column("the page image", pa.binary())
+    shard: str | None = column("partition key of the document", sql="text NOT NULL", copy="text")
+    tokens: Any = column(
+        "the page's token vectors (halfvec, for exact MaxSim)", sql="halfvec({dim})[] NOT NULL", copy="halfvec[]"
+    )
+
+    KIND: ClassVar[RowKind]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PageVectors:
+    """A page's token vectors and region vectors in the page embeddings store of an index version."""
+
+    document_path: str = column("path relative to the source folder (POSIX)", STRING, parquet_name="path")
+    page_number: int = column("1-based", INT32)
+    image_sha256: str = column("sha256 of the PNG embedded", STRING)
+    index_version: str = column("the page index version that made it", STRING)
+    tokens: list[list[float]] = column("token vectors, padding stripped", MULTI_VECTOR)
+    regions: list[list[float]] = column("k-means regions of the tokens, for candidate search", MULTI_VECTOR)
+
+    KIND: ClassVar[RowKind]
+
+
+for _row_type in (SourceFile, Document, Chunk, ChunkVector, Page, PageVectors):
+    _row_type.KIND = RowKind(_row_type)

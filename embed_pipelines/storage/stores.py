@@ -1,0 +1,42 @@
+"""Where a collection's Parquet state lives: documents once, chunks per chunker version, vectors per index
+version (so two versions never mix). Retired vectors stay reusable: see DocumentStore."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from embed_pipelines.collection import Collection
+from embed_pipelines.storage.parquet import DocumentStore
+from embed_pipelines.storage.rows import Chunk, ChunkVector, Document, Page, PageVectors
+
+TEXT_VECTORS = "embeddings"
+PAGE_VECTORS = "page_embeddings"
+
+
+def documents_store(collection: Collection) -> DocumentStore[Document]:
+    return DocumentStore(collection.state_dir / "documents", Document.KIND)
+
+
+def chunks_store(collection: Collection, chunker_version: str) -> DocumentStore[Chunk]:
+    return DocumentStore(collection.state_dir / "chunks" / chunker_version, Chunk.KIND)
+
+
+def vectors_folder(collection: Collection, kind: str, version: str) -> Path:
+    """`<state>/<kind>/<version>`: every vector of an index version, current ones and retired ones."""
+    return collection.state_dir / kind / version
+
+
+def embeddings_store(collection: Collection, version: str, dimension: int) -> DocumentStore[ChunkVector]:
+    """Vectors of replaced or deleted documents retire to `<version>/retired/` and stay reusable."""
+    root = vectors_folder(collection, TEXT_VECTORS, version)
+    return DocumentStore(root / "current", ChunkVector.KIND, dimension, retired=root / "retired")
+
+
+def page_images_store(collection: Collection) -> DocumentStore[Page]:
+    return DocumentStore(collection.state_dir / "page_images", Page.KIND)
+
+
+def page_embeddings_store(collection: Collection, version: str) -> DocumentStore[PageVectors]:
+    """Like text vectors: replaced or deleted documents' page vectors retire and stay reusable."""
+    root = vectors_folder(collection, PAGE_VECTORS, version)
+    return DocumentStore(root / "current", PageVectors.KIND, retired=root / "retired")

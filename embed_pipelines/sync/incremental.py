@@ -1,0 +1,106 @@
+"""The one incremental loop every asset runs: per shard, list the documents it should hold, compare what each
+should be made from with what it was made from, rebuild only those that differ, and prune what left.
+
+An asset says only what its signature and its rebuild are (a `ShardSync`); counting, failures and pruning
+are the same everywhere.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Missing(Exception):
+    """Nothing to build the document from yet (never converted, never rendered): skipped and reported."""
+
+
+class Failed(Exception):
+    """The document could not be rebuilt: it keeps what it had, and the reason is reported."""
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What a document's output must be made from (`signature`), and the input that makes it (`value`)."""
+
+    signature: Hashable
+    value: Any = None
+
+
+@dataclass
+class Tally:
+    """What one asset did to the documents of the shards it synced."""
+
+    unchanged: int = 0
+    rebuilt: int = 0
+    removed: int = 0
+    failed: dict[str, str] = field(default_factory=dict)  # path -> why it could not be rebuilt
+    without_input: dict[str, str] = field(default_factory=dict)  # path -> why there is nothing to build from
+    figures: Counter[str] = field(default_factory=Counter)  # what the asset counts besides: rows, chunks, pages
+
+    def summary(self) -> str:
+        counts = {"rebuilt": self.rebuilt, "unchanged": self.unchanged, "removed": self.removed}
+        counts |= {"failed": len(self.failed), **self.figures}
+        return ", ".join(f"{name} {value:g}" for name, value in counts.items() if value)
+
+
+class ShardSync(ABC):
+    """One asset's work on a shard's documents, said as signatures; `sync_shards` decides what to rebuild."""
+
+    def __init__(self) -> None:
+        self.figures: Counter[str] = Counter()
+
+    @abstractmethod
+    def start_shard(self, shard: str) -> list[str]:
+        """Begin a shard: the paths of the documents it should hold."""
+
+    @abstractmethod
+    def wanted(self, shard: str, path: str) -> Wanted:
+        """What the document's output must be made from; raises Missing when there is no input yet."""
+
+    @abstractmethod
+    def current(self, shard: str, path: str) -> Hashable | None:
+        """What the document's output was made from, or None when there is none."""
+
+    @abstractmethod
+    def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
+        """Make the document's output from `wanted.value`; raises Failed to keep the old one."""
+
+    @abstractmethod
+    def prune(self, shard: str, keep: list[str]) -> int:
+        """Remove the outputs of documents no longer in the shard; returns how many went."""
+
+    def end_shard(self, shard: str) -> None:  # noqa: B027 (optional hook)
+        """After a shard's documents are in step."""
+
+    def finish(self) -> None:  # noqa: B027 (optional hook)
+        """After every shard (write what was batched across documents)."""
+
+
+def sync_shards(step: ShardSync, shards: Iterable[str], warn: Callable[[str], None] | None = None) -> Tally:
+    tally = Tally(figures=step.figures)
+    for shard in shards:
+        paths = step.start_shard(shard)
+        for path in paths:
+            try:
+                wanted = step.wanted(shard, path)
+            except Missing as missing:
+                tally.without_input[path] = str(missing)
+                continue
+            if step.current(shard, path) == wanted.signature:
+                tally.unchanged += 1
+                continue
+            try:
+                step.rebuild(shard, path, wanted)
+                tally.rebuilt += 1
+            except Failed as failure:
+                tally.failed[path] = str(failure)
+                if warn:
+                    warn(f"Could not rebuild {path}: {failure}")
+        tally.removed += step.prune(shard, paths)
+        step.end_shard(shard)
+    step.finish()
+    return tally

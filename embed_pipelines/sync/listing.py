@@ -1,0 +1,42 @@
+"""The per-shard listings `source_files` writes: the durable record of what the source held last sync."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from embed_pipelines.collection import Collection
+from embed_pipelines.storage.parquet import write_parquet_atomic
+from embed_pipelines.storage.rows import SourceFile
+
+Accepts = Callable[[str], bool]  # which listed files a branch takes (its formats)
+
+
+def listing_file(collection: Collection, shard: str) -> Path:
+    return collection.state_dir / "source_files" / f"{shard}.parquet"
+
+
+def read_listing(collection: Collection, shard: str, accepts: Accepts | None = None) -> list[SourceFile]:
+    """What `source_files` last saw in a shard: the files `accepts` takes, all when None. A shard never
+    scanned has no files."""
+    path = listing_file(collection, shard)
+    kind = SourceFile.KIND
+    files = kind.from_arrow(pq.read_table(path, schema=kind.arrow_schema())) if path.exists() else []
+    return [file for file in files if accepts is None or accepts(file.path)]
+
+
+def listed_paths(collection: Collection, shard: str, accepts: Accepts | None = None) -> list[str]:
+    return [file.path for file in read_listing(collection, shard, accepts)]
+
+
+def read_all_listings(collection: Collection) -> dict[str, SourceFile]:
+    """path -> file over every shard."""
+    return {file.path: file for shard in collection.shards for file in read_listing(collection, shard)}
+
+
+def write_listing(collection: Collection, shard: str, files: list[SourceFile]) -> None:
+    schema = SourceFile.KIND.arrow_schema()
+    table = SourceFile.KIND.to_arrow(sorted(files, key=lambda file: file.path), schema)
+    write_parquet_atomic([table], schema, listing_file(collection, shard))

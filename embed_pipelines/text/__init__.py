@@ -1,0 +1,1 @@
+"""Text from documents: docling extraction, chunking, and the transformer encoder."""

@@ -1,0 +1,1 @@
+"""Index versions: identity, families, the promotion gate, and promote / rollback / drop."""

@@ -1,0 +1,44 @@
+"""An index family: one branch of a collection's index (text chunks, page images, ...), as a value.
+
+Everything that versions, the API and the code location need to know about a branch is here, so a new branch
+joins by declaring a family value (see families.py), not by copying the version operations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from embed_pipelines.collection import Collection
+from embed_pipelines.storage.stores import vectors_folder
+from embed_pipelines.storage.tables import TableLayout, check_name
+
+
+@dataclass(frozen=True)
+class IndexFamily:
+    name: str  # how the CLI and the version jobs name it: "text", "pages"
+    view_suffix: str  # its view is `<collection><view_suffix>`
+    accepts: Callable[[str | Path], bool]  # the listed files it indexes (by format)
+    vectors: str  # its vectors' state folder, one per index version (storage/stores.py)
+    layout: TableLayout  # its version tables
+    gate: Sequence[Callable[..., Any]]  # checks a version must pass before its view serves it (versions/gate.py)
+    query_model: Callable[[dict], Any]  # the registry's model settings -> the model that embeds questions
+    view_asset: str  # the asset whose materializations are its view's changes
+    model_resource: str  # its model resource is `<collection>_<model_resource>`
+    model_for: Callable[[Collection], Any | None]  # the collection's configured model; None: branch is off
+    build_assets: Callable[..., list]  # (collection, model) -> its assets after source_files
+
+    def view(self, collection_name: str) -> str:
+        return check_name(f"{collection_name}{self.view_suffix}")
+
+    def vectors_folder(self, collection: Collection, version: str) -> Path:
+        return vectors_folder(collection, self.vectors, version)
+
+    def model_key(self, collection: Collection) -> str:
+        """Each collection has its own model resources, so collections with different models coexist."""
+        return f"{collection.name}_{self.model_resource}"
+
+    def enabled(self, collection: Collection) -> bool:
+        return self.model_for(collection) is not None

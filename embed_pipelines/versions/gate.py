@@ -1,0 +1,203 @@
+"""The promotion gate: what a new index version must show before its view serves it.
+
+Each check looks at one thing and says what it found. A family picks its checks: text versions must be
+complete (rows == chunks in every shard, no rows of missing files), have sane vectors (dimension, no
+zero/NaN, unit norm where the model normalizes), an HNSW index that finds the exact nearest neighbours
+(recall@10) and, where the collection declares golden questions, answer them about as well as the version
+they replace; page versions must have synced every shard holding pages.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import psycopg
+
+from embed_pipelines.collection import Collection
+from embed_pipelines.storage.registry import VersionRecord
+from embed_pipelines.storage.stores import chunks_store
+from embed_pipelines.storage.tables import IndexHealth, search, shard_health
+from embed_pipelines.sync.listing import listed_paths, read_listing
+from embed_pipelines.versions.family import IndexFamily
+from embed_pipelines.versions.recall import exact_neighbours, recall_at_k, sample_vectors
+
+RECALL_K = 10
+NORM_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    name: str
+    passed: bool
+    summary: str  # one line: what was found, against what threshold
+    figures: dict
+
+
+@dataclass(frozen=True)
+class GateResult:
+    version: str
+    checks: tuple[GateCheck, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def reasons(self) -> list[str]:
+        return [f"{check.name}: {check.summary}" for check in self.checks if not check.passed]
+
+    def as_json(self) -> dict:
+        return {"version": self.version, "passed": self.passed, "checks": [asdict(c) for c in self.checks]}
+
+
+@dataclass
+class GateInputs:
+    """What every check may look at: the candidate version, the one it would replace, and where they live."""
+
+    conn: psycopg.Connection
+    collection: Collection
+    family: IndexFamily
+    candidate: VersionRecord
+    serving: VersionRecord | None
+    figures: dict = field(default_factory=dict)  # what one check measured and another reuses
+
+
+def unsynced_shards(collection: Collection, family: IndexFamily, record: VersionRecord) -> list[str]:
+    """Shards holding files of the family that no sync of the version has covered yet."""
+    return [
+        shard
+        for shard in collection.shards
+        if shard not in record.synced_shards and read_listing(collection, shard, family.accepts)
+    ]
+
+
+def evaluate_gate(inputs: GateInputs) -> GateResult:
+    checks = (check(inputs) for check in inputs.family.gate)
+    return GateResult(inputs.candidate.version, tuple(check for check in checks if check is not None))
+
+
+def _chunk_health(inputs: GateInputs) -> IndexHealth:
+    """The version table's health against the chunks each shard should hold (one scan, shared by checks)."""
+    if "chunk_health" not in inputs.figures:
+        conn, collection, candidate = inputs.conn, inputs.collection, inputs.candidate
+        chunks = chunks_store(collection, candidate.chunker_version)
+        health, expected_rows = {}, {}
+        for shard in collection.shards:
+            paths = listed_paths(collection, shard, inputs.family.accepts)
+            expected_rows[shard] = sum(chunks.row_count(shard, path) or 0 for path in paths)
+            health[shard] = shard_health(conn, candidate.table, shard, paths)
+        inputs.figures["chunk_health"] = IndexHealth.of(health, expected_rows)
+    return inputs.figures["chunk_health"]
+
+
+def shards_synced(inputs: GateInputs) -> GateCheck:
+    """Every shard holding the family's files has been synced by the version."""
+    unsynced = unsynced_shards(inputs.collection, inputs.family, inputs.candidate)
+    summary = f"shards not synced: {', '.join(unsynced)}" if unsynced else "every shard holding files is synced"
+    return GateCheck("complete", not unsynced, summary, {"shards_not_synced": len(unsynced)})
+
+
+def rows_match_chunks(inputs: GateInputs) -> GateCheck:
+    """Every shard synced, its rows equal to its chunks, no rows of files the source no longer holds."""
+    health = _chunk_health(inputs)
+    unsynced = unsynced_shards(inputs.collection, inputs.family, inputs.candidate)
+    problems = []
+    if unsynced:
+        problems.append(f"shards not synced: {', '.join(unsynced)}")
+    if health.shards_differing:
+        problems.append(f"rows != chunks in {health.shards_differing}")
+    if health.rows_of_unlisted_files:
+        problems.append(f"{health.rows_of_unlisted_files} rows of files no longer in the source")
+    return GateCheck(
+        "complete",
+        not problems,
+        "; ".join(problems) or f"{health.rows} rows == {health.chunks} chunks in every shard",
+        {"rows": health.rows, "chunks": health.chunks, "shards_not_synced": len(unsynced)},
+    )
+
+
+def vectors_sane(inputs: GateInputs) -> GateCheck:
+    """The model's dimension, no zero or NaN vector, unit norms where the model normalizes."""
+    candidate, health = inputs.candidate, _chunk_health(inputs)
+    bad, dimensions = health.zero_or_nan_vectors, health.dimensions
+    low, high = health.norm_range or (None, None)
+    normalizes = inputs.family.query_model(candidate.model).folder_config().normalize
+    problems = []
+    if bad:
+        problems.append(f"{bad} zero or NaN vectors")
+    if not set(dimensions) <= {candidate.dimension}:
+        problems.append(f"dimensions {dimensions}, model has {candidate.dimension}")
+    if normalizes and health.norm_range and not (1 - NORM_TOLERANCE <= low and high <= 1 + NORM_TOLERANCE):
+        problems.append(f"norms in [{low:.4f}, {high:.4f}] but the model normalizes to 1")
+    return GateCheck(
+        "vectors_sane",
+        not problems,
+        "; ".join(problems) or f"{candidate.dimension} dims, norms in [{low or 0:.4f}, {high or 0:.4f}]",
+        {"zero_or_nan": bad, "dimensions": str(dimensions), "norm_min": low, "norm_max": high},
+    )
+
+
+def recall_at_10(inputs: GateInputs) -> GateCheck:
+    """The HNSW index finds the exact nearest neighbours (DuckDB over the stored vectors) of sampled vectors."""
+    conn, collection, candidate = inputs.conn, inputs.collection, inputs.candidate
+    files = sorted((inputs.family.vectors_folder(collection, candidate.version) / "current").glob("*/*.parquet"))
+    queries = sample_vectors(files, collection.promotion.recall_queries) if files else []
+    if not len(queries):
+        return GateCheck("recall_at_10", True, "no vectors to query", {"queries": 0})
+    exact = exact_neighbours(files, queries, RECALL_K)
+    approximate = [
+        [(hit.document_path, hit.chunk_ordinal, hit.score) for hit in search(conn, candidate.table, query, RECALL_K)]
+        for query in queries
+    ]
+    recall = recall_at_k(approximate, exact, RECALL_K)
+    target = collection.promotion.min_recall_at_10
+    return GateCheck(
+        "recall_at_10",
+        recall >= target,
+        f"HNSW recall@10 {recall:.3f} against exact k-NN over {len(queries)} sampled vectors (needs >= {target})",
+        {"recall_at_10": recall, "queries": len(queries), "target": target},
+    )
+
+
+def golden_queries(inputs: GateInputs) -> GateCheck | None:
+    """Where the collection declares golden questions: a hit rate@k no worse than the serving version's."""
+    conn, candidate, serving, family = inputs.conn, inputs.candidate, inputs.serving, inputs.family
+    policy = inputs.collection.promotion
+    if not policy.golden_queries:
+        return None
+    try:
+        questions = json.loads(policy.golden_queries.read_text())
+        pairs = [(item["question"], item["expected"]) for item in questions]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return GateCheck(
+            "golden_queries",
+            False,
+            f"{policy.golden_queries}: not a JSON list of {{question, expected}} ({error})",
+            {},
+        )
+    rate = hit_rate(conn, family, candidate, pairs, policy.golden_k)
+    figures = {"hit_rate": rate, "questions": len(pairs), "k": policy.golden_k}
+    if serving is None or serving.version == candidate.version:
+        return GateCheck("golden_queries", True, f"hit rate@{policy.golden_k} {rate:.3f}, nothing to compare", figures)
+    serving_rate = hit_rate(conn, family, serving, pairs, policy.golden_k)
+    figures |= {"serving_version": serving.version, "serving_hit_rate": serving_rate}
+    return GateCheck(
+        "golden_queries",
+        rate >= serving_rate - policy.golden_tolerance,
+        f"hit rate@{policy.golden_k} {rate:.3f} vs {serving_rate:.3f} for serving version {serving.version} "
+        f"(tolerance {policy.golden_tolerance}, {len(pairs)} questions)",
+        figures,
+    )
+
+
+def hit_rate(
+    conn: psycopg.Connection, family: IndexFamily, record: VersionRecord, pairs: list[tuple[str, str]], k: int
+) -> float:
+    """Share of questions whose expected document is among the top k chunks, embedded by the version's model."""
+    model = family.query_model(record.model)
+    hits = 0
+    for question, expected in pairs:
+        found = search(conn, record.table, model.embed_query(question), k)
+        hits += any(hit.document_path == expected for hit in found)
+    return hits / len(pairs) if pairs else 1.0
