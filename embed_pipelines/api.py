@@ -17,7 +17,7 @@ from embed_pipelines.collection import Collection
 from embed_pipelines.config import resolve_collection
 from embed_pipelines.factory import build_definitions, index_job_name
 from embed_pipelines.families import PAGES, TEXT, accepted_by, family_named
-from embed_pipelines.reporting import REQUESTED_BY_TAG
+from embed_pipelines.reporting import REQUESTED_BY_TAG, progress_logger
 from embed_pipelines.resources import PostgresResource, TextEmbeddingModel
 from embed_pipelines.storage.page_tables import PageHit
 from embed_pipelines.storage.page_tables import search_pages as search_page_table
@@ -61,10 +61,10 @@ def index(
     spec = resolve_collection(collection, source_dir, shard_count)
     models = {TEXT.name: text_model} if text_model else None
     job = build_definitions(spec, postgres, models).resolve_job_def(index_job_name(spec))
-    return job.execute_in_process(
+    return job.with_logger_defs({"progress": progress_logger}).execute_in_process(
         instance=instance or dagster_instance(),
         tags={**shard_range_tags(spec), **_requested_by()},
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        run_config={"loggers": {"progress": {"config": {"log_level": "INFO"}}}},
         raise_on_error=False,
     )
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from embed_pipelines import api, settings
 from embed_pipelines.sample_corpus import sample_questions, write_sample_corpus
@@ -112,6 +116,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embed-pipelines", description=__doc__)
+    parser.add_argument("--verbose", action="store_true", help="show libraries' warnings and progress bars")
     commands = parser.add_subparsers(dest="command", required=True)
 
     index = commands.add_parser("index", help="sync a folder into a pgvector collection through Dagster")
@@ -161,9 +166,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def library_noise(shown: bool) -> Iterator[None]:
+    """Libraries' warnings and progress bars, only when asked for: the terminal shows the project's own
+    progress and results (a run's full log stays in its Dagster instance)."""
+    if shown:
+        yield
+        return
+    from transformers.utils import logging as transformers_logging
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    transformers_logging.disable_progress_bar()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    with library_noise(args.verbose):
+        try:
+            return args.handler(args)
+        except ValueError as error:  # a configuration or argument the package refuses, said in one line
+            if args.verbose:
+                raise
+            print(f"embed-pipelines: {error}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

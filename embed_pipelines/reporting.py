@@ -3,6 +3,9 @@ Dagster metadata, asset check evaluations and log lines."""
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import dagster as dg
 
 from embed_pipelines.versions.gate import GateResult
@@ -10,6 +13,29 @@ from embed_pipelines.versions.lifecycle import Outcome
 
 REQUESTED_BY_TAG = "embed_pipelines/requested_by"
 MAX_LISTED_ROWS = 50
+
+
+class _ProgressFormatter(logging.Formatter):
+    """`<asset>: <message>`: a run's own words without Dagster's prefix; failures keep their details."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        meta = getattr(record, "dagster_meta", None) or {}
+        if meta.get("dagster_event") is not None or "orig_message" not in meta:
+            return record.getMessage()
+        step = (meta.get("step_key") or "").rsplit("__", 1)[-1]
+        return f"{step}: {meta['orig_message']}" if step else meta["orig_message"]
+
+
+@dg.logger(
+    config_schema={"log_level": dg.Field(str, default_value="INFO")},
+    description="A run's progress on the terminal, one short line per message.",
+)
+def progress_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
+    logger = logging.Logger("embed_pipelines.progress", level=init_context.logger_config["log_level"])
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_ProgressFormatter())
+    logger.addHandler(handler)
+    return logger
 
 
 def actor(context: dg.OpExecutionContext) -> str:

@@ -1,5 +1,3 @@
-from collections.abc import Hashable
-
 import dagster as dg
 from docling_core.types.doc import DoclingDocument
 
@@ -9,23 +7,19 @@ from embed_pipelines.reporting import failures_table
 from embed_pipelines.resources import TextEmbeddingModel
 from embed_pipelines.storage.rows import Chunk
 from embed_pipelines.storage.stores import chunks_store, documents_store
-from embed_pipelines.sync.incremental import Missing, ShardSync, Wanted, sync_shards
-from embed_pipelines.sync.listing import listed_paths
+from embed_pipelines.sync.incremental import Missing, Wanted, sync_shards
+from embed_pipelines.sync.steps import StoreSync
 from embed_pipelines.text.chunking import DocumentChunker
 from embed_pipelines.versions.family import IndexFamily
 
 
-class ChunkDocuments(ShardSync):
+class ChunkDocuments(StoreSync):
     """A document's chunks are current when they were made from the bytes of its current conversion."""
 
     def __init__(self, collection: Collection, family: IndexFamily, chunker: DocumentChunker, version: str):
-        super().__init__()
-        self.collection, self.family, self.chunker = collection, family, chunker
+        super().__init__(collection, family.accepts, chunks_store(collection, version))
+        self.chunker = chunker
         self.documents = documents_store(collection)
-        self.store = chunks_store(collection, version)
-
-    def start_shard(self, shard: str) -> list[str]:
-        return listed_paths(self.collection, shard, self.family.accepts)
 
     def wanted(self, shard: str, path: str) -> Wanted:
         document = self.documents.read_row(shard, path)
@@ -33,16 +27,10 @@ class ChunkDocuments(ShardSync):
             raise Missing(document.error if document else "not converted yet")
         return Wanted(document.source_sha256, document)
 
-    def current(self, shard: str, path: str) -> Hashable | None:
-        return self.store.made_from(shard, path)
-
     def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
         document = DoclingDocument.model_validate_json(wanted.value.docling_json)
         chunks = self.chunker.chunk(document, path, wanted.signature)
         self.figures["chunks_written"] += self.store.write(shard, path, chunks, made_from=wanted.signature)
-
-    def prune(self, shard: str, keep: list[str]) -> int:
-        return self.store.prune(shard, keep)
 
 
 def build_chunks(collection: Collection, family: IndexFamily, chunker_version: str) -> dg.AssetsDefinition:
@@ -63,7 +51,7 @@ def build_chunks(collection: Collection, family: IndexFamily, chunker_version: s
         text_model: TextEmbeddingModel = model_of(context, family, collection)
         chunker = text_model.chunker()
         tally = sync_shards(ChunkDocuments(collection, family, chunker, chunker_version), context.partition_keys)
-        context.log.info(f"Chunks: {tally.summary()}")
+        context.log.info(tally.summary())
         return dg.MaterializeResult(
             metadata={
                 "documents_rechunked": tally.rebuilt,

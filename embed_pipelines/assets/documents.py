@@ -6,10 +6,11 @@ import dagster as dg
 from embed_pipelines.assets.common import asset_options, column_schema
 from embed_pipelines.collection import Collection
 from embed_pipelines.reporting import failures_table
-from embed_pipelines.storage.rows import Document, SourceFile
+from embed_pipelines.storage.rows import Document
 from embed_pipelines.storage.stores import documents_store
-from embed_pipelines.sync.incremental import Failed, ShardSync, Wanted, sync_shards
-from embed_pipelines.sync.listing import Accepts, read_listing
+from embed_pipelines.sync.incremental import Failed, Wanted, sync_shards
+from embed_pipelines.sync.listing import Accepts
+from embed_pipelines.sync.steps import StoreSync
 from embed_pipelines.text.extraction import DocumentExtractor, Extraction, ExtractionStatus
 
 
@@ -36,20 +37,13 @@ def _failed(path: str, sha256: str, extraction: Extraction, last_good: Document 
     return Document(path=path, source_sha256=sha256, mode=mode, text_chars=0, docling_json=None, **failure)
 
 
-class ConvertDocuments(ShardSync):
+class ConvertDocuments(StoreSync):
     """A document is current when it was converted from these bytes in this mode and its latest attempt
     succeeded; a failed one is tried again every sync."""
 
     def __init__(self, collection: Collection, accepts: Accepts):
-        super().__init__()
-        self.collection, self.accepts = collection, accepts
+        super().__init__(collection, accepts, documents_store(collection))
         self.extractor = DocumentExtractor(layout_weights=collection.layout_weights)
-        self.store = documents_store(collection)
-        self.sources: dict[str, SourceFile] = {}
-
-    def start_shard(self, shard: str) -> list[str]:
-        self.sources = {file.path: file for file in read_listing(self.collection, shard, self.accepts)}
-        return list(self.sources)
 
     def wanted(self, shard: str, path: str) -> Wanted:
         return Wanted((self.sources[path].sha256, self.extractor.mode_for(path).value))
@@ -69,9 +63,6 @@ class ConvertDocuments(ShardSync):
         self.store.write(shard, path, [_converted(path, sha256, extraction)])
         self.figures[f"converted_{extraction.mode.value}"] += 1
 
-    def prune(self, shard: str, keep: list[str]) -> int:
-        return self.store.prune(shard, keep)
-
 
 def build_documents(collection: Collection, accepts: Accepts) -> dg.AssetsDefinition:
     @dg.asset(
@@ -88,7 +79,7 @@ def build_documents(collection: Collection, accepts: Accepts) -> dg.AssetsDefini
     def documents(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         warn = context.log.warning
         tally = sync_shards(ConvertDocuments(collection, accepts), context.partition_keys, warn)
-        context.log.info(f"Documents: {tally.summary()}")
+        context.log.info(tally.summary())
         return dg.MaterializeResult(
             metadata={
                 "unchanged": tally.unchanged,

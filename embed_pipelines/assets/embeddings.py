@@ -1,6 +1,5 @@
 import hashlib
 import time
-from collections.abc import Hashable
 
 import dagster as dg
 
@@ -10,8 +9,8 @@ from embed_pipelines.resources import TextEmbeddingModel
 from embed_pipelines.storage.rows import Chunk, ChunkVector
 from embed_pipelines.storage.stores import chunks_store, embeddings_store
 from embed_pipelines.storage.vector_cache import lookup_vectors
-from embed_pipelines.sync.incremental import Missing, ShardSync, Wanted, sync_shards
-from embed_pipelines.sync.listing import listed_paths
+from embed_pipelines.sync.incremental import Missing, Wanted, sync_shards
+from embed_pipelines.sync.steps import StoreSync
 from embed_pipelines.versions.family import IndexFamily
 
 # Chunks gathered across documents before one look-up and one call to the model: large enough to fill
@@ -24,22 +23,18 @@ def made_from(chunks: list[Chunk]) -> str:
     return hashlib.sha256(",".join(chunk.chunk_hash for chunk in chunks).encode()).hexdigest()
 
 
-class EmbedChunks(ShardSync):
+class EmbedChunks(StoreSync):
     """Changed documents' chunks are gathered across documents, looked up among the stored vectors of the
     version and embedded together; each document is then written to its own file."""
 
     def __init__(
         self, collection: Collection, family: IndexFamily, model: TextEmbeddingModel, versions: tuple[str, str]
     ):
-        super().__init__()
         chunker_version, self.version = versions
-        self.collection, self.family, self.model = collection, family, model
+        super().__init__(collection, family.accepts, embeddings_store(collection, self.version, model.dimension))
+        self.model = model
         self.chunks = chunks_store(collection, chunker_version)
-        self.store = embeddings_store(collection, self.version, model.dimension)
         self.pending: list[tuple[str, str, list[Chunk]]] = []
-
-    def start_shard(self, shard: str) -> list[str]:
-        return listed_paths(self.collection, shard, self.family.accepts)
 
     def wanted(self, shard: str, path: str) -> Wanted:
         chunks = self.chunks.read(shard, path)
@@ -47,16 +42,10 @@ class EmbedChunks(ShardSync):
             raise Missing("not chunked yet")
         return Wanted(made_from(chunks), chunks)
 
-    def current(self, shard: str, path: str) -> Hashable | None:
-        return self.store.made_from(shard, path)
-
     def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
         self.pending.append((shard, path, wanted.value))
         if sum(len(chunks) for _, _, chunks in self.pending) >= TEXTS_PER_MODEL_CALL:
             self.finish()
-
-    def prune(self, shard: str, keep: list[str]) -> int:
-        return self.store.prune(shard, keep)  # pruned vectors retire and stay reusable (a rename's new path)
 
     def finish(self) -> None:
         """Look up, embed and write what is pending; earlier batches are on disk by now."""

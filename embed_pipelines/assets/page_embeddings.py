@@ -1,6 +1,6 @@
 import hashlib
 import time
-from collections.abc import Hashable, Iterator
+from collections.abc import Iterator
 
 import dagster as dg
 
@@ -11,8 +11,8 @@ from embed_pipelines.resources import VisualEmbeddingModel
 from embed_pipelines.storage.rows import PageVectors
 from embed_pipelines.storage.stores import page_embeddings_store, page_images_store
 from embed_pipelines.storage.vector_cache import lookup_stored
-from embed_pipelines.sync.incremental import Missing, ShardSync, Wanted, sync_shards
-from embed_pipelines.sync.listing import listed_paths
+from embed_pipelines.sync.incremental import Missing, Wanted, sync_shards
+from embed_pipelines.sync.steps import StoreSync
 from embed_pipelines.versions.family import IndexFamily
 from embed_pipelines.visual.regions import regions_of
 from embed_pipelines.visual.rendering import PageImage
@@ -23,18 +23,14 @@ def made_from(image_hashes: list[str]) -> str:
     return hashlib.sha256(",".join(image_hashes).encode()).hexdigest()
 
 
-class EmbedPages(ShardSync):
+class EmbedPages(StoreSync):
     """A document's page vectors, a batch of pages at a time: a page image stored for the version anywhere is
     reused, the others computed."""
 
     def __init__(self, collection: Collection, family: IndexFamily, model: VisualEmbeddingModel, version: str):
-        super().__init__()
-        self.collection, self.family, self.model, self.version = collection, family, model, version
+        super().__init__(collection, family.accepts, page_embeddings_store(collection, version))
+        self.model, self.version = model, version
         self.images = page_images_store(collection)
-        self.store = page_embeddings_store(collection, version)
-
-    def start_shard(self, shard: str) -> list[str]:
-        return listed_paths(self.collection, shard, self.family.accepts)
 
     def wanted(self, shard: str, path: str) -> Wanted:
         pages = self.images.read(shard, path, "image_sha256")
@@ -43,14 +39,8 @@ class EmbedPages(ShardSync):
         hashes = [page.image_sha256 for page in pages]
         return Wanted(made_from(hashes), hashes)
 
-    def current(self, shard: str, path: str) -> Hashable | None:
-        return self.store.made_from(shard, path)
-
     def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
         self.store.write_batches(shard, path, self._batches(shard, path, wanted.value), wanted.signature)
-
-    def prune(self, shard: str, keep: list[str]) -> int:
-        return self.store.prune(shard, keep)
 
     def _batches(self, shard: str, path: str, hashes: list[str]) -> Iterator[list[PageVectors]]:
         """Which images are stored is looked up once per document (hashes only); vectors are read per batch,
@@ -99,7 +89,7 @@ def build_page_embeddings(collection: Collection, family: IndexFamily, version: 
     def page_embeddings(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         model: VisualEmbeddingModel = model_of(context, family, collection)
         tally = sync_shards(EmbedPages(collection, family, model, version), context.partition_keys)
-        context.log.info(f"Page embeddings {version}: {tally.summary()}")
+        context.log.info(f"{version}: {tally.summary()}")
         return dg.MaterializeResult(
             metadata={
                 "index_version": version,

@@ -1,4 +1,4 @@
-from collections.abc import Hashable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -6,10 +6,11 @@ import dagster as dg
 from embed_pipelines.assets.common import asset_options, column_schema
 from embed_pipelines.collection import Collection
 from embed_pipelines.reporting import failures_table
-from embed_pipelines.storage.rows import Page, SourceFile
+from embed_pipelines.storage.rows import Page
 from embed_pipelines.storage.stores import page_images_store
-from embed_pipelines.sync.incremental import Failed, ShardSync, Wanted, sync_shards
-from embed_pipelines.sync.listing import Accepts, read_listing
+from embed_pipelines.sync.incremental import Failed, Wanted, sync_shards
+from embed_pipelines.sync.listing import Accepts
+from embed_pipelines.sync.steps import StoreSync
 from embed_pipelines.visual.rendering import PageImage, render_pages
 
 PAGES_PER_BATCH = 8  # rendered pages held in memory at once, whatever the document's length
@@ -36,24 +37,15 @@ def _page_batches(path: str, sha256: str, pages: Iterator[PageImage]) -> Iterato
         yield batch
 
 
-class RenderPages(ShardSync):
+class RenderPages(StoreSync):
     """A document's pages are current when they were rendered from these bytes at this DPI."""
 
     def __init__(self, collection: Collection, accepts: Accepts):
-        super().__init__()
-        self.collection, self.accepts, self.dpi = collection, accepts, collection.visual.dpi
-        self.store = page_images_store(collection)
-        self.sources: dict[str, SourceFile] = {}
-
-    def start_shard(self, shard: str) -> list[str]:
-        self.sources = {file.path: file for file in read_listing(self.collection, shard, self.accepts)}
-        return list(self.sources)
+        super().__init__(collection, accepts, page_images_store(collection))
+        self.dpi = collection.visual.dpi
 
     def wanted(self, shard: str, path: str) -> Wanted:
         return Wanted(f"{self.sources[path].sha256}|dpi={self.dpi}")
-
-    def current(self, shard: str, path: str) -> Hashable | None:
-        return self.store.made_from(shard, path)
 
     def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
         pages = render_pages(self.collection.source_dir / Path(path), self.dpi)
@@ -62,9 +54,6 @@ class RenderPages(ShardSync):
             self.figures["pages_rendered"] += self.store.write_batches(shard, path, batches, wanted.signature)
         except ValueError as error:  # unreadable: its last good pages stay
             raise Failed(str(error)) from error
-
-    def prune(self, shard: str, keep: list[str]) -> int:
-        return self.store.prune(shard, keep)
 
 
 def build_page_images(collection: Collection, accepts: Accepts) -> dg.AssetsDefinition:
@@ -84,7 +73,7 @@ def build_page_images(collection: Collection, accepts: Accepts) -> dg.AssetsDefi
     )
     def page_images(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         tally = sync_shards(RenderPages(collection, accepts), context.partition_keys, context.log.warning)
-        context.log.info(f"Page images: {tally.summary()}")
+        context.log.info(tally.summary())
         return dg.MaterializeResult(
             metadata={
                 "documents_rendered": tally.rebuilt,

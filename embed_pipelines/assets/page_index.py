@@ -1,5 +1,4 @@
 import dataclasses
-from collections.abc import Iterator
 
 import dagster as dg
 import numpy as np
@@ -10,7 +9,7 @@ from embed_pipelines.collection import Collection
 from embed_pipelines.resources import PostgresResource, VisualEmbeddingModel
 from embed_pipelines.storage.page_tables import as_halfvecs, ensure_page_search, write_regions
 from embed_pipelines.storage.registry import register_version
-from embed_pipelines.storage.rows import Page
+from embed_pipelines.storage.rows import Page, PageVectors
 from embed_pipelines.storage.stores import page_embeddings_store, page_images_store
 from embed_pipelines.storage.table_sync import TableSync
 from embed_pipelines.storage.tables import ensure_table, table_name
@@ -25,10 +24,12 @@ class LoadPages(TableSync):
     """A document's page rows are current when they hold its source bytes' page images, in order. Its pages
     and their regions change in one transaction."""
 
+    rows_per_batch = PAGES_PER_BATCH  # a page's token vectors are up to ~400 KB
+
     def __init__(self, conn, collection: Collection, family: IndexFamily, version: str):
-        super().__init__(conn, collection, family.accepts, family.view(collection.name), version, family.layout)
+        view, vectors = family.view(collection.name), page_embeddings_store(collection, version)
+        super().__init__(conn, collection, family.accepts, view, version, family.layout, vectors, family.vectors)
         self.images = page_images_store(collection)
-        self.embeddings = page_embeddings_store(collection, version)
         self.regions: dict[int, np.ndarray] = {}
 
     def wanted(self, shard: str, path: str) -> Wanted:
@@ -37,34 +38,15 @@ class LoadPages(TableSync):
             raise Missing("not rendered yet")
         return Wanted((pages[0].source_sha256, [page.image_sha256 for page in pages]), pages)
 
-    def table_rows(self, shard: str, path: str, pages: list[Page]) -> Iterator[Page]:
-        """Page rows streamed from the stored vectors a batch at a time; each page's regions are kept for
-        `rebuild` on the way (a few vectors per page)."""
-        by_number = {page.page_number: page for page in pages}
-        for batch in self.embeddings.iter_batches(shard, path, PAGES_PER_BATCH):
-            for vectors in batch:
-                page = by_number.get(vectors.page_number)
-                if page is None or page.image_sha256 != vectors.image_sha256:
-                    raise RuntimeError(
-                        f"{path}: page {vectors.page_number} has no current vectors; materialize "
-                        f"`page_embeddings` for shard {shard} first"
-                    )
-                self.regions[page.page_number] = np.asarray(vectors.regions, np.float32)
-                tokens = as_halfvecs(np.asarray(vectors.tokens, np.float32))
-                yield dataclasses.replace(page, shard=shard, tokens=tokens)
+    def table_row(self, shard: str, page: Page, vectors: PageVectors) -> Page:
+        """A page completed with its shard and token vectors; its regions are kept for `after_rows`."""
+        self.regions[page.page_number] = np.asarray(vectors.regions, np.float32)
+        return dataclasses.replace(page, shard=shard, tokens=as_halfvecs(np.asarray(vectors.tokens, np.float32)))
 
-    def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
+    def after_rows(self, path: str) -> None:
+        """The pages' regions, in the transaction that wrote the pages."""
+        write_regions(self.conn, self.table, path, self.regions)
         self.regions = {}
-        with self.conn.transaction():  # the pages and their regions change together
-            written_before = self.figures["rows_written"]
-            super().rebuild(shard, path, wanted)
-            written = self.figures["rows_written"] - written_before
-            if written != len(wanted.value):  # raising rolls the document back to its old pages
-                raise RuntimeError(
-                    f"{path}: {written} of {len(wanted.value)} pages have current vectors; materialize "
-                    f"`page_embeddings` for shard {shard} first"
-                )
-            write_regions(self.conn, self.table, path, self.regions)
 
 
 def build_page_index(collection: Collection, family: IndexFamily, version: str) -> dg.AssetsDefinition:

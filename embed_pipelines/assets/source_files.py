@@ -37,7 +37,7 @@ def build_source_files(collection: Collection, accepts: Callable[[Path], bool]) 
         per_shard = Counter(shard_of(path, collection.shard_count) for path in changes.touched_paths)
         for path, reason in scan.ignored.items():
             context.log.info(f"Not indexed: {path}: {reason}")
-        context.log.info(f"Source changes: {changes.counts()}; {scan.hashed} files hashed")
+        context.log.info(f"{changes.summary()}; {scan.hashed} files hashed")
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": len(after),

@@ -1,5 +1,4 @@
 import dataclasses
-from collections.abc import Iterator
 
 import dagster as dg
 
@@ -7,7 +6,7 @@ from embed_pipelines.assets.common import asset_key, asset_options, model_of
 from embed_pipelines.collection import Collection
 from embed_pipelines.resources import PostgresResource, TextEmbeddingModel
 from embed_pipelines.storage.registry import register_version
-from embed_pipelines.storage.rows import Chunk
+from embed_pipelines.storage.rows import Chunk, ChunkVector
 from embed_pipelines.storage.stores import chunks_store, embeddings_store
 from embed_pipelines.storage.table_sync import TableSync
 from embed_pipelines.storage.tables import IndexHealth, ShardHealth, ensure_table, shard_health, table_name
@@ -27,9 +26,9 @@ class LoadChunks(TableSync):
 
     def __init__(self, conn, collection: Collection, family: IndexFamily, versions: tuple[str, str], dimension: int):
         chunker_version, version = versions
-        super().__init__(conn, collection, family.accepts, family.view(collection.name), version, family.layout)
+        view, vectors = family.view(collection.name), embeddings_store(collection, version, dimension)
+        super().__init__(conn, collection, family.accepts, view, version, family.layout, vectors, family.vectors)
         self.chunks = chunks_store(collection, chunker_version)
-        self.embeddings = embeddings_store(collection, version, dimension)
         self.health: dict[str, ShardHealth] = {}
         self.expected_rows: dict[str, int] = {}
 
@@ -45,21 +44,11 @@ class LoadChunks(TableSync):
         signature = (chunks[0].source_sha256, [chunk.chunk_hash for chunk in chunks]) if chunks else None
         return Wanted(signature, chunks)
 
-    def table_rows(self, shard: str, path: str, chunks: list[Chunk]) -> Iterator[Chunk]:
-        """Chunks completed with their shard and vector. A vector made for other text is an error, not a row:
-        it means `embeddings` is older than `chunks` for this document."""
-        vectors = {vector.chunk_ordinal: vector for vector in self.embeddings.read(shard, path) or []}
-        for chunk in chunks:
-            vector = vectors.get(chunk.chunk_ordinal)
-            if vector is None or vector.chunk_hash != chunk.chunk_hash:
-                raise RuntimeError(
-                    f"{path}: chunk {chunk.chunk_ordinal} has no current embedding; materialize `embeddings` "
-                    f"for shard {shard} first"
-                )
-            yield dataclasses.replace(chunk, shard=shard, embedding=vector.embedding)
+    def table_row(self, shard: str, chunk: Chunk, vector: ChunkVector) -> Chunk:
+        return dataclasses.replace(chunk, shard=shard, embedding=vector.embedding)
 
     def end_shard(self, shard: str) -> None:
-        self.health[shard] = shard_health(self.conn, self.table, shard, self.paths)
+        self.health[shard] = shard_health(self.conn, self.table, shard, list(self.sources))
         super().end_shard(shard)
 
 

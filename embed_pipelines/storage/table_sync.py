@@ -2,19 +2,20 @@
 `page_index`.
 
 A document's rows are swapped in one transaction when what they were made from (source bytes and item
-hashes, read from the table itself) differs from the store; rows of documents that left the shard are
-deleted; unchanged documents are not touched. Each synced shard is recorded in the registry, and the HNSW
-index is built after the first bulk load.
+hashes, read from the table itself) differs from the store: its stored rows joined with their vectors, by the
+layout's ordinal and item hash. Rows of documents that left the shard are deleted; unchanged documents are not
+touched. Each synced shard is recorded in the registry, and the HNSW index is built after the first bulk load.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterator
 
 import psycopg
 
 from embed_pipelines.collection import Collection
+from embed_pipelines.storage.parquet import DocumentStore
 from embed_pipelines.storage.registry import record_shard_sync
 from embed_pipelines.storage.tables import (
     TableLayout,
@@ -24,12 +25,16 @@ from embed_pipelines.storage.tables import (
     replace_document,
     table_name,
 )
-from embed_pipelines.sync.incremental import ShardSync, Wanted
-from embed_pipelines.sync.listing import Accepts, listed_paths
+from embed_pipelines.sync.incremental import Wanted
+from embed_pipelines.sync.listing import Accepts
+from embed_pipelines.sync.steps import ListedFilesSync
 
 
-class TableSync(ShardSync):
-    """A branch says how a document's stored rows read (`wanted`) and become table rows (`table_rows`)."""
+class TableSync(ListedFilesSync):
+    """A branch says what a document's stored rows are (`wanted`: signature and rows) and how a row and its
+    vector make a table row (`table_row`)."""
+
+    rows_per_batch = 256  # vectors read at a time: memory stays bounded whatever the document's size
 
     def __init__(
         self,
@@ -39,34 +44,61 @@ class TableSync(ShardSync):
         view: str,
         version: str,
         layout: TableLayout,
+        vectors: DocumentStore,
+        vectors_asset: str,
     ):
-        super().__init__()
-        self.conn, self.collection, self.accepts = conn, collection, accepts
-        self.view, self.version, self.layout = view, version, layout
+        """`vectors`: the store of the version's vectors, which the asset `vectors_asset` writes."""
+        super().__init__(collection, accepts)
+        self.conn, self.view, self.version, self.layout = conn, view, version, layout
+        self.vectors, self.vectors_asset = vectors, vectors_asset
         self.table = table_name(view, version)
         self.indexed: dict[str, tuple[str, list[str]]] = {}
-        self.paths: list[str] = []
 
     @abstractmethod
-    def table_rows(self, shard: str, path: str, stored) -> Iterable:
-        """The document's rows of the layout's kind, made from `Wanted.value`."""
+    def table_row(self, shard: str, row, vector):
+        """A stored row completed with its shard and vector: a row of the layout's kind."""
 
-    def _changed(self) -> int:
-        return self.figures["rows_written"] + self.figures["rows_deleted"]
+    def after_rows(self, path: str) -> None:  # noqa: B027 (optional hook)
+        """Inside the document's transaction, once its rows are in (tables beside the version table)."""
 
     def start_shard(self, shard: str) -> list[str]:
         self.indexed = indexed_documents(self.conn, self.table, shard, self.layout)
         self._changed_before = self._changed()
-        self.paths = listed_paths(self.collection, shard, self.accepts)
-        return self.paths
+        return super().start_shard(shard)
 
     def current(self, shard: str, path: str) -> Hashable | None:
         return self.indexed.get(path)
 
     def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
-        rows = self.table_rows(shard, path, wanted.value)
-        deleted, written = replace_document(self.conn, self.table, path, rows, self.layout)
+        rows = wanted.value
+        with self.conn.transaction():  # raising rolls the document back to its old rows
+            table_rows = self._joined(shard, path, rows)
+            deleted, written = replace_document(self.conn, self.table, path, table_rows, self.layout)
+            if written != len(rows):
+                raise RuntimeError(
+                    f"{path}: {written} of {len(rows)} rows have current vectors; materialize "
+                    f"`{self.vectors_asset}` for shard {shard} first"
+                )
+            self.after_rows(path)
         self.figures.update(rows_deleted=deleted, rows_written=written)
+
+    def _joined(self, shard: str, path: str, rows: list) -> Iterator:
+        """The document's rows with their vectors. A vector made from other input is an error, not a row: it
+        means the vectors are older than the rows for this document."""
+        ordinal, item_hash = self.layout.ordinal, self.layout.item_hash
+        by_ordinal = {getattr(row, ordinal): row for row in rows}
+        for batch in self.vectors.iter_batches(shard, path, self.rows_per_batch):
+            for vector in batch:
+                row = by_ordinal.get(getattr(vector, ordinal))
+                if row is None or getattr(row, item_hash) != getattr(vector, item_hash):
+                    raise RuntimeError(
+                        f"{path}: {ordinal} {getattr(vector, ordinal)} has no current vector; materialize "
+                        f"`{self.vectors_asset}` for shard {shard} first"
+                    )
+                yield self.table_row(shard, row, vector)
+
+    def _changed(self) -> int:
+        return self.figures["rows_written"] + self.figures["rows_deleted"]
 
     def prune(self, shard: str, keep: list[str]) -> int:
         gone = sorted(set(self.indexed) - set(keep))

@@ -21,6 +21,9 @@ class SourceChanges:
         renamed = {path for pair in self.renamed for path in pair}
         return set(self.added) | set(self.edited) | set(self.deleted) | renamed
 
+    def summary(self) -> str:
+        return ", ".join(f"{count} {name}" for name, count in self.counts().items())
+
     def counts(self) -> dict[str, int]:
         return {
             "added": len(self.added),

@@ -44,7 +44,7 @@ class Tally:
     def summary(self) -> str:
         counts = {"rebuilt": self.rebuilt, "unchanged": self.unchanged, "removed": self.removed}
         counts |= {"failed": len(self.failed), **self.figures}
-        return ", ".join(f"{name} {value:g}" for name, value in counts.items() if value)
+        return ", ".join(f"{name} {value:.4g}" for name, value in counts.items() if value) or "no documents"
 
 
 class ShardSync(ABC):

@@ -25,9 +25,8 @@ class SyncPlan:
     failures: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
-        counts = ", ".join(f"{count} {name}" for name, count in self.changes.counts().items())
         lines = [
-            f"files: {counts}",
+            f"files: {self.changes.summary()}",
             f"chunks: {self.chunks_to_embed} to embed, {self.chunks_to_reuse} to reuse from stored vectors",
             f"rows: {self.rows_to_delete} to delete or replace",
         ]
