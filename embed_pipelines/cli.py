@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from embed_pipelines import api, settings
+from embed_pipelines.families import FAMILIES
 from embed_pipelines.sample_corpus import sample_questions, write_sample_corpus
 from embed_pipelines.storage.tables import Hit
 
@@ -153,10 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
             action.add_argument("--skip-gate", action="store_true", help="serve it without the gate's checks")
             action.add_argument("--shards", type=int, default=None, help=f"default ${settings.SHARDS_ENV} or 16")
         action.add_argument("--collection", default=settings.DEFAULT_COLLECTION)
-        action.add_argument(
-            "--pages", dest="family", action="store_const", const="pages", default="text",
-            help="the page index (visual branch), not the text one",
-        )  # fmt: skip
+        family = action.add_mutually_exclusive_group()
+        family.add_argument(
+            "--family", choices=sorted(FAMILIES), default="text", help="the index family (default text)"
+        )
+        family.add_argument(
+            "--pages", dest="family", action="store_const", const="pages", help="same as --family pages"
+        )
         action.set_defaults(handler=handler)
 
     demo = commands.add_parser("demo", help="index the bundled sample corpus and ask it a question")

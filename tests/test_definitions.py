@@ -45,3 +45,13 @@ def test_five_partitioned_assets_and_the_view_in_one_group_with_lineage():
         assert node.description and node.kinds
     assert "dagster/column_schema" in graph.get(keys[2]).metadata
     assert definitions.resolve_job_def("index_sample") is not None
+
+
+def test_the_ui_shows_the_real_table_name_and_column_types_with_descriptions():
+    node = defs().resolve_asset_graph().get(dg.AssetKey(["sample", "vector_index"]))
+    version = node.code_version
+    assert f"`sample__{version}`" in node.description, "Markdown keeps the table name (no <placeholder>)"
+    columns = {column.name: column for column in node.metadata["dagster/column_schema"].columns}
+    assert columns["embedding"].type == "vector(384)"
+    assert columns["document_path"].type == "text" and columns["chunk_ordinal"].type == "integer"
+    assert all(column.description for column in columns.values())
