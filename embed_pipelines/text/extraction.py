@@ -6,20 +6,25 @@ import logging
 from dataclasses import dataclass
 from enum import Enum
 from functools import cached_property
+from io import BytesIO
 from pathlib import Path
 
-from docling.datamodel.base_models import ConversionStatus, InputFormat
+from docling.datamodel.base_models import ConversionStatus, DocumentStream, InputFormat
 from docling.datamodel.pipeline_options import NativePdfPipelineOptions, PdfPipelineOptions
 from docling.document_converter import DocumentConverter, NativePdfFormatOption, PdfFormatOption
 from docling_core.types.doc import DoclingDocument
 
 _log = logging.getLogger(__name__)
 
-# Formats docling converts here without model weights (SimplePipeline), plus PDF.
+# Formats docling converts here without model weights (SimplePipeline), plus PDF. Text is read as Markdown.
 SUPPORTED_SUFFIXES = {
     ".md": InputFormat.MD,
     ".markdown": InputFormat.MD,
     ".txt": InputFormat.MD,
+    ".text": InputFormat.MD,
+    ".rst": InputFormat.MD,
+    ".csv": InputFormat.CSV,
+    ".tsv": InputFormat.CSV,  # docling's CSV reader sniffs the delimiter
     ".html": InputFormat.HTML,
     ".htm": InputFormat.HTML,
     ".xhtml": InputFormat.HTML,
@@ -28,6 +33,9 @@ SUPPORTED_SUFFIXES = {
     ".xlsx": InputFormat.XLSX,
     ".pdf": InputFormat.PDF,
 }
+# Formats whose suffix decides: docling gets their bytes under that format's suffix, so that its content
+# sniffing (which takes prose with a comma on every line for CSV, and refuses it) cannot override the suffix.
+_BY_SUFFIX = {InputFormat.MD: ".md", InputFormat.CSV: ".csv"}
 
 
 class ExtractionMode(str, Enum):
@@ -106,9 +114,17 @@ class DocumentExtractor:
             return _failed(mode, f"cannot read: {exc.strerror or exc}")
         if size == 0:
             return _failed(mode, "file is empty")
+        source: Path | DocumentStream = path
+        if named := _BY_SUFFIX.get(SUPPORTED_SUFFIXES[suffix]):
+            if size > self.max_file_bytes:
+                return _failed(mode, f"file is larger than {self.max_file_bytes} bytes")
+            try:
+                source = DocumentStream(name=f"{path.stem}{named}", stream=BytesIO(path.read_bytes()))
+            except OSError as exc:
+                return _failed(mode, f"cannot read: {exc.strerror or exc}")
         try:
             result = self._converter.convert(
-                path,
+                source,
                 raises_on_error=False,
                 max_num_pages=self.max_pages,
                 max_file_size=self.max_file_bytes,
