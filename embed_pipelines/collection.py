@@ -8,6 +8,7 @@ from pathlib import Path
 
 from embed_pipelines import settings
 from embed_pipelines.storage.tables import check_name
+from embed_pipelines.sync.scan import FollowLinks
 from embed_pipelines.sync.shards import shard_keys
 
 
@@ -45,6 +46,7 @@ class Collection:
     promotion: PromotionPolicy = PromotionPolicy()
     keep_versions: int = settings.DEFAULT_KEEP_VERSIONS  # index versions kept, the serving one included
     visual: VisualBranch | None = None
+    follow_links: FollowLinks = "inside"  # symbolic links to files: inside the source folder only, always, never
 
     def __post_init__(self) -> None:
         check_name(self.name)

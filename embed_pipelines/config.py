@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import get_args
 
 import yaml
 
@@ -34,9 +35,16 @@ from embed_pipelines import settings
 from embed_pipelines.collection import Collection, PromotionPolicy, VisualBranch
 from embed_pipelines.families import families_of
 from embed_pipelines.sample_corpus import SAMPLE_QUESTIONS, ensure_sample_corpus
+from embed_pipelines.sync.scan import FollowLinks
 
-_KEYS = {"name", "source", "shards", "model", "layout_weights", "keep_versions", "promotion", "visual"}
+_KEYS = {"name", "source", "shards", "model", "layout_weights", "keep_versions", "promotion", "visual", "follow_links"}
 _PROMOTION_KEYS = {"golden_queries", "golden_k", "golden_tolerance", "min_recall_at_10", "recall_queries"}
+
+
+def _follow_links(value: str, where: str) -> FollowLinks:
+    if value not in get_args(FollowLinks):
+        raise ValueError(f"{where}: follow_links must be one of {get_args(FollowLinks)}, not {value!r}")
+    return value
 
 
 def _checked(collection: Collection) -> Collection:
@@ -71,6 +79,7 @@ def collection_from_environment(
             promotion=PromotionPolicy(golden_queries=Path(golden).expanduser() if golden else None),
             keep_versions=settings.positive_int(settings.KEEP_VERSIONS_ENV, settings.DEFAULT_KEEP_VERSIONS),
             visual=VisualBranch(visual_model, visual_family) if visual_model else None,
+            follow_links=_follow_links(os.environ.get(settings.FOLLOW_LINKS_ENV, "inside"), settings.FOLLOW_LINKS_ENV),
         )
     )
 
@@ -99,6 +108,7 @@ def load_collections(config_file: Path) -> list[Collection]:
             keep_versions=int(entry.get("keep_versions", settings.DEFAULT_KEEP_VERSIONS)),
             promotion=PromotionPolicy(**promotion),
             visual=VisualBranch(**entry["visual"]) if entry.get("visual") else None,
+            follow_links=_follow_links(entry.get("follow_links", "inside"), str(config_file)),
         )
         collections.append(_checked(collection))
     return collections

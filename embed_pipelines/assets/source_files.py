@@ -29,7 +29,9 @@ def build_source_files(collection: Collection, accepts: Callable[[Path], bool]) 
     def source_files(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         shards = context.partition_keys
         before = {file.path: file for shard in shards for file in read_listing(collection, shard)}
-        scan = scan_source(collection.source_dir, collection.shard_count, accepts, set(shards), known=before)
+        scan = scan_source(
+            collection.source_dir, collection.shard_count, accepts, set(shards), before, collection.follow_links
+        )
         for shard in shards:
             write_listing(collection, shard, scan.files_by_shard.get(shard, []))
         after = scan.files()

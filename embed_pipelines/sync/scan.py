@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from embed_pipelines.storage.rows import SourceFile
 from embed_pipelines.sync.shards import shard_of
+
+FollowLinks = Literal["inside", "always", "never"]  # which symbolic links to files a scan follows
 
 
 @dataclass
@@ -44,15 +48,30 @@ def _visible_files(root: Path):
                 yield Path(folder) / name
 
 
+def _refusal(path: Path, root: Path, links: FollowLinks) -> str | None:
+    """Why a file is not read, or None: a symbolic link that `links` does not follow (by default one that
+    leads out of the source folder: `notes.txt -> ~/.aws/credentials` must not become searchable), or
+    something that is no regular file (a FIFO or device would block the scan)."""
+    if path.is_symlink():
+        if links == "never":
+            return "a symbolic link (links are not followed)"
+        if links == "inside" and not path.resolve().is_relative_to(root.resolve()):
+            return "a symbolic link that leads out of the source folder"
+    if not stat.S_ISREG(path.stat().st_mode):
+        return "not a regular file"
+    return None
+
+
 def scan_source(
     root: Path,
     shard_count: int,
     accepts: Callable[[Path], bool],
     shards: set[str] | None = None,
     known: dict[str, SourceFile] | None = None,
+    links: FollowLinks = "inside",
 ) -> SourceScan:
-    """Files of the requested shards (all when None) that `accepts` takes; `known` maps paths to files of an
-    earlier scan."""
+    """Regular files of the requested shards (all when None) that `accepts` takes; `known` maps paths to files
+    of an earlier scan; `links` says which symbolic links are followed."""
     if not root.is_dir():
         raise FileNotFoundError(f"Source folder {root} does not exist or is not a folder")
     known = known or {}
@@ -71,6 +90,9 @@ def scan_source(
         if shards is not None and shard not in shards:
             continue
         try:
+            if refusal := _refusal(path, root, links):
+                scan.ignored[relative] = refusal
+                continue
             file = _describe(path, relative, known.get(relative))
         except OSError as exc:
             scan.ignored[relative] = f"cannot read: {exc.strerror or exc}"
