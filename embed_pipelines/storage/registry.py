@@ -7,6 +7,7 @@ registry never disagrees with what the view serves. All SQL is here, in the open
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -171,16 +172,26 @@ def set_rejected(conn: psycopg.Connection, view: str, version: str, rejected: bo
 
 
 def point_view(
-    conn: psycopg.Connection, view: str, version: str, action: str, actor: str, figures: dict
+    conn: psycopg.Connection,
+    view: str,
+    version: str,
+    action: str,
+    actor: str,
+    figures: dict,
+    before_swap: Callable[[str | None], None] | None = None,
 ) -> tuple[str | None, float]:
     """Point the view at the version's table and record it, in one transaction. The view is
     dropped and created rather than replaced because versions may differ in dimension. Readers of the view
-    wait for the swap (milliseconds), then see the new version. Returns (previous version, seconds)."""
+    wait for the swap (milliseconds), then see the new version. `before_swap(previous version)` runs under
+    the view's lock, so what it checks cannot change before the swap; raising leaves everything as it was.
+    Returns (previous version, seconds)."""
     started = time.perf_counter()
     with conn.transaction():
         conn.execute("SET LOCAL lock_timeout = '10s'")  # a long query on the view delays, not blocks forever
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"view/{view}",))
         previous = serving_version(conn, view)
+        if before_swap:
+            before_swap(previous)
         conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier(view)))
         conn.execute(
             sql.SQL("CREATE VIEW {} AS SELECT * FROM {}").format(

@@ -139,9 +139,11 @@ def _delete_document(conn: psycopg.Connection, table: str, path: str) -> int:
 
 def ensure_hnsw_index(conn: psycopg.Connection, table: str, layout: TableLayout = CHUNK_TABLE) -> None:
     """Built once the first bulk load is in: building on a full table is much faster than inserting
-    into an index row by row."""
+    into an index row by row. Under the table's lock, as the table is created: two first syncs at once
+    would both try to create it (CREATE INDEX IF NOT EXISTS is not safe against that)."""
     suffix, column, index_suffix = layout.hnsw
     with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (table,))
         conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
         conn.execute(
             sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ({} vector_cosine_ops)").format(

@@ -77,9 +77,13 @@ def promote(
             kept = serving.version if serving else None
             reasons = "; ".join(gate.reasons)
             return Outcome(view, version, kept, f"gate failed, {kept} stays served: {reasons}", gate=gate)
-    set_rejected(conn, view, version, False)
+    def still_not_serving(previous: str | None) -> None:  # another promotion may have won meanwhile
+        if previous == version:
+            raise ValueError(f"{version} is already the serving version of {view!r}")
+        set_rejected(conn, view, version, False)
+
     figures = {"gate": gate.as_json() if gate else "skipped"}
-    previous, seconds = point_view(conn, view, version, "promote", actor, figures)
+    previous, seconds = point_view(conn, view, version, "promote", actor, figures, still_not_serving)
     dropped = apply_retention(conn, collection, family)
     return Outcome(
         view,
@@ -129,9 +133,14 @@ def rollback(conn: psycopg.Connection, collection: Collection, family: IndexFami
         raise ValueError(f"{view!r} has no earlier version to roll back to")
     current, target = history[0].version, history[0].previous_version
     find_version(conn, view, target)  # raises if it was dropped
-    set_rejected(conn, view, current, True)
-    set_rejected(conn, view, target, False)
-    _, seconds = point_view(conn, view, target, "rollback", actor, {"rolled_back": current})
+
+    def still_serving_current(previous: str | None) -> None:  # a promotion may have come meanwhile
+        if previous != current:
+            raise ValueError(f"{view!r} serves {previous} now, not {current}: look again before rolling back")
+        set_rejected(conn, view, current, True)
+        set_rejected(conn, view, target, False)
+
+    _, seconds = point_view(conn, view, target, "rollback", actor, {"rolled_back": current}, still_serving_current)
     return Outcome(view, target, target, f"rolled back from {current}", replaced=current, swap_ms=seconds * 1000)
 
 

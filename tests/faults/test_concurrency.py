@@ -1,0 +1,73 @@
+"""Runs that overlap: two first syncs building the HNSW index at once, and a promotion racing another."""
+
+import threading
+
+import numpy as np
+
+from embed_pipelines.storage.rows import Chunk
+from embed_pipelines.storage.tables import ensure_hnsw_index, ensure_table, replace_document
+
+
+def _together(postgres, work, count: int = 2) -> list[BaseException]:
+    """Run `work(conn)` in `count` threads that start at the same moment; the errors they raised."""
+    barrier, errors = threading.Barrier(count), []
+
+    def run():
+        with postgres.connect() as conn:
+            barrier.wait()
+            try:
+                work(conn)
+            except BaseException as error:  # noqa: BLE001 (collected for the assertion)
+                errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def _chunk(path: str, vector: np.ndarray) -> Chunk:
+    return Chunk(
+        document_path=path, source_sha256="s", chunk_ordinal=0, text="t", headings=[], pages=[], char_count=1,
+        token_count=1, chunk_hash=path, shard="0", embedding=vector,
+    )  # fmt: skip
+
+
+def test_two_first_syncs_build_the_hnsw_index_without_colliding(postgres):
+    rng = np.random.default_rng(0)
+    for attempt in range(5):
+        with postgres.connect() as conn:
+            table = ensure_table(conn, "race", f"v{attempt}", 8)
+            for number in range(200):
+                replace_document(conn, table, f"{number}.md", [_chunk(f"{number}.md", rng.normal(size=8))])
+        errors = _together(postgres, lambda conn, table=table: ensure_hnsw_index(conn, table))
+        assert not errors, f"attempt {attempt}: {errors}"
+
+
+def test_two_promotions_of_one_version_swap_the_view_once(postgres, tmp_path, state_dir, monkeypatch):
+    from embed_pipelines.collection import Collection
+    from embed_pipelines.families import TEXT
+    from embed_pipelines.storage.registry import point_view, promotions, register_version
+    from embed_pipelines.versions import lifecycle
+
+    collection = Collection("promoted", tmp_path, shard_count=1)
+    with postgres.connect() as conn:
+        for version in ("old", "new"):
+            ensure_table(conn, "promoted", version, 3)
+            register_version(conn, "promoted", version, {"model": ""}, 3, "c")
+        point_view(conn, "promoted", "old", "promote", "test", {})
+    both_looked = threading.Barrier(2)
+    swap = lifecycle.point_view
+
+    def swap_once_both_have_looked(*args):  # both promotions have seen "old" serving by now
+        both_looked.wait(timeout=10)
+        return swap(*args)
+
+    monkeypatch.setattr(lifecycle, "point_view", swap_once_both_have_looked)
+    errors = _together(postgres, lambda conn: lifecycle.promote(conn, collection, TEXT, "new", "test", check=False))
+    assert len(errors) == 1 and "already the serving version" in str(errors[0]), errors
+    with postgres.connect() as conn:
+        history = [(p.version, p.previous_version) for p in promotions(conn, "promoted")]
+    assert history == [("new", "old"), ("old", None)], "no promotion of a version over itself"
