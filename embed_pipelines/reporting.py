@@ -8,6 +8,7 @@ import sys
 
 import dagster as dg
 
+from embed_pipelines.sync.incremental import Tally
 from embed_pipelines.versions.gate import GateResult
 from embed_pipelines.versions.lifecycle import Outcome
 
@@ -63,6 +64,17 @@ def paths_table(paths_by_kind: dict[str, list[str]]) -> dg.MetadataValue:
     return _markdown_table(
         ("change", "file"), [(kind, path) for kind, paths in paths_by_kind.items() for path in paths]
     )
+
+
+def fail_for_documents(tally: Tally, written: str) -> None:
+    """A step whose documents failed to be written fails after the others went through, naming them: the
+    run shows red, and the failed documents keep their last good rows until a later run succeeds."""
+    if tally.failed:
+        names = ", ".join(sorted(tally.failed)[:10]) + (" ..." if len(tally.failed) > 10 else "")
+        raise dg.Failure(
+            f"{len(tally.failed)} documents could not be written to {written} (they keep their last rows): {names}",
+            metadata={"failed": len(tally.failed), "failed_files": failures_table(tally.failed)},
+        )
 
 
 def _gate_table(gate: GateResult) -> dg.MetadataValue:

@@ -6,6 +6,7 @@ import numpy as np
 from embed_pipelines.assets.common import asset_options, model_of
 from embed_pipelines.assets.page_images import PAGES_PER_BATCH
 from embed_pipelines.collection import Collection
+from embed_pipelines.reporting import fail_for_documents
 from embed_pipelines.resources import PostgresResource, VisualEmbeddingModel
 from embed_pipelines.storage.page_tables import as_halfvecs, ensure_page_search, write_regions
 from embed_pipelines.storage.registry import register_version
@@ -78,6 +79,7 @@ def build_page_index(collection: Collection, family: IndexFamily, version: str) 
             register_version(conn, view, version, model.query_settings(), PAGE_VECTOR_DIMENSION, "")  # no chunker
             tally = sync_shards(LoadPages(conn, collection, family, version), context.partition_keys)
         context.log.info(f"{table}: {tally.summary()}")
+        fail_for_documents(tally, table)
         return dg.MaterializeResult(
             metadata={
                 "dagster/table_name": table,

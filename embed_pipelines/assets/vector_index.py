@@ -4,6 +4,7 @@ import dagster as dg
 
 from embed_pipelines.assets.common import asset_key, asset_options, model_of
 from embed_pipelines.collection import Collection
+from embed_pipelines.reporting import fail_for_documents
 from embed_pipelines.resources import PostgresResource, TextEmbeddingModel
 from embed_pipelines.storage.registry import register_version
 from embed_pipelines.storage.rows import Chunk, ChunkVector
@@ -106,6 +107,7 @@ def build_vector_index(
             load = LoadChunks(conn, collection, family, versions, dimension)
             tally = sync_shards(load, context.partition_keys)
         context.log.info(f"{table}: {tally.summary()}")
+        fail_for_documents(tally, table)
         return dg.MaterializeResult(
             metadata={
                 "dagster/table_name": table,

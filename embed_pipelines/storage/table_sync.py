@@ -25,7 +25,7 @@ from embed_pipelines.storage.tables import (
     replace_document,
     table_name,
 )
-from embed_pipelines.sync.incremental import Wanted
+from embed_pipelines.sync.incremental import Failed, Wanted
 from embed_pipelines.sync.listing import Accepts
 from embed_pipelines.sync.steps import ListedFilesSync
 
@@ -64,22 +64,32 @@ class TableSync(ListedFilesSync):
     def start_shard(self, shard: str) -> list[str]:
         self.indexed = indexed_documents(self.conn, self.table, shard, self.layout)
         self._changed_before = self._changed()
+        self.shard_failed = False
         return super().start_shard(shard)
 
     def current(self, shard: str, path: str) -> Hashable | None:
         return self.indexed.get(path)
 
     def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
+        """Raising rolls the document back to its old rows. A document whose rows PostgreSQL refuses fails
+        alone: it keeps its last good rows, the other documents go on, and its shard is not recorded as
+        synced (so the version is not promoted over it)."""
         rows = wanted.value
-        with self.conn.transaction():  # raising rolls the document back to its old rows
-            table_rows = self._joined(shard, path, rows)
-            deleted, written = replace_document(self.conn, self.table, path, table_rows, self.layout)
-            if written != len(rows):
-                raise RuntimeError(
-                    f"{path}: {written} of {len(rows)} rows have current vectors; materialize "
-                    f"`{self.vectors_asset}` for shard {shard} first"
-                )
-            self.after_rows(path)
+        try:
+            with self.conn.transaction():
+                table_rows = self._joined(shard, path, rows)
+                deleted, written = replace_document(self.conn, self.table, path, table_rows, self.layout)
+                if written != len(rows):
+                    raise RuntimeError(
+                        f"{path}: {written} of {len(rows)} rows have current vectors; materialize "
+                        f"`{self.vectors_asset}` for shard {shard} first"
+                    )
+                self.after_rows(path)
+        except (psycopg.DataError, psycopg.IntegrityError) as error:
+            self.shard_failed = True
+            raise Failed(
+                f"PostgreSQL refused its rows: {error.diag.message_primary or type(error).__name__}"
+            ) from error
         self.figures.update(rows_deleted=deleted, rows_written=written)
 
     def _joined(self, shard: str, path: str, rows: list) -> Iterator:
@@ -107,8 +117,8 @@ class TableSync(ListedFilesSync):
         return len(gone)
 
     def end_shard(self, shard: str) -> None:
-        changed = self._changed() > self._changed_before
-        record_shard_sync(self.conn, self.view, self.version, shard, changed)
+        if not self.shard_failed:
+            record_shard_sync(self.conn, self.view, self.version, shard, self._changed() > self._changed_before)
 
     def finish(self) -> None:
         ensure_hnsw_index(self.conn, self.table, self.layout)

@@ -12,6 +12,11 @@ from transformers import PreTrainedTokenizerBase
 from embed_pipelines.storage.rows import Chunk
 
 
+def storable(text: str) -> str:
+    """Text as PostgreSQL can store it: without NUL characters, which a text column refuses."""
+    return text.replace("\x00", "")
+
+
 def chunk_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -34,7 +39,7 @@ class DocumentChunker:
     def chunk(self, document: DoclingDocument, path: str, source_sha256: str) -> list[Chunk]:
         chunks: list[Chunk] = []
         for piece in self._chunker.chunk(dl_doc=document):
-            text = self._chunker.contextualize(chunk=piece)
+            text = storable(self._chunker.contextualize(chunk=piece))
             if not text.strip():
                 continue
             chunks.append(
@@ -43,7 +48,7 @@ class DocumentChunker:
                     source_sha256=source_sha256,
                     chunk_ordinal=len(chunks),
                     text=text,
-                    headings=list(piece.meta.headings or []),
+                    headings=[storable(heading) for heading in piece.meta.headings or []],
                     pages=sorted({prov.page_no for item in piece.meta.doc_items for prov in item.prov}),
                     char_count=len(text),
                     token_count=self._tokenizer.count_tokens(text),

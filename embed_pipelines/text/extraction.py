@@ -33,9 +33,18 @@ SUPPORTED_SUFFIXES = {
     ".xlsx": InputFormat.XLSX,
     ".pdf": InputFormat.PDF,
 }
-# Formats whose suffix decides: docling gets their bytes under that format's suffix, so that its content
-# sniffing (which takes prose with a comma on every line for CSV, and refuses it) cannot override the suffix.
-_BY_SUFFIX = {InputFormat.MD: ".md", InputFormat.CSV: ".csv"}
+# Text formats, whose suffix decides: docling gets their bytes (as UTF-8 without NUL) under that format's
+# suffix, so that its content sniffing cannot override the suffix (it took prose with a comma on every line
+# for CSV and refused it, and HTML holding a NUL byte for UTF-16).
+_TEXT_FORMATS = {InputFormat.MD: ".md", InputFormat.CSV: ".csv", InputFormat.HTML: ".html"}
+_UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _text_bytes(data: bytes) -> bytes:
+    """UTF-8 without NUL characters (which nothing downstream can store); UTF-16 files by their byte mark."""
+    if data.startswith(_UTF16_MARKS):
+        data = data.decode("utf-16").encode("utf-8")
+    return data.replace(b"\x00", b"")
 
 
 class ExtractionMode(str, Enum):
@@ -115,13 +124,14 @@ class DocumentExtractor:
         if size == 0:
             return _failed(mode, "file is empty")
         source: Path | DocumentStream = path
-        if named := _BY_SUFFIX.get(SUPPORTED_SUFFIXES[suffix]):
+        if named := _TEXT_FORMATS.get(SUPPORTED_SUFFIXES[suffix]):
             if size > self.max_file_bytes:
                 return _failed(mode, f"file is larger than {self.max_file_bytes} bytes")
             try:
-                source = DocumentStream(name=f"{path.stem}{named}", stream=BytesIO(path.read_bytes()))
-            except OSError as exc:
-                return _failed(mode, f"cannot read: {exc.strerror or exc}")
+                data = _text_bytes(path.read_bytes())
+            except (OSError, UnicodeDecodeError) as exc:
+                return _failed(mode, f"cannot read: {getattr(exc, 'strerror', None) or exc}")
+            source = DocumentStream(name=f"{path.stem}{named}", stream=BytesIO(data))
         try:
             result = self._converter.convert(
                 source,

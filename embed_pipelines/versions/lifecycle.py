@@ -77,6 +77,7 @@ def promote(
             kept = serving.version if serving else None
             reasons = "; ".join(gate.reasons)
             return Outcome(view, version, kept, f"gate failed, {kept} stays served: {reasons}", gate=gate)
+
     def still_not_serving(previous: str | None) -> None:  # another promotion may have won meanwhile
         if previous == version:
             raise ValueError(f"{version} is already the serving version of {view!r}")

@@ -1,0 +1,59 @@
+"""One document PostgreSQL refuses fails alone: it is named with the reason, keeps its last good rows, and
+every other document of every shard is written; text PostgreSQL cannot store (NUL) is made storable."""
+
+from docling_core.types.doc import DocItemLabel, DoclingDocument
+from support import indexed_rows, run_index, write_corpus
+
+from embed_pipelines import api
+from embed_pipelines.sync.shards import shard_of
+from embed_pipelines.text.extraction import DocumentExtractor, ExtractionStatus
+
+
+def test_a_document_the_database_refuses_fails_alone(tmp_path, state_dir, instance, tiny_model, postgres):
+    names = [f"doc-{i}.md" for i in range(40)]
+    by_shard = sorted(names, key=lambda name: shard_of(name, 4))
+    refused, later = by_shard[0], by_shard[-1]  # the first shard synced, and a document of the last one
+    assert shard_of(refused, 4) < shard_of(later, 4)
+    source = write_corpus(tmp_path / "docs", {name: f"# {name}\n\nFirst text of {name}." for name in names})
+    run_index(source, "refused", instance, tiny_model, postgres)
+    before = {row[0]: row[2] for row in indexed_rows(postgres, "refused")}
+    with postgres.connect() as conn:  # a table that refuses one document's rows, as a bad value would
+        (table,) = conn.execute("SELECT 'refused__' || version FROM embed_pipelines_versions "
+                                "WHERE collection = 'refused'").fetchone()  # fmt: skip
+        conn.execute(
+            f"""CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+                  IF NEW.document_path = '{refused}' THEN
+                    RAISE EXCEPTION 'value refused' USING ERRCODE = 'data_exception'; END IF;
+                  RETURN NEW; END $$;
+                CREATE TRIGGER refuse BEFORE INSERT ON "{table}" FOR EACH ROW EXECUTE FUNCTION refuse()"""
+        )
+    for name in (refused, later):
+        (source / name).write_text(f"# {name}\n\nSecond text of {name}.")
+
+    result = api.index(source, "refused", shard_count=4, instance=instance, text_model=tiny_model, postgres=postgres)
+    assert not result.success, "the run says it left a document behind"
+    failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
+    assert refused in failure.description and "value refused" in failure.metadata["failed_files"].value
+    after = {row[0]: row[2] for row in indexed_rows(postgres, "refused")}
+    assert after[refused] == before[refused], "the refused document keeps its last good rows"
+    assert after[later] != before[later], "documents after it are written"
+    assert {name: after[name] for name in names if name not in (refused, later)} == {
+        name: before[name] for name in names if name not in (refused, later)
+    }
+
+
+def test_html_holding_nul_bytes_is_read_as_text(tmp_path):
+    page = tmp_path / "page.html"
+    page.write_bytes(b"<html><body><h1>Title</h1><p>A NUL\x00 inside a paragraph</p></body></html>")
+    extraction = DocumentExtractor().extract(page)
+    assert extraction.status == ExtractionStatus.SUCCESS, extraction.error
+    assert "A NUL inside a paragraph" in extraction.document.export_to_text()  # not UTF-16 garbage
+
+
+def test_chunks_never_hold_a_nul_character(tiny_model):
+    document = DoclingDocument(name="binaryish")
+    document.add_heading("Head\x00ing")
+    document.add_text(label=DocItemLabel.TEXT, text="Text extracted from a PDF with a NUL\x00 inside.")
+    chunks = tiny_model.chunker().chunk(document, "binaryish.pdf", "sha")
+    assert chunks and all("\x00" not in chunk.text and "\x00" not in "".join(chunk.headings) for chunk in chunks)
+    assert "a NUL inside." in chunks[0].text
