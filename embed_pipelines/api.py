@@ -16,7 +16,7 @@ from embed_pipelines.automation import shard_range_tags
 from embed_pipelines.collection import Collection
 from embed_pipelines.config import resolve_collection
 from embed_pipelines.factory import build_definitions, index_job_name
-from embed_pipelines.families import PAGES, TEXT, accepted_by, family_named
+from embed_pipelines.families import PAGES, TEXT, accepted_by, configured_models, family_named
 from embed_pipelines.reporting import REQUESTED_BY_TAG, progress_logger
 from embed_pipelines.resources import PostgresResource, TextEmbeddingModel
 from embed_pipelines.storage.page_tables import PageHit
@@ -27,6 +27,7 @@ from embed_pipelines.storage.tables import Hit
 from embed_pipelines.storage.tables import search as search_relation
 from embed_pipelines.sync.plan import SyncPlan, plan_sync
 from embed_pipelines.version_jobs import build_version_jobs, version_job_name, version_op_name
+from embed_pipelines.versions.progress import unfinished_shards
 
 
 def dagster_instance() -> dg.DagsterInstance:
@@ -74,21 +75,42 @@ def plan(
     collection: str | None = None,
     shard_count: int | None = None,
     text_model: TextEmbeddingModel | None = None,
+    postgres: PostgresResource | None = None,
 ) -> SyncPlan:
-    """What `index` would add, re-embed, reuse and delete, without changing anything."""
+    """What `index` would add, re-embed, reuse and delete, and what an earlier sync left unfinished, without
+    changing anything."""
     spec = resolve_collection(collection, source_dir, shard_count)
-    return plan_sync(spec, accepted_by(spec), text_model or TEXT.model_for(spec))
+    text_model = text_model or TEXT.model_for(spec)
+    result = plan_sync(spec, accepted_by(spec), text_model)
+    result.unfinished = unfinished(spec.name, source_dir, shard_count, {TEXT.name: text_model}, postgres)
+    return result
+
+
+def unfinished(
+    collection: str | None = None,
+    source_dir: Path | str | None = None,
+    shard_count: int | None = None,
+    models: dict | None = None,
+    postgres: PostgresResource | None = None,
+) -> dict[str, list[str]]:
+    """shard -> listed paths, for the shards whose last sync did not finish (a failed or killed run): the
+    change sensor requests them again, and the next `index` finishes them."""
+    spec = resolve_collection(collection, source_dir, shard_count)
+    targets = [(family, model.index_version()) for family, model in configured_models(spec, models)]
+    with (postgres or PostgresResource()).connect() as conn:
+        return unfinished_shards(conn, spec, targets)
 
 
 def search(
     question: str,
-    collection: str = settings.DEFAULT_COLLECTION,
+    collection: str | None = None,
     k: int = 5,
     version: str | None = None,
     postgres: PostgresResource | None = None,
 ) -> list[Hit]:
     """Nearest chunks by cosine similarity, from the serving index version unless `version` names another.
     The question is embedded by the model that made that version's vectors, whatever is configured now."""
+    collection = settings.collection_name(collection)
     view = TEXT.view(collection)
     with (postgres or PostgresResource()).connect() as conn:
         version = version or serving_version(conn, view)
@@ -101,7 +123,7 @@ def search(
 
 def search_pages(
     question: str,
-    collection: str = settings.DEFAULT_COLLECTION,
+    collection: str | None = None,
     k: int = 5,
     exact: bool = False,
     candidates_per_token: int = 20,
@@ -109,6 +131,7 @@ def search_pages(
 ) -> list[PageHit]:
     """Pages by late interaction (MaxSim) with the question, embedded by the model that made the serving page
     index version: HNSW candidates re-ranked exactly, or every page scored when `exact`."""
+    collection = settings.collection_name(collection)
     view = PAGES.view(collection)
     with (postgres or PostgresResource()).connect() as conn:
         version = serving_version(conn, view)
@@ -134,8 +157,9 @@ def _run_version_job(
 
 def promote(
     version: str,
-    collection: str = settings.DEFAULT_COLLECTION,
+    collection: str | None = None,
     skip_gate: bool = False,
+    *,
     family: str = TEXT.name,
     shard_count: int | None = None,
     instance: dg.DagsterInstance | None = None,
@@ -150,7 +174,8 @@ def promote(
 
 
 def rollback(
-    collection: str = settings.DEFAULT_COLLECTION,
+    collection: str | None = None,
+    *,
     family: str = TEXT.name,
     instance: dg.DagsterInstance | None = None,
     postgres: PostgresResource | None = None,
@@ -162,7 +187,8 @@ def rollback(
 
 def drop_version(
     version: str,
-    collection: str = settings.DEFAULT_COLLECTION,
+    collection: str | None = None,
+    *,
     family: str = TEXT.name,
     instance: dg.DagsterInstance | None = None,
     postgres: PostgresResource | None = None,
@@ -173,9 +199,9 @@ def drop_version(
 
 
 def list_versions(
-    collection: str = settings.DEFAULT_COLLECTION, family: str = TEXT.name, postgres: PostgresResource | None = None
+    collection: str | None = None, *, family: str = TEXT.name, postgres: PostgresResource | None = None
 ) -> tuple[str | None, list[VersionRecord]]:
     """(serving version, every version newest first) of the family's index."""
-    view = family_named(family).view(collection)
+    view = family_named(family).view(settings.collection_name(collection))
     with (postgres or PostgresResource()).connect() as conn:
         return serving_version(conn, view), registry_versions(conn, view)

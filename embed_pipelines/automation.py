@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Callable, Iterable
 
 import dagster as dg
+from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from embed_pipelines.collection import Collection
 from embed_pipelines.families import accepted_by
+from embed_pipelines.resources import PostgresResource
 from embed_pipelines.sync.pending import pending_sync
+from embed_pipelines.versions.family import IndexFamily
+from embed_pipelines.versions.progress import unfinished_shards
+
+WAITING_OR_RUNNING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, *IN_PROGRESS_RUN_STATUSES]
 
 
 def shard_range_tags(collection: Collection, shards: Iterable[str] | None = None) -> dict[str, str]:
@@ -19,7 +26,21 @@ def shard_range_tags(collection: Collection, shards: Iterable[str] | None = None
     return {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
 
 
-def build_change_sensor(collection: Collection, job_name: str) -> dg.SensorDefinition:
+class UnfinishedSyncs:
+    """Asks PostgreSQL which shards a sync left unfinished (see versions/progress.py)."""
+
+    def __init__(self, postgres: PostgresResource, collection: Collection, targets: list[tuple[IndexFamily, str]]):
+        self.postgres, self.collection, self.targets = postgres, collection, targets
+
+    def __call__(self) -> dict[str, list[str]]:
+        with self.postgres.connect() as conn:
+            return unfinished_shards(conn, self.collection, self.targets)
+
+
+def build_change_sensor(
+    collection: Collection, job_name: str, unfinished: Callable[[], dict[str, list[str]]] | None = None
+) -> dg.SensorDefinition:
+    """`unfinished`: the shards an earlier sync did not finish (none when not given)."""
     accepts = accepted_by(collection)
 
     @dg.sensor(
@@ -28,14 +49,26 @@ def build_change_sensor(collection: Collection, job_name: str) -> dg.SensorDefin
         minimum_interval_seconds=collection.sensor_interval_s,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Requests one sync run for the shards of {collection.source_dir} with added, edited, "
-        "deleted or renamed files. Stats every file; reads only those whose size or mtime changed.",
+        "deleted or renamed files, and for the shards an earlier sync left unfinished (failed or killed). "
+        "Stats every file; reads only those whose size or mtime changed.",
     )
     def source_changes(context: dg.SensorEvaluationContext):
+        running = context.instance.get_run_records(
+            filters=dg.RunsFilter(job_name=job_name, statuses=WAITING_OR_RUNNING), limit=1
+        )
+        if running:  # its shards look unfinished until it ends; one sync of a collection at a time
+            return dg.SkipReason(f"a sync of {collection.name} is running (run {running[0].dagster_run.run_id})")
         pending = pending_sync(collection, accepts)
-        if not pending:
+        left = unfinished() if unfinished else {}
+        shards = pending.shards | set(left)
+        if not shards:
             return dg.SkipReason("no changes")
-        context.log.info(f"Changes {pending.changes.counts()} in shards {sorted(pending.shards)}")
-        return dg.RunRequest(run_key=pending.fingerprint, tags=shard_range_tags(collection, pending.shards))
+        if pending:
+            context.log.info(f"Changes ({pending.changes.summary()}) in shards {sorted(pending.shards)}")
+        if left:
+            context.log.info(f"Left unfinished by an earlier sync: shards {sorted(left)}")
+        run_key = hashlib.sha256(f"{pending.fingerprint}|{sorted(left.items())}".encode()).hexdigest()[:16]
+        return dg.RunRequest(run_key=run_key, tags=shard_range_tags(collection, shards))
 
     return source_changes
 

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from embed_pipelines import api, settings
 from embed_pipelines.families import FAMILIES
 from embed_pipelines.sample_corpus import sample_questions, write_sample_corpus
+from embed_pipelines.settings import ConfigurationError
 from embed_pipelines.storage.tables import Hit
 
 
@@ -34,7 +35,14 @@ def _index(args: argparse.Namespace) -> int:
         return 0
     result = api.index(args.path, collection=args.collection, shard_count=args.shards)
     print(f"Run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
-    return 0 if result.success else 1
+    if result.success:
+        return 0
+    try:
+        left = api.unfinished(args.collection, args.path, args.shards)
+        print(f"Left unfinished: shards {', '.join(left) or 'none'}; they stay pending until a sync finishes them")
+    except Exception as error:  # noqa: BLE001 (the database may be what failed the run)
+        print(f"Which shards are left unfinished cannot be told now: {type(error).__name__}", file=sys.stderr)
+    return 1
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -115,6 +123,9 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+COLLECTION_HELP = f"default ${settings.COLLECTION_ENV} or {settings.DEFAULT_COLLECTION}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embed-pipelines", description=__doc__)
     parser.add_argument("--verbose", action="store_true", help="show libraries' warnings and progress bars")
@@ -123,13 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     index = commands.add_parser("index", help="sync a folder into a pgvector collection through Dagster")
     index.add_argument("path", help="source folder")
     index.add_argument("--plan", action="store_true", help="print what a sync would do; change nothing")
-    index.add_argument("--collection", default=settings.DEFAULT_COLLECTION)
+    index.add_argument("--collection", default=None, help=COLLECTION_HELP)
     index.add_argument("--shards", type=int, default=None, help=f"default ${settings.SHARDS_ENV} or 16")
     index.set_defaults(handler=_index)
 
     search = commands.add_parser("search", help="print the chunks nearest to a question")
     search.add_argument("question")
-    search.add_argument("--collection", default=settings.DEFAULT_COLLECTION)
+    search.add_argument("--collection", default=None, help=COLLECTION_HELP)
     search.add_argument("-k", type=int, default=5)
     search.add_argument("--version", default=None, help="an index version other than the serving one")
     search.add_argument("--visual", action="store_true", help="search page images (late interaction, MaxSim)")
@@ -153,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "promote":
             action.add_argument("--skip-gate", action="store_true", help="serve it without the gate's checks")
             action.add_argument("--shards", type=int, default=None, help=f"default ${settings.SHARDS_ENV} or 16")
-        action.add_argument("--collection", default=settings.DEFAULT_COLLECTION)
+        action.add_argument("--collection", default=None, help=COLLECTION_HELP)
         family = action.add_mutually_exclusive_group()
         family.add_argument(
             "--family", choices=sorted(FAMILIES), default="text", help="the index family (default text)"
@@ -188,10 +199,12 @@ def library_noise(shown: bool) -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if "collection" in args:
+        args.collection = settings.collection_name(args.collection)
     with library_noise(args.verbose):
         try:
             return args.handler(args)
-        except ValueError as error:  # a configuration or argument the package refuses, said in one line
+        except ConfigurationError as error:
             if args.verbose:
                 raise
             print(f"embed-pipelines: {error}", file=sys.stderr)

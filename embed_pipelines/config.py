@@ -35,6 +35,7 @@ from embed_pipelines import settings
 from embed_pipelines.collection import Collection, PromotionPolicy, VisualBranch
 from embed_pipelines.families import families_of
 from embed_pipelines.sample_corpus import SAMPLE_QUESTIONS, ensure_sample_corpus
+from embed_pipelines.settings import ConfigurationError
 from embed_pipelines.sync.scan import FollowLinks
 
 _KEYS = {"name", "source", "shards", "model", "layout_weights", "keep_versions", "promotion", "visual", "follow_links"}
@@ -43,7 +44,7 @@ _PROMOTION_KEYS = {"golden_queries", "golden_k", "golden_tolerance", "min_recall
 
 def _follow_links(value: str, where: str) -> FollowLinks:
     if value not in get_args(FollowLinks):
-        raise ValueError(f"{where}: follow_links must be one of {get_args(FollowLinks)}, not {value!r}")
+        raise ConfigurationError(f"{where}: follow_links must be one of {get_args(FollowLinks)}, not {value!r}")
     return value
 
 
@@ -87,12 +88,12 @@ def collection_from_environment(
 def load_collections(config_file: Path) -> list[Collection]:
     entries = (yaml.safe_load(config_file.read_text()) or {}).get("collections") or []
     if not entries:
-        raise ValueError(f"{config_file}: no collections declared under `collections:`")
+        raise ConfigurationError(f"{config_file}: no collections declared under `collections:`")
     collections = []
     for entry in entries:
         unknown = set(entry) - _KEYS | set(entry.get("promotion") or {}) - _PROMOTION_KEYS
         if unknown or not {"name", "source"} <= set(entry):
-            raise ValueError(
+            raise ConfigurationError(
                 f"{config_file}: collection {entry.get('name', '?')!r} needs `name` and `source` "
                 f"and takes only {sorted(_KEYS)} (promotion: {sorted(_PROMOTION_KEYS)}); unknown: {sorted(unknown)}"
             )
@@ -141,18 +142,18 @@ def resolve_collection(
     """The collection `name` as the code location sees it. A source folder or shard count that disagrees with
     the configured one is refused: indexing another folder (or another partitioning) into a configured
     collection would fight the sensor's syncs, and the view would flip between them."""
-    name = name or os.environ.get(settings.COLLECTION_ENV, settings.DEFAULT_COLLECTION)
+    name = settings.collection_name(name)
     declared = _declared(name)
     if declared is None:
         return collection_from_environment(name, source_dir, shard_count)
     collection, where = declared
     if source_dir is not None and Path(source_dir).expanduser().resolve() != collection.source_dir:
-        raise ValueError(
+        raise ConfigurationError(
             f"collection {name!r} is configured with source {collection.source_dir} ({where}), not {source_dir}: "
             "index that folder, or name another collection"
         )
     if shard_count is not None and shard_count != collection.shard_count:
-        raise ValueError(
+        raise ConfigurationError(
             f"collection {name!r} is configured with {collection.shard_count} shards ({where}), not {shard_count}"
         )
     return collection

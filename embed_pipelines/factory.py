@@ -7,9 +7,14 @@ from __future__ import annotations
 import dagster as dg
 
 from embed_pipelines.assets import build_source_files
-from embed_pipelines.automation import build_automation_sensor, build_change_sensor, build_nightly_schedule
+from embed_pipelines.automation import (
+    UnfinishedSyncs,
+    build_automation_sensor,
+    build_change_sensor,
+    build_nightly_schedule,
+)
 from embed_pipelines.collection import Collection
-from embed_pipelines.families import accepted_by, families_of
+from embed_pipelines.families import accepted_by, configured_models
 from embed_pipelines.resources import PostgresResource
 from embed_pipelines.version_jobs import build_version_jobs
 
@@ -26,12 +31,13 @@ def build_definitions(
     collection: Collection, postgres: PostgresResource | None = None, models: dict | None = None
 ) -> dg.Definitions:
     """`models`: a model resource per family name, where the caller's replaces the configured one."""
-    models = models or {}
     assets = [build_source_files(collection, accepted_by(collection))]
-    resources = {"postgres": postgres or PostgresResource()}
-    for family in families_of(collection):
-        model = models.get(family.name) or family.model_for(collection)
-        assets += family.build_assets(collection, family, model)
+    postgres = postgres or PostgresResource()
+    resources = {"postgres": postgres}
+    targets = []  # each family and the index version its assets build
+    for family, model in configured_models(collection, models):
+        targets.append((family, model.index_version()))
+        assets += family.build_assets(collection, family, model, targets[-1][1])
         resources[family.model_key(collection)] = model
     index_job = dg.define_asset_job(
         index_job_name(collection),
@@ -49,7 +55,10 @@ def build_definitions(
     return dg.Definitions(
         assets=assets,
         jobs=[index_job, reindex_job, *build_version_jobs(collection)],
-        sensors=[build_change_sensor(collection, index_job.name), build_automation_sensor(collection)],
+        sensors=[
+            build_change_sensor(collection, index_job.name, UnfinishedSyncs(postgres, collection, targets)),
+            build_automation_sensor(collection),
+        ],
         schedules=[build_nightly_schedule(collection, index_job.name)],
         resources=resources,
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 from embed_pipelines.assets import build_page_assets, build_text_assets
 from embed_pipelines.collection import Collection
 from embed_pipelines.resources import TextEmbeddingModel, VisualEmbeddingModel
+from embed_pipelines.settings import ConfigurationError
 from embed_pipelines.storage.stores import PAGE_VECTORS, TEXT_VECTORS
 from embed_pipelines.storage.tables import CHUNK_TABLE, PAGE_TABLE
 from embed_pipelines.text.extraction import is_supported
@@ -28,7 +29,7 @@ TEXT = IndexFamily(
     name="text",
     view_suffix="",
     accepts=is_supported,
-    vectors=TEXT_VECTORS,
+    vectors_asset=TEXT_VECTORS,
     layout=CHUNK_TABLE,
     gate=(gate.rows_match_chunks, gate.vectors_sane, gate.recall_at_10, gate.golden_queries),
     query_model=lambda settings: TextEmbeddingModel(**settings),
@@ -42,7 +43,7 @@ PAGES = IndexFamily(
     name="pages",
     view_suffix="_pages",
     accepts=is_visual,
-    vectors=PAGE_VECTORS,
+    vectors_asset=PAGE_VECTORS,
     layout=PAGE_TABLE,
     gate=(gate.shards_synced,),
     query_model=lambda settings: VisualEmbeddingModel(**settings),
@@ -59,7 +60,7 @@ def family_named(name: str) -> IndexFamily:
     try:
         return FAMILIES[name]
     except KeyError:
-        raise ValueError(f"no index family {name!r}: choose one of {sorted(FAMILIES)}") from None
+        raise ConfigurationError(f"no index family {name!r}: choose one of {sorted(FAMILIES)}") from None
 
 
 def families_of(collection: Collection) -> list[IndexFamily]:
@@ -68,6 +69,12 @@ def families_of(collection: Collection) -> list[IndexFamily]:
     for family in families:
         family.view(collection.name)  # raises for a name too long for its derived tables
     return families
+
+
+def configured_models(collection: Collection, models: dict | None = None) -> list[tuple[IndexFamily, object]]:
+    """Each family of the collection with its model: the given one (by family name) or the configured one."""
+    models = models or {}
+    return [(family, models.get(family.name) or family.model_for(collection)) for family in families_of(collection)]
 
 
 def accepted_by(collection: Collection):

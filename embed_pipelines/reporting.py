@@ -52,7 +52,8 @@ def _markdown_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> dg.
     for row in rows[:MAX_LISTED_ROWS]:
         lines.append("| " + " | ".join(cell.replace("|", "/")[:300] for cell in row) + " |")
     if len(rows) > MAX_LISTED_ROWS:
-        lines.append(f"| ... | and {len(rows) - MAX_LISTED_ROWS} more |")
+        more = ("...", f"and {len(rows) - MAX_LISTED_ROWS} more", *[""] * (len(header) - 2))
+        lines.append("| " + " | ".join(more) + " |")
     return dg.MetadataValue.md("\n".join(lines))
 
 

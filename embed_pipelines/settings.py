@@ -23,6 +23,11 @@ VISUAL_MODEL_ENV = "EMBED_PIPELINES_VISUAL_MODEL"
 VISUAL_FAMILY_ENV = "EMBED_PIPELINES_VISUAL_FAMILY"
 FOLLOW_LINKS_ENV = "EMBED_PIPELINES_FOLLOW_LINKS"
 
+
+class ConfigurationError(ValueError):
+    """A setting or argument the package refuses, with what to do instead: the CLI prints it in one line."""
+
+
 DEFAULT_COLLECTION = "sample"
 DEFAULT_SHARD_COUNT = 16
 DEFAULT_SENSOR_INTERVAL_S = 60
@@ -50,10 +55,15 @@ def sample_corpus_dir() -> Path:
     return home_dir() / "sample_corpus"
 
 
+def collection_name(name: str | None) -> str:
+    """The collection a call means: the one named, else EMBED_PIPELINES_COLLECTION, else the sample."""
+    return name or os.environ.get(COLLECTION_ENV, DEFAULT_COLLECTION)
+
+
 def positive_int(variable: str, default: int) -> int:
     value = os.environ.get(variable, str(default))
     if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{variable} must be a positive integer, not {value!r}")
+        raise ConfigurationError(f"{variable} must be a positive integer, not {value!r}")
     return int(value)
 
 

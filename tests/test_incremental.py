@@ -117,13 +117,13 @@ def test_content_that_comes_back_reuses_its_old_vectors(synced):
     assert sync()["embeddings"]["chunks_embedded"] == 0
 
 
-def test_the_plan_predicts_the_sync_without_changing_anything(synced, tiny_model):
+def test_the_plan_predicts_the_sync_without_changing_anything(synced, tiny_model, postgres):
     source, collection, sync, _ = synced
     (source / "guide.md").write_text(guide({**SECTIONS, "Milk": "Heat milk gently and stop at sixty degrees."}))
     (source / "notes/copy.md").unlink()
     spec = Collection(collection, source.resolve(), 4)
     listings = read_all_listings(spec)
-    plan = api.plan(source, collection, shard_count=4, text_model=tiny_model)
+    plan = api.plan(source, collection, shard_count=4, text_model=tiny_model, postgres=postgres)
     assert read_all_listings(spec) == listings, "planning wrote a listing"
     assert (plan.changes.edited, plan.changes.deleted) == (["guide.md"], ["notes/copy.md"])
     metadata = sync()

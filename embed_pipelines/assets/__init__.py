@@ -2,7 +2,7 @@
 source_files -> documents -> chunks -> embeddings -> vector_index -> search_view    (text family)
              -> page_images -> page_embeddings -> page_index -> page_view          (pages family, where enabled)
 
-Each family's builder computes its model's versions once; the assets are made with those values."""
+Each family's assets are made with the index version computed once for the definitions."""
 
 import dagster as dg
 
@@ -21,9 +21,9 @@ from embed_pipelines.versions.family import IndexFamily
 
 
 def build_text_assets(
-    collection: Collection, family: IndexFamily, model: TextEmbeddingModel
+    collection: Collection, family: IndexFamily, model: TextEmbeddingModel, version: str
 ) -> list[dg.AssetsDefinition]:
-    versions = (model.chunker_version(), model.index_version())
+    versions = (model.chunker_version(), version)
     dimension = model.dimension
     return [
         build_documents(collection, family.accepts),
@@ -35,9 +35,8 @@ def build_text_assets(
 
 
 def build_page_assets(
-    collection: Collection, family: IndexFamily, model: VisualEmbeddingModel
+    collection: Collection, family: IndexFamily, model: VisualEmbeddingModel, version: str
 ) -> list[dg.AssetsDefinition]:
-    version = model.index_version()
     return [
         build_page_images(collection, family.accepts),
         build_page_embeddings(collection, family, version),

@@ -29,9 +29,9 @@ class LoadPages(TableSync):
 
     def __init__(self, conn, collection: Collection, family: IndexFamily, version: str):
         view, vectors = family.view(collection.name), page_embeddings_store(collection, version)
-        super().__init__(conn, collection, family.accepts, view, version, family.layout, vectors, family.vectors)
+        super().__init__(conn, collection, family.accepts, view, version, family.layout, vectors, family.vectors_asset)
         self.images = page_images_store(collection)
-        self.regions: dict[int, np.ndarray] = {}
+        self.regions: dict[str, dict[int, np.ndarray]] = {}  # path -> page number -> its regions
 
     def wanted(self, shard: str, path: str) -> Wanted:
         pages = self.images.read(shard, path, *PAGE_FACTS)
@@ -41,13 +41,12 @@ class LoadPages(TableSync):
 
     def table_row(self, shard: str, page: Page, vectors: PageVectors) -> Page:
         """A page completed with its shard and token vectors; its regions are kept for `after_rows`."""
-        self.regions[page.page_number] = np.asarray(vectors.regions, np.float32)
+        self.regions.setdefault(page.document_path, {})[page.page_number] = np.asarray(vectors.regions, np.float32)
         return dataclasses.replace(page, shard=shard, tokens=as_halfvecs(np.asarray(vectors.tokens, np.float32)))
 
     def after_rows(self, path: str) -> None:
         """The pages' regions, in the transaction that wrote the pages."""
-        write_regions(self.conn, self.table, path, self.regions)
-        self.regions = {}
+        write_regions(self.conn, self.table, path, self.regions.pop(path, {}))
 
 
 def build_page_index(collection: Collection, family: IndexFamily, version: str) -> dg.AssetsDefinition:

@@ -28,7 +28,7 @@ class LoadChunks(TableSync):
     def __init__(self, conn, collection: Collection, family: IndexFamily, versions: tuple[str, str], dimension: int):
         chunker_version, version = versions
         view, vectors = family.view(collection.name), embeddings_store(collection, version, dimension)
-        super().__init__(conn, collection, family.accepts, view, version, family.layout, vectors, family.vectors)
+        super().__init__(conn, collection, family.accepts, view, version, family.layout, vectors, family.vectors_asset)
         self.chunks = chunks_store(collection, chunker_version)
         self.health: dict[str, ShardHealth] = {}
         self.expected_rows: dict[str, int] = {}

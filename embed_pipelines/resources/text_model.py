@@ -1,4 +1,4 @@
-"""The text embedding model as a Dagster resource: configuration here, tensor work in text_encoder."""
+"""The text embedding model as a Dagster resource: configuration here, tensor work in text/encoder.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The late-interaction vision model (ColPali family, colpali-engine) as a Dagster resource: configuration
-here, tensor work in visual_encoder."""
+here, tensor work in visual/encoder.py."""
 
 from __future__ import annotations
 

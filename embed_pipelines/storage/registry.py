@@ -42,6 +42,13 @@ CREATE TABLE IF NOT EXISTS embed_pipelines_promotions (
     at timestamptz NOT NULL DEFAULT clock_timestamp(),
     figures jsonb NOT NULL DEFAULT '{}');
 CREATE INDEX IF NOT EXISTS embed_pipelines_promotions_collection ON embed_pipelines_promotions (collection, id);
+CREATE TABLE IF NOT EXISTS embed_pipelines_synced_listings (
+    collection text NOT NULL,                  -- a view, as in the tables above
+    shard text NOT NULL,
+    version text NOT NULL,
+    listing text NOT NULL,                     -- digest of the source listing the shard was last synced from
+    synced_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (collection, shard));
 """
 
 _COLUMNS = (
@@ -104,9 +111,20 @@ def register_version(
         )
 
 
-def record_shard_sync(conn: psycopg.Connection, view: str, version: str, shard: str, changed: bool) -> None:
-    """A shard of the version now equals the source; `changed` invalidates an earlier gate result."""
+def record_shard_sync(
+    conn: psycopg.Connection, view: str, version: str, shard: str, changed: bool, listing: str
+) -> None:
+    """A shard of the version now equals the source `listing` (a digest); `changed` invalidates an earlier
+    gate result. The listing is the watermark a sensor compares the current listing with: a run that fails
+    before this point leaves its shards pending, whatever the listing files say."""
     with conn.transaction():
+        conn.execute(
+            """INSERT INTO embed_pipelines_synced_listings (collection, shard, version, listing)
+               VALUES (%s, %s, %s, %s)
+               ON CONFLICT (collection, shard) DO UPDATE
+               SET version = EXCLUDED.version, listing = EXCLUDED.listing, synced_at = clock_timestamp()""",
+            (view, shard, version, listing),
+        )
         conn.execute(
             """UPDATE embed_pipelines_versions
                SET synced_shards = ARRAY(SELECT DISTINCT s FROM unnest(synced_shards || %(shard)s::text) s ORDER BY s),
@@ -114,6 +132,26 @@ def record_shard_sync(conn: psycopg.Connection, view: str, version: str, shard: 
                WHERE collection = %(collection)s AND version = %(version)s""",
             {"shard": shard, "changed": changed, "collection": view, "version": version},
         )
+
+
+def record_shard_failure(conn: psycopg.Connection, view: str, version: str, shard: str) -> None:
+    """A document of the shard could not be written: the shard is no longer synced by the version (an earlier
+    gate result is out of date)."""
+    with conn.transaction():
+        conn.execute(
+            """UPDATE embed_pipelines_versions
+               SET synced_shards = array_remove(synced_shards, %s), rows_changed_at = clock_timestamp()
+               WHERE collection = %s AND version = %s""",
+            (shard, view, version),
+        )
+
+
+def synced_listings(conn: psycopg.Connection, view: str) -> dict[str, tuple[str, str]]:
+    """shard -> (version, listing digest) it was last synced with."""
+    rows = conn.execute(
+        "SELECT shard, version, listing FROM embed_pipelines_synced_listings WHERE collection = %s", (view,)
+    )
+    return {shard: (version, listing) for shard, version, listing in rows}
 
 
 def list_versions(conn: psycopg.Connection, view: str) -> list[VersionRecord]:

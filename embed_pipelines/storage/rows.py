@@ -54,11 +54,16 @@ def column(
 
 
 class RowKind(Generic[Row]):
-    """What derives from a row declaration: Arrow schema and tables, SQL columns, COPY rows."""
+    """What derives from a row declaration: Arrow schema and tables, SQL columns, COPY rows. Fields are in
+    Parquet order (the files on disk); `sql_order` names the table's column order where it differs."""
 
-    def __init__(self, row_type: type[Row]):
+    def __init__(self, row_type: type[Row], sql_order: tuple[str, ...] = ()):
         self.row_type = row_type
         self.columns = tuple(Column(f.name, **f.metadata["column"]) for f in dataclasses.fields(row_type))
+        in_sql = [c.name for c in self.columns if c.sql is not None]
+        if sql_order and sorted(sql_order) != sorted(in_sql):
+            raise ValueError(f"{row_type.__name__}: sql_order {sql_order} must name the SQL columns {in_sql}")
+        self.sql_order = sql_order or tuple(in_sql)
 
     @cached_property
     def parquet_columns(self) -> tuple[Column, ...]:
@@ -66,7 +71,8 @@ class RowKind(Generic[Row]):
 
     @cached_property
     def sql_columns(self) -> tuple[Column, ...]:
-        return tuple(c for c in self.columns if c.sql is not None)
+        by_name = {c.name: c for c in self.columns}
+        return tuple(by_name[name] for name in self.sql_order)
 
     def arrow_schema(self, dimension: int = 0) -> pa.Schema:
         def arrow_type(c: Column) -> pa.DataType:
@@ -207,5 +213,19 @@ class PageVectors:
     KIND: ClassVar[RowKind]
 
 
-for _row_type in (SourceFile, Document, Chunk, ChunkVector, Page, PageVectors):
+for _row_type in (SourceFile, Document, ChunkVector, PageVectors):
     _row_type.KIND = RowKind(_row_type)
+# the version tables' column order, as tables already built have it
+Chunk.KIND = RowKind(
+    Chunk,
+    sql_order=(
+        "document_path", "chunk_ordinal", "shard", "text", "headings", "pages", "chunk_hash", "source_sha256",
+        "embedding",
+    ),
+)  # fmt: skip
+Page.KIND = RowKind(
+    Page,
+    sql_order=(
+        "document_path", "page_number", "shard", "width", "height", "image_sha256", "source_sha256", "tokens",
+    ),
+)  # fmt: skip

@@ -16,7 +16,7 @@ import psycopg
 
 from embed_pipelines.collection import Collection
 from embed_pipelines.storage.parquet import DocumentStore
-from embed_pipelines.storage.registry import record_shard_sync
+from embed_pipelines.storage.registry import record_shard_failure, record_shard_sync
 from embed_pipelines.storage.tables import (
     TableLayout,
     delete_document,
@@ -26,7 +26,7 @@ from embed_pipelines.storage.tables import (
     table_name,
 )
 from embed_pipelines.sync.incremental import Failed, Wanted
-from embed_pipelines.sync.listing import Accepts
+from embed_pipelines.sync.listing import Accepts, listing_digest
 from embed_pipelines.sync.steps import ListedFilesSync
 
 
@@ -72,8 +72,8 @@ class TableSync(ListedFilesSync):
 
     def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
         """Raising rolls the document back to its old rows. A document whose rows PostgreSQL refuses fails
-        alone: it keeps its last good rows, the other documents go on, and its shard is not recorded as
-        synced (so the version is not promoted over it)."""
+        alone: it keeps its last good rows, the other documents go on, and its shard counts as not synced
+        (so the version is not promoted over it, and the sensor asks for the shard again)."""
         rows = wanted.value
         try:
             with self.conn.transaction():
@@ -94,13 +94,16 @@ class TableSync(ListedFilesSync):
 
     def _joined(self, shard: str, path: str, rows: list) -> Iterator:
         """The document's rows with their vectors. A vector made from other input is an error, not a row: it
-        means the vectors are older than the rows for this document."""
+        means the vectors are older than the rows for this document (a row without a vector is counted
+        by `rebuild`)."""
         ordinal, item_hash = self.layout.ordinal, self.layout.item_hash
         by_ordinal = {getattr(row, ordinal): row for row in rows}
         for batch in self.vectors.iter_batches(shard, path, self.rows_per_batch):
             for vector in batch:
                 row = by_ordinal.get(getattr(vector, ordinal))
-                if row is None or getattr(row, item_hash) != getattr(vector, item_hash):
+                if row is None:  # the vectors of a longer version of the document; not asked for
+                    continue
+                if getattr(row, item_hash) != getattr(vector, item_hash):
                     raise RuntimeError(
                         f"{path}: {ordinal} {getattr(vector, ordinal)} has no current vector; materialize "
                         f"`{self.vectors_asset}` for shard {shard} first"
@@ -117,8 +120,11 @@ class TableSync(ListedFilesSync):
         return len(gone)
 
     def end_shard(self, shard: str) -> None:
-        if not self.shard_failed:
-            record_shard_sync(self.conn, self.view, self.version, shard, self._changed() > self._changed_before)
+        changed = self._changed() > self._changed_before
+        if self.shard_failed:  # not synced, whatever an earlier run said; the listing's watermark stays behind
+            record_shard_failure(self.conn, self.view, self.version, shard)
+        else:
+            record_shard_sync(self.conn, self.view, self.version, shard, changed, listing_digest(self.sources.values()))
 
     def finish(self) -> None:
         ensure_hnsw_index(self.conn, self.table, self.layout)

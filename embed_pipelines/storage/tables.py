@@ -15,6 +15,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from embed_pipelines.settings import ConfigurationError
 from embed_pipelines.storage.rows import Chunk, Page, RowKind
 
 # Table and index names derived from it (`<name>__<12 hex>_embedding_hnsw`) stay within PostgreSQL's 63 bytes.
@@ -53,7 +54,7 @@ PAGE_TABLE = TableLayout(
 
 def check_name(name: str) -> str:
     if not _NAME.match(name):
-        raise ValueError(
+        raise ConfigurationError(
             f"Invalid collection name {name!r}: use lowercase letters, digits and '_', "
             "starting with a letter or '_', at most 32 characters"
         )

@@ -1,5 +1,6 @@
-"""The one incremental loop every asset runs: per shard, list the documents it should hold, compare what each
-should be made from with what it was made from, rebuild only those that differ, and prune what left.
+"""The one incremental loop every asset after `source_files` runs: per shard, list the documents it should
+hold, compare what each should be made from with what it was made from, rebuild only those that differ, and
+prune what left.
 
 An asset says only what its signature and its rebuild are (a `ShardSync`); counting, failures and pruning
 are the same everywhere.
@@ -44,7 +45,12 @@ class Tally:
     def summary(self) -> str:
         counts = {"rebuilt": self.rebuilt, "unchanged": self.unchanged, "removed": self.removed}
         counts |= {"failed": len(self.failed), **self.figures}
-        return ", ".join(f"{name} {value:.4g}" for name, value in counts.items() if value) or "no documents"
+        shown = [
+            f"{name} {value:,.1f}" if isinstance(value, float) else f"{name} {value:,}"
+            for name, value in counts.items()
+            if value
+        ]
+        return ", ".join(shown) or "no documents"
 
 
 class ShardSync(ABC):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -29,6 +30,12 @@ def read_listing(collection: Collection, shard: str, accepts: Accepts | None = N
 
 def listed_paths(collection: Collection, shard: str, accepts: Accepts | None = None) -> list[str]:
     return [file.path for file in read_listing(collection, shard, accepts)]
+
+
+def listing_digest(files: Iterable[SourceFile]) -> str:
+    """Names a shard's listing (paths and contents): what a sync of the shard was made from."""
+    lines = sorted(f"{file.path}\x00{file.sha256}" for file in files)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
 def read_all_listings(collection: Collection) -> dict[str, SourceFile]:

@@ -15,6 +15,8 @@ from embed_pipelines.sync.shards import shard_of
 from embed_pipelines.text.chunking import DocumentChunker
 from embed_pipelines.text.extraction import DocumentExtractor, ExtractionStatus, is_supported
 
+LISTED_PATHS = 20  # per kind of change; the counts say how many in all
+
 
 @dataclass
 class SyncPlan:
@@ -23,15 +25,31 @@ class SyncPlan:
     chunks_to_reuse: int = 0
     rows_to_delete: int = 0
     failures: dict[str, str] = field(default_factory=dict)
+    unfinished: dict[str, list[str]] = field(default_factory=dict)  # shard -> paths an earlier sync left
 
     def summary(self) -> str:
-        lines = [
-            f"files: {self.changes.summary()}",
+        changes = self.changes
+        lines = [f"files: {changes.summary()}"]
+        renamed = [f"{old} -> {new}" for old, new in changes.renamed]
+        for kind, paths in (("added", changes.added), ("edited", changes.edited), ("deleted", changes.deleted)):
+            lines += _listed(kind, paths)
+        lines += _listed("renamed", renamed)
+        if self.unfinished:
+            lines.append(f"unfinished by an earlier sync: shards {', '.join(self.unfinished)}")
+            lines += _listed("unfinished", [path for paths in self.unfinished.values() for path in paths])
+        lines += [
             f"chunks: {self.chunks_to_embed} to embed, {self.chunks_to_reuse} to reuse from stored vectors",
             f"rows: {self.rows_to_delete} to delete or replace",
         ]
         lines += [f"would fail: {path}: {reason}" for path, reason in sorted(self.failures.items())]
         return "\n".join(lines)
+
+
+def _listed(kind: str, paths: list[str]) -> list[str]:
+    lines = [f"  {kind}: {path}" for path in paths[:LISTED_PATHS]]
+    if len(paths) > LISTED_PATHS:
+        lines.append(f"  {kind}: ... and {len(paths) - LISTED_PATHS} more")
+    return lines
 
 
 class TextModel(Protocol):

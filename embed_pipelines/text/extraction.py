@@ -126,7 +126,9 @@ class DocumentExtractor:
         source: Path | DocumentStream = path
         if named := _TEXT_FORMATS.get(SUPPORTED_SUFFIXES[suffix]):
             if size > self.max_file_bytes:
-                return _failed(mode, f"file is larger than {self.max_file_bytes} bytes")
+                return _failed(
+                    mode, f"the file ({size} bytes) exceeds the max_file_size of {self.max_file_bytes} bytes"
+                )
             try:
                 data = _text_bytes(path.read_bytes())
             except (OSError, UnicodeDecodeError) as exc:

@@ -21,20 +21,20 @@ class IndexFamily:
     name: str  # how the CLI and the version jobs name it: "text", "pages"
     view_suffix: str  # its view is `<collection><view_suffix>`
     accepts: Callable[[str | Path], bool]  # the listed files it indexes (by format)
-    vectors: str  # its vectors' state folder, one per index version (storage/stores.py)
+    vectors_asset: str  # the asset that writes its vectors, also their state folder (one per index version)
     layout: TableLayout  # its version tables
     gate: Sequence[Callable[..., Any]]  # checks a version must pass before its view serves it (versions/gate.py)
     query_model: Callable[[dict], Any]  # the registry's model settings -> the model that embeds questions
     view_asset: str  # the asset whose materializations are its view's changes
     model_resource: str  # its model resource is `<collection>_<model_resource>`
     model_for: Callable[[Collection], Any | None]  # the collection's configured model; None: branch is off
-    build_assets: Callable[..., list]  # (collection, model) -> its assets after source_files
+    build_assets: Callable[..., list]  # (collection, family, model, index version) -> its assets after source_files
 
     def view(self, collection_name: str) -> str:
         return check_name(f"{collection_name}{self.view_suffix}")
 
     def vectors_folder(self, collection: Collection, version: str) -> Path:
-        return vectors_folder(collection, self.vectors, version)
+        return vectors_folder(collection, self.vectors_asset, version)
 
     def model_key(self, collection: Collection) -> str:
         """Each collection has its own model resources, so collections with different models coexist."""

@@ -34,6 +34,12 @@ def test_a_document_the_database_refuses_fails_alone(tmp_path, state_dir, instan
     assert not result.success, "the run says it left a document behind"
     failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
     assert refused in failure.description and "value refused" in failure.metadata["failed_files"].value
+    with postgres.connect() as conn:
+        (synced,) = conn.execute(
+            "SELECT synced_shards FROM embed_pipelines_versions WHERE collection = 'refused'"
+        ).fetchone()
+    assert shard_of(refused, 4) not in synced, "a shard with a refused document is not synced"
+    assert refused in api.unfinished("refused", source, 4, {"text": tiny_model}, postgres)[shard_of(refused, 4)]
     after = {row[0]: row[2] for row in indexed_rows(postgres, "refused")}
     assert after[refused] == before[refused], "the refused document keeps its last good rows"
     assert after[later] != before[later], "documents after it are written"
@@ -57,3 +63,49 @@ def test_chunks_never_hold_a_nul_character(tiny_model):
     chunks = tiny_model.chunker().chunk(document, "binaryish.pdf", "sha")
     assert chunks and all("\x00" not in chunk.text and "\x00" not in "".join(chunk.headings) for chunk in chunks)
     assert "a NUL inside." in chunks[0].text
+
+
+def test_a_refused_page_document_leaves_the_next_documents_pages_and_regions_intact(
+    tmp_path, state_dir, instance, tiny_model, postgres
+):
+    from support import definitions, write_pdf
+    from tiny_visual_model import build_tiny_colqwen2
+
+    from embed_pipelines.automation import shard_range_tags
+    from embed_pipelines.collection import Collection, VisualBranch
+    from embed_pipelines.factory import index_job_name
+    from embed_pipelines.resources import VisualEmbeddingModel
+
+    source = tmp_path / "docs"
+    source.mkdir()
+    visual = VisualEmbeddingModel(model=str(build_tiny_colqwen2(tmp_path / "colqwen2")), device="cpu")
+    collection = Collection("refpages", source, shard_count=1, visual=VisualBranch(visual.model))
+    job = definitions(collection, tiny_model, postgres, visual).resolve_job_def(index_job_name(collection))
+
+    def sync(pages_of_a: list[str], pages_of_b: list[str]):
+        write_pdf(source / "a.pdf", pages_of_a)  # a.pdf is synced before b.pdf
+        write_pdf(source / "b.pdf", pages_of_b)
+        return job.execute_in_process(instance=instance, tags=shard_range_tags(collection), raise_on_error=False)
+
+    assert sync(["one", "two", "three"], ["alone"]).success
+    with postgres.connect() as conn:
+        (table,) = conn.execute("SELECT 'refpages_pages__' || version FROM embed_pipelines_versions "
+                                "WHERE collection = 'refpages_pages'").fetchone()  # fmt: skip
+        conn.execute(
+            f"""CREATE FUNCTION refuse_a() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+                  IF NEW.document_path = 'a.pdf' THEN
+                    RAISE EXCEPTION 'page refused' USING ERRCODE = 'data_exception'; END IF;
+                  RETURN NEW; END $$;
+                CREATE TRIGGER refuse_a BEFORE INSERT ON "{table}" FOR EACH ROW EXECUTE FUNCTION refuse_a()"""
+        )
+    result = sync(["uno", "dos", "tres"], ["solo", "duo"])
+    failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
+    assert failure is not None and "a.pdf" in failure.description and "b.pdf" not in failure.description
+    with postgres.connect() as conn:
+        pages = conn.execute(
+            f"""SELECT p.document_path, p.page_number, count(r.page_id) FROM "{table}" p
+                LEFT JOIN "{table}_regions" r ON r.page_id = p.id GROUP BY 1, 2 ORDER BY 1, 2"""
+        ).fetchall()
+    assert [(path, number) for path, number, _ in pages] == [("a.pdf", 1), ("a.pdf", 2), ("a.pdf", 3),
+                                                            ("b.pdf", 1), ("b.pdf", 2)]  # fmt: skip
+    assert all(regions > 0 for *_, regions in pages), "every page has its own regions, no stale ones"
