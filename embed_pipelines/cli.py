@@ -10,6 +10,8 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psycopg
+
 from embed_pipelines import api, settings
 from embed_pipelines.families import FAMILIES
 from embed_pipelines.sample_corpus import sample_questions, write_sample_corpus
@@ -33,7 +35,9 @@ def _index(args: argparse.Namespace) -> int:
     if args.plan:
         print(api.plan(args.path, collection=args.collection, shard_count=args.shards).summary())
         return 0
-    result = api.index(args.path, collection=args.collection, shard_count=args.shards)
+    result = api.index(
+        args.path, collection=args.collection, shard_count=args.shards, allow_mass_delete=args.allow_mass_delete
+    )
     print(f"Run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
     if result.success:
         return 0
@@ -136,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--plan", action="store_true", help="print what a sync would do; change nothing")
     index.add_argument("--collection", default=None, help=COLLECTION_HELP)
     index.add_argument("--shards", type=int, default=None, help=f"default ${settings.SHARDS_ENV} or 16")
+    index.add_argument(
+        "--allow-mass-delete",
+        action="store_true",
+        help="let this sync delete more than the collection's max_delete_share of its documents (default 50 %%)",
+    )
     index.set_defaults(handler=_index)
 
     search = commands.add_parser("search", help="print the chunks nearest to a question")
@@ -204,11 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     with library_noise(args.verbose):
         try:
             return args.handler(args)
-        except ConfigurationError as error:
+        except (ConfigurationError, psycopg.OperationalError) as error:  # one line, no DSN (storage/connect.py)
             if args.verbose:
                 raise
             print(f"embed-pipelines: {error}", file=sys.stderr)
-            return 2
+            return 2 if isinstance(error, ConfigurationError) else 1
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ class Collection:
     keep_versions: int = settings.DEFAULT_KEEP_VERSIONS  # index versions kept, the serving one included
     visual: VisualBranch | None = None
     follow_links: FollowLinks = "inside"  # symbolic links to files: inside the source folder only, always, never
+    max_delete_share: float = settings.DEFAULT_MAX_DELETE_SHARE  # a sync deleting more is refused unless forced
 
     def __post_init__(self) -> None:
         check_name(self.name)

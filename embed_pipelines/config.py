@@ -38,7 +38,10 @@ from embed_pipelines.sample_corpus import SAMPLE_QUESTIONS, ensure_sample_corpus
 from embed_pipelines.settings import ConfigurationError
 from embed_pipelines.sync.scan import FollowLinks
 
-_KEYS = {"name", "source", "shards", "model", "layout_weights", "keep_versions", "promotion", "visual", "follow_links"}
+_KEYS = {
+    "name", "source", "shards", "model", "layout_weights", "keep_versions", "promotion", "visual", "follow_links",
+    "max_delete_share",
+}  # fmt: skip
 _PROMOTION_KEYS = {"golden_queries", "golden_k", "golden_tolerance", "min_recall_at_10", "recall_queries"}
 
 
@@ -81,6 +84,7 @@ def collection_from_environment(
             keep_versions=settings.positive_int(settings.KEEP_VERSIONS_ENV, settings.DEFAULT_KEEP_VERSIONS),
             visual=VisualBranch(visual_model, visual_family) if visual_model else None,
             follow_links=_follow_links(os.environ.get(settings.FOLLOW_LINKS_ENV, "inside"), settings.FOLLOW_LINKS_ENV),
+            max_delete_share=settings.share(settings.MAX_DELETE_SHARE_ENV, settings.DEFAULT_MAX_DELETE_SHARE),
         )
     )
 
@@ -110,6 +114,7 @@ def load_collections(config_file: Path) -> list[Collection]:
             promotion=PromotionPolicy(**promotion),
             visual=VisualBranch(**entry["visual"]) if entry.get("visual") else None,
             follow_links=_follow_links(entry.get("follow_links", "inside"), str(config_file)),
+            max_delete_share=float(entry.get("max_delete_share", settings.DEFAULT_MAX_DELETE_SHARE)),
         )
         collections.append(_checked(collection))
     return collections

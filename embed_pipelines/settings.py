@@ -22,6 +22,7 @@ KEEP_VERSIONS_ENV = "EMBED_PIPELINES_KEEP_VERSIONS"
 VISUAL_MODEL_ENV = "EMBED_PIPELINES_VISUAL_MODEL"
 VISUAL_FAMILY_ENV = "EMBED_PIPELINES_VISUAL_FAMILY"
 FOLLOW_LINKS_ENV = "EMBED_PIPELINES_FOLLOW_LINKS"
+MAX_DELETE_SHARE_ENV = "EMBED_PIPELINES_MAX_DELETE_SHARE"
 
 
 class ConfigurationError(ValueError):
@@ -34,6 +35,7 @@ DEFAULT_SENSOR_INTERVAL_S = 60
 DEFAULT_NIGHTLY_CRON = "0 2 * * *"
 DEFAULT_TIMEZONE = "UTC"
 DEFAULT_KEEP_VERSIONS = 2
+DEFAULT_MAX_DELETE_SHARE = 0.5
 
 
 def home_dir() -> Path:
@@ -65,6 +67,16 @@ def positive_int(variable: str, default: int) -> int:
     if not value.isdigit() or int(value) < 1:
         raise ConfigurationError(f"{variable} must be a positive integer, not {value!r}")
     return int(value)
+
+
+def share(variable: str, default: float) -> float:
+    value = os.environ.get(variable, str(default))
+    try:
+        if 0 <= float(value) <= 1:
+            return float(value)
+    except ValueError:
+        pass
+    raise ConfigurationError(f"{variable} must be a share between 0 and 1, not {value!r}")
 
 
 def shard_count() -> int:

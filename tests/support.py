@@ -39,9 +39,16 @@ def run_index(
     text_model: TextEmbeddingModel,
     postgres: PostgresResource,
     shard_count: int = 4,
+    allow_mass_delete: bool = False,
 ) -> dg.ExecuteInProcessResult:
     result = api.index(
-        source, collection, shard_count=shard_count, instance=instance, text_model=text_model, postgres=postgres
+        source,
+        collection,
+        shard_count=shard_count,
+        instance=instance,
+        text_model=text_model,
+        postgres=postgres,
+        allow_mass_delete=allow_mass_delete,
     )
     assert result.success, "the index run failed"
     return result

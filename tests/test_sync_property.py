@@ -62,7 +62,8 @@ def test_every_sync_equals_a_rebuild(operations, tmp_path_factory, tiny_model, p
         patch.setenv("EMBED_PIPELINES_STATE_DIR", str(tmp_path_factory.mktemp("state")))
         for operation in [("noop",), *operations]:
             apply(source, operation)
-            run_index(source, collection, instance, tiny_model, postgres)
+            # every operation must go through here; the deletion guard has its own tests (faults/)
+            run_index(source, collection, instance, tiny_model, postgres, allow_mass_delete=True)
             with postgres.connect() as conn:
                 rows = conn.execute(
                     f"SELECT document_path, chunk_ordinal, chunk_hash, embedding FROM {collection}"

@@ -3,15 +3,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
+from pydantic import Field
 
 from embed_pipelines.assets.common import asset_options, column_schema
 from embed_pipelines.collection import Collection
 from embed_pipelines.reporting import failures_table, paths_table
 from embed_pipelines.storage.rows import SourceFile
-from embed_pipelines.sync.changes import compare_scans
-from embed_pipelines.sync.listing import read_listing, write_listing
+from embed_pipelines.sync.changes import compare_scans, mass_deletion
+from embed_pipelines.sync.listing import read_all_listings, read_listing, write_listing
 from embed_pipelines.sync.scan import scan_source
 from embed_pipelines.sync.shards import shard_of
+
+
+class SourceFilesConfig(dg.Config):
+    allow_mass_delete: bool = Field(
+        default=False,
+        description="Let this sync delete more than the collection's max_delete_share of its documents, or all "
+        "of them when the source lists no files (otherwise refused: the folder may be unmounted or wrong).",
+    )
 
 
 def build_source_files(collection: Collection, accepts: Callable[[Path], bool]) -> dg.AssetsDefinition:
@@ -26,19 +35,29 @@ def build_source_files(collection: Collection, accepts: Callable[[Path], bool]) 
             metadata={"dagster/column_schema": column_schema(SourceFile.KIND), "source": str(collection.source_dir)},
         )
     )
-    def source_files(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def source_files(context: dg.AssetExecutionContext, config: SourceFilesConfig) -> dg.MaterializeResult:
         shards = context.partition_keys
         before = {file.path: file for shard in shards for file in read_listing(collection, shard)}
         scan = scan_source(
             collection.source_dir, collection.shard_count, accepts, set(shards), before, collection.follow_links
         )
-        for shard in shards:
-            write_listing(collection, shard, scan.files_by_shard.get(shard, []))
         after = scan.files()
         changes = compare_scans(before, after)
+        documents = len(read_all_listings(collection))
+        refusal = mass_deletion(len(changes.deleted), documents, scan.accepted, collection.max_delete_share)
+        if refusal and not config.allow_mass_delete:  # before anything is written: nothing changes
+            raise dg.Failure(
+                f"Refusing to sync {collection.name}: {refusal}. The source folder {collection.source_dir} may be "
+                "unmounted, emptied or the wrong one; nothing was changed. If these deletions are meant, sync "
+                "again with --allow-mass-delete (run config: allow_mass_delete on source_files)."
+            )
+        for shard in shards:
+            write_listing(collection, shard, scan.files_by_shard.get(shard, []))
         per_shard = Counter(shard_of(path, collection.shard_count) for path in changes.touched_paths)
         for path, reason in scan.ignored.items():
             context.log.info(f"Not indexed: {path}: {reason}")
+        for path, reason in scan.unreadable.items():
+            context.log.warning(f"Kept as it was: {path}: {reason}")
         context.log.info(f"{changes.summary()}; {scan.hashed} files hashed")
         return dg.MaterializeResult(
             metadata={
@@ -56,6 +75,8 @@ def build_source_files(collection: Collection, accepts: Callable[[Path], bool]) 
                 ),
                 "files_not_indexed": len(scan.ignored),
                 "not_indexed": failures_table(scan.ignored),
+                "files_unreadable": len(scan.unreadable),
+                "unreadable_kept": failures_table(scan.unreadable),
             }
         )
 

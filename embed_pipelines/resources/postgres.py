@@ -11,6 +11,7 @@ from pgvector.psycopg import register_vector
 from pydantic import Field
 
 from embed_pipelines.settings import DSN_ENV, home_dir
+from embed_pipelines.storage.connect import Limits, connect
 from embed_pipelines.storage.registry import ensure_registry
 
 
@@ -42,6 +43,14 @@ class PostgresResource(dg.ConfigurableResource):
         description="Data directory of the embedded server used when the DSN is unset; "
         "empty means <EMBED_PIPELINES_HOME>/pgdata.",
     )
+    connect_timeout_s: int = Field(default=Limits.connect_timeout_s, description="Seconds a connection may take.")
+    statement_timeout_s: int = Field(
+        default=Limits.statement_timeout_s,
+        description="Seconds a statement may run (an HNSW build is one); 0: no limit.",
+    )
+    connect_attempts: int = Field(
+        default=Limits.connect_attempts, description="Tries to connect (with backoff) before a run fails."
+    )
 
     def _uri(self) -> str:
         dsn = os.environ.get(self.dsn_env_var)
@@ -52,7 +61,9 @@ class PostgresResource(dg.ConfigurableResource):
     def connect(self) -> psycopg.Connection:
         """A connection to a database that has pgvector and the version registry."""
         uri = self._uri()
-        conn = psycopg.connect(uri, autocommit=True)
+        limits = Limits(self.connect_timeout_s, self.statement_timeout_s, self.connect_attempts)
+        source = f"${self.dsn_env_var}" if os.environ.get(self.dsn_env_var) else "the embedded server"
+        conn = connect(uri, source, limits)
         if uri not in _PREPARED:  # DDL once per process and database, not on every search
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
             ensure_registry(conn)

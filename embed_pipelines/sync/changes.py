@@ -34,6 +34,20 @@ class SourceChanges:
         }
 
 
+def mass_deletion(deleted: int, documents: int, listed: int, max_share: float) -> str | None:
+    """Why a sync that deletes `deleted` of the collection's `documents` looks like a source that is not
+    there (unmounted, emptied, the wrong folder) rather than real deletions, or None. `listed`: files the
+    source lists now."""
+    if not deleted:
+        return None
+    if listed == 0:
+        return f"the source lists no files, so all {deleted} documents would be deleted"
+    if deleted > max_share * documents:
+        share = deleted / documents
+        return f"{deleted} of its {documents} documents ({share:.0%}) would be deleted, more than {max_share:.0%}"
+    return None
+
+
 def compare_scans(before: dict[str, SourceFile], after: dict[str, SourceFile]) -> SourceChanges:
     """Both map path -> file. A deleted file whose bytes reappear under a new path is a rename."""
     changes = SourceChanges()

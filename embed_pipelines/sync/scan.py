@@ -25,7 +25,9 @@ FollowLinks = Literal["inside", "always", "never"]  # which symbolic links to fi
 class SourceScan:
     files_by_shard: dict[str, list[SourceFile]] = field(default_factory=lambda: defaultdict(list))
     ignored: dict[str, str] = field(default_factory=dict)  # relative path -> why it is not indexed
+    unreadable: dict[str, str] = field(default_factory=dict)  # known files that cannot be read now: kept as known
     hashed: int = 0  # files read because they are new or their size or mtime changed
+    accepted: int = 0  # files the folder holds that the collection takes, in every shard
 
     def files(self) -> dict[str, SourceFile]:
         return {file.path: file for files in self.files_by_shard.values() for file in files}
@@ -39,9 +41,10 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _visible_files(root: Path):
-    """Regular files under root, skipping hidden files and folders (.git, .DS_Store, editor swap files)."""
-    for folder, subfolders, names in os.walk(root):
+def _visible_files(root: Path, unreadable_folders: list[str]):
+    """Files under root, skipping hidden files and folders (.git, .DS_Store, editor swap files); folders that
+    cannot be listed are added to `unreadable_folders`."""
+    for folder, subfolders, names in os.walk(root, onerror=lambda error: unreadable_folders.append(error.filename)):
         subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
         for name in sorted(names):
             if not name.startswith("."):
@@ -76,7 +79,8 @@ def scan_source(
         raise FileNotFoundError(f"Source folder {root} does not exist or is not a folder")
     known = known or {}
     scan = SourceScan()
-    for path in _visible_files(root):
+    unreadable_folders: list[str] = []
+    for path in _visible_files(root, unreadable_folders):
         relative = path.relative_to(root).as_posix()
         try:
             relative.encode("utf-8")
@@ -86,6 +90,7 @@ def scan_source(
         if not accepts(path):
             scan.ignored[relative] = f"unsupported file type {path.suffix or '(none)'}"
             continue
+        scan.accepted += 1
         shard = shard_of(relative, shard_count)
         if shards is not None and shard not in shards:
             continue
@@ -95,11 +100,28 @@ def scan_source(
                 continue
             file = _describe(path, relative, known.get(relative))
         except OSError as exc:
-            scan.ignored[relative] = f"cannot read: {exc.strerror or exc}"
+            _unreadable(scan, relative, known, shard, f"cannot read: {exc.strerror or exc}")
             continue
         scan.hashed += file is not known.get(relative)
         scan.files_by_shard[shard].append(file)
+    seen = scan.files().keys() | scan.unreadable.keys()
+    for folder in unreadable_folders:  # what they held last time stays as it was
+        inside = Path(folder).relative_to(root).as_posix()
+        for relative in known.keys() - seen:
+            shard = shard_of(relative, shard_count)
+            if (shards is None or shard in shards) and (inside == "." or relative.startswith(f"{inside}/")):
+                _unreadable(scan, relative, known, shard, f"its folder {inside} cannot be read")
     return scan
+
+
+def _unreadable(scan: SourceScan, relative: str, known: dict[str, SourceFile], shard: str, reason: str) -> None:
+    """A file that cannot be read now is no deletion: a known one keeps its last listing (and so its
+    rows), and is reported; an unknown one is not indexed."""
+    if relative in known:
+        scan.unreadable[relative] = reason
+        scan.files_by_shard[shard].append(known[relative])
+    else:
+        scan.ignored[relative] = reason
 
 
 def _describe(path: Path, relative: str, before: SourceFile | None) -> SourceFile:
