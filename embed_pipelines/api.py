@@ -13,13 +13,14 @@ import dagster as dg
 
 from embed_pipelines import settings
 from embed_pipelines.assets.common import asset_key
-from embed_pipelines.automation import shard_range_tags
+from embed_pipelines.automation import process_tag, running_sync, shard_range_tags
 from embed_pipelines.collection import Collection
 from embed_pipelines.config import resolve_collection
 from embed_pipelines.factory import build_definitions, index_job_name
 from embed_pipelines.families import PAGES, TEXT, accepted_by, configured_models, family_named
 from embed_pipelines.reporting import REQUESTED_BY_TAG, progress_logger
 from embed_pipelines.resources import PostgresResource, TextEmbeddingModel
+from embed_pipelines.settings import ConfigurationError
 from embed_pipelines.storage.page_tables import PageHit
 from embed_pipelines.storage.page_tables import search_pages as search_page_table
 from embed_pipelines.storage.registry import VersionRecord, find_version, serving_version
@@ -29,6 +30,10 @@ from embed_pipelines.storage.tables import search as search_relation
 from embed_pipelines.sync.plan import SyncPlan, plan_sync
 from embed_pipelines.version_jobs import build_version_jobs, version_job_name, version_op_name
 from embed_pipelines.versions.progress import unfinished_shards
+
+
+class SyncRunning(ConfigurationError):
+    """A sync of the collection is queued or running in the instance: a second one would race it."""
 
 
 def dagster_instance() -> dg.DagsterInstance:
@@ -63,12 +68,15 @@ def index(
     embedded and written; the model loads once, and only if something needs embedding. A sync that would
     delete more than the collection's max_delete_share of its documents is refused unless `allow_mass_delete`."""
     spec = resolve_collection(collection, source_dir, shard_count)
+    instance = instance or dagster_instance()
+    if running := running_sync(instance, index_job_name(spec)):  # two writers race on the same shards
+        raise SyncRunning(f"another sync of {spec.name} is running (run {running}): sync again when it has ended")
     models = {TEXT.name: text_model} if text_model else None
     job = build_definitions(spec, postgres, models).resolve_job_def(index_job_name(spec))
     scan_config = {"config": {"allow_mass_delete": allow_mass_delete}}
     return job.with_logger_defs({"progress": progress_logger}).execute_in_process(
-        instance=instance or dagster_instance(),
-        tags={**shard_range_tags(spec), **_requested_by()},
+        instance=instance,
+        tags={**shard_range_tags(spec), **_requested_by(), **process_tag()},
         run_config={
             "loggers": {"progress": {"config": {"log_level": "INFO"}}},
             "ops": {asset_key(spec, "source_files").to_python_identifier(): scan_config},

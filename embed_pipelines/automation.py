@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
 from collections.abc import Callable, Iterable
 
 import dagster as dg
+import psycopg
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
@@ -17,6 +20,40 @@ from embed_pipelines.versions.family import IndexFamily
 from embed_pipelines.versions.progress import unfinished_shards
 
 WAITING_OR_RUNNING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, *IN_PROGRESS_RUN_STATUSES]
+
+
+COLLECTION_TAG = "embed_pipelines/collection"  # one sync of a collection at a time (dagster.yaml limits it)
+
+
+PROCESS_TAG = "embed_pipelines/process"  # host:pid of a run executed in the calling process (CLI, API)
+
+
+def process_tag() -> dict[str, str]:
+    return {PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}"}
+
+
+def _died(run: dg.DagsterRun) -> bool:
+    """A run executed in a process of this host that no longer exists (killed): it will never end itself."""
+    host, _, pid = run.tags.get(PROCESS_TAG, "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def running_sync(instance: dg.DagsterInstance, job_name: str) -> str | None:
+    """The id of a queued or running sync of the job, or None. A run whose process was killed is marked
+    failed on the way, so that it does not block syncs forever."""
+    for record in instance.get_run_records(filters=dg.RunsFilter(job_name=job_name, statuses=WAITING_OR_RUNNING)):
+        if not _died(record.dagster_run):
+            return record.dagster_run.run_id
+        instance.report_run_failed(record.dagster_run, "its process ended without finishing the run")
+    return None
 
 
 def shard_range_tags(collection: Collection, shards: Iterable[str] | None = None) -> dict[str, str]:
@@ -53,13 +90,13 @@ def build_change_sensor(
         "Stats every file; reads only those whose size or mtime changed.",
     )
     def source_changes(context: dg.SensorEvaluationContext):
-        running = context.instance.get_run_records(
-            filters=dg.RunsFilter(job_name=job_name, statuses=WAITING_OR_RUNNING), limit=1
-        )
-        if running:  # its shards look unfinished until it ends; one sync of a collection at a time
-            return dg.SkipReason(f"a sync of {collection.name} is running (run {running[0].dagster_run.run_id})")
+        if running := running_sync(context.instance, job_name):  # its shards look unfinished until it ends
+            return dg.SkipReason(f"a sync of {collection.name} is running (run {running})")
         pending = pending_sync(collection, accepts)
-        left = unfinished() if unfinished else {}
+        try:
+            left = unfinished() if unfinished else {}
+        except psycopg.OperationalError as error:  # a sync would fail too; the message holds no secret
+            return dg.SkipReason(f"waiting for PostgreSQL: {error}")
         shards = pending.shards | set(left)
         if not shards:
             return dg.SkipReason("no changes")

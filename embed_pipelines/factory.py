@@ -8,6 +8,7 @@ import dagster as dg
 
 from embed_pipelines.assets import build_source_files
 from embed_pipelines.automation import (
+    COLLECTION_TAG,
     UnfinishedSyncs,
     build_automation_sensor,
     build_change_sensor,
@@ -39,9 +40,11 @@ def build_definitions(
         targets.append((family, model.index_version()))
         assets += family.build_assets(collection, family, model, targets[-1][1])
         resources[family.model_key(collection)] = model
+    one_at_a_time = {COLLECTION_TAG: collection.name}
     index_job = dg.define_asset_job(
         index_job_name(collection),
         selection=dg.AssetSelection.assets(*assets),
+        tags=one_at_a_time,
         description=f"Sync every shard of {collection.source_dir} into the configured index versions; each view "
         "serves its version once it is complete and passes its promotion gate.",
     )
@@ -49,6 +52,7 @@ def build_definitions(
     reindex_job = dg.define_asset_job(
         reindex_job_name(collection),
         selection=dg.AssetSelection.assets(*versioned).downstream(),
+        tags=one_at_a_time,
         description="Rebuild the configured index versions from the stored documents and page images (after a "
         "model or chunker change) in one run over every shard, then promote them when complete and checked.",
     )

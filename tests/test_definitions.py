@@ -55,3 +55,13 @@ def test_the_ui_shows_the_real_table_name_and_column_types_with_descriptions():
     assert columns["embedding"].type == "vector(384)"
     assert columns["document_path"].type == "text" and columns["chunk_ordinal"].type == "integer"
     assert all(column.description for column in columns.values())
+
+
+def test_syncs_of_one_collection_run_one_at_a_time(tmp_path):
+    from embed_pipelines.automation import COLLECTION_TAG
+
+    assert defs().resolve_job_def("index_sample").tags[COLLECTION_TAG] == "sample"
+    (tmp_path / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
+    assert {"key": COLLECTION_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits

@@ -71,3 +71,40 @@ def test_two_promotions_of_one_version_swap_the_view_once(postgres, tmp_path, st
     with postgres.connect() as conn:
         history = [(p.version, p.previous_version) for p in promotions(conn, "promoted")]
     assert history == [("new", "old"), ("old", None)], "no promotion of a version over itself"
+
+
+def test_a_second_sync_of_a_collection_waits_for_the_first_and_a_killed_one_blocks_nothing(
+    tmp_path, state_dir, instance, tiny_model, postgres
+):
+    import socket
+    import subprocess
+    import sys
+
+    import dagster as dg
+    import pytest
+    from support import SMALL_CORPUS, write_corpus
+
+    from embed_pipelines import api
+    from embed_pipelines.automation import PROCESS_TAG
+
+    source = write_corpus(tmp_path / "docs", SMALL_CORPUS)
+
+    def started_run(pid: int) -> dg.DagsterRun:
+        run = dg.DagsterRun(
+            job_name="index_busy",
+            status=dg.DagsterRunStatus.STARTED,
+            tags={PROCESS_TAG: f"{socket.gethostname()}:{pid}"},
+        )
+        return instance.add_run(run)
+
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        running = started_run(alive.pid)
+        with pytest.raises(api.SyncRunning, match=f"another sync of busy is running \\(run {running.run_id}\\)"):
+            api.index(source, "busy", 2, instance=instance, text_model=tiny_model, postgres=postgres)
+    finally:
+        alive.kill()
+        alive.wait()
+    # its process is gone (kill -9): the run is marked failed and no longer blocks
+    assert api.index(source, "busy", 2, instance=instance, text_model=tiny_model, postgres=postgres).success
+    assert instance.get_run_by_id(running.run_id).status == dg.DagsterRunStatus.FAILURE
