@@ -1,3 +1,4 @@
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -8,6 +9,7 @@ from pydantic import Field
 from embed_pipelines.assets.common import asset_options, column_schema
 from embed_pipelines.collection import Collection
 from embed_pipelines.reporting import failures_table, paths_table
+from embed_pipelines.storage.files import sweep_debris
 from embed_pipelines.storage.rows import SourceFile
 from embed_pipelines.sync.changes import compare_scans, mass_deletion
 from embed_pipelines.sync.listing import read_all_listings, read_listing, write_listing
@@ -36,6 +38,7 @@ def build_source_files(collection: Collection, accepts: Callable[[Path], bool]) 
         )
     )
     def source_files(context: dg.AssetExecutionContext, config: SourceFilesConfig) -> dg.MaterializeResult:
+        swept = sweep_debris(collection.state_dir, older_than=time.time())  # one sync at a time: all of it is old
         shards = context.partition_keys
         before = {file.path: file for shard in shards for file in read_listing(collection, shard)}
         scan = scan_source(
@@ -64,6 +67,7 @@ def build_source_files(collection: Collection, accepts: Callable[[Path], bool]) 
                 "dagster/row_count": len(after),
                 **{f"files_{name}": count for name, count in changes.counts().items()},
                 "files_hashed": scan.hashed,
+                "debris_swept": swept,
                 "changed_files_per_shard": str(dict(sorted(per_shard.items()))),
                 "changes": paths_table(
                     {

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Generic
@@ -15,6 +14,7 @@ from typing import Generic
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from embed_pipelines.storage.files import replace_durably, temporary_beside
 from embed_pipelines.storage.rows import Row, RowKind
 
 
@@ -28,8 +28,7 @@ def write_parquet_atomic(
 ) -> int:
     """Readers never see a half-written file: write beside the target, a table at a time, then rename over
     it. If producing a table fails, the target stays as it was. Returns rows written."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    tmp = temporary_beside(target)
     rows = 0
     try:
         with pq.ParquetWriter(tmp, schema) as writer:
@@ -41,7 +40,7 @@ def write_parquet_atomic(
         raise
     if before_replace:
         before_replace()
-    os.replace(tmp, target)
+    replace_durably(tmp, target)
     return rows
 
 

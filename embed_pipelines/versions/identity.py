@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
+from embed_pipelines.storage.files import write_text_atomic
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "merges.txt", "vocab.json")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx")
 _CONFIG_FILES = (
@@ -38,11 +42,11 @@ def _cached_sha256(path: Path, cache_dir: Path) -> str:
     stat = path.stat()
     key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
     cache_file = cache_dir / f"{key}.sha256"
-    if cache_file.is_file():
-        return cache_file.read_text().strip()
+    cached = cache_file.read_text().strip() if cache_file.is_file() else ""
+    if _SHA256.fullmatch(cached):  # anything else (a file a crash cut short) is computed again
+        return cached
     value = _sha256_file(path)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    cache_file.write_text(value)
+    write_text_atomic(cache_file, value)
     return value
 
 
