@@ -127,7 +127,7 @@ def search(
     The question is embedded by the model that made that version's vectors, whatever is configured now."""
     collection = settings.collection_name(collection)
     view = TEXT.view(collection)
-    with (postgres or PostgresResource()).connect() as conn:
+    with (postgres or PostgresResource()).connect(ddl=False) as conn:
         version = version or serving_version(conn, view)
         if version is None:
             raise LookupError(f"collection {collection!r} serves no index version yet: index it first")
@@ -148,7 +148,7 @@ def search_pages(
     index version: HNSW candidates re-ranked exactly, or every page scored when `exact`."""
     collection = settings.collection_name(collection)
     view = PAGES.view(collection)
-    with (postgres or PostgresResource()).connect() as conn:
+    with (postgres or PostgresResource()).connect(ddl=False) as conn:
         version = serving_version(conn, view)
         if version is None:
             raise LookupError(f"collection {collection!r} has no page index yet: enable its visual branch and index it")
@@ -218,5 +218,5 @@ def list_versions(
 ) -> tuple[str | None, list[VersionRecord]]:
     """(serving version, every version newest first) of the family's index."""
     view = family_named(family).view(settings.collection_name(collection))
-    with (postgres or PostgresResource()).connect() as conn:
+    with (postgres or PostgresResource()).connect(ddl=False) as conn:
         return serving_version(conn, view), registry_versions(conn, view)

@@ -58,13 +58,14 @@ class PostgresResource(dg.ConfigurableResource):
             return dsn
         return embedded_server_uri(Path(self.embedded_data_dir or home_dir() / "pgdata").expanduser())
 
-    def connect(self) -> psycopg.Connection:
-        """A connection to a database that has pgvector and the version registry."""
+    def connect(self, ddl: bool = True) -> psycopg.Connection:
+        """A connection to a database that has pgvector and the version registry. Without `ddl` (search,
+        listing versions) nothing is created, so a role with SELECT only can read."""
         uri = self._uri()
         limits = Limits(self.connect_timeout_s, self.statement_timeout_s, self.connect_attempts)
         source = f"${self.dsn_env_var}" if os.environ.get(self.dsn_env_var) else "the embedded server"
         conn = connect(uri, source, limits)
-        if uri not in _PREPARED:  # DDL once per process and database, not on every search
+        if ddl and uri not in _PREPARED:  # DDL once per process and database, not on every search
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
             ensure_registry(conn)
             _PREPARED.add(uri)

@@ -230,18 +230,32 @@ def point_view(
         previous = serving_version(conn, view)
         if before_swap:
             before_swap(previous)
+        grants = _grants(conn, view)
+        table = table_name(view, version)
         conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier(view)))
-        conn.execute(
-            sql.SQL("CREATE VIEW {} AS SELECT * FROM {}").format(
-                sql.Identifier(view), sql.Identifier(table_name(view, version))
-            )
-        )
+        conn.execute(sql.SQL("CREATE VIEW {} AS SELECT * FROM {}").format(sql.Identifier(view), sql.Identifier(table)))
+        for relation in (view, table):  # readers of the view keep reading it, and the version search queries
+            for grantee, privilege in grants:
+                conn.execute(
+                    sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privilege), sql.Identifier(relation), grantee)
+                )
         conn.execute(
             "INSERT INTO embed_pipelines_promotions (collection, version, previous_version, action, actor, figures) "
             "VALUES (%s, %s, %s, %s, %s, %s)",
             (view, version, previous, action, actor, Jsonb(figures)),
         )
     return previous, time.perf_counter() - started
+
+
+def _grants(conn: psycopg.Connection, relation: str) -> list[tuple[sql.Composable, str]]:
+    """(grantee, privilege) of every grant on a relation besides its owner's: what a DROP would lose."""
+    rows = conn.execute(
+        """SELECT r.rolname, a.privilege_type  -- no role: PUBLIC
+           FROM pg_class c CROSS JOIN aclexplode(c.relacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee
+           WHERE c.oid = to_regclass(%s) AND a.grantee <> c.relowner""",
+        (sql.Identifier(relation).as_string(conn),),
+    ).fetchall()
+    return [(sql.Identifier(role) if role else sql.SQL("PUBLIC"), privilege) for role, privilege in rows]
 
 
 def delete_version(conn: psycopg.Connection, view: str, version: str, layout: TableLayout) -> None:

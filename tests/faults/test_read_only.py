@@ -1,0 +1,34 @@
+"""Search needs SELECT only: a reader role searches, and keeps reading the view and its version across a
+promotion (the swap re-grants what the view had)."""
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from support import SMALL_CORPUS, run_index, write_corpus
+
+from embed_pipelines import api
+from embed_pipelines.resources import PostgresResource
+
+
+def test_a_select_only_role_searches_across_a_promotion(
+    tmp_path, state_dir, instance, tiny_model, wider_tiny_model, postgres, monkeypatch
+):
+    source = write_corpus(tmp_path / "docs", SMALL_CORPUS)
+    run_index(source, "readonly", instance, tiny_model, postgres)
+    with postgres.connect() as conn:  # what a DBA grants the reader (README: a reader role)
+        conn.execute("DROP ROLE IF EXISTS ro_reader")
+        conn.execute("CREATE ROLE ro_reader LOGIN")
+        conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO ro_reader")  # the view and what exists now
+    reader_dsn = make_conninfo(**{**conninfo_to_dict(postgres._uri()), "user": "ro_reader"})
+    monkeypatch.setenv("READER_DSN", reader_dsn)
+    reader = PostgresResource(dsn_env_var="READER_DSN")
+
+    assert api.search("how hard should I tamp?", "readonly", k=2, postgres=reader)
+    run_index(source, "readonly", instance, wider_tiny_model, postgres)  # a new version is promoted
+    with postgres.connect() as conn:
+        (serving,) = conn.execute(
+            "SELECT version FROM embed_pipelines_promotions WHERE collection = 'readonly' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    assert serving == wider_tiny_model.index_version()
+    hits = api.search("how hard should I tamp?", "readonly", k=2, postgres=reader)
+    assert len(hits) == 2
+    with reader.connect(ddl=False) as conn:
+        assert conn.execute("SELECT count(*) FROM readonly").fetchone()[0] > 0, "the view's grant survived"
