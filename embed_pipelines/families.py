@@ -68,6 +68,12 @@ def families_of(collection: Collection) -> list[IndexFamily]:
     families = [family for family in FAMILIES.values() if family.enabled(collection)]
     for family in families:
         family.view(collection.name)  # raises for a name too long for its derived tables
+    for suffix in {family.view_suffix for family in FAMILIES.values()} - {""}:
+        if collection.name.endswith(suffix):  # `foo_pages` would be the page view of `foo`
+            raise ConfigurationError(
+                f"collection names may not end in {suffix!r}: {collection.name!r} is the name of a view of "
+                f"collection {collection.name.removesuffix(suffix)!r}"
+            )
     return families
 
 

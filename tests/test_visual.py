@@ -167,7 +167,7 @@ def test_a_new_visual_model_builds_beside_the_served_pages_and_rolls_back(
         for seed in (0, 1)
     ]
     first, second = (model.index_version() for model in models)
-    collection = Collection("upgrade_pages", source, shard_count=2, visual=VisualBranch(models[0].model))
+    collection = Collection("pageupgrade", source, shard_count=2, visual=VisualBranch(models[0].model))
 
     def serving() -> str:
         with postgres.connect() as conn:
@@ -189,6 +189,6 @@ def test_a_new_visual_model_builds_beside_the_served_pages_and_rolls_back(
     with postgres.connect() as conn:
         gone = conn.execute(
             "SELECT to_regclass(%s), to_regclass(%s)",
-            (f"upgrade_pages_pages__{first}", f"upgrade_pages_pages__{first}_regions"),
+            (f"pageupgrade_pages__{first}", f"pageupgrade_pages__{first}_regions"),
         ).fetchone()
     assert gone == (None, None)

@@ -15,6 +15,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from embed_pipelines.settings import ConfigurationError
 from embed_pipelines.storage.page_tables import MAX_SIM_FUNCTION
 from embed_pipelines.storage.tables import TableLayout, table_name
 
@@ -218,11 +219,10 @@ def point_view(
     figures: dict,
     before_swap: Callable[[str | None], None] | None = None,
 ) -> tuple[str | None, float]:
-    """Point the view at the version's table and record it, in one transaction. The view is
-    dropped and created rather than replaced because versions may differ in dimension. Readers of the view
-    wait for the swap (milliseconds), then see the new version. `before_swap(previous version)` runs under
-    the view's lock, so what it checks cannot change before the swap; raising leaves everything as it was.
-    Returns (previous version, seconds)."""
+    """Point the view at the version's table and record it, in one transaction. Readers of the view wait for
+    the swap (milliseconds), then see the new version. `before_swap(previous version)` runs under the view's
+    lock, so what it checks cannot change before the swap; raising leaves everything as it was. Returns
+    (previous version, seconds)."""
     started = time.perf_counter()
     with conn.transaction():
         conn.execute("SET LOCAL lock_timeout = '10s'")  # a long query on the view delays, not blocks forever
@@ -230,15 +230,7 @@ def point_view(
         previous = serving_version(conn, view)
         if before_swap:
             before_swap(previous)
-        grants = _grants(conn, view)
-        table = table_name(view, version)
-        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier(view)))
-        conn.execute(sql.SQL("CREATE VIEW {} AS SELECT * FROM {}").format(sql.Identifier(view), sql.Identifier(table)))
-        for relation in (view, table):  # readers of the view keep reading it, and the version search queries
-            for grantee, privilege in grants:
-                conn.execute(
-                    sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privilege), sql.Identifier(relation), grantee)
-                )
+        _swap_view(conn, view, table_name(view, version), ours=previous is not None)
         conn.execute(
             "INSERT INTO embed_pipelines_promotions (collection, version, previous_version, action, actor, figures) "
             "VALUES (%s, %s, %s, %s, %s, %s)",
@@ -247,13 +239,51 @@ def point_view(
     return previous, time.perf_counter() - started
 
 
+def _swap_view(conn: psycopg.Connection, view: str, table: str, ours: bool) -> None:
+    """Replace the view in place where the columns stay the same (views built on it and grants on it stay
+    too); drop and create it where the dimension changes. A relation of that name that no promotion made is
+    never touched. Readers keep the grants the view had, on the view and on the version they now read."""
+    exists = conn.execute("SELECT 1 FROM pg_class WHERE oid = to_regclass(%s)", (_quoted(conn, view),)).fetchone()
+    if exists and not ours:
+        raise ConfigurationError(
+            f"a relation named {view!r} exists that embed-pipelines did not create: rename it, or index the "
+            "collection under another name"
+        )
+    grants = _grants(conn, view)
+    create = sql.SQL("CREATE {} VIEW {} AS SELECT * FROM {}")
+    try:
+        with conn.transaction():
+            conn.execute(create.format(sql.SQL("OR REPLACE"), sql.Identifier(view), sql.Identifier(table)))
+    except psycopg.errors.InvalidTableDefinition:  # another dimension: the view's columns change
+        _recreate_view(conn, view, create.format(sql.SQL(""), sql.Identifier(view), sql.Identifier(table)))
+    for relation in (view, table):
+        for grantee, privilege in grants:
+            conn.execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privilege), sql.Identifier(relation), grantee))
+
+
+def _recreate_view(conn: psycopg.Connection, view: str, create: sql.Composable) -> None:
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("DROP VIEW {}").format(sql.Identifier(view)))
+    except psycopg.errors.DependentObjectsStillExist as error:
+        raise ConfigurationError(
+            f"views built on {view!r} keep it from changing its columns (the new version has another "
+            "dimension): drop them, promote, then create them again"
+        ) from error
+    conn.execute(create)
+
+
+def _quoted(conn: psycopg.Connection, name: str) -> str:
+    return sql.Identifier(name).as_string(conn)
+
+
 def _grants(conn: psycopg.Connection, relation: str) -> list[tuple[sql.Composable, str]]:
     """(grantee, privilege) of every grant on a relation besides its owner's: what a DROP would lose."""
     rows = conn.execute(
         """SELECT r.rolname, a.privilege_type  -- no role: PUBLIC
            FROM pg_class c CROSS JOIN aclexplode(c.relacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee
            WHERE c.oid = to_regclass(%s) AND a.grantee <> c.relowner""",
-        (sql.Identifier(relation).as_string(conn),),
+        (_quoted(conn, relation),),
     ).fetchall()
     return [(sql.Identifier(role) if role else sql.SQL("PUBLIC"), privilege) for role, privilege in rows]
 
