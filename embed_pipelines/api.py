@@ -12,8 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from embed_pipelines import settings
-from embed_pipelines.assets.common import asset_key
-from embed_pipelines.automation import process_tag, running_sync, shard_range_tags
+from embed_pipelines.automation import process_tag, running_sync, shard_range_tags, source_files_config
 from embed_pipelines.collection import Collection
 from embed_pipelines.config import resolve_collection
 from embed_pipelines.factory import build_definitions, index_job_name
@@ -63,23 +62,24 @@ def index(
     text_model: TextEmbeddingModel | None = None,
     postgres: PostgresResource | None = None,
     allow_mass_delete: bool = False,
+    repair: bool = False,
 ) -> dg.ExecuteInProcessResult:
     """Sync every shard of the collection in one Dagster run: only what changed is converted, chunked,
     embedded and written; the model loads once, and only if something needs embedding. A sync that would
-    delete more than the collection's max_delete_share of its documents is refused unless `allow_mass_delete`."""
+    delete more than the collection's max_delete_share of its documents is refused unless `allow_mass_delete`.
+    `repair` reads every file, as the nightly sync does (edits that kept size and mtime)."""
     spec = resolve_collection(collection, source_dir, shard_count)
     instance = instance or dagster_instance()
     if running := running_sync(instance, index_job_name(spec)):  # two writers race on the same shards
         raise SyncRunning(f"another sync of {spec.name} is running (run {running}): sync again when it has ended")
     models = {TEXT.name: text_model} if text_model else None
     job = build_definitions(spec, postgres, models).resolve_job_def(index_job_name(spec))
-    scan_config = {"config": {"allow_mass_delete": allow_mass_delete}}
     return job.with_logger_defs({"progress": progress_logger}).execute_in_process(
         instance=instance,
         tags={**shard_range_tags(spec), **_requested_by(), **process_tag()},
         run_config={
             "loggers": {"progress": {"config": {"log_level": "INFO"}}},
-            "ops": {asset_key(spec, "source_files").to_python_identifier(): scan_config},
+            **source_files_config(spec, repair or spec.verify_hashes == "always", allow_mass_delete),
         },
         raise_on_error=False,
     )

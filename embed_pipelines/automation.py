@@ -56,6 +56,12 @@ def running_sync(instance: dg.DagsterInstance, job_name: str) -> str | None:
     return None
 
 
+def source_files_config(collection: Collection, rehash: bool = False, allow_mass_delete: bool = False) -> dict:
+    """Run config of a sync's `source_files` step."""
+    op = dg.AssetKey([collection.name, "source_files"]).to_python_identifier()
+    return {"ops": {op: {"config": {"rehash": rehash, "allow_mass_delete": allow_mass_delete}}}}
+
+
 def shard_range_tags(collection: Collection, shards: Iterable[str] | None = None) -> dict[str, str]:
     """Tags that make one run cover the shards from the lowest to the highest requested (all when None).
     Shards in between that did not change cost a stat and a skip: cheaper than a model load per run."""
@@ -117,10 +123,13 @@ def build_nightly_schedule(collection: Collection, job_name: str) -> dg.Schedule
         cron_schedule=collection.nightly_cron,
         execution_timezone=collection.timezone,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="A full sync of every shard: catches whatever the sensor missed; unchanged files cost a stat.",
+        description="A full sync of every shard that catches whatever the sensor missed: it reads every file "
+        "(edits that kept size and mtime), unless verify_hashes says never; every table is checked against the "
+        "stored rows, and the view is re-created if it went.",
     )
     def nightly_sync(context: dg.ScheduleEvaluationContext):
-        return dg.RunRequest(tags=shard_range_tags(collection))
+        rehash = collection.verify_hashes != "never"
+        return dg.RunRequest(tags=shard_range_tags(collection), run_config=source_files_config(collection, rehash))
 
     return nightly_sync
 

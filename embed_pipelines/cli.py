@@ -36,7 +36,11 @@ def _index(args: argparse.Namespace) -> int:
         print(api.plan(args.path, collection=args.collection, shard_count=args.shards).summary())
         return 0
     result = api.index(
-        args.path, collection=args.collection, shard_count=args.shards, allow_mass_delete=args.allow_mass_delete
+        args.path,
+        collection=args.collection,
+        shard_count=args.shards,
+        allow_mass_delete=args.allow_mass_delete,
+        repair=args.repair,
     )
     print(f"Run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
     if result.success:
@@ -140,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--plan", action="store_true", help="print what a sync would do; change nothing")
     index.add_argument("--collection", default=None, help=COLLECTION_HELP)
     index.add_argument("--shards", type=int, default=None, help=f"default ${settings.SHARDS_ENV} or 16")
+    index.add_argument(
+        "--repair", action="store_true", help="read every file (edits that kept size and mtime), as the nightly sync"
+    )
     index.add_argument(
         "--allow-mass-delete",
         action="store_true",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from embed_pipelines import settings
 from embed_pipelines.storage.tables import check_name
-from embed_pipelines.sync.scan import FollowLinks
+from embed_pipelines.sync.scan import FollowLinks, VerifyHashes
 from embed_pipelines.sync.shards import shard_keys
 
 
@@ -48,6 +48,7 @@ class Collection:
     visual: VisualBranch | None = None
     follow_links: FollowLinks = "inside"  # symbolic links to files: inside the source folder only, always, never
     max_delete_share: float = settings.DEFAULT_MAX_DELETE_SHARE  # a sync deleting more is refused unless forced
+    verify_hashes: VerifyHashes = "nightly"  # which syncs read every file: always, nightly, never
 
     def __post_init__(self) -> None:
         check_name(self.name)

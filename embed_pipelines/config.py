@@ -36,18 +36,22 @@ from embed_pipelines.collection import Collection, PromotionPolicy, VisualBranch
 from embed_pipelines.families import families_of
 from embed_pipelines.sample_corpus import SAMPLE_QUESTIONS, ensure_sample_corpus
 from embed_pipelines.settings import ConfigurationError
-from embed_pipelines.sync.scan import FollowLinks
+from embed_pipelines.sync.scan import FollowLinks, VerifyHashes
 
 _KEYS = {
     "name", "source", "shards", "model", "layout_weights", "keep_versions", "promotion", "visual", "follow_links",
-    "max_delete_share",
+    "max_delete_share", "verify_hashes",
 }  # fmt: skip
 _PROMOTION_KEYS = {"golden_queries", "golden_k", "golden_tolerance", "min_recall_at_10", "recall_queries"}
 
 
-def _follow_links(value: str, where: str) -> FollowLinks:
-    if value not in get_args(FollowLinks):
-        raise ConfigurationError(f"{where}: follow_links must be one of {get_args(FollowLinks)}, not {value!r}")
+def _env_choice(options, variable: str, default: str) -> str:
+    return _choice(options, os.environ.get(variable, default), variable)
+
+
+def _choice(options, value: str, where: str) -> str:
+    if value not in get_args(options):
+        raise ConfigurationError(f"{where}: expected one of {get_args(options)}, not {value!r}")
     return value
 
 
@@ -83,8 +87,9 @@ def collection_from_environment(
             promotion=PromotionPolicy(golden_queries=Path(golden).expanduser() if golden else None),
             keep_versions=settings.positive_int(settings.KEEP_VERSIONS_ENV, settings.DEFAULT_KEEP_VERSIONS),
             visual=VisualBranch(visual_model, visual_family) if visual_model else None,
-            follow_links=_follow_links(os.environ.get(settings.FOLLOW_LINKS_ENV, "inside"), settings.FOLLOW_LINKS_ENV),
+            follow_links=_env_choice(FollowLinks, settings.FOLLOW_LINKS_ENV, "inside"),
             max_delete_share=settings.share(settings.MAX_DELETE_SHARE_ENV, settings.DEFAULT_MAX_DELETE_SHARE),
+            verify_hashes=_env_choice(VerifyHashes, settings.VERIFY_HASHES_ENV, "nightly"),
         )
     )
 
@@ -113,8 +118,9 @@ def load_collections(config_file: Path) -> list[Collection]:
             keep_versions=int(entry.get("keep_versions", settings.DEFAULT_KEEP_VERSIONS)),
             promotion=PromotionPolicy(**promotion),
             visual=VisualBranch(**entry["visual"]) if entry.get("visual") else None,
-            follow_links=_follow_links(entry.get("follow_links", "inside"), str(config_file)),
+            follow_links=_choice(FollowLinks, entry.get("follow_links", "inside"), str(config_file)),
             max_delete_share=float(entry.get("max_delete_share", settings.DEFAULT_MAX_DELETE_SHARE)),
+            verify_hashes=_choice(VerifyHashes, entry.get("verify_hashes", "nightly"), str(config_file)),
         )
         collections.append(_checked(collection))
     return collections

@@ -9,11 +9,11 @@ from embed_pipelines.collection import Collection
 from embed_pipelines.reporting import fail_for_documents
 from embed_pipelines.resources import PostgresResource, VisualEmbeddingModel
 from embed_pipelines.storage.page_tables import as_halfvecs, ensure_page_search, write_regions
-from embed_pipelines.storage.registry import register_version
+from embed_pipelines.storage.registry import ensure_version
 from embed_pipelines.storage.rows import Page, PageVectors
 from embed_pipelines.storage.stores import page_embeddings_store, page_images_store
 from embed_pipelines.storage.table_sync import TableSync
-from embed_pipelines.storage.tables import ensure_table, table_name
+from embed_pipelines.storage.tables import table_name
 from embed_pipelines.sync.incremental import Missing, Wanted, sync_shards
 from embed_pipelines.versions.family import IndexFamily
 
@@ -73,9 +73,8 @@ def build_page_index(collection: Collection, family: IndexFamily, version: str) 
         model: VisualEmbeddingModel = model_of(context, family, collection)
         postgres: PostgresResource = context.resources.postgres
         with postgres.connect() as conn:
-            ensure_table(conn, view, version, PAGE_VECTOR_DIMENSION, layout)
+            ensure_version(conn, view, version, PAGE_VECTOR_DIMENSION, layout, model.query_settings())  # no chunker
             ensure_page_search(conn, table, PAGE_VECTOR_DIMENSION)
-            register_version(conn, view, version, model.query_settings(), PAGE_VECTOR_DIMENSION, "")  # no chunker
             tally = sync_shards(LoadPages(conn, collection, family, version), context.partition_keys)
         context.log.info(f"{table}: {tally.summary()}")
         fail_for_documents(tally, table)

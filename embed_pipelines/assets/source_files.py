@@ -18,6 +18,11 @@ from embed_pipelines.sync.shards import shard_of
 
 
 class SourceFilesConfig(dg.Config):
+    rehash: bool = Field(
+        default=False,
+        description="Read every file, also those whose size and mtime are unchanged (the nightly sync does, "
+        "unless the collection's verify_hashes says never).",
+    )
     allow_mass_delete: bool = Field(
         default=False,
         description="Let this sync delete more than the collection's max_delete_share of its documents, or all "
@@ -41,8 +46,9 @@ def build_source_files(collection: Collection, accepts: Callable[[Path], bool]) 
         swept = sweep_debris(collection.state_dir, older_than=time.time())  # one sync at a time: all of it is old
         shards = context.partition_keys
         before = {file.path: file for shard in shards for file in read_listing(collection, shard)}
+        rehash = config.rehash or collection.verify_hashes == "always"
         scan = scan_source(
-            collection.source_dir, collection.shard_count, accepts, set(shards), before, collection.follow_links
+            collection.source_dir, collection.shard_count, accepts, set(shards), before, collection.follow_links, rehash
         )
         after = scan.files()
         changes = compare_scans(before, after)

@@ -6,11 +6,11 @@ from embed_pipelines.assets.common import asset_key, asset_options, model_of
 from embed_pipelines.collection import Collection
 from embed_pipelines.reporting import fail_for_documents
 from embed_pipelines.resources import PostgresResource, TextEmbeddingModel
-from embed_pipelines.storage.registry import register_version
+from embed_pipelines.storage.registry import ensure_version
 from embed_pipelines.storage.rows import Chunk, ChunkVector
 from embed_pipelines.storage.stores import chunks_store, embeddings_store
 from embed_pipelines.storage.table_sync import TableSync
-from embed_pipelines.storage.tables import IndexHealth, ShardHealth, ensure_table, shard_health, table_name
+from embed_pipelines.storage.tables import IndexHealth, ShardHealth, shard_health, table_name
 from embed_pipelines.sync.incremental import Missing, Wanted, sync_shards
 from embed_pipelines.versions.family import IndexFamily
 
@@ -100,10 +100,8 @@ def build_vector_index(
         text_model: TextEmbeddingModel = model_of(context, family, collection)
         postgres: PostgresResource = context.resources.postgres
         with postgres.connect() as conn:
-            ensure_table(conn, family.view(collection.name), versions[1], dimension, family.layout)
-            register_version(
-                conn, family.view(collection.name), versions[1], text_model.query_settings(), dimension, versions[0]
-            )
+            view, model = family.view(collection.name), text_model.query_settings()
+            ensure_version(conn, view, versions[1], dimension, family.layout, model, versions[0])
             load = LoadChunks(conn, collection, family, versions, dimension)
             tally = sync_shards(load, context.partition_keys)
         context.log.info(f"{table}: {tally.summary()}")

@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 
 from embed_pipelines.settings import ConfigurationError
 from embed_pipelines.storage.page_tables import MAX_SIM_FUNCTION
-from embed_pipelines.storage.tables import TableLayout, table_name
+from embed_pipelines.storage.tables import TableLayout, ensure_table, table_name
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS embed_pipelines_versions (
@@ -110,6 +110,35 @@ def register_version(
             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (collection, version) DO UPDATE SET model = EXCLUDED.model",
             (view, version, Jsonb(model), dimension, chunker_version),
         )
+
+
+def ensure_version(
+    conn: psycopg.Connection,
+    view: str,
+    version: str,
+    dimension: int,
+    layout: TableLayout,
+    model: dict,
+    chunker_version: str = "",
+) -> str:
+    """The version's table, created if need be, and its registry entry. A table that had to be created for a
+    version with synced shards was dropped by hand: none of its shards is synced any more, so the change
+    sensor asks for all of them and the gate sees the version incomplete."""
+    table = table_name(view, version)
+    existed = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (_quoted(conn, table),)).fetchone()[0]
+    ensure_table(conn, view, version, dimension, layout)
+    register_version(conn, view, version, model, dimension, chunker_version)
+    if not existed:
+        with conn.transaction():
+            conn.execute(
+                "UPDATE embed_pipelines_versions SET synced_shards = '{}', rows_changed_at = clock_timestamp() "
+                "WHERE collection = %s AND version = %s",
+                (view, version),
+            )
+            conn.execute(
+                "DELETE FROM embed_pipelines_synced_listings WHERE collection = %s AND version = %s", (view, version)
+            )
+    return table
 
 
 def record_shard_sync(
@@ -271,6 +300,10 @@ def _recreate_view(conn: psycopg.Connection, view: str, create: sql.Composable) 
             "dimension): drop them, promote, then create them again"
         ) from error
     conn.execute(create)
+
+
+def view_exists(conn: psycopg.Connection, view: str) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (_quoted(conn, view),)).fetchone()[0]
 
 
 def _quoted(conn: psycopg.Connection, name: str) -> str:

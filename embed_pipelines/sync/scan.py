@@ -11,7 +11,7 @@ import os
 import stat
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +19,7 @@ from embed_pipelines.storage.rows import SourceFile
 from embed_pipelines.sync.shards import shard_of
 
 FollowLinks = Literal["inside", "always", "never"]  # which symbolic links to files a scan follows
+VerifyHashes = Literal["always", "nightly", "never"]  # which syncs read every file, not only changed stats
 
 
 @dataclass
@@ -72,9 +73,11 @@ def scan_source(
     shards: set[str] | None = None,
     known: dict[str, SourceFile] | None = None,
     links: FollowLinks = "inside",
+    rehash: bool = False,
 ) -> SourceScan:
     """Regular files of the requested shards (all when None) that `accepts` takes; `known` maps paths to files
-    of an earlier scan; `links` says which symbolic links are followed."""
+    of an earlier scan; `links` says which symbolic links are followed; `rehash` reads every file even where
+    size and mtime are unchanged (an edit that kept both: `rsync -t`, `cp -p`, some unpackers)."""
     if not root.is_dir():
         raise FileNotFoundError(f"Source folder {root} does not exist or is not a folder")
     known = known or {}
@@ -98,7 +101,7 @@ def scan_source(
             if refusal := _refusal(path, root, links):
                 scan.ignored[relative] = refusal
                 continue
-            file = _describe(path, relative, known.get(relative))
+            file = _describe(path, relative, known.get(relative), rehash)
         except OSError as exc:
             _unreadable(scan, relative, known, shard, f"cannot read: {exc.strerror or exc}")
             continue
@@ -124,9 +127,12 @@ def _unreadable(scan: SourceScan, relative: str, known: dict[str, SourceFile], s
         scan.ignored[relative] = reason
 
 
-def _describe(path: Path, relative: str, before: SourceFile | None) -> SourceFile:
-    """The file as it is; `before` itself when size and mtime are unchanged (no read)."""
+def _describe(path: Path, relative: str, before: SourceFile | None, rehash: bool) -> SourceFile:
+    """The file as it is; `before` itself when size and mtime are unchanged (no read), unless `rehash`."""
     stat = path.stat()
     if before is not None and (before.size, before.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
-        return before
+        if not rehash:
+            return before
+        sha256 = sha256_of(path)
+        return before if sha256 == before.sha256 else replace(before, sha256=sha256)
     return SourceFile(path=relative, size=stat.st_size, mtime_ns=stat.st_mtime_ns, sha256=sha256_of(path))

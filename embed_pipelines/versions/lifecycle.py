@@ -19,6 +19,7 @@ from embed_pipelines.storage.registry import (
     record_gate,
     serving_version,
     set_rejected,
+    view_exists,
 )
 from embed_pipelines.versions.family import IndexFamily
 from embed_pipelines.versions.gate import GateInputs, GateResult, evaluate_gate, unsynced_shards
@@ -110,7 +111,10 @@ def promote_when_ready(
         return Outcome(view, version, serving, note)
 
     if serving == version:
-        return unchanged(f"{version} is serving")
+        if view_exists(conn, view):
+            return unchanged(f"{version} is serving")
+        _, seconds = point_view(conn, view, version, "repair", actor, {"repaired": "the view was gone"})
+        return Outcome(view, version, version, f"re-created the view of {version}", swap_ms=seconds * 1000)
     try:
         candidate = find_version(conn, view, version)
     except LookupError:
