@@ -132,21 +132,21 @@ def run_fault(name: str, fault: str, home: Path, number: int, upgrade: dict) -> 
     runs = 1
     started = time.perf_counter()
     if fault == "unreachable":
-        sync(source, collection, env={"EMBED_PIPELINES_DSN": "postgresql://nobody@127.0.0.1:9/none"})
+        ended = sync(source, collection, env={"EMBED_PIPELINES_DSN": "postgresql://nobody@127.0.0.1:9/none"})
     elif fault == "emptied":
         hidden = home / f"{collection}-unmounted"
         source.rename(hidden)
         source.mkdir()
-        sync(source, collection)  # refused: nothing is written
+        ended = sync(source, collection)  # refused: nothing is written
         source.rmdir()
         hidden.rename(source)
     elif fault == "concurrent":
         first = subprocess.Popen([sys.executable, __file__, "--child", "none", str(source), collection])
-        sync(source, collection)  # refused while the first runs, or runs after it
+        ended = sync(source, collection)  # refused while the first runs, or runs after it
         first.wait()
         runs += 1
     else:
-        sync(source, collection, fault, env)
+        ended = sync(source, collection, fault, env)
     converged = float("nan")
     for _ in range(3):
         runs += 1
@@ -154,7 +154,16 @@ def run_fault(name: str, fault: str, home: Path, number: int, upgrade: dict) -> 
             converged = time.perf_counter() - started
             break
     lost, stale, duplicates = compare(collection, expected)
-    return {"fault": name, "runs": runs, "lost": lost, "stale": stale, "duplicates": duplicates, "s": converged}
+    outcome = {-signal.SIGKILL: "killed", 0: "succeeded"}.get(ended, "failed")
+    return {
+        "fault": name,
+        "faulty run": outcome,
+        "runs": runs,
+        "lost": lost,
+        "stale": stale,
+        "duplicates": duplicates,
+        "s": converged,
+    }
 
 
 def reference(source: Path, home: Path, number: int, env: dict) -> str:
@@ -181,9 +190,13 @@ def main() -> None:
         os.environ["DAGSTER_HOME"] = str(home / "dagster")
         upgrade = {"EMBED_PIPELINES_MODEL": str(upgraded_model(home)), "EMBED_PIPELINES_KEEP_VERSIONS": "1"}
         results = [run_fault(name, fault, home, number, upgrade) for number, (name, fault) in enumerate(FAULTS.items())]
-    print(f"{'fault':36}{'runs':>6}{'rows lost':>11}{'stale rows':>12}{'duplicate rows':>16}{'converged in s':>16}")
+    header = f"{'fault':36}{'faulty run':>12}{'runs':>6}{'rows lost':>11}{'stale rows':>12}{'duplicate rows':>16}"
+    print(header + f"{'converged in s':>16}")
     for r in results:
-        print(f"{r['fault']:36}{r['runs']:6}{r['lost']:11}{r['stale']:12}{r['duplicates']:16}{r['s']:16.1f}")
+        print(
+            f"{r['fault']:36}{r['faulty run']:>12}{r['runs']:6}{r['lost']:11}{r['stale']:12}{r['duplicates']:16}"
+            f"{r['s']:16.1f}"
+        )
 
 
 if __name__ == "__main__":
