@@ -9,6 +9,24 @@ from embed_pipelines.sync.shards import shard_of
 from embed_pipelines.text.extraction import DocumentExtractor, ExtractionStatus
 
 
+def refuse_rows(postgres, view: str, path: str, message: str) -> str:
+    """Make the served table of `view` refuse the rows of one document, as PostgreSQL refuses a bad value;
+    returns the table."""
+    with postgres.connect() as conn:
+        (version,) = conn.execute(
+            "SELECT version FROM embed_pipelines_versions WHERE collection = %s", (view,)
+        ).fetchone()
+        table = f"{view}__{version}"
+        conn.execute(
+            f"""CREATE FUNCTION "refuse_{view}"() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+                  IF NEW.document_path = '{path}' THEN
+                    RAISE EXCEPTION '{message}' USING ERRCODE = 'data_exception'; END IF;
+                  RETURN NEW; END $$;
+                CREATE TRIGGER refuse BEFORE INSERT ON "{table}" FOR EACH ROW EXECUTE FUNCTION "refuse_{view}"()"""
+        )
+    return table
+
+
 def test_a_document_the_database_refuses_fails_alone(tmp_path, state_dir, instance, tiny_model, postgres):
     names = [f"doc-{i}.md" for i in range(40)]
     by_shard = sorted(names, key=lambda name: shard_of(name, 4))
@@ -17,16 +35,7 @@ def test_a_document_the_database_refuses_fails_alone(tmp_path, state_dir, instan
     source = write_corpus(tmp_path / "docs", {name: f"# {name}\n\nFirst text of {name}." for name in names})
     run_index(source, "refused", instance, tiny_model, postgres)
     before = {row[0]: row[2] for row in indexed_rows(postgres, "refused")}
-    with postgres.connect() as conn:  # a table that refuses one document's rows, as a bad value would
-        (table,) = conn.execute("SELECT 'refused__' || version FROM embed_pipelines_versions "
-                                "WHERE collection = 'refused'").fetchone()  # fmt: skip
-        conn.execute(
-            f"""CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
-                  IF NEW.document_path = '{refused}' THEN
-                    RAISE EXCEPTION 'value refused' USING ERRCODE = 'data_exception'; END IF;
-                  RETURN NEW; END $$;
-                CREATE TRIGGER refuse BEFORE INSERT ON "{table}" FOR EACH ROW EXECUTE FUNCTION refuse()"""
-        )
+    refuse_rows(postgres, "refused", refused, "value refused")
     for name in (refused, later):
         (source / name).write_text(f"# {name}\n\nSecond text of {name}.")
 
@@ -88,16 +97,7 @@ def test_a_refused_page_document_leaves_the_next_documents_pages_and_regions_int
         return job.execute_in_process(instance=instance, tags=shard_range_tags(collection), raise_on_error=False)
 
     assert sync(["one", "two", "three"], ["alone"]).success
-    with postgres.connect() as conn:
-        (table,) = conn.execute("SELECT 'refpages_pages__' || version FROM embed_pipelines_versions "
-                                "WHERE collection = 'refpages_pages'").fetchone()  # fmt: skip
-        conn.execute(
-            f"""CREATE FUNCTION refuse_a() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
-                  IF NEW.document_path = 'a.pdf' THEN
-                    RAISE EXCEPTION 'page refused' USING ERRCODE = 'data_exception'; END IF;
-                  RETURN NEW; END $$;
-                CREATE TRIGGER refuse_a BEFORE INSERT ON "{table}" FOR EACH ROW EXECUTE FUNCTION refuse_a()"""
-        )
+    table = refuse_rows(postgres, "refpages_pages", "a.pdf", "page refused")
     result = sync(["uno", "dos", "tres"], ["solo", "duo"])
     failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
     assert failure is not None and "a.pdf" in failure.description and "b.pdf" not in failure.description
