@@ -49,6 +49,7 @@ class Collection:
     follow_links: FollowLinks = "inside"  # symbolic links to files: inside the source folder only, always, never
     max_delete_share: float = settings.DEFAULT_MAX_DELETE_SHARE  # a sync deleting more is refused unless forced
     verify_hashes: VerifyHashes = "nightly"  # which syncs read every file: always, nightly, never
+    convert_timeout_s: int = settings.DEFAULT_CONVERT_TIMEOUT_S  # a file's conversion that takes longer fails
 
     def __post_init__(self) -> None:
         check_name(self.name)

@@ -40,7 +40,7 @@ from embed_pipelines.sync.scan import FollowLinks, VerifyHashes
 
 _KEYS = {
     "name", "source", "shards", "model", "layout_weights", "keep_versions", "promotion", "visual", "follow_links",
-    "max_delete_share", "verify_hashes",
+    "max_delete_share", "verify_hashes", "convert_timeout_s",
 }  # fmt: skip
 _PROMOTION_KEYS = {"golden_queries", "golden_k", "golden_tolerance", "min_recall_at_10", "recall_queries"}
 
@@ -90,6 +90,7 @@ def collection_from_environment(
             follow_links=_env_choice(FollowLinks, settings.FOLLOW_LINKS_ENV, "inside"),
             max_delete_share=settings.share(settings.MAX_DELETE_SHARE_ENV, settings.DEFAULT_MAX_DELETE_SHARE),
             verify_hashes=_env_choice(VerifyHashes, settings.VERIFY_HASHES_ENV, "nightly"),
+            convert_timeout_s=settings.positive_int(settings.CONVERT_TIMEOUT_ENV, settings.DEFAULT_CONVERT_TIMEOUT_S),
         )
     )
 
@@ -121,6 +122,7 @@ def load_collections(config_file: Path) -> list[Collection]:
             follow_links=_choice(FollowLinks, entry.get("follow_links", "inside"), str(config_file)),
             max_delete_share=float(entry.get("max_delete_share", settings.DEFAULT_MAX_DELETE_SHARE)),
             verify_hashes=_choice(VerifyHashes, entry.get("verify_hashes", "nightly"), str(config_file)),
+            convert_timeout_s=int(entry.get("convert_timeout_s", settings.DEFAULT_CONVERT_TIMEOUT_S)),
         )
         collections.append(_checked(collection))
     return collections

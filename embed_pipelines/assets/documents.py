@@ -11,7 +11,8 @@ from embed_pipelines.storage.stores import documents_store
 from embed_pipelines.sync.incremental import Failed, Wanted, sync_shards
 from embed_pipelines.sync.listing import Accepts
 from embed_pipelines.sync.steps import StoreSync
-from embed_pipelines.text.extraction import DocumentExtractor, Extraction, ExtractionStatus
+from embed_pipelines.text.extraction import Extraction, ExtractionStatus
+from embed_pipelines.text.isolation import IsolatedExtractor, over_limit
 
 
 def _converted(path: str, sha256: str, extraction: Extraction) -> Document:
@@ -39,20 +40,25 @@ def _failed(path: str, sha256: str, extraction: Extraction, last_good: Document 
 
 class ConvertDocuments(StoreSync):
     """A document is current when it was converted from these bytes in this mode and its latest attempt
-    succeeded; a failed one is tried again every sync."""
+    succeeded; a failed one is tried again every sync, unless it ran over a per-file limit (the same bytes
+    would again): that waits until its bytes change. Conversions run in a child process with those limits."""
 
     def __init__(self, collection: Collection, accepts: Accepts):
         super().__init__(collection, accepts, documents_store(collection))
-        self.extractor = DocumentExtractor(layout_weights=collection.layout_weights)
+        self.extractor = IsolatedExtractor(collection.layout_weights, timeout_s=collection.convert_timeout_s)
 
     def wanted(self, shard: str, path: str) -> Wanted:
         return Wanted((self.sources[path].sha256, self.extractor.mode_for(path).value))
 
     def current(self, shard: str, path: str) -> Hashable | None:
         previous = self.store.read_row(shard, path)
-        if previous is None or previous.failed_sha256 is not None:
+        if previous is None:
             return None
-        return previous.source_sha256, previous.mode
+        if previous.failed_sha256 is None:
+            return previous.source_sha256, previous.mode
+        if previous.failed_sha256 == self.sources[path].sha256 and over_limit(previous.error):
+            return self.wanted(shard, path).signature
+        return None
 
     def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
         sha256 = self.sources[path].sha256
@@ -62,6 +68,9 @@ class ConvertDocuments(StoreSync):
             raise Failed(extraction.error or "unknown error")
         self.store.write(shard, path, [_converted(path, sha256, extraction)])
         self.figures[f"converted_{extraction.mode.value}"] += 1
+
+    def finish(self) -> None:
+        self.extractor.close()
 
 
 def build_documents(collection: Collection, accepts: Accepts) -> dg.AssetsDefinition:

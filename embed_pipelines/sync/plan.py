@@ -13,7 +13,8 @@ from embed_pipelines.sync.listing import Accepts
 from embed_pipelines.sync.pending import pending_sync
 from embed_pipelines.sync.shards import shard_of
 from embed_pipelines.text.chunking import DocumentChunker
-from embed_pipelines.text.extraction import DocumentExtractor, ExtractionStatus, is_supported
+from embed_pipelines.text.extraction import ExtractionStatus, is_supported
+from embed_pipelines.text.isolation import IsolatedExtractor
 
 LISTED_PATHS = 20  # per kind of change; the counts say how many in all
 
@@ -68,7 +69,7 @@ def plan_sync(collection: Collection, accepts: Accepts, text_model: TextModel) -
     weights."""
     plan = SyncPlan(pending_sync(collection, accepts).changes)
     changes = plan.changes
-    extractor = DocumentExtractor(layout_weights=collection.layout_weights)
+    extractor = IsolatedExtractor(collection.layout_weights, timeout_s=collection.convert_timeout_s)
     chunker = text_model.chunker()
     stored_chunks = chunks_store(collection, text_model.chunker_version())
     hashes: list[str] = []
@@ -82,6 +83,7 @@ def plan_sync(collection: Collection, accepts: Accepts, text_model: TextModel) -
         hashes += [chunk.chunk_hash for chunk in chunker.chunk(extraction.document, path, "")]
     for path in changes.edited + changes.deleted + [old for old, _ in changes.renamed]:
         plan.rows_to_delete += stored_chunks.row_count(shard_of(path, collection.shard_count), path) or 0
+    extractor.close()
     store = embeddings_store(collection, text_model.index_version(), text_model.dimension)
     stored = lookup_vectors(store, hashes)
     plan.chunks_to_embed = len({h for h in hashes if h not in stored})
