@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from PIL import Image
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"})
 VISUAL_SUFFIXES = IMAGE_SUFFIXES | {".pdf"}
+MAX_PAGE_PIXELS = 40_000_000  # 8,000 x 5,000: an A0 poster at 144 DPI fits
 
 
 def is_visual(path: Path | str) -> bool:
@@ -58,6 +60,16 @@ def render_pages(path: Path, dpi: int) -> Iterator[PageImage]:
         raise ValueError(f"{path.name}: not a readable image ({error})") from error
 
 
+def _scale(size_in_points: tuple[float, float], dpi: int) -> float:
+    """The rendering scale for `dpi`, lowered where the page would exceed MAX_PAGE_PIXELS (a 200-inch page at
+    144 DPI is 830 million pixels, 2.5 GB): the model's processor resizes pages to a few hundred thousand
+    pixels anyway, so a cap loses nothing it would see."""
+    width, height = size_in_points
+    scale = dpi / 72
+    pixels = width * height * scale * scale
+    return scale if pixels <= MAX_PAGE_PIXELS else scale * math.sqrt(MAX_PAGE_PIXELS / pixels)
+
+
 def _pdf_pages(path: Path, dpi: int) -> Iterator[PageImage]:
     try:
         document = pypdfium2.PdfDocument(path)
@@ -70,7 +82,7 @@ def _pdf_pages(path: Path, dpi: int) -> Iterator[PageImage]:
             except pypdfium2.PdfiumError as error:
                 raise ValueError(f"{path.name}: page {index + 1} cannot be loaded ({error})") from error
             try:
-                bitmap = page.render(scale=dpi / 72)
+                bitmap = page.render(scale=_scale(page.get_size(), dpi))
             except pypdfium2.PdfiumError as error:
                 raise ValueError(f"{path.name}: page {index + 1} cannot be rendered ({error})") from error
             finally:

@@ -37,3 +37,18 @@ def test_links_out_of_the_source_folder_are_skipped_and_reported(tmp_path, state
         assert not conn.execute("SELECT 1 FROM links WHERE text LIKE '%planted-secret%'").fetchall()
     skipped = latest_metadata(instance, "links", "source_files")["not_indexed"]
     assert "leak.txt" in skipped and "leads out of the source folder" in skipped
+
+
+def test_a_giant_pdf_page_renders_within_the_pixel_cap(tmp_path):
+    from fpdf import FPDF
+
+    from embed_pipelines.visual.rendering import MAX_PAGE_PIXELS, render_pages
+
+    pdf = FPDF(unit="in", format=(200, 100))  # a 200-inch banner: 28,800 x 14,400 pixels at 144 DPI
+    pdf.add_page()
+    pdf.set_font("helvetica", size=400)
+    pdf.cell(text="Banner")
+    pdf.output(str(tmp_path / "banner.pdf"))
+    (page,) = render_pages(tmp_path / "banner.pdf", dpi=144)
+    assert page.width * page.height <= MAX_PAGE_PIXELS * 1.001
+    assert abs(page.width / page.height - 2) < 0.01, "the page keeps its shape"
