@@ -12,7 +12,13 @@ from pathlib import Path
 import dagster as dg
 
 from embed_pipelines import settings
-from embed_pipelines.automation import process_tag, running_sync, shard_range_tags, source_files_config
+from embed_pipelines.automation import (
+    UnfinishedSyncs,
+    process_tag,
+    running_sync,
+    shard_range_tags,
+    source_files_config,
+)
 from embed_pipelines.collection import Collection
 from embed_pipelines.config import resolve_collection
 from embed_pipelines.factory import build_definitions, index_job_name
@@ -28,7 +34,6 @@ from embed_pipelines.storage.tables import Hit
 from embed_pipelines.storage.tables import search as search_relation
 from embed_pipelines.sync.plan import SyncPlan, plan_sync
 from embed_pipelines.version_jobs import build_version_jobs, version_job_name, version_op_name
-from embed_pipelines.versions.progress import unfinished_shards
 
 
 class SyncRunning(ConfigurationError):
@@ -97,7 +102,7 @@ def plan(
     spec = resolve_collection(collection, source_dir, shard_count)
     text_model = text_model or TEXT.model_for(spec)
     result = plan_sync(spec, accepted_by(spec), text_model)
-    result.unfinished = unfinished(spec.name, source_dir, shard_count, {TEXT.name: text_model}, postgres)
+    result.unfinished = _unfinished(spec, {TEXT.name: text_model}, postgres)
     return result
 
 
@@ -110,10 +115,13 @@ def unfinished(
 ) -> dict[str, list[str]]:
     """shard -> listed paths, for the shards whose last sync did not finish (a failed or killed run): the
     change sensor requests them again, and the next `index` finishes them."""
-    spec = resolve_collection(collection, source_dir, shard_count)
+    return _unfinished(resolve_collection(collection, source_dir, shard_count), models, postgres)
+
+
+def _unfinished(spec: Collection, models: dict | None, postgres: PostgresResource | None) -> dict[str, list[str]]:
+    """What the change sensor asks, for the configured models (or the given ones, by family name)."""
     targets = [(family, model.index_version()) for family, model in configured_models(spec, models)]
-    with (postgres or PostgresResource()).connect() as conn:
-        return unfinished_shards(conn, spec, targets)
+    return UnfinishedSyncs(postgres or PostgresResource(), spec, targets)()
 
 
 def search(

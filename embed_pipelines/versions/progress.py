@@ -18,10 +18,11 @@ def unfinished_shards(
     """shard -> the listed paths of it that a family's configured `version` has not synced, for every shard
     whose current listing differs from the one it was last synced from (by that version)."""
     unfinished: dict[str, list[str]] = {}
+    listings = {shard: read_listing(collection, shard) for shard in collection.shards}  # once, for every family
     for family, version in targets:
         synced = synced_listings(conn, family.view(collection.name))
-        for shard in collection.shards:
-            files = read_listing(collection, shard, family.accepts)
+        for shard, listed in listings.items():
+            files = [file for file in listed if family.accepts(file.path)]
             if (files or shard in synced) and synced.get(shard) != (version, listing_digest(files)):
                 unfinished.setdefault(shard, []).extend(file.path for file in files)
     return {shard: sorted(set(paths)) for shard, paths in sorted(unfinished.items())}
