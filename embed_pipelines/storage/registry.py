@@ -125,7 +125,7 @@ def ensure_version(
     version with synced shards was dropped by hand: none of its shards is synced any more, so the change
     sensor asks for all of them and the gate sees the version incomplete."""
     table = table_name(view, version)
-    existed = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (_quoted(conn, table),)).fetchone()[0]
+    existed = relation_exists(conn, table)
     ensure_table(conn, view, version, dimension, layout)
     register_version(conn, view, version, model, dimension, chunker_version)
     if not existed:
@@ -272,8 +272,7 @@ def _swap_view(conn: psycopg.Connection, view: str, table: str, ours: bool) -> N
     """Replace the view in place where the columns stay the same (views built on it and grants on it stay
     too); drop and create it where the dimension changes. A relation of that name that no promotion made is
     never touched. Readers keep the grants the view had, on the view and on the version they now read."""
-    exists = conn.execute("SELECT 1 FROM pg_class WHERE oid = to_regclass(%s)", (_quoted(conn, view),)).fetchone()
-    if exists and not ours:
+    if relation_exists(conn, view) and not ours:
         raise ConfigurationError(
             f"a relation named {view!r} exists that embed-pipelines did not create: rename it, or index the "
             "collection under another name"
@@ -302,8 +301,9 @@ def _recreate_view(conn: psycopg.Connection, view: str, create: sql.Composable) 
     conn.execute(create)
 
 
-def view_exists(conn: psycopg.Connection, view: str) -> bool:
-    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (_quoted(conn, view),)).fetchone()[0]
+def relation_exists(conn: psycopg.Connection, name: str) -> bool:
+    """A table, view or other relation of that name, whoever made it."""
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (_quoted(conn, name),)).fetchone()[0]
 
 
 def _quoted(conn: psycopg.Connection, name: str) -> str:

@@ -17,9 +17,9 @@ from embed_pipelines.storage.registry import (
     point_view,
     promotions,
     record_gate,
+    relation_exists,
     serving_version,
     set_rejected,
-    view_exists,
 )
 from embed_pipelines.versions.family import IndexFamily
 from embed_pipelines.versions.gate import GateInputs, GateResult, evaluate_gate, unsynced_shards
@@ -111,7 +111,7 @@ def promote_when_ready(
         return Outcome(view, version, serving, note)
 
     if serving == version:
-        if view_exists(conn, view):
+        if relation_exists(conn, view):
             return unchanged(f"{version} is serving")
         _, seconds = point_view(conn, view, version, "repair", actor, {"repaired": "the view was gone"})
         return Outcome(view, version, version, f"re-created the view of {version}", swap_ms=seconds * 1000)
