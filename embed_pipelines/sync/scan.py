@@ -52,7 +52,7 @@ def _visible_files(root: Path, unreadable_folders: list[str]):
                 yield Path(folder) / name
 
 
-def _refusal(path: Path, root: Path, links: FollowLinks) -> str | None:
+def _refusal(path: Path, root: Path, links: FollowLinks, status: os.stat_result) -> str | None:
     """Why a file is not read, or None: a symbolic link that `links` does not follow (by default one that
     leads out of the source folder: `notes.txt -> ~/.aws/credentials` must not become searchable), or
     something that is no regular file (a FIFO or device would block the scan)."""
@@ -61,7 +61,7 @@ def _refusal(path: Path, root: Path, links: FollowLinks) -> str | None:
             return "a symbolic link (links are not followed)"
         if links == "inside" and not path.resolve().is_relative_to(root.resolve()):
             return "a symbolic link that leads out of the source folder"
-    if not stat.S_ISREG(path.stat().st_mode):
+    if not stat.S_ISREG(status.st_mode):
         return "not a regular file"
     return None
 
@@ -98,10 +98,11 @@ def scan_source(
         if shards is not None and shard not in shards:
             continue
         try:
-            if refusal := _refusal(path, root, links):
+            status = path.stat()  # once per file: the sensor stats every file on every tick
+            if refusal := _refusal(path, root, links, status):
                 scan.ignored[relative] = refusal
                 continue
-            file = _describe(path, relative, known.get(relative), rehash)
+            file = _describe(path, relative, known.get(relative), rehash, status)
         except OSError as exc:
             _unreadable(scan, relative, known, shard, f"cannot read: {exc.strerror or exc}")
             continue
@@ -127,12 +128,11 @@ def _unreadable(scan: SourceScan, relative: str, known: dict[str, SourceFile], s
         scan.ignored[relative] = reason
 
 
-def _describe(path: Path, relative: str, before: SourceFile | None, rehash: bool) -> SourceFile:
+def _describe(path: Path, relative: str, before: SourceFile | None, rehash: bool, status: os.stat_result) -> SourceFile:
     """The file as it is; `before` itself when size and mtime are unchanged (no read), unless `rehash`."""
-    stat = path.stat()
-    if before is not None and (before.size, before.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+    if before is not None and (before.size, before.mtime_ns) == (status.st_size, status.st_mtime_ns):
         if not rehash:
             return before
         sha256 = sha256_of(path)
         return before if sha256 == before.sha256 else replace(before, sha256=sha256)
-    return SourceFile(path=relative, size=stat.st_size, mtime_ns=stat.st_mtime_ns, sha256=sha256_of(path))
+    return SourceFile(path=relative, size=status.st_size, mtime_ns=status.st_mtime_ns, sha256=sha256_of(path))
