@@ -21,6 +21,10 @@ collections:
       golden_k: 5
       golden_tolerance: 0.05
       min_recall_at_10: 0.95
+    follow_links: inside         # optional: symbolic links followed inside the source folder; always, never
+    max_delete_share: 0.5        # optional: a sync deleting more of the documents is refused unless forced
+    verify_hashes: nightly       # optional: which syncs read every file; always, never
+    convert_timeout_s: 600       # optional: a file's conversion that takes longer fails alone
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ def collection_from_environment(
     visual_family = os.environ.get(settings.VISUAL_FAMILY_ENV, "colqwen2")
     return _checked(
         Collection(
-            name=name or os.environ.get(settings.COLLECTION_ENV, settings.DEFAULT_COLLECTION),
+            name=settings.collection_name(name),
             source_dir=source,
             shard_count=shard_count or settings.shard_count(),
             layout_weights=Path(layout).expanduser() if layout else None,
@@ -142,10 +146,10 @@ def _declared(name: str) -> tuple[Collection, str] | None:
     if config:
         declared = {c.name: c for c in load_collections(Path(config).expanduser())}
         return (declared[name], f"{settings.CONFIG_ENV}={config}") if name in declared else None
-    if os.environ.get(settings.SOURCE_ENV) and name == os.environ.get(
-        settings.COLLECTION_ENV, settings.DEFAULT_COLLECTION
-    ):
-        return collection_from_environment(name), f"{settings.SOURCE_ENV}={os.environ[settings.SOURCE_ENV]}"
+    if name == settings.collection_name(None):  # the one the environment describes: the sample, by default
+        source = os.environ.get(settings.SOURCE_ENV)
+        where = f"{settings.SOURCE_ENV}={source}" if source else f"the sample corpus, as {settings.SOURCE_ENV} is unset"
+        return collection_from_environment(name), where
     return None
 
 

@@ -12,6 +12,7 @@ from embed_pipelines import api, cli
 from embed_pipelines.assets.common import asset_key
 from embed_pipelines.config import configured_collections, resolve_collection
 from embed_pipelines.factory import build_all_definitions
+from embed_pipelines.settings import ConfigurationError
 from embed_pipelines.storage.registry import list_versions, serving_version
 from embed_pipelines.sync.listing import listing_file
 
@@ -81,3 +82,13 @@ def test_rollback_and_drop_work_with_the_configured_model_folder_gone(
         assert [record.version for record in list_versions(conn, "gone")] == [versions[0]]
     swap = instance.get_latest_materialization_event(dg.AssetKey(["gone", "search_view"])).asset_materialization
     assert swap.metadata["serving_version"].value == versions[0]
+
+
+def test_the_sample_collection_of_an_unconfigured_code_location_refuses_another_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("EMBED_PIPELINES_CONFIG", raising=False)
+    monkeypatch.delenv("EMBED_PIPELINES_SOURCE", raising=False)
+    monkeypatch.delenv("EMBED_PIPELINES_COLLECTION", raising=False)
+    other = write_corpus(tmp_path / "other", {"a.md": "# A\n\nSomething else."})
+    with pytest.raises(ConfigurationError, match="the sample corpus, as EMBED_PIPELINES_SOURCE is unset"):
+        resolve_collection(None, other)  # the code location syncs the sample corpus into `sample`
+    assert resolve_collection("docs", other).source_dir == other.resolve()

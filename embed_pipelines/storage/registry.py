@@ -125,11 +125,11 @@ def ensure_version(
     version with synced shards was dropped by hand: none of its shards is synced any more, so the change
     sensor asks for all of them and the gate sees the version incomplete."""
     table = table_name(view, version)
-    existed = relation_exists(conn, table)
-    ensure_table(conn, view, version, dimension, layout)
-    register_version(conn, view, version, model, dimension, chunker_version)
-    if not existed:
-        with conn.transaction():
+    with conn.transaction():  # a table created but its shards not forgotten would pass for synced
+        existed = relation_exists(conn, table)
+        ensure_table(conn, view, version, dimension, layout)
+        register_version(conn, view, version, model, dimension, chunker_version)
+        if not existed:
             conn.execute(
                 "UPDATE embed_pipelines_versions SET synced_shards = '{}', rows_changed_at = clock_timestamp() "
                 "WHERE collection = %s AND version = %s",
