@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from collections import Counter
 from pathlib import Path
 
@@ -44,6 +43,7 @@ def inject(fault: str) -> None:
     """Wrap the function at the fault's boundary so that the child dies there (SIGKILL: no cleanup runs)."""
     from embed_pipelines.assets import source_files
     from embed_pipelines.storage import table_sync
+    from embed_pipelines.storage.location import Location
     from embed_pipelines.versions import lifecycle
 
     def after(module, name):
@@ -63,8 +63,7 @@ def inject(fault: str) -> None:
     elif fault == "after_view_swap":
         after(lifecycle, "point_view")
     elif fault == "mid_drop":  # the version's vectors folder is gone, its tables and registry entry not yet
-        lifecycle.shutil = types.SimpleNamespace(rmtree=shutil.rmtree)  # the drop's own rmtree, not others
-        after(lifecycle.shutil, "rmtree")
+        after(Location, "delete_tree")
 
 
 def child(fault: str, source: Path, collection: str) -> None:
@@ -106,8 +105,11 @@ def compare(collection: str, reference: str) -> tuple[int, int, int]:
 def leftovers(collection: str, keep: int) -> int:
     """Tables and vectors folders of versions the registry no longer lists, and versions beyond `keep`: what a
     drop cut short leaves behind."""
+    import pyarrow.fs as pafs
+
     from embed_pipelines.resources import PostgresResource
-    from embed_pipelines.settings import state_dir
+    from embed_pipelines.settings import state_root
+    from embed_pipelines.storage.location import Location
     from embed_pipelines.storage.registry import list_versions
 
     prefix = f"{collection}__"
@@ -115,8 +117,9 @@ def leftovers(collection: str, keep: int) -> int:
         listed = {record.version for record in list_versions(conn, collection)}
         tables = conn.execute("SELECT relname FROM pg_class WHERE relkind = 'r' AND starts_with(relname, %s)", [prefix])
         table_versions = [name.removeprefix(prefix) for (name,) in tables]
-    vectors = state_dir() / collection / "embeddings"
-    folder_versions = [folder.name for folder in vectors.iterdir()] if vectors.exists() else []
+    vectors = Location.of(state_root()) / collection / "embeddings"
+    found = vectors.fs.get_file_info(pafs.FileSelector(vectors.path, allow_not_found=True))
+    folder_versions = [info.base_name for info in found if info.type == pafs.FileType.Directory]
     unlisted = [version for version in table_versions + folder_versions if version not in listed]
     return len(unlisted) + max(len(listed) - keep, 0)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embed_pipelines import settings
+from embed_pipelines.storage.location import Location
 from embed_pipelines.storage.tables import check_name
 from embed_pipelines.sync.scan import FollowLinks, VerifyHashes
 from embed_pipelines.sync.shards import shard_keys
@@ -50,6 +51,7 @@ class Collection:
     max_delete_share: float = settings.DEFAULT_MAX_DELETE_SHARE  # a sync deleting more is refused unless forced
     verify_hashes: VerifyHashes = "nightly"  # which syncs read every file: always, nightly, never
     convert_timeout_s: int = settings.DEFAULT_CONVERT_TIMEOUT_S  # a file's conversion that takes longer fails
+    state_root: str = ""  # a folder or object-store URL for the state; empty: EMBED_PIPELINES_STATE_DIR
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -60,6 +62,7 @@ class Collection:
         return shard_keys(self.shard_count)
 
     @property
-    def state_dir(self) -> Path:
-        """Resolved when used, so EMBED_PIPELINES_STATE_DIR/HOME set after import still apply."""
-        return settings.state_dir() / self.name
+    def state(self) -> Location:
+        """The collection's state: a folder or an object-store prefix. Resolved when used, so
+        EMBED_PIPELINES_STATE_DIR/HOME set after import still apply."""
+        return Location.of(self.state_root or settings.state_root()) / self.name

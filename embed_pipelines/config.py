@@ -25,6 +25,8 @@ collections:
     max_delete_share: 0.5        # optional: a sync deleting more of the documents is refused unless forced
     verify_hashes: nightly       # optional: which syncs read every file; always, never
     convert_timeout_s: 600       # optional: a file's conversion that takes longer fails alone
+    state: s3://bucket/state     # optional: where its Parquet state lives (a folder or an object-store URL);
+                                 # default EMBED_PIPELINES_STATE_DIR, else $EMBED_PIPELINES_HOME/state
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from embed_pipelines.sync.scan import FollowLinks, VerifyHashes
 
 _KEYS = {
     "name", "source", "shards", "model", "layout_weights", "keep_versions", "promotion", "visual", "follow_links",
-    "max_delete_share", "verify_hashes", "convert_timeout_s",
+    "max_delete_share", "verify_hashes", "convert_timeout_s", "state",
 }  # fmt: skip
 _PROMOTION_KEYS = {"golden_queries", "golden_k", "golden_tolerance", "min_recall_at_10", "recall_queries"}
 
@@ -127,6 +129,7 @@ def load_collections(config_file: Path) -> list[Collection]:
             max_delete_share=float(entry.get("max_delete_share", settings.DEFAULT_MAX_DELETE_SHARE)),
             verify_hashes=_choice(VerifyHashes, entry.get("verify_hashes", "nightly"), str(config_file)),
             convert_timeout_s=int(entry.get("convert_timeout_s", settings.DEFAULT_CONVERT_TIMEOUT_S)),
+            state_root=str(entry.get("state", "")),
         )
         collections.append(_checked(collection))
     return collections

@@ -46,9 +46,15 @@ def home_dir() -> Path:
     return Path(os.environ.get(HOME_ENV) or Path.home() / ".embed-pipelines").expanduser()
 
 
-def state_dir() -> Path:
-    """Parquet intermediates (documents, chunks, embeddings)."""
-    return Path(os.environ.get(STATE_DIR_ENV) or home_dir() / "state").expanduser()
+def state_root() -> str:
+    """Where the Parquet state (listings, documents, chunks, vectors) lives by default: a local folder or an
+    object-store URL (`s3://bucket/prefix`)."""
+    return os.environ.get(STATE_DIR_ENV) or str(home_dir() / "state")
+
+
+def fingerprint_cache() -> Path:
+    """Model weights' content hashes, keyed by local path, size and mtime: this machine's own, never shared."""
+    return home_dir() / "fingerprints"
 
 
 def dagster_home() -> Path:

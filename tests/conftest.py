@@ -122,3 +122,21 @@ def wider_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TextEmbeddingM
 
     folder = build_tiny_model(tmp_path_factory.mktemp("tiny-model-48"), hidden_size=48, seed=1)
     return TextEmbeddingModel(model=str(folder), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """One S3-compatible server (moto) on 127.0.0.1 for the session."""
+    from object_store import S3Server
+
+    server = S3Server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket, with the standard AWS environment pointing at the test server."""
+    for name, value in s3_server.environment.items():
+        monkeypatch.setenv(name, value)
+    return s3_server.new_bucket()

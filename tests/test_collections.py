@@ -41,7 +41,7 @@ def test_two_collections_with_different_models_stay_independent(tmp_path, state_
             for name in ("coffee", "bees")
         }
     assert dims == {"coffee": [(384,)], "bees": [(32,)]}
-    assert {p.name for p in state_dir.iterdir()} == {"coffee", "bees", "fingerprints"}
+    assert {p.name for p in state_dir.iterdir()} == {"coffee", "bees"}
     assert {key.path[0] for key in defs.resolve_asset_graph().get_all_asset_keys()} == {"coffee", "bees"}
 
 

@@ -76,7 +76,8 @@ def test_pdf_and_image_pages_are_indexed_and_found(tmp_path, state_dir, instance
     rendered = page_metadata(result, collection, "page_images")
     assert rendered["failed"] == 1 and "broken.png: not a readable image" in rendered["failed_files"]
     assert page_metadata(result, collection, "page_embeddings")["pages_embedded"] == 4
-    stored = pq.read_table(list(PAGES.vectors_folder(collection, visual_model.index_version()).rglob("*.parquet")))
+    vectors = PAGES.vectors_folder(collection, visual_model.index_version())
+    stored = pq.read_table([file.path for file in vectors.files(recursive=True)])
     tokens = np.concatenate([np.asarray(page, np.float32) for page in stored.column("tokens").to_pylist()])
     assert np.isfinite(tokens).all(), "padding stripped: no NaN stored"
 

@@ -9,7 +9,6 @@ from pydantic import Field
 from embed_pipelines.assets.common import asset_options, column_schema
 from embed_pipelines.collection import Collection
 from embed_pipelines.reporting import failures_table, paths_table
-from embed_pipelines.storage.files import sweep_debris
 from embed_pipelines.storage.rows import SourceFile
 from embed_pipelines.sync.changes import compare_scans, mass_deletion
 from embed_pipelines.sync.listing import read_all_listings, read_listing, write_listing
@@ -43,7 +42,7 @@ def build_source_files(collection: Collection, accepts: Callable[[Path], bool]) 
         )
     )
     def source_files(context: dg.AssetExecutionContext, config: SourceFilesConfig) -> dg.MaterializeResult:
-        swept = sweep_debris(collection.state_dir, older_than=time.time())  # one sync at a time: all of it is old
+        swept = collection.state.sweep_debris(older_than=time.time())  # one sync at a time: all of it is old
         shards = context.partition_keys
         before = {file.path: file for shard in shards for file in read_listing(collection, shard)}
         rehash = config.rehash or collection.verify_hashes == "always"

@@ -136,7 +136,7 @@ class TextEmbeddingModel(dg.ConfigurableResource):
         return DocumentChunker(self.tokenizer, self.chunk_token_limit())
 
     def _files(self) -> dict[str, str]:
-        return model_fingerprint(self.folder, settings.state_dir() / "fingerprints")
+        return model_fingerprint(self.folder, settings.fingerprint_cache())
 
     def chunker_version(self) -> str:
         """What chunking depends on: the chunker settings and the tokenizer (not the weights)."""

@@ -65,7 +65,7 @@ class VisualEmbeddingModel(dg.ConfigurableResource):
     def index_version(self) -> str:
         """The page index version: the model's (and an adapter's base model's) files by content, the
         family and the dtype class."""
-        cache = settings.state_dir() / "fingerprints"
+        cache = settings.fingerprint_cache()
         files = model_fingerprint(self.folder, cache)
         base = adapter_base(self.folder, self.base_model)
         if base is not None:

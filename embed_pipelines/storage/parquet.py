@@ -6,15 +6,13 @@ One file per document means an edit rewrites that document's files only, never a
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import Generic
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from embed_pipelines.storage.files import replace_durably, temporary_beside
+from embed_pipelines.storage.location import Location
 from embed_pipelines.storage.rows import Row, RowKind
 
 
@@ -24,23 +22,19 @@ def document_key(relative_path: str) -> str:
 
 
 def write_parquet_atomic(
-    tables: Iterable[pa.Table], schema: pa.Schema, target: Path, before_replace: Callable[[], None] | None = None
+    tables: Iterable[pa.Table], schema: pa.Schema, target: Location, before_replace: Callable[[], None] | None = None
 ) -> int:
-    """Readers never see a half-written file: write beside the target, a table at a time, then rename over
-    it. If producing a table fails, the target stays as it was. Returns rows written."""
-    tmp = temporary_beside(target)
+    """Readers never see a half-written file: write a scratch file a table at a time, then make it the target
+    whole (see Location.put). If producing a table fails, the target stays as it was. Returns rows written."""
     rows = 0
-    try:
-        with pq.ParquetWriter(tmp, schema) as writer:
+    with target.writing() as scratch:
+        with pq.ParquetWriter(scratch, schema) as writer:
             for table in tables:
                 writer.write_table(table)
                 rows += table.num_rows
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if before_replace:
-        before_replace()
-    replace_durably(tmp, target)
+        if before_replace:
+            before_replace()
+        target.put(scratch)
     return rows
 
 
@@ -51,13 +45,13 @@ class DocumentStore(Generic[Row]):
     can still be found (the embeddings store keeps every vector it ever computed for its version).
     """
 
-    def __init__(self, root: Path, kind: RowKind[Row], dimension: int = 0, retired: Path | None = None):
+    def __init__(self, root: Location, kind: RowKind[Row], dimension: int = 0, retired: Location | None = None):
         self.root = root
         self.kind = kind
         self.schema = kind.arrow_schema(dimension)
         self.retired = retired
 
-    def _file(self, shard: str, relative_path: str) -> Path:
+    def _file(self, shard: str, relative_path: str) -> Location:
         return self.root / shard / f"{document_key(relative_path)}.parquet"
 
     def write(self, shard: str, relative_path: str, rows: Iterable[Row], made_from: str = "") -> int:
@@ -86,7 +80,7 @@ class DocumentStore(Generic[Row]):
         if not path.exists():
             return
         columns = self.kind.stored_names(*fields) if fields else None
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows, columns=columns):
+        for batch in path.parquet_file().iter_batches(batch_size=rows, columns=columns):
             yield self.kind.from_arrow(pa.Table.from_batches([batch]))
 
     def read(self, shard: str, relative_path: str, *fields: str) -> list[Row] | None:
@@ -96,7 +90,7 @@ class DocumentStore(Generic[Row]):
         if not path.exists():
             return None
         columns = self.kind.stored_names(*fields) if fields else None
-        return self.kind.from_arrow(pq.read_table(path, columns=columns, schema=None if fields else self.schema))
+        return self.kind.from_arrow(path.read_table(columns=columns, schema=None if fields else self.schema))
 
     def read_row(self, shard: str, relative_path: str) -> Row | None:
         """The one row of a one-row-per-document store (documents), or None."""
@@ -106,7 +100,7 @@ class DocumentStore(Generic[Row]):
     def row_count(self, shard: str, relative_path: str) -> int | None:
         """Rows of a document's file, read from its footer alone."""
         path = self._file(shard, relative_path)
-        return pq.read_metadata(path).num_rows if path.exists() else None
+        return path.parquet_metadata().num_rows if path.exists() else None
 
     def made_from(self, shard: str, relative_path: str) -> str | None:
         path = self._file(shard, relative_path)
@@ -115,20 +109,22 @@ class DocumentStore(Generic[Row]):
     def prune(self, shard: str, keep_paths: Iterable[str]) -> int:
         """Remove the files of documents no longer in the shard; returns how many went."""
         keep = {f"{document_key(p)}.parquet" for p in keep_paths}
-        folder = self.root / shard
         removed = 0
-        for path in folder.glob("*.parquet") if folder.exists() else ():
+        for path in (self.root / shard).files():
             if path.name not in keep:
-                self._retire(path) if self.retired else path.unlink()
+                self._retire(path) if self.retired else path.delete()
                 removed += 1
         return removed
 
-    def _retire(self, path: Path) -> None:
+    def files(self) -> list[Location]:
+        """Every document file of every shard, and the retired ones: what a lookup by content scans."""
+        return self.root.files(recursive=True) + (self.retired.files() if self.retired else [])
+
+    def _retire(self, path: Location) -> None:
         """Named by content, so retiring the same rows twice keeps one copy."""
         made_from = hashlib.sha256(_made_from(path).encode()).hexdigest()[:16]
-        self.retired.mkdir(parents=True, exist_ok=True)
-        os.replace(path, self.retired / f"{path.stem}.{made_from}.parquet")
+        path.move_to(self.retired / f"{path.name.removesuffix('.parquet')}.{made_from}.parquet")
 
 
-def _made_from(path: Path) -> str:
-    return (pq.read_schema(path).metadata or {}).get(b"made_from", b"").decode()
+def _made_from(path: Location) -> str:
+    return (path.parquet_metadata().schema.to_arrow_schema().metadata or {}).get(b"made_from", b"").decode()

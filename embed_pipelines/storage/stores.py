@@ -3,9 +3,8 @@ version (so two versions never mix). Retired vectors stay reusable: see Document
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from embed_pipelines.collection import Collection
+from embed_pipelines.storage.location import Location
 from embed_pipelines.storage.parquet import DocumentStore
 from embed_pipelines.storage.rows import Chunk, ChunkVector, Document, Page, PageVectors
 
@@ -14,16 +13,16 @@ PAGE_VECTORS = "page_embeddings"
 
 
 def documents_store(collection: Collection) -> DocumentStore[Document]:
-    return DocumentStore(collection.state_dir / "documents", Document.KIND)
+    return DocumentStore(collection.state / "documents", Document.KIND)
 
 
 def chunks_store(collection: Collection, chunker_version: str) -> DocumentStore[Chunk]:
-    return DocumentStore(collection.state_dir / "chunks" / chunker_version, Chunk.KIND)
+    return DocumentStore(collection.state / "chunks" / chunker_version, Chunk.KIND)
 
 
-def vectors_folder(collection: Collection, kind: str, version: str) -> Path:
+def vectors_folder(collection: Collection, kind: str, version: str) -> Location:
     """`<state>/<kind>/<version>`: every vector of an index version, current ones and retired ones."""
-    return collection.state_dir / kind / version
+    return collection.state / kind / version
 
 
 def embeddings_store(collection: Collection, version: str, dimension: int) -> DocumentStore[ChunkVector]:
@@ -33,7 +32,7 @@ def embeddings_store(collection: Collection, version: str, dimension: int) -> Do
 
 
 def page_images_store(collection: Collection) -> DocumentStore[Page]:
-    return DocumentStore(collection.state_dir / "page_images", Page.KIND)
+    return DocumentStore(collection.state / "page_images", Page.KIND)
 
 
 def page_embeddings_store(collection: Collection, version: str) -> DocumentStore[PageVectors]:

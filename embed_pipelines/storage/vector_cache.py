@@ -17,15 +17,13 @@ from embed_pipelines.storage.parquet import DocumentStore
 def lookup_stored(store: DocumentStore, hashes: list[str], key: str, values: list[str]) -> dict[str, tuple]:
     """hash -> the stored `values` for the hashes found in the `key` column of any file of the store,
     retired files included."""
-    files = [str(path) for path in store.root.glob("*/*.parquet")]
-    if store.retired:
-        files += [str(path) for path in store.retired.glob("*.parquet")]
-    if not hashes or not files:
+    files = store.files() if hashes else []
+    if not files:
         return {}
     wanted = pa.table({"wanted": sorted(set(hashes))})
     with duckdb.connect() as db:
         db.register("wanted", wanted)
-        db.register("stored", db.read_parquet(files))
+        db.register("stored", store.root.dataset(files))
         columns = "".join(f', any_value("{value}")' for value in values)
         found = db.execute(
             f'SELECT "{key}"{columns} FROM stored WHERE "{key}" IN (SELECT wanted FROM wanted) GROUP BY "{key}"'

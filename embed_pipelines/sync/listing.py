@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable
-from pathlib import Path
-
-import pyarrow.parquet as pq
 
 from embed_pipelines.collection import Collection
+from embed_pipelines.storage.location import Location
 from embed_pipelines.storage.parquet import write_parquet_atomic
 from embed_pipelines.storage.rows import SourceFile
 
 Accepts = Callable[[str], bool]  # which listed files a branch takes (its formats)
 
 
-def listing_file(collection: Collection, shard: str) -> Path:
-    return collection.state_dir / "source_files" / f"{shard}.parquet"
+def listing_file(collection: Collection, shard: str) -> Location:
+    return collection.state / "source_files" / f"{shard}.parquet"
 
 
 def read_listing(collection: Collection, shard: str, accepts: Accepts | None = None) -> list[SourceFile]:
@@ -24,7 +22,7 @@ def read_listing(collection: Collection, shard: str, accepts: Accepts | None = N
     scanned has no files."""
     path = listing_file(collection, shard)
     kind = SourceFile.KIND
-    files = kind.from_arrow(pq.read_table(path, schema=kind.arrow_schema())) if path.exists() else []
+    files = kind.from_arrow(path.read_table(schema=kind.arrow_schema())) if path.exists() else []
     return [file for file in files if accepts is None or accepts(file.path)]
 
 

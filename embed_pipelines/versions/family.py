@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from embed_pipelines.collection import Collection
+from embed_pipelines.storage.location import Location
 from embed_pipelines.storage.stores import vectors_folder
 from embed_pipelines.storage.tables import TableLayout, check_name
 
@@ -33,7 +34,7 @@ class IndexFamily:
     def view(self, collection_name: str) -> str:
         return check_name(f"{collection_name}{self.view_suffix}")
 
-    def vectors_folder(self, collection: Collection, version: str) -> Path:
+    def vectors_folder(self, collection: Collection, version: str) -> Location:
         return vectors_folder(collection, self.vectors_asset, version)
 
     def model_key(self, collection: Collection) -> str:

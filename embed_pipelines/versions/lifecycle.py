@@ -3,7 +3,6 @@ and `embed-pipelines versions` all do, in one place, for every family alike."""
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 
 import psycopg
@@ -158,7 +157,7 @@ def drop(conn: psycopg.Connection, collection: Collection, family: IndexFamily, 
     if version == serving_version(conn, view):
         raise ValueError(f"{version} is the serving version of {view!r}: promote another one first")
     find_version(conn, view, version)
-    shutil.rmtree(family.vectors_folder(collection, version), ignore_errors=True)
+    family.vectors_folder(collection, version).delete_tree()
     delete_version(conn, view, version, family.layout)
 
 

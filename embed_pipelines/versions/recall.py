@@ -7,11 +7,11 @@ that pgvector holds wrongly, or lacks, shows up as a miss rather than agreeing w
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as ds
 
 Neighbour = tuple[str, int, float]  # (document path, chunk ordinal, cosine similarity)
 
@@ -19,18 +19,18 @@ Neighbour = tuple[str, int, float]  # (document path, chunk ordinal, cosine simi
 TIE_TOLERANCE = 1e-5
 
 
-def sample_vectors(files: list[Path], count: int, seed: int = 0) -> np.ndarray:
+def sample_vectors(stored: ds.Dataset, count: int, seed: int = 0) -> np.ndarray:
     """Up to `count` stored vectors, to use as queries: they follow the data's own distribution."""
     with duckdb.connect() as db:
         db.execute("SET threads = 1")  # a repeatable sample needs one thread
+        db.register("stored", stored)
         rows = db.execute(
-            f"SELECT embedding FROM read_parquet($files) USING SAMPLE reservoir({int(count)} ROWS) REPEATABLE ({seed})",
-            {"files": [str(f) for f in files]},
+            f"SELECT embedding FROM stored USING SAMPLE reservoir({int(count)} ROWS) REPEATABLE ({seed})"
         ).fetchall()
     return np.asarray([row[0] for row in rows], dtype=np.float32)
 
 
-def exact_neighbours(files: list[Path], queries: np.ndarray, k: int) -> list[list[Neighbour]]:
+def exact_neighbours(stored: ds.Dataset, queries: np.ndarray, k: int) -> list[list[Neighbour]]:
     """The k most cosine-similar stored vectors of each query, best first (one scan, a top-k per query)."""
     dimension = queries.shape[1]
     query_table = pa.table(
@@ -41,13 +41,13 @@ def exact_neighbours(files: list[Path], queries: np.ndarray, k: int) -> list[lis
     )
     with duckdb.connect() as db:
         db.register("queries", query_table)
+        db.register("stored", stored)
         rows = db.execute(
             f"""SELECT qid, max_by({{'path': path, 'ordinal': ordinal, 'score': score}}, score, {int(k)}) AS best
                 FROM (SELECT q.qid, e.path, e.ordinal,
                              array_cosine_similarity(e.embedding::FLOAT[{dimension}], q.q) AS score
-                      FROM queries q CROSS JOIN read_parquet($files) e)
-                GROUP BY qid ORDER BY qid""",
-            {"files": [str(f) for f in files]},
+                      FROM queries q CROSS JOIN stored e)
+                GROUP BY qid ORDER BY qid"""
         ).fetchall()
     found = {qid: [(n["path"], n["ordinal"], n["score"]) for n in best] for qid, best in rows}
     return [found.get(qid, []) for qid in range(len(queries))]

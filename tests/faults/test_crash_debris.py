@@ -9,9 +9,10 @@ from support import SMALL_CORPUS, latest_metadata, run_index, write_corpus
 from embed_pipelines import settings
 
 
-def test_a_truncated_fingerprint_cache_does_not_change_the_index_version(state_dir, tiny_model):
+def test_a_truncated_fingerprint_cache_does_not_change_the_index_version(tmp_path, monkeypatch, tiny_model):
+    monkeypatch.setenv("EMBED_PIPELINES_HOME", str(tmp_path))  # a cache of this model's files alone
     version = tiny_model.index_version()
-    cache = sorted((settings.state_dir() / "fingerprints").glob("*.sha256"))
+    cache = sorted(settings.fingerprint_cache().glob("*.sha256"))
     assert cache, "the model's file hashes are cached"
     for entry in cache:  # a power loss while they were written
         entry.write_text(entry.read_text()[:7])

@@ -16,17 +16,17 @@ from embed_pipelines.storage.registry import list_versions, serving_version
 
 CHILD = textwrap.dedent(
     """
-    import os, shutil, signal, sys, types
+    import os, signal, sys
     from embed_pipelines import api
     from embed_pipelines.assets import source_files
     from embed_pipelines.storage import table_sync
+    from embed_pipelines.storage.location import Location
     from embed_pipelines.versions import lifecycle
 
-    lifecycle.shutil = types.SimpleNamespace(rmtree=shutil.rmtree)  # only the drop's own rmtree dies
     module, name = {"after_listing": (source_files, "write_listing"),
                     "mid_swap": (table_sync, "replace_document"),
                     "after_view_swap": (lifecycle, "point_view"),
-                    "drop_after_vectors": (lifecycle.shutil, "rmtree"),
+                    "drop_after_vectors": (Location, "delete_tree"),
                     "drop_after_tables": (lifecycle, "delete_version")}[sys.argv[1]]
     original = getattr(module, name)
 
