@@ -101,7 +101,7 @@ def sensor_scan_seconds(files: int) -> tuple[float, bool]:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"note-{i}.md").write_text(f"# Note {i}\n\nSome text for note {i}.")
         collection = Collection("scan", source, 16)
-        for shard, rows in scan_source(source, 16, is_supported).files_by_shard.items():
+        for shard, rows in scan_source(collection.source, 16, is_supported).files_by_shard.items():
             write_listing(collection, shard, rows)
         pending_sync(collection, is_supported)  # warm the file system cache, as a running sensor would be
         started = time.perf_counter()

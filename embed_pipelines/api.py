@@ -51,6 +51,19 @@ def dagster_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
+def shards_in_range(collection: Collection, shard_range: tuple[str, str] | None) -> list[str]:
+    """The collection's shards from `first` to `last` (all when None); a key it does not have is refused."""
+    if shard_range is None:
+        return collection.shards
+    first, last = shard_range
+    if first not in collection.shards or last not in collection.shards or first > last:
+        raise ConfigurationError(
+            f"{collection.name} has shards {collection.shards[0]} to {collection.shards[-1]}: "
+            f"{first}-{last} is not a range of them"
+        )
+    return [shard for shard in collection.shards if first <= shard <= last]
+
+
 def _requested_by() -> dict[str, str]:
     """Who runs it, for the promotion history (the OS user; unnamed in a container without one)."""
     try:
@@ -68,20 +81,23 @@ def index(
     postgres: PostgresResource | None = None,
     allow_mass_delete: bool = False,
     repair: bool = False,
+    shard_range: tuple[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """Sync every shard of the collection in one Dagster run: only what changed is converted, chunked,
-    embedded and written; the model loads once, and only if something needs embedding. A sync that would
-    delete more than the collection's max_delete_share of its documents is refused unless `allow_mass_delete`.
-    `repair` reads every file, as the nightly sync does (edits that kept size and mtime)."""
+    """Sync every shard of the collection (or those of `shard_range`, first and last included) in one Dagster
+    run: only what changed is converted, chunked, embedded and written; the model loads once, and only if
+    something needs embedding. Runs over disjoint ranges may run at once, on as many machines. A sync that
+    would delete more than the collection's max_delete_share of its documents is refused unless
+    `allow_mass_delete`. `repair` reads every file, as the nightly sync does (edits that kept size and mtime)."""
     spec = resolve_collection(collection, source_dir, shard_count)
+    shards = shards_in_range(spec, shard_range)
     instance = instance or dagster_instance()
-    if running := running_sync(instance, index_job_name(spec)):  # two writers race on the same shards
+    if running := running_sync(instance, index_job_name(spec), shards):  # two writers race on the same shards
         raise SyncRunning(f"another sync of {spec.name} is running (run {running}): sync again when it has ended")
     models = {TEXT.name: text_model} if text_model else None
     job = build_definitions(spec, postgres, models).resolve_job_def(index_job_name(spec))
     return job.with_logger_defs({"progress": progress_logger}).execute_in_process(
         instance=instance,
-        tags={**shard_range_tags(spec), **_requested_by(), **process_tag()},
+        tags={**shard_range_tags(spec, shards), **_requested_by(), **process_tag()},
         run_config={
             "loggers": {"progress": {"config": {"log_level": "INFO"}}},
             **source_files_config(spec, repair or spec.verify_hashes == "always", allow_mass_delete),

@@ -22,7 +22,7 @@ from embed_pipelines.versions.progress import unfinished_shards
 WAITING_OR_RUNNING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, *IN_PROGRESS_RUN_STATUSES]
 
 
-COLLECTION_TAG = "embed_pipelines/collection"  # one sync of a collection at a time (dagster.yaml limits it)
+COLLECTION_TAG = "embed_pipelines/collection"  # one sync of a collection's shards at a time (dagster.yaml)
 
 
 PROCESS_TAG = "embed_pipelines/process"  # host:pid of a run executed in the calling process (CLI, API)
@@ -46,14 +46,23 @@ def _died(run: dg.DagsterRun) -> bool:
     return False
 
 
-def running_sync(instance: dg.DagsterInstance, job_name: str) -> str | None:
-    """The id of a queued or running sync of the job, or None. A run whose process was killed is marked
-    failed on the way, so that it does not block syncs forever."""
+def running_sync(instance: dg.DagsterInstance, job_name: str, shards: Iterable[str] | None = None) -> str | None:
+    """The id of a queued or running sync of the job over any of `shards` (any shard when None), or None. A
+    run whose process was killed is marked failed on the way, so that it does not block syncs forever."""
+    wanted = set(shards) if shards is not None else None
     for record in instance.get_run_records(filters=dg.RunsFilter(job_name=job_name, statuses=WAITING_OR_RUNNING)):
-        if not _died(record.dagster_run):
-            return record.dagster_run.run_id
-        instance.report_run_failed(record.dagster_run, "its process ended without finishing the run")
+        run = record.dagster_run
+        if wanted is not None and not _overlaps(run, wanted):
+            continue
+        if not _died(run):
+            return run.run_id
+        instance.report_run_failed(run, "its process ended without finishing the run")
     return None
+
+
+def _overlaps(run: dg.DagsterRun, shards: set[str]) -> bool:
+    first, last = run.tags.get(ASSET_PARTITION_RANGE_START_TAG), run.tags.get(ASSET_PARTITION_RANGE_END_TAG)
+    return first is None or last is None or any(first <= shard <= last for shard in shards)
 
 
 def source_files_config(collection: Collection, rehash: bool = False, allow_mass_delete: bool = False) -> dict:
@@ -67,6 +76,38 @@ def shard_range_tags(collection: Collection, shards: Iterable[str] | None = None
     Shards in between that did not change cost a stat and a skip: cheaper than a model load per run."""
     keys = sorted(shards) if shards is not None else collection.shards
     return {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
+
+
+def sync_requests(
+    collection: Collection,
+    shards: Iterable[str] | None = None,
+    run_key: str | None = None,
+    run_config: dict | None = None,
+) -> list[dg.RunRequest]:
+    """A run for each of the `runs_per_sync` contiguous shard groups that holds requested shards (all when
+    None), so that as many workers sync in parallel, each loading its model once. Each group has its own value
+    of the collection tag: dagster.yaml runs one sync of a group at a time, and several groups at once."""
+    wanted = set(shards) if shards is not None else set(collection.shards)
+    requests = []
+    for group in shard_groups(collection):
+        requested = [shard for shard in group if shard in wanted]
+        if not requested:
+            continue
+        tags = {**shard_range_tags(collection, requested), COLLECTION_TAG: _group_tag(collection, group)}
+        key = f"{run_key}|{group[0]}" if run_key and collection.runs_per_sync > 1 else run_key
+        requests.append(dg.RunRequest(run_key=key, tags=tags, run_config=run_config or {}))
+    return requests
+
+
+def shard_groups(collection: Collection) -> list[list[str]]:
+    """The collection's shards in `runs_per_sync` contiguous groups of (nearly) equal size."""
+    keys, count = collection.shards, min(collection.runs_per_sync, collection.shard_count)
+    bounds = [round(i * len(keys) / count) for i in range(count + 1)]
+    return [keys[start:end] for start, end in zip(bounds, bounds[1:], strict=False)]
+
+
+def _group_tag(collection: Collection, group: list[str]) -> str:
+    return collection.name if collection.runs_per_sync == 1 else f"{collection.name}/{group[0]}-{group[-1]}"
 
 
 class UnfinishedSyncs:
@@ -111,7 +152,7 @@ def build_change_sensor(
         if left:
             context.log.info(f"Left unfinished by an earlier sync: shards {sorted(left)}")
         run_key = hashlib.sha256(f"{pending.fingerprint}|{sorted(left.items())}".encode()).hexdigest()[:16]
-        return dg.RunRequest(run_key=run_key, tags=shard_range_tags(collection, shards))
+        return sync_requests(collection, shards, run_key)
 
     return source_changes
 
@@ -129,7 +170,7 @@ def build_nightly_schedule(collection: Collection, job_name: str) -> dg.Schedule
     )
     def nightly_sync(context: dg.ScheduleEvaluationContext):
         rehash = collection.verify_hashes != "never"
-        return dg.RunRequest(tags=shard_range_tags(collection), run_config=source_files_config(collection, rehash))
+        return sync_requests(collection, run_config=source_files_config(collection, rehash))
 
     return nightly_sync
 

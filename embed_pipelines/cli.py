@@ -41,6 +41,7 @@ def _index(args: argparse.Namespace) -> int:
         shard_count=args.shards,
         allow_mass_delete=args.allow_mass_delete,
         repair=args.repair,
+        shard_range=tuple(args.shard_range.split("-", 1)) if args.shard_range else None,
     )
     print(f"Run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
     if result.success:
@@ -140,10 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     index = commands.add_parser("index", help="sync a folder into a pgvector collection through Dagster")
-    index.add_argument("path", help="source folder")
+    index.add_argument("path", help="source folder, or an object-store URL (s3://bucket/docs)")
     index.add_argument("--plan", action="store_true", help="print what a sync would do; change nothing")
     index.add_argument("--collection", default=None, help=COLLECTION_HELP)
     index.add_argument("--shards", type=int, default=None, help=f"default ${settings.SHARDS_ENV} or 16")
+    index.add_argument(
+        "--shard-range",
+        default=None,
+        metavar="FIRST-LAST",
+        help="sync only these shards (e.g. 00-07): runs over disjoint ranges may run at once, on several machines",
+    )
     index.add_argument(
         "--repair", action="store_true", help="read every file (edits that kept size and mtime), as the nightly sync"
     )

@@ -9,8 +9,9 @@ from pathlib import Path
 from embed_pipelines import settings
 from embed_pipelines.storage.location import Location
 from embed_pipelines.storage.tables import check_name
-from embed_pipelines.sync.scan import FollowLinks, VerifyHashes
+from embed_pipelines.sync.scan import VerifyHashes
 from embed_pipelines.sync.shards import shard_keys
+from embed_pipelines.sync.source import FollowLinks, LocalFolder, ObjectPrefix, open_source
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class VisualBranch:
 @dataclass(frozen=True)
 class Collection:
     name: str
-    source_dir: Path
+    source_dir: Path | str  # a local folder, or an object-store URL (s3://bucket/docs): see source_of
     shard_count: int = settings.DEFAULT_SHARD_COUNT
     layout_weights: Path | None = None
     model: str = ""  # model folder or Hugging Face id; empty: the bundled all-MiniLM-L6-v2
@@ -51,6 +52,7 @@ class Collection:
     max_delete_share: float = settings.DEFAULT_MAX_DELETE_SHARE  # a sync deleting more is refused unless forced
     verify_hashes: VerifyHashes = "nightly"  # which syncs read every file: always, nightly, never
     convert_timeout_s: int = settings.DEFAULT_CONVERT_TIMEOUT_S  # a file's conversion that takes longer fails
+    runs_per_sync: int = 1  # a sync split into this many runs over contiguous shard ranges, to run in parallel
     state_root: str = ""  # a folder or object-store URL for the state; empty: EMBED_PIPELINES_STATE_DIR
 
     def __post_init__(self) -> None:
@@ -60,6 +62,10 @@ class Collection:
     def shards(self) -> list[str]:
         """The partition keys of every asset."""
         return shard_keys(self.shard_count)
+
+    @property
+    def source(self) -> LocalFolder | ObjectPrefix:
+        return open_source(self.source_dir, self.follow_links)
 
     @property
     def state(self) -> Location:

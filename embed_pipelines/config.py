@@ -25,6 +25,7 @@ collections:
     max_delete_share: 0.5        # optional: a sync deleting more of the documents is refused unless forced
     verify_hashes: nightly       # optional: which syncs read every file; always, never
     convert_timeout_s: 600       # optional: a file's conversion that takes longer fails alone
+    runs_per_sync: 1             # optional: runs a sync is split into (contiguous shard ranges, in parallel)
     state: s3://bucket/state     # optional: where its Parquet state lives (a folder or an object-store URL);
                                  # default EMBED_PIPELINES_STATE_DIR, else $EMBED_PIPELINES_HOME/state
 """
@@ -42,11 +43,12 @@ from embed_pipelines.collection import Collection, PromotionPolicy, VisualBranch
 from embed_pipelines.families import families_of
 from embed_pipelines.sample_corpus import SAMPLE_QUESTIONS, ensure_sample_corpus
 from embed_pipelines.settings import ConfigurationError
-from embed_pipelines.sync.scan import FollowLinks, VerifyHashes
+from embed_pipelines.sync.scan import VerifyHashes
+from embed_pipelines.sync.source import FollowLinks, source_of
 
 _KEYS = {
     "name", "source", "shards", "model", "layout_weights", "keep_versions", "promotion", "visual", "follow_links",
-    "max_delete_share", "verify_hashes", "convert_timeout_s", "state",
+    "max_delete_share", "verify_hashes", "convert_timeout_s", "state", "runs_per_sync",
 }  # fmt: skip
 _PROMOTION_KEYS = {"golden_queries", "golden_k", "golden_tolerance", "min_recall_at_10", "recall_queries"}
 
@@ -73,7 +75,7 @@ def collection_from_environment(
     is the bundled sample corpus, with the sample's golden questions."""
     source = source_dir or os.environ.get(settings.SOURCE_ENV)
     sample = settings.sample_corpus_dir()
-    source = Path(source).expanduser().resolve() if source else ensure_sample_corpus(sample).resolve()
+    source = source_of(source) if source else ensure_sample_corpus(sample).resolve()
     golden = os.environ.get(settings.GOLDEN_QUERIES_ENV)
     if not golden and source == sample.resolve():
         golden = str(SAMPLE_QUESTIONS)
@@ -97,6 +99,7 @@ def collection_from_environment(
             max_delete_share=settings.share(settings.MAX_DELETE_SHARE_ENV, settings.DEFAULT_MAX_DELETE_SHARE),
             verify_hashes=_env_choice(VerifyHashes, settings.VERIFY_HASHES_ENV, "nightly"),
             convert_timeout_s=settings.positive_int(settings.CONVERT_TIMEOUT_ENV, settings.DEFAULT_CONVERT_TIMEOUT_S),
+            runs_per_sync=settings.positive_int(settings.RUNS_PER_SYNC_ENV, 1),
         )
     )
 
@@ -118,7 +121,7 @@ def load_collections(config_file: Path) -> list[Collection]:
             promotion["golden_queries"] = Path(promotion["golden_queries"]).expanduser()
         collection = Collection(
             name=entry["name"],
-            source_dir=Path(entry["source"]).expanduser().resolve(),
+            source_dir=source_of(entry["source"]),
             shard_count=int(entry.get("shards", settings.DEFAULT_SHARD_COUNT)),
             model=entry.get("model", ""),
             layout_weights=Path(entry["layout_weights"]).expanduser() if entry.get("layout_weights") else None,
@@ -130,6 +133,7 @@ def load_collections(config_file: Path) -> list[Collection]:
             verify_hashes=_choice(VerifyHashes, entry.get("verify_hashes", "nightly"), str(config_file)),
             convert_timeout_s=int(entry.get("convert_timeout_s", settings.DEFAULT_CONVERT_TIMEOUT_S)),
             state_root=str(entry.get("state", "")),
+            runs_per_sync=int(entry.get("runs_per_sync", 1)),
         )
         collections.append(_checked(collection))
     return collections
@@ -167,7 +171,7 @@ def resolve_collection(
     if declared is None:
         return collection_from_environment(name, source_dir, shard_count)
     collection, where = declared
-    if source_dir is not None and Path(source_dir).expanduser().resolve() != collection.source_dir:
+    if source_dir is not None and source_of(source_dir) != collection.source_dir:
         raise ConfigurationError(
             f"collection {name!r} is configured with source {collection.source_dir} ({where}), not {source_dir}: "
             "index that folder, or name another collection"

@@ -14,7 +14,6 @@ from embed_pipelines.config import configured_collections, resolve_collection
 from embed_pipelines.factory import build_all_definitions
 from embed_pipelines.settings import ConfigurationError
 from embed_pipelines.storage.registry import list_versions, serving_version
-from embed_pipelines.sync.listing import listing_file
 
 
 @pytest.fixture
@@ -43,7 +42,8 @@ def test_the_code_location_the_api_and_the_cli_resolve_the_same_collection(
     assert "5 added" in capsys.readouterr().out
 
     assert api.index(source, "conf", instance=instance, postgres=postgres).success
-    assert sorted(path.stem for path in listing_file(location, "0").parent.iterdir()) == ["0", "1", "2"]
+    listings = (location.state / "source_files").files()
+    assert [listing.name for listing in listings] == ["0.parquet", "1.parquet", "2.parquet"]
     with postgres.connect() as conn:
         assert serving_version(conn, "conf") == tiny_model.index_version()
 

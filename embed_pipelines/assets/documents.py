@@ -62,7 +62,8 @@ class ConvertDocuments(StoreSync):
 
     def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
         sha256 = self.sources[path].sha256
-        extraction = self.extractor.extract(self.collection.source_dir / path)
+        with self.collection.source.local_file(path) as file:
+            extraction = self.extractor.extract(file)
         if extraction.status == ExtractionStatus.FAILURE:
             self.store.write(shard, path, [_failed(path, sha256, extraction, self.store.read_row(shard, path))])
             raise Failed(extraction.error or "unknown error")

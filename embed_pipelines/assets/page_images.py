@@ -1,5 +1,4 @@
 from collections.abc import Iterator
-from pathlib import Path
 
 import dagster as dg
 
@@ -48,12 +47,12 @@ class RenderPages(StoreSync):
         return Wanted(f"{self.sources[path].sha256}|dpi={self.dpi}")
 
     def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
-        pages = render_pages(self.collection.source_dir / Path(path), self.dpi)
-        batches = _page_batches(path, self.sources[path].sha256, pages)
-        try:
-            self.figures["pages_rendered"] += self.store.write_batches(shard, path, batches, wanted.signature)
-        except ValueError as error:  # unreadable: its last good pages stay
-            raise Failed(str(error)) from error
+        with self.collection.source.local_file(path) as file:
+            batches = _page_batches(path, self.sources[path].sha256, render_pages(file, self.dpi))
+            try:
+                self.figures["pages_rendered"] += self.store.write_batches(shard, path, batches, wanted.signature)
+            except ValueError as error:  # unreadable: its last good pages stay
+                raise Failed(str(error)) from error
 
 
 def build_page_images(collection: Collection, accepts: Accepts) -> dg.AssetsDefinition:

@@ -9,6 +9,7 @@ from pydantic import Field
 from embed_pipelines.assets.common import asset_options, column_schema
 from embed_pipelines.collection import Collection
 from embed_pipelines.reporting import failures_table, paths_table
+from embed_pipelines.storage.files import DEBRIS_AGE_S
 from embed_pipelines.storage.rows import SourceFile
 from embed_pipelines.sync.changes import compare_scans, mass_deletion
 from embed_pipelines.sync.listing import read_all_listings, read_listing, write_listing
@@ -42,20 +43,19 @@ def build_source_files(collection: Collection, accepts: Callable[[Path], bool]) 
         )
     )
     def source_files(context: dg.AssetExecutionContext, config: SourceFilesConfig) -> dg.MaterializeResult:
-        swept = collection.state.sweep_debris(older_than=time.time())  # one sync at a time: all of it is old
+        # runs over other shards may be writing now; a write in progress is never this old
+        swept = collection.state.sweep_debris(older_than=time.time() - DEBRIS_AGE_S)
         shards = context.partition_keys
         before = {file.path: file for shard in shards for file in read_listing(collection, shard)}
         rehash = config.rehash or collection.verify_hashes == "always"
-        scan = scan_source(
-            collection.source_dir, collection.shard_count, accepts, set(shards), before, collection.follow_links, rehash
-        )
+        scan = scan_source(collection.source, collection.shard_count, accepts, set(shards), before, rehash)
         after = scan.files()
         changes = compare_scans(before, after)
         documents = len(read_all_listings(collection))
         refusal = mass_deletion(len(changes.deleted), documents, scan.accepted, collection.max_delete_share)
         if refusal and not config.allow_mass_delete:  # before anything is written: nothing changes
             raise dg.Failure(
-                f"Refusing to sync {collection.name}: {refusal}. The source folder {collection.source_dir} may be "
+                f"Refusing to sync {collection.name}: {refusal}. The source {collection.source_dir} may be "
                 "unmounted, emptied or the wrong one; nothing was changed. If these deletions are meant, sync "
                 "again with --allow-mass-delete (run config: allow_mass_delete on source_files)."
             )

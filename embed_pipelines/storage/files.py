@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 DEBRIS = ".*.tmp"  # what a write leaves beside its target when it is killed before the rename
+DEBRIS_AGE_S = 3600  # scratch files older than this belong to no running write
 
 
 def temporary_beside(target: Path) -> Path:

@@ -26,9 +26,7 @@ def pending_sync(collection: Collection, accepts: Accepts) -> PendingSync:
     """Compare the folder (the files `accepts` takes) with the listings `source_files` last wrote. Only
     files whose size or mtime differ are read (to tell an edit from a touch)."""
     before = read_all_listings(collection)
-    scan = scan_source(
-        collection.source_dir, collection.shard_count, accepts, known=before, links=collection.follow_links
-    )
+    scan = scan_source(collection.source, collection.shard_count, accepts, known=before)
     after = scan.files()
     changes = compare_scans(before, after)
     restated = {path for path, file in after.items() if file is not before.get(path)}

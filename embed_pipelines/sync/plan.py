@@ -76,7 +76,8 @@ def plan_sync(collection: Collection, accepts: Accepts, text_model: TextModel) -
     for path in changes.added + changes.edited + [new for _, new in changes.renamed]:
         if not is_supported(path):  # a page image: the visual branch's, not the text branch's
             continue
-        extraction = extractor.extract(collection.source_dir / path)
+        with collection.source.local_file(path) as file:
+            extraction = extractor.extract(file)
         if extraction.status == ExtractionStatus.FAILURE:
             plan.failures[path] = extraction.error or "unknown error"
             continue

@@ -24,6 +24,10 @@ from embed_pipelines.versions.family import IndexFamily
 from embed_pipelines.versions.gate import GateInputs, GateResult, evaluate_gate, unsynced_shards
 
 
+class AlreadyServing(ValueError):
+    """The version serves already (another run may have promoted it a moment ago)."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What a promote/rollback did, for logs, metadata and the CLI."""
@@ -67,7 +71,7 @@ def promote(
     candidate = find_version(conn, view, version)
     serving = _serving_record(conn, view)
     if serving and serving.version == version:
-        raise ValueError(f"{version} is already the serving version of {view!r}")
+        raise AlreadyServing(f"{version} is already the serving version of {view!r}")
     gate = None
     if check:
         started = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # rows changed during the gate: re-gate
@@ -80,7 +84,7 @@ def promote(
 
     def still_not_serving(previous: str | None) -> None:  # another promotion may have won meanwhile
         if previous == version:
-            raise ValueError(f"{version} is already the serving version of {view!r}")
+            raise AlreadyServing(f"{version} is already the serving version of {view!r}")
         set_rejected(conn, view, version, False)
 
     figures = {"gate": gate.as_json() if gate else "skipped"}
@@ -126,7 +130,10 @@ def promote_when_ready(
         return unchanged(f"{version} is building: {len(unsynced)} shards to sync, {serving} stays served")
     if candidate.gate_is_current and not candidate.gate["passed"]:
         return unchanged(f"{version} failed the gate and has not changed since, {serving} stays served")
-    return promote(conn, collection, family, version, actor)
+    try:
+        return promote(conn, collection, family, version, actor)
+    except AlreadyServing:  # runs over other shards finished at the same moment, and one of them promoted it
+        return Outcome(view, version, version, f"{version} is serving (promoted by another run)")
 
 
 def rollback(conn: psycopg.Connection, collection: Collection, family: IndexFamily, actor: str) -> Outcome:

@@ -26,7 +26,7 @@ def test_temporary_files_of_a_killed_sync_are_swept(tmp_path, state_dir, instanc
     folder = next((state_dir / "debris" / "chunks").glob("*/*"))
     debris = folder / ".0123abcd.parquet.0f0f0f.tmp"  # a write killed before its rename
     debris.write_bytes(b"PAR1 half a file")
-    old = time.time() - 60
+    old = time.time() - 2 * 3600  # killed two hours ago
     os.utime(debris, (old, old))
     run_index(source, "debris", instance, tiny_model, postgres)
     assert not debris.exists()

@@ -7,6 +7,7 @@ import threading
 from support import indexed_rows, latest_metadata, run_index, write_corpus
 
 from embed_pipelines.sync.scan import scan_source
+from embed_pipelines.sync.source import LocalFolder
 from embed_pipelines.text.extraction import is_supported
 
 
@@ -14,7 +15,9 @@ def test_a_fifo_with_a_supported_suffix_does_not_hang_the_scan(tmp_path):
     write_corpus(tmp_path, {"a.md": "# A\n\nText."})
     os.mkfifo(tmp_path / "pipe.md")  # reading it would block until a writer comes
     scans = []
-    worker = threading.Thread(target=lambda: scans.append(scan_source(tmp_path, 4, is_supported)), daemon=True)
+    worker = threading.Thread(
+        target=lambda: scans.append(scan_source(LocalFolder(tmp_path), 4, is_supported)), daemon=True
+    )
     worker.start()
     worker.join(timeout=20)
     assert not worker.is_alive(), "the scan blocked on the FIFO"

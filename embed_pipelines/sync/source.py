@@ -1,0 +1,148 @@
+"""Where a collection's files come from: a local folder or an object-store prefix (`s3://bucket/docs`).
+
+Both answer the same questions: which files are there (by path relative to the root, hidden ones left out),
+each file's size and modification time (the stat-first signal: for an object, what the store's listing says,
+so an unchanged prefix costs one listing and no reads), its bytes, and a local file to convert (an object is
+downloaded to this process's own temp folder and removed afterwards).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+import pyarrow.fs as pafs
+
+from embed_pipelines.storage.location import Location
+
+FollowLinks = Literal["inside", "always", "never"]  # which symbolic links to files a scan follows
+
+
+@dataclass(frozen=True)
+class Stat:
+    size: int
+    mtime_ns: int
+
+
+class Refused(Exception):
+    """A file the scan does not read, and why."""
+
+
+def source_of(where: str | Path) -> Path | str:
+    """A local folder as an absolute path, an object-store URL as it is: what a collection's source holds."""
+    text = str(where)
+    return text.rstrip("/") if "://" in text and not text.startswith("file://") else Path(text).expanduser().resolve()
+
+
+def open_source(where: Path | str, links: FollowLinks = "inside") -> LocalFolder | ObjectPrefix:
+    return ObjectPrefix(Location.of(where)) if isinstance(where, str) else LocalFolder(where, links)
+
+
+def _hidden(relative: str) -> bool:
+    """.git, .DS_Store, editor swap files."""
+    return any(part.startswith(".") for part in relative.split("/"))
+
+
+class LocalFolder:
+    def __init__(self, root: Path, links: FollowLinks = "inside"):
+        self.root = root
+        self.links = links
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    def exists(self) -> bool:
+        return self.root.is_dir()
+
+    def names(self, unreadable_folders: list[str]) -> Iterator[str]:
+        """Relative paths of the visible files, sorted folder by folder; folders that cannot be listed are
+        added (relative) to `unreadable_folders`."""
+
+        def unreadable(error: OSError) -> None:
+            unreadable_folders.append(Path(error.filename).relative_to(self.root).as_posix())
+
+        for folder, subfolders, names in os.walk(self.root, onerror=unreadable):
+            subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+            base = Path(folder).relative_to(self.root)
+            for name in sorted(names):
+                if not name.startswith("."):
+                    yield (base / name).as_posix()
+
+    def stat(self, relative: str) -> Stat:
+        """Once per file (the sensor stats every file on every tick). Refused: a symbolic link that `links`
+        does not follow (by default one that leads out of the folder: `notes.txt -> ~/.aws/credentials` must
+        not become searchable), or something that is no regular file (a FIFO or device would block)."""
+        path = self.root / relative
+        status = path.stat()
+        if path.is_symlink():
+            if self.links == "never":
+                raise Refused("a symbolic link (links are not followed)")
+            if self.links == "inside" and not path.resolve().is_relative_to(self.root.resolve()):
+                raise Refused("a symbolic link that leads out of the source folder")
+        if not stat.S_ISREG(status.st_mode):
+            raise Refused("not a regular file")
+        return Stat(status.st_size, status.st_mtime_ns)
+
+    def open(self, relative: str) -> BinaryIO:
+        return (self.root / relative).open("rb")
+
+    @contextmanager
+    def local_file(self, relative: str) -> Iterator[Path]:
+        yield self.root / relative
+
+
+class ObjectPrefix:
+    def __init__(self, root: Location):
+        self.root = root
+        self._listed: dict[str, Stat] = {}
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    def exists(self) -> bool:
+        return self.root.fs.get_file_info(self.root.path).type == pafs.FileType.Directory
+
+    def names(self, unreadable_folders: list[str]) -> Iterator[str]:
+        """One listing of the prefix; sizes and modification times come with it."""
+        selector = pafs.FileSelector(self.root.path, recursive=True)
+        start = len(self.root.path) + 1
+        self._listed = {
+            info.path[start:]: Stat(info.size, info.mtime_ns)
+            for info in self.root.fs.get_file_info(selector)
+            if info.is_file and not _hidden(info.path[start:])
+        }
+        yield from sorted(self._listed)
+
+    def stat(self, relative: str) -> Stat:
+        return self._listed[relative]
+
+    def open(self, relative: str) -> BinaryIO:
+        return self.root.fs.open_input_stream(f"{self.root.path}/{relative}")
+
+    @contextmanager
+    def local_file(self, relative: str) -> Iterator[Path]:
+        """A downloaded copy under its own name (converters go by the suffix), removed afterwards."""
+        folder = Path(tempfile.mkdtemp(prefix="embed-pipelines-source-"))
+        try:
+            target = folder / relative.rsplit("/", 1)[-1]
+            with self.open(relative) as remote, target.open("wb") as local:
+                shutil.copyfileobj(remote, local, 8 << 20)
+            yield target
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def sha256_of(source: LocalFolder | ObjectPrefix, relative: str) -> str:
+    digest = hashlib.sha256()
+    with source.open(relative) as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
