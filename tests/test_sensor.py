@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 from support import SMALL_CORPUS, run_index, write_corpus
 
-from embed_pipelines.automation import build_change_sensor
+from embed_pipelines.automation import COLLECTION_TAG, build_change_sensor, sync_requests
 from embed_pipelines.collection import Collection
 from embed_pipelines.sync.shards import shard_of
 
@@ -27,8 +27,9 @@ def synced(tmp_path, state_dir, instance, tiny_model, postgres):
 
 
 def requested_range(result) -> tuple[str, str]:
-    assert isinstance(result, dg.RunRequest), result
-    return result.tags["dagster/asset_partition_range_start"], result.tags["dagster/asset_partition_range_end"]
+    (request,) = result  # one run: the collection syncs in one run unless runs_per_sync says otherwise
+    assert isinstance(request, dg.RunRequest), result
+    return request.tags["dagster/asset_partition_range_start"], request.tags["dagster/asset_partition_range_end"]
 
 
 def test_nothing_changed_requests_nothing(synced):
@@ -68,6 +69,20 @@ def test_a_rename_requests_both_shards_in_one_run(synced):
 def test_the_same_changes_are_requested_once(synced):
     source, evaluate = synced
     (source / "guide/milk.html").unlink()
-    assert evaluate().run_key == evaluate().run_key
+    (first,), (again,) = evaluate(), evaluate()
+    assert first.run_key == again.run_key
     os.utime(source / "guide/espresso.md", ns=(0, 0))  # a new state: a new run key
-    assert requested_range(evaluate())
+    (changed,) = evaluate()
+    assert changed.run_key != first.run_key
+
+
+def test_runs_per_sync_splits_a_sync_into_contiguous_ranges_that_may_run_at_once(tmp_path):
+    collection = Collection("split", tmp_path, 6, runs_per_sync=2)
+    every = sync_requests(collection)
+    assert [requested_range([request]) for request in every] == [("0", "2"), ("3", "5")]
+    assert [request.tags[COLLECTION_TAG] for request in every] == ["split/0-2", "split/3-5"]  # one limit each
+    (changed,) = sync_requests(collection, ["4"], run_key="abc")  # only the ranges with requested shards
+    assert requested_range([changed]) == ("4", "4") and changed.tags[COLLECTION_TAG] == "split/3-5"
+    assert changed.run_key == "abc|3"
+    (whole,) = sync_requests(Collection("whole", tmp_path, 6))
+    assert whole.tags[COLLECTION_TAG] == "whole"  # the tag value the job's runs from the CLI carry too

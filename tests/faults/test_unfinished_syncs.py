@@ -5,7 +5,7 @@ import dagster as dg
 from support import SMALL_CORPUS, definitions, indexed_rows, run_index, write_corpus
 
 from embed_pipelines import api
-from embed_pipelines.automation import shard_range_tags
+from embed_pipelines.automation import COLLECTION_TAG, shard_range_tags
 from embed_pipelines.collection import Collection
 from embed_pipelines.factory import index_job_name
 from embed_pipelines.resources import PostgresResource
@@ -35,9 +35,10 @@ def test_the_sensor_alone_recovers_a_sync_that_failed_on_the_database(
     collection = Collection("recover", source.resolve(), SHARDS)
     defs = definitions(collection, tiny_model, postgres)
     (sensor,) = [s for s in defs.sensors if s.name == "recover_source_changes"]
-    request = sensor(dg.build_sensor_context(instance=instance, definitions=defs))
-    assert isinstance(request, dg.RunRequest), "the listing says nothing changed; the watermark says otherwise"
-    assert request.tags == shard_range_tags(collection, [shard])
+    requests = sensor(dg.build_sensor_context(instance=instance, definitions=defs))
+    assert isinstance(requests, list), "the listing says nothing changed; the watermark says otherwise"
+    (request,) = requests
+    assert request.tags == {**shard_range_tags(collection, [shard]), COLLECTION_TAG: "recover"}
 
     job = defs.resolve_job_def(index_job_name(collection))
     assert job.execute_in_process(instance=instance, tags=request.tags).success
