@@ -89,17 +89,17 @@ def collection_from_environment(
             shard_count=shard_count or settings.shard_count(),
             layout_weights=Path(layout).expanduser() if layout else None,
             model=os.environ.get(settings.MODEL_ENV, ""),
-            sensor_interval_s=settings.positive_int(settings.SENSOR_INTERVAL_ENV, settings.DEFAULT_SENSOR_INTERVAL_S),
+            sensor_interval_s=settings.integer(settings.SENSOR_INTERVAL_ENV, settings.DEFAULT_SENSOR_INTERVAL_S),
             nightly_cron=os.environ.get(settings.NIGHTLY_CRON_ENV, settings.DEFAULT_NIGHTLY_CRON),
             timezone=os.environ.get(settings.TIMEZONE_ENV, settings.DEFAULT_TIMEZONE),
             promotion=PromotionPolicy(golden_queries=Path(golden).expanduser() if golden else None),
-            keep_versions=settings.positive_int(settings.KEEP_VERSIONS_ENV, settings.DEFAULT_KEEP_VERSIONS),
+            keep_versions=settings.integer(settings.KEEP_VERSIONS_ENV, settings.DEFAULT_KEEP_VERSIONS),
             visual=VisualBranch(visual_model, visual_family) if visual_model else None,
             follow_links=_env_choice(FollowLinks, settings.FOLLOW_LINKS_ENV, "inside"),
             max_delete_share=settings.share(settings.MAX_DELETE_SHARE_ENV, settings.DEFAULT_MAX_DELETE_SHARE),
             verify_hashes=_env_choice(VerifyHashes, settings.VERIFY_HASHES_ENV, "nightly"),
-            convert_timeout_s=settings.positive_int(settings.CONVERT_TIMEOUT_ENV, settings.DEFAULT_CONVERT_TIMEOUT_S),
-            runs_per_sync=settings.positive_int(settings.RUNS_PER_SYNC_ENV, 1),
+            convert_timeout_s=settings.integer(settings.CONVERT_TIMEOUT_ENV, settings.DEFAULT_CONVERT_TIMEOUT_S),
+            runs_per_sync=settings.integer(settings.RUNS_PER_SYNC_ENV, 1),
         )
     )
 

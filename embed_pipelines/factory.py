@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from embed_pipelines import settings
 from embed_pipelines.assets import build_source_files
 from embed_pipelines.automation import (
     COLLECTION_TAG,
@@ -28,6 +29,18 @@ def reindex_job_name(collection: Collection) -> str:
     return f"reindex_{collection.name}"
 
 
+K8S_CONFIG_TAG = "dagster-k8s/config"  # read by dagster-k8s's run launcher and job executor
+
+
+def accelerator_request() -> dict:
+    """On Kubernetes, the pod of a sync run asks for EMBED_PIPELINES_RUN_GPUS accelerators (none: no tag), so
+    syncs land on GPU nodes and the version jobs, which never embed, do not hold one."""
+    gpus = settings.integer(settings.RUN_GPUS_ENV, 0, minimum=0)
+    if not gpus:
+        return {}
+    return {K8S_CONFIG_TAG: {"container_config": {"resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}}}
+
+
 def build_definitions(
     collection: Collection, postgres: PostgresResource | None = None, models: dict | None = None
 ) -> dg.Definitions:
@@ -40,7 +53,7 @@ def build_definitions(
         targets.append((family, model.index_version()))
         assets += family.build_assets(collection, family, model, targets[-1][1])
         resources[family.model_key(collection)] = model
-    one_at_a_time = {COLLECTION_TAG: collection.name}
+    one_at_a_time = {COLLECTION_TAG: collection.name, **accelerator_request()}
     index_job = dg.define_asset_job(
         index_job_name(collection),
         selection=dg.AssetSelection.assets(*assets),

@@ -26,6 +26,7 @@ MAX_DELETE_SHARE_ENV = "EMBED_PIPELINES_MAX_DELETE_SHARE"
 VERIFY_HASHES_ENV = "EMBED_PIPELINES_VERIFY_HASHES"
 CONVERT_TIMEOUT_ENV = "EMBED_PIPELINES_CONVERT_TIMEOUT"
 RUNS_PER_SYNC_ENV = "EMBED_PIPELINES_RUNS_PER_SYNC"
+RUN_GPUS_ENV = "EMBED_PIPELINES_RUN_GPUS"
 
 
 class ConfigurationError(ValueError):
@@ -72,10 +73,10 @@ def collection_name(name: str | None) -> str:
     return name or os.environ.get(COLLECTION_ENV, DEFAULT_COLLECTION)
 
 
-def positive_int(variable: str, default: int) -> int:
+def integer(variable: str, default: int, minimum: int = 1) -> int:
     value = os.environ.get(variable, str(default))
-    if not value.isdigit() or int(value) < 1:
-        raise ConfigurationError(f"{variable} must be a positive integer, not {value!r}")
+    if not value.isdigit() or int(value) < minimum:
+        raise ConfigurationError(f"{variable} must be an integer of at least {minimum}, not {value!r}")
     return int(value)
 
 
@@ -90,4 +91,4 @@ def share(variable: str, default: float) -> float:
 
 
 def shard_count() -> int:
-    return positive_int(SHARDS_ENV, DEFAULT_SHARD_COUNT)
+    return integer(SHARDS_ENV, DEFAULT_SHARD_COUNT)
