@@ -9,7 +9,11 @@ from support import indexed_rows, latest_metadata, run_index, write_corpus
 from embed_pipelines import api
 from embed_pipelines.collection import Collection
 from embed_pipelines.resources.text_model import _load_encoder
+from embed_pipelines.storage.location import Location
 from embed_pipelines.sync.listing import read_all_listings
+from embed_pipelines.sync.shards import shard_of
+from embed_pipelines.text.extraction import Extraction, ExtractionMode, ExtractionStatus
+from embed_pipelines.text.isolation import IsolatedExtractor
 
 SECTIONS = {
     "Grind": "Grind the beans just before brewing.",
@@ -130,3 +134,45 @@ def test_the_plan_predicts_the_sync_without_changing_anything(synced, tiny_model
     assert plan.chunks_to_embed == metadata["embeddings"]["chunks_embedded"]
     assert plan.chunks_to_reuse == metadata["embeddings"]["chunks_reused"]
     assert plan.rows_to_delete == metadata["vector_index"]["rows_deleted"]
+
+
+def test_a_noop_sync_reads_no_document_state_and_an_edit_reads_its_shard_only(synced, monkeypatch):
+    source, collection, sync, _ = synced
+    read: list[str] = []
+    for method in ("read_table", "parquet_file", "parquet_metadata"):
+        original = getattr(Location, method)
+
+        def recording(self, *args, _original=original, **kwargs):
+            read.append(self.path)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(Location, method, recording)
+    sync()
+    stores = ("/documents/", "/embeddings/")  # vector_index reads chunk hashes per document: its drift check
+    assert not [path for path in read if any(store in path for store in stores)], "every shard was in step"
+    read.clear()
+    (source / "notes/shop.md").write_text("# Shop\n\nThe shop opens at nine.")
+    sync()
+    shard = shard_of("notes/shop.md", 4)
+    documents = {path for path in read if "/documents/" in path}
+    assert documents and all(f"/documents/{shard}/" in path for path in documents)
+
+
+def test_a_conversion_that_failed_once_and_then_works_on_the_same_bytes_is_rechunked(synced, postgres, monkeypatch):
+    source, collection, sync, _ = synced
+    (source / "notes/shop.md").write_text("# Shop\n\nThe shop opens at nine.")
+    real = IsolatedExtractor.extract
+
+    def flaky(self, path):
+        return Extraction(ExtractionMode.SIMPLE, ExtractionStatus.FAILURE, None, "a passing fault")
+
+    monkeypatch.setattr(IsolatedExtractor, "extract", flaky)
+    assert sync()["documents"]["failed"] == 1  # keeps its last good conversion, and so its old chunks
+    monkeypatch.setattr(IsolatedExtractor, "extract", real)
+    sync()  # the same bytes convert now: the chunks and rows follow, although the listing did not change
+    assert any("nine" in text for text in _texts(postgres, collection, "notes/shop.md"))
+
+
+def _texts(postgres, collection, path):
+    with postgres.connect() as conn:
+        return [row[0] for row in conn.execute(f'SELECT text FROM "{collection}" WHERE document_path = %s', [path])]

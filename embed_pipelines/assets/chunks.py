@@ -17,18 +17,23 @@ class ChunkDocuments(StoreSync):
     """A document's chunks are current when they were made from the bytes of its current conversion."""
 
     def __init__(self, collection: Collection, family: IndexFamily, chunker: DocumentChunker, version: str):
-        super().__init__(collection, family.accepts, chunks_store(collection, version))
-        self.chunker = chunker
         self.documents = documents_store(collection)
+        super().__init__(collection, family.accepts, chunks_store(collection, version), upstream=self.documents)
+        self.chunker = chunker
 
     def wanted(self, shard: str, path: str) -> Wanted:
-        document = self.documents.read_row(shard, path)
-        if document is None or document.docling_json is None:
-            raise Missing(document.error if document else "not converted yet")
-        return Wanted(document.source_sha256, document)
+        """From the document's facts alone: its converted JSON is read only to rebuild."""
+        facts = self.documents.read(shard, path, "source_sha256", "error", "failed_sha256")
+        if not facts:
+            raise Missing("not converted yet")
+        document = facts[0]
+        if document.failed_sha256 is not None and self.documents.read_row(shard, path).docling_json is None:
+            raise Missing(document.error)  # failed, and never converted before
+        return Wanted(document.source_sha256)
 
     def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
-        document = DoclingDocument.model_validate_json(wanted.value.docling_json)
+        converted = self.documents.read(shard, path, "docling_json")[0].docling_json
+        document = DoclingDocument.model_validate_json(converted)
         chunks = self.chunker.chunk(document, path, wanted.signature)
         self.figures["chunks_written"] += self.store.write(shard, path, chunks, made_from=wanted.signature)
 

@@ -44,16 +44,18 @@ class ConvertDocuments(StoreSync):
     would again): that waits until its bytes change. Conversions run in a child process with those limits."""
 
     def __init__(self, collection: Collection, accepts: Accepts):
-        super().__init__(collection, accepts, documents_store(collection))
+        layout = f"layout={collection.layout_weights}"  # what decides the conversion mode of a file
+        super().__init__(collection, accepts, documents_store(collection), settings=layout)
         self.extractor = IsolatedExtractor(collection.layout_weights, timeout_s=collection.convert_timeout_s)
 
     def wanted(self, shard: str, path: str) -> Wanted:
         return Wanted((self.sources[path].sha256, self.extractor.mode_for(path).value))
 
     def current(self, shard: str, path: str) -> Hashable | None:
-        previous = self.store.read_row(shard, path)
-        if previous is None:
+        facts = self.store.read(shard, path, "source_sha256", "mode", "failed_sha256", "error")  # not the JSON
+        if not facts:
             return None
+        previous = facts[0]
         if previous.failed_sha256 is None:
             return previous.source_sha256, previous.mode
         if previous.failed_sha256 == self.sources[path].sha256 and over_limit(previous.error):

@@ -31,9 +31,10 @@ class EmbedChunks(StoreSync):
         self, collection: Collection, family: IndexFamily, model: TextEmbeddingModel, versions: tuple[str, str]
     ):
         chunker_version, self.version = versions
-        super().__init__(collection, family.accepts, embeddings_store(collection, self.version, model.dimension))
-        self.model = model
         self.chunks = chunks_store(collection, chunker_version)
+        vectors = embeddings_store(collection, self.version, model.dimension)
+        super().__init__(collection, family.accepts, vectors, upstream=self.chunks)
+        self.model = model
         self.pending: list[tuple[str, str, list[Chunk]]] = []
 
     def wanted(self, shard: str, path: str) -> Wanted:

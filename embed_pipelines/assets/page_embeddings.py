@@ -28,9 +28,9 @@ class EmbedPages(StoreSync):
     reused, the others computed."""
 
     def __init__(self, collection: Collection, family: IndexFamily, model: VisualEmbeddingModel, version: str):
-        super().__init__(collection, family.accepts, page_embeddings_store(collection, version))
-        self.model, self.version = model, version
         self.images = page_images_store(collection)
+        super().__init__(collection, family.accepts, page_embeddings_store(collection, version), upstream=self.images)
+        self.model, self.version = model, version
 
     def wanted(self, shard: str, path: str) -> Wanted:
         pages = self.images.read(shard, path, "image_sha256")

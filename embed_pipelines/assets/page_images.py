@@ -40,7 +40,7 @@ class RenderPages(StoreSync):
     """A document's pages are current when they were rendered from these bytes at this DPI."""
 
     def __init__(self, collection: Collection, accepts: Accepts):
-        super().__init__(collection, accepts, page_images_store(collection))
+        super().__init__(collection, accepts, page_images_store(collection), settings=f"dpi={collection.visual.dpi}")
         self.dpi = collection.visual.dpi
 
     def wanted(self, shard: str, path: str) -> Wanted:

@@ -38,12 +38,16 @@ class LoadChunks(TableSync):
         return super().start_shard(shard)
 
     def wanted(self, shard: str, path: str) -> Wanted:
-        chunks = self.chunks.read(shard, path)
+        """From the chunks' hashes alone: their text and the rest are read only to load them."""
+        chunks = self.chunks.read(shard, path, "source_sha256", "chunk_hash")
         if chunks is None:
             raise Missing("not chunked yet")
         self.expected_rows[shard] += len(chunks)
         signature = (chunks[0].source_sha256, [chunk.chunk_hash for chunk in chunks]) if chunks else None
-        return Wanted(signature, chunks)
+        return Wanted(signature)
+
+    def stored_rows(self, shard: str, path: str, wanted: Wanted) -> list[Chunk]:
+        return self.chunks.read(shard, path)
 
     def table_row(self, shard: str, chunk: Chunk, vector: ChunkVector) -> Chunk:
         return dataclasses.replace(chunk, shard=shard, embedding=vector.embedding)

@@ -82,6 +82,15 @@ class Location:
         with self.fs.open_input_file(self.path) as handle:
             return pq.read_metadata(handle)
 
+    def read_text(self) -> str:
+        with self.fs.open_input_stream(self.path) as handle:
+            return handle.read().decode("utf-8")
+
+    def write_text(self, text: str) -> None:
+        with self.writing() as scratch:
+            scratch.write_text(text, encoding="utf-8")
+            self.put(scratch)
+
     def put(self, written: Path) -> None:
         """Make the finished local file `written` this file, whole: renamed into place on local disk, else
         uploaded in one piece (the object appears only when its upload completes)."""

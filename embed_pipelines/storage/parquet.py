@@ -116,6 +116,22 @@ class DocumentStore(Generic[Row]):
                 removed += 1
         return removed
 
+    def in_step_record(self, shard: str) -> str | None:
+        """What the shard was last left in step with (see StoreSync), or None."""
+        record = self._in_step(shard)
+        return record.read_text() if record.exists() else None
+
+    def record_in_step(self, shard: str, record: str) -> None:
+        self._in_step(shard).write_text(record)
+
+    def forget_in_step(self, shard: str) -> None:
+        record = self._in_step(shard)
+        if record.exists():
+            record.delete()
+
+    def _in_step(self, shard: str) -> Location:
+        return self.root / f"{shard}.in-step"
+
     def files(self) -> list[Location]:
         """Every document file of every shard, and the retired ones: what a lookup by content scans."""
         return self.root.files(recursive=True) + (self.retired.files() if self.retired else [])

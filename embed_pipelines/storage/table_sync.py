@@ -58,6 +58,10 @@ class TableSync(ListedFilesSync):
     def table_row(self, shard: str, row, vector):
         """A stored row completed with its shard and vector: a row of the layout's kind."""
 
+    def stored_rows(self, shard: str, path: str, wanted: Wanted) -> list:
+        """The document's stored rows to load: `wanted.value`, unless a branch reads them only now."""
+        return wanted.value
+
     def after_rows(self, path: str) -> None:  # noqa: B027 (optional hook)
         """Inside the document's transaction, once its rows are in (tables beside the version table)."""
 
@@ -74,7 +78,7 @@ class TableSync(ListedFilesSync):
         """Raising rolls the document back to its old rows. A document whose rows PostgreSQL refuses fails
         alone: it keeps its last good rows, the other documents go on, and its shard counts as not synced
         (so the version is not promoted over it, and the sensor asks for the shard again)."""
-        rows = wanted.value
+        rows = self.stored_rows(shard, path, wanted)
         try:
             with self.conn.transaction():
                 table_rows = self._joined(shard, path, rows)

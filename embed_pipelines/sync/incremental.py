@@ -3,7 +3,9 @@ hold, compare what each should be made from with what it was made from, rebuild 
 prune what left.
 
 An asset says only what its signature and its rebuild are (a `ShardSync`); counting, failures and pruning
-are the same everywhere.
+are the same everywhere. A step may also remember which shards it left in step with their inputs (`in_step`),
+so that a shard whose inputs did not change since is skipped without a look at its documents: a no-op sync
+of a large collection then costs a read per shard, not per document.
 """
 
 from __future__ import annotations
@@ -82,14 +84,31 @@ class ShardSync(ABC):
     def end_shard(self, shard: str) -> None:  # noqa: B027 (optional hook)
         """After a shard's documents are in step."""
 
+    def in_step(self, shard: str) -> bool:
+        """Whether the shard's inputs are those of its last clean sync (then none of its documents is looked
+        at). Steps that keep no such record answer no."""
+        return False
+
+    def forget_in_step(self, shard: str) -> None:  # noqa: B027 (optional hook)
+        """Before any document of the shard changes: its record no longer holds."""
+
+    def mark_in_step(self, shard: str) -> None:  # noqa: B027 (optional hook)
+        """After `finish`, for each shard whose every document is in step (no failure, no missing input)."""
+
     def finish(self) -> None:  # noqa: B027 (optional hook)
         """After every shard (write what was batched across documents)."""
 
 
 def sync_shards(step: ShardSync, shards: Iterable[str], warn: Callable[[str], None] | None = None) -> Tally:
     tally = Tally(figures=step.figures)
+    clean = []  # shards to mark in step once everything is written (a step may batch writes until `finish`)
     for shard in shards:
         paths = step.start_shard(shard)
+        if step.in_step(shard):
+            tally.unchanged += len(paths)
+            continue
+        step.forget_in_step(shard)
+        problems = len(tally.failed) + len(tally.without_input)
         for path in paths:
             try:
                 wanted = step.wanted(shard, path)
@@ -108,5 +127,9 @@ def sync_shards(step: ShardSync, shards: Iterable[str], warn: Callable[[str], No
                     warn(f"Could not rebuild {path}: {failure}")
         tally.removed += step.prune(shard, paths)
         step.end_shard(shard)
+        if len(tally.failed) + len(tally.without_input) == problems:
+            clean.append(shard)
     step.finish()
+    for shard in clean:
+        step.mark_in_step(shard)
     return tally

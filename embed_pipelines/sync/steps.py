@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Hashable
 
 from embed_pipelines.collection import Collection
 from embed_pipelines.storage.parquet import DocumentStore
 from embed_pipelines.storage.rows import SourceFile
 from embed_pipelines.sync.incremental import ShardSync
-from embed_pipelines.sync.listing import Accepts, read_listing
+from embed_pipelines.sync.listing import Accepts, listing_digest, read_listing
 
 
 class ListedFilesSync(ShardSync):
@@ -26,14 +27,44 @@ class ListedFilesSync(ShardSync):
 
 class StoreSync(ListedFilesSync):
     """A step whose output is a document store: a document's file says in its footer what it was made
-    from, and files of documents that left the shard are pruned (or retired, where the store keeps them)."""
+    from, and files of documents that left the shard are pruned (or retired, where the store keeps them).
 
-    def __init__(self, collection: Collection, accepts: Accepts, store: DocumentStore):
+    A shard left in step records what it was made from in a small file beside the shard's folder: its
+    listing's digest, `settings` (what else its outputs depend on that the store's folder does not name) and
+    the `upstream` store's record of the shard, plus a token of its own that changes whenever it is recorded
+    again. While all of that stays the same the shard is skipped; a step downstream sees a new token whenever
+    this one looked at the shard's documents again. The record goes before anything in the shard changes and
+    comes back only once every document is in step, so a killed or failed sync leaves none that is wrong."""
+
+    def __init__(
+        self,
+        collection: Collection,
+        accepts: Accepts,
+        store: DocumentStore,
+        settings: str = "",
+        upstream: DocumentStore | None = None,
+    ):
         super().__init__(collection, accepts)
-        self.store = store
+        self.store, self.settings, self.upstream = store, settings, upstream
+        self.records: dict[str, str | None] = {}  # shard -> what it is made from now; None: upstream not in step
 
     def current(self, shard: str, path: str) -> Hashable | None:
         return self.store.made_from(shard, path)
 
     def prune(self, shard: str, keep: list[str]) -> int:
         return self.store.prune(shard, keep)
+
+    def in_step(self, shard: str) -> bool:
+        upstream = self.upstream.in_step_record(shard) if self.upstream else ""
+        self.records[shard] = (
+            None if upstream is None else f"{listing_digest(self.sources.values())}|{self.settings}|{upstream}"
+        )
+        recorded = self.store.in_step_record(shard)
+        return recorded is not None and recorded.rsplit("|", 1)[0] == self.records[shard]
+
+    def forget_in_step(self, shard: str) -> None:
+        self.store.forget_in_step(shard)
+
+    def mark_in_step(self, shard: str) -> None:
+        if self.records.get(shard) is not None:
+            self.store.record_in_step(shard, f"{self.records[shard]}|{uuid.uuid4().hex}")
