@@ -148,7 +148,7 @@ def test_a_noop_sync_reads_no_document_state_and_an_edit_reads_its_shard_only(sy
 
         monkeypatch.setattr(Location, method, recording)
     sync()
-    stores = ("/documents/", "/embeddings/")  # vector_index reads chunk hashes per document: its drift check
+    stores = ("/documents/", "/chunks/", "/embeddings/")
     assert not [path for path in read if any(store in path for store in stores)], "every shard was in step"
     read.clear()
     (source / "notes/shop.md").write_text("# Shop\n\nThe shop opens at nine.")

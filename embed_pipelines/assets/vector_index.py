@@ -12,6 +12,7 @@ from embed_pipelines.storage.stores import chunks_store, embeddings_store
 from embed_pipelines.storage.table_sync import TableSync
 from embed_pipelines.storage.tables import IndexHealth, ShardHealth, shard_health, table_name
 from embed_pipelines.sync.incremental import Missing, Wanted, sync_shards
+from embed_pipelines.sync.listing import listing_digest
 from embed_pipelines.versions.family import IndexFamily
 
 CHECKS = {
@@ -32,6 +33,8 @@ class LoadChunks(TableSync):
         self.chunks = chunks_store(collection, chunker_version)
         self.health: dict[str, ShardHealth] = {}
         self.expected_rows: dict[str, int] = {}
+        self.records: dict[str, str | None] = {}  # shard -> what its rows are made from now (see in_step)
+        self.record_name = f"indexed-{self.table}"
 
     def start_shard(self, shard: str) -> list[str]:
         self.expected_rows[shard] = 0
@@ -48,6 +51,30 @@ class LoadChunks(TableSync):
 
     def stored_rows(self, shard: str, path: str, wanted: Wanted) -> list[Chunk]:
         return self.chunks.read(shard, path)
+
+    def in_step(self, shard: str) -> bool:
+        """A shard is skipped when its listing and its vectors' record are those of the last clean load of
+        this table, and the table still holds exactly its documents and row count (a table re-created or
+        rows deleted by hand make it look again)."""
+        vectors = self.vectors.in_step_record(shard)
+        self.records[shard] = None if vectors is None else f"{listing_digest(self.sources.values())}|{vectors}"
+        recorded = self.vectors.in_step_record(shard, self.record_name)
+        if recorded is None or self.records[shard] is None or recorded.rsplit("|", 1)[0] != self.records[shard]:
+            return False
+        health = shard_health(self.conn, self.table, shard, list(self.sources))
+        rows = int(recorded.rsplit("|", 1)[1])
+        if set(self.indexed) != set(self.sources) or health.rows != rows or health.rows_of_unlisted_files:
+            return False
+        self.health[shard], self.expected_rows[shard] = health, rows
+        return True
+
+    def forget_in_step(self, shard: str) -> None:
+        self.vectors.forget_in_step(shard, self.record_name)
+
+    def mark_in_step(self, shard: str) -> None:
+        if self.records.get(shard) is not None:
+            record = f"{self.records[shard]}|{self.expected_rows[shard]}"
+            self.vectors.record_in_step(shard, record, self.record_name)
 
     def table_row(self, shard: str, chunk: Chunk, vector: ChunkVector) -> Chunk:
         return dataclasses.replace(chunk, shard=shard, embedding=vector.embedding)

@@ -116,21 +116,22 @@ class DocumentStore(Generic[Row]):
                 removed += 1
         return removed
 
-    def in_step_record(self, shard: str) -> str | None:
-        """What the shard was last left in step with (see StoreSync), or None."""
-        record = self._in_step(shard)
+    def in_step_record(self, shard: str, step: str = "in-step") -> str | None:
+        """What `step` last left the shard in step with (see StoreSync), or None. The store's own step
+        writes the default record; a step that reads the store (a table loader) may keep its own beside it."""
+        record = self._in_step(shard, step)
         return record.read_text() if record.exists() else None
 
-    def record_in_step(self, shard: str, record: str) -> None:
-        self._in_step(shard).write_text(record)
+    def record_in_step(self, shard: str, record: str, step: str = "in-step") -> None:
+        self._in_step(shard, step).write_text(record)
 
-    def forget_in_step(self, shard: str) -> None:
-        record = self._in_step(shard)
+    def forget_in_step(self, shard: str, step: str = "in-step") -> None:
+        record = self._in_step(shard, step)
         if record.exists():
             record.delete()
 
-    def _in_step(self, shard: str) -> Location:
-        return self.root / f"{shard}.in-step"
+    def _in_step(self, shard: str, step: str) -> Location:
+        return self.root / f"{shard}.{step}"
 
     def files(self) -> list[Location]:
         """Every document file of every shard, and the retired ones: what a lookup by content scans."""
