@@ -98,3 +98,26 @@ def test_pooling_modes_ignore_padding():
     assert pool(hidden, mask, "lasttoken").tolist() == [[3.0, 4.0]]
     left_padded = torch.tensor([[0, 1, 1]])
     assert pool(hidden, left_padded, "lasttoken").tolist() == [[100.0, 100.0]]
+
+
+def test_the_pipelined_encoder_keeps_order_and_vectors(reference):
+    """Padded by a helper thread, kept on the device, copied back once: the same vectors, in input order."""
+    vectors = TextEmbeddingModel(device="cpu", token_budget=256).embed_documents(TEXTS)
+    assert _cosines(vectors, reference).min() >= 0.99999
+
+
+def test_a_batch_that_runs_out_of_memory_is_split_in_halves(reference, monkeypatch):
+    encoder = TextEmbeddingModel(device="cpu", token_budget=16384).encoder()
+    forward = encoder.model.forward
+    rows_tried = []
+
+    def small_memory(*args, input_ids, **kwargs):
+        rows_tried.append(input_ids.shape[0])
+        if input_ids.shape[0] > 4:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return forward(*args, input_ids=input_ids, **kwargs)
+
+    monkeypatch.setattr(encoder.model, "forward", small_memory)
+    vectors = encoder.encode(TEXTS)
+    assert max(rows_tried) > 4 and rows_tried[-1] <= 4  # big batches failed, halves went through
+    assert _cosines(vectors, reference).min() >= 0.99999

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tokenizers import Tokenizer
 from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from embed_pipelines.accelerator import pick_dtype, run_halving_on_oom
@@ -43,7 +46,26 @@ def token_budget_batches(lengths: list[int], token_budget: int, max_batch: int) 
     return batches
 
 
+@dataclass(frozen=True)
+class TokenBatch:
+    """Padded token ids and attention mask of some inputs, in host memory (pinned for a GPU); slicing gives
+    fewer rows (an out-of-memory batch is split in halves)."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.ids.shape[0]
+
+    def __getitem__(self, rows: slice) -> TokenBatch:
+        return TokenBatch(self.ids[rows], self.mask[rows])
+
+
 class TextEncoder:
+    """Texts in, vectors out, the accelerator kept busy: all texts are tokenized at once in the Rust tokenizer,
+    each batch is padded into arrays by a helper thread while the device runs the one before, copies to the
+    device do not block, and vectors stay on the device until the call's last batch (one copy back)."""
+
     def __init__(
         self,
         folder: Path,
@@ -60,6 +82,9 @@ class TextEncoder:
         self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModel.from_pretrained(folder, dtype=self.dtype).to(device).eval()
         self.max_length = config.max_seq_length or self.tokenizer.model_max_length
+        self._rust = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())  # our own truncation settings
+        self._rust.enable_truncation(self.max_length)
+        self._rust.no_padding()
 
     @property
     def dimension(self) -> int:
@@ -68,19 +93,41 @@ class TextEncoder:
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
-        ids, masks = encoded["input_ids"], encoded["attention_mask"]
+        ids = [encoding.ids for encoding in self._rust.encode_batch(texts)]
+        batches = token_budget_batches([len(row) for row in ids], self.token_budget, self.max_batch)
+        done: list[torch.Tensor] = []
+        with ThreadPoolExecutor(1, thread_name_prefix="pad") as helper:
+            next_batch = helper.submit(self._padded, ids, batches[0])
+            for following in [*batches[1:], None]:
+                batch = next_batch.result()
+                if following is not None:  # padded while the device runs this one
+                    next_batch = helper.submit(self._padded, ids, following)
+                done.append(run_halving_on_oom(self._forward, batch, torch.cat))
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for batch in token_budget_batches([len(i) for i in ids], self.token_budget, self.max_batch):
-            features = [{"input_ids": ids[i], "attention_mask": masks[i]} for i in batch]
-            out[batch] = run_halving_on_oom(self._forward, features, np.concatenate)
+        out[np.concatenate([np.asarray(rows) for rows in batches])] = torch.cat(done).cpu().numpy()
         return out
 
+    def _padded(self, ids: list[list[int]], rows: list[int]) -> TokenBatch:
+        width = max(len(ids[row]) for row in rows)
+        tokens = np.full((len(rows), width), self.tokenizer.pad_token_id or 0, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        left = self.tokenizer.padding_side == "left"
+        for position, row in enumerate(rows):
+            length = len(ids[row])
+            span = slice(width - length, width) if left else slice(0, length)
+            tokens[position, span] = ids[row]
+            mask[position, span] = 1
+        batch = TokenBatch(torch.from_numpy(tokens), torch.from_numpy(mask))
+        if self.device.type == "cuda":  # page-locked: the copy to the device runs beside the compute
+            batch = TokenBatch(batch.ids.pin_memory(), batch.mask.pin_memory())
+        return batch
+
     @torch.inference_mode()
-    def _forward(self, features: list[dict]) -> np.ndarray:
-        batch = self.tokenizer.pad(features, return_tensors="pt").to(self.device)
-        hidden = self.model(**batch).last_hidden_state
-        vectors = pool(hidden, batch["attention_mask"], self.config.pooling)
+    def _forward(self, batch: TokenBatch) -> torch.Tensor:
+        ids = batch.ids.to(self.device, non_blocking=True)
+        mask = batch.mask.to(self.device, non_blocking=True)
+        hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        vectors = pool(hidden, mask, self.config.pooling)
         if self.config.normalize:
             vectors = F.normalize(vectors.float(), p=2, dim=1)
-        return vectors.float().cpu().numpy()
+        return vectors.float()

@@ -1,0 +1,145 @@
+"""Encoder throughput against its limit, on whatever device is here.
+
+For each text model: the project's encoder (chunks/s), sentence-transformers' `encode` at batch 32 and 256,
+and the forward pass alone on batches already on the device (the limit: no tokenizing, padding or copying),
+with project / limit. Texts are real Python documentation paragraphs when Debian's python3.11-doc is
+installed, else generated sentences of the same length (~180 tokens). Models:
+
+- all-MiniLM-L6-v2 (the bundled one);
+- a BERT-large-sized model with random weights (24 layers, 1024 wide), built from config here, no download;
+  on CPU (`--small`, the default there) a 4-layer one, so the run stays short.
+
+    .venv/bin/python benchmarks/encoders.py            # CPU: short form
+    .venv/bin/python benchmarks/encoders.py --full     # GPU: full sizes, 21,864 chunks
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+DOCS = Path("/usr/share/doc/python3.11/html")
+
+
+def texts(count: int) -> list[str]:
+    """Paragraphs of the Python docs (about 180 tokens each), or sentences of that length."""
+    found: list[str] = []
+    for page in sorted(DOCS.rglob("*.html")) if DOCS.exists() else []:
+        text = re.sub(r"<[^>]+>", " ", page.read_text(errors="replace"))
+        words = text.split()
+        found += [" ".join(words[i : i + 140]) for i in range(0, len(words) - 140, 140)]
+        if len(found) >= count:
+            return found[:count]
+    while len(found) < count:
+        n = len(found)
+        found.append(" ".join(f"hive{n % 97} frame{i} brood honey" for i in range(35)))
+    return found
+
+
+def random_bert(folder: Path, layers: int, hidden: int) -> Path:
+    """A BERT of this size with random weights and the bundled model's tokenizer (size sets the cost)."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from embed_pipelines.resources.text_model import bundled_model_folder
+
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=hidden // 64,
+        intermediate_size=hidden * 4,
+        max_position_embeddings=512,
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(bundled_model_folder()).save_pretrained(folder)
+    (folder / "modules.json").write_text(
+        '[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},'
+        ' {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]'
+    )
+    (folder / "1_Pooling").mkdir(exist_ok=True)
+    (folder / "1_Pooling/config.json").write_text(
+        f'{{"word_embedding_dimension": {hidden}, "pooling_mode_mean_tokens": true}}'
+    )
+    (folder / "sentence_bert_config.json").write_text('{"max_seq_length": 256, "do_lower_case": false}')
+    return folder
+
+
+def rate(work, count: int) -> float:
+    """Items per second of work(count), after a warm-up on a few items (allocations, kernels)."""
+    work(min(count, 8))
+    started = time.perf_counter()
+    work(count)
+    return count / (time.perf_counter() - started)
+
+
+def measure(name: str, folder: Path, corpus: list[str], device: str) -> dict:
+    from sentence_transformers import SentenceTransformer
+
+    from embed_pipelines.resources import TextEmbeddingModel
+
+    model = TextEmbeddingModel(model=str(folder), device=device)
+    encoder = model.encoder()
+    project = rate(lambda n: encoder.encode(corpus[:n]), len(corpus))
+    st = SentenceTransformer(str(folder), device=device, model_kwargs={"torch_dtype": encoder.dtype})
+    st32 = rate(lambda n: st.encode(corpus[:n], batch_size=32), len(corpus))
+    st256 = rate(lambda n: st.encode(corpus[:n], batch_size=256), len(corpus))
+    limit = forward_limit(encoder, corpus)
+    return {"model": name, "project": project, "st 32": st32, "st 256": st256, "limit": limit, "ratio": project / limit}
+
+
+def forward_limit(encoder, corpus: list[str]) -> float:
+    """Chunks/s of the model's forward pass alone, on the project's own batches already on the device."""
+    from embed_pipelines.text.encoder import token_budget_batches
+
+    encoded = encoder.tokenizer(corpus, truncation=True, max_length=encoder.max_length)
+    ids = encoded["input_ids"]
+    batches = []
+    for batch in token_budget_batches([len(i) for i in ids], encoder.token_budget, encoder.max_batch):
+        padded = encoder.tokenizer.pad([{"input_ids": ids[i]} for i in batch], return_tensors="pt")
+        batches.append({key: value.to(encoder.device) for key, value in padded.items()})
+
+    @torch.inference_mode()
+    def run(n: int) -> None:
+        for batch in batches if n > 1 else batches[:1]:
+            encoder.model(**batch).last_hidden_state.sum()
+        if encoder.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    run(1)
+    started = time.perf_counter()
+    run(len(corpus))
+    return len(corpus) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--full", action="store_true", help="full sizes (for a GPU)")
+    parser.add_argument("--chunks", type=int, default=None)
+    args = parser.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    full = args.full or device == "cuda"
+    corpus = texts(args.chunks or (21_864 if full else 512))
+    from embed_pipelines.resources.text_model import bundled_model_folder
+
+    with tempfile.TemporaryDirectory(prefix="embed-encoders-") as tmp:
+        layers, hidden = (24, 1024) if full else (4, 1024)
+        large = random_bert(Path(tmp) / "bert-large", layers, hidden)
+        results = [
+            measure("all-MiniLM-L6-v2", bundled_model_folder(), corpus, device),
+            measure(f"BERT {layers}x{hidden} (random)", large, corpus, device),
+        ]
+    print(f"device {device}; {len(corpus)} chunks; chunks/s")
+    print(f"{'model':28}{'project':>10}{'st 32':>10}{'st 256':>10}{'limit':>10}{'project/limit':>15}")
+    for r in results:
+        rates = "".join(f"{r[name]:10.0f}" for name in ("project", "st 32", "st 256", "limit"))
+        print(f"{r['model']:28}{rates}{r['ratio']:15.2f}")
+
+
+if __name__ == "__main__":
+    main()
