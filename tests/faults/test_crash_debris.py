@@ -23,7 +23,7 @@ def test_a_truncated_fingerprint_cache_does_not_change_the_index_version(tmp_pat
 def test_temporary_files_of_a_killed_sync_are_swept(tmp_path, state_dir, instance, tiny_model, postgres):
     source = write_corpus(tmp_path / "docs", SMALL_CORPUS)
     run_index(source, "debris", instance, tiny_model, postgres)
-    folder = next((state_dir / "debris" / "chunks").glob("*/*"))
+    folder = next(path for path in (state_dir / "debris" / "chunks").glob("*/*") if path.is_dir())  # a shard
     debris = folder / ".0123abcd.parquet.0f0f0f.tmp"  # a write killed before its rename
     debris.write_bytes(b"PAR1 half a file")
     old = time.time() - 2 * 3600  # killed two hours ago
