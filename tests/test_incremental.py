@@ -10,8 +10,8 @@ from embed_pipelines import api
 from embed_pipelines.collection import Collection
 from embed_pipelines.resources.text_model import _load_encoder
 from embed_pipelines.storage.location import Location
+from embed_pipelines.storage.parquet import document_key
 from embed_pipelines.sync.listing import read_all_listings
-from embed_pipelines.sync.shards import shard_of
 from embed_pipelines.text.extraction import Extraction, ExtractionMode, ExtractionStatus
 from embed_pipelines.text.isolation import IsolatedExtractor
 
@@ -136,8 +136,14 @@ def test_the_plan_predicts_the_sync_without_changing_anything(synced, tiny_model
     assert plan.rows_to_delete == metadata["vector_index"]["rows_deleted"]
 
 
-def test_a_noop_sync_reads_no_document_state_and_an_edit_reads_its_shard_only(synced, monkeypatch):
-    source, collection, sync, _ = synced
+def test_a_noop_sync_reads_no_document_state_and_an_edit_reads_its_own_files_and_manifests_only(
+    tmp_path, state_dir, instance, tiny_model, postgres, monkeypatch
+):
+    """One shard of twelve documents: an edit must not open the other eleven's files in any store (the
+    shard's manifests answer), nor scan every vector file to find reusable vectors."""
+    notes = {f"note-{i}.md": f"# Note {i}\n\nHive {i} was inspected." for i in range(12)}
+    source, collection = write_corpus(tmp_path / "docs", notes), "one_shard"
+    run_index(source, collection, instance, tiny_model, postgres, shard_count=1)
     read: list[str] = []
     for method in ("read_table", "parquet_file", "parquet_metadata"):
         original = getattr(Location, method)
@@ -147,15 +153,19 @@ def test_a_noop_sync_reads_no_document_state_and_an_edit_reads_its_shard_only(sy
             return _original(self, *args, **kwargs)
 
         monkeypatch.setattr(Location, method, recording)
-    sync()
+    scanned = Location.dataset
+    monkeypatch.setattr(
+        Location, "dataset", lambda self, files: read.extend(f.path for f in files) or scanned(self, files)
+    )
+    run_index(source, collection, instance, tiny_model, postgres, shard_count=1)
     stores = ("/documents/", "/chunks/", "/embeddings/")
     assert not [path for path in read if any(store in path for store in stores)], "every shard was in step"
     read.clear()
-    (source / "notes/shop.md").write_text("# Shop\n\nThe shop opens at nine.")
-    sync()
-    shard = shard_of("notes/shop.md", 4)
-    documents = {path for path in read if "/documents/" in path}
-    assert documents and all(f"/documents/{shard}/" in path for path in documents)
+    (source / "note-3.md").write_text("# Note 3\n\nHive 3 was inspected twice.")
+    run_index(source, collection, instance, tiny_model, postgres, shard_count=1)
+    for store in stores:
+        files = {path.rsplit("/", 1)[1] for path in read if store in path and not path.endswith(".manifest")}
+        assert files == {f"{document_key('note-3.md')}.parquet"}, store
 
 
 def test_a_conversion_that_failed_once_and_then_works_on_the_same_bytes_is_rechunked(synced, postgres, monkeypatch):

@@ -38,13 +38,14 @@ class EmbedChunks(StoreSync):
         self.pending: list[tuple[str, str, list[Chunk]]] = []
 
     def wanted(self, shard: str, path: str) -> Wanted:
-        chunks = self.chunks.read(shard, path)
+        """From the chunks' hashes alone (the shard's manifest): their text is read only to embed them."""
+        chunks = self.chunks.read(shard, path, "chunk_hash")
         if chunks is None:
             raise Missing("not chunked yet")
-        return Wanted(made_from(chunks), chunks)
+        return Wanted(made_from(chunks))
 
     def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
-        self.pending.append((shard, path, wanted.value))
+        self.pending.append((shard, path, self.chunks.read(shard, path)))
         if sum(len(chunks) for _, _, chunks in self.pending) >= TEXTS_PER_MODEL_CALL:
             self.finish()
 

@@ -11,14 +11,13 @@ from embed_pipelines.resources import PostgresResource, VisualEmbeddingModel
 from embed_pipelines.storage.page_tables import as_halfvecs, ensure_page_search, write_regions
 from embed_pipelines.storage.registry import ensure_version
 from embed_pipelines.storage.rows import Page, PageVectors
-from embed_pipelines.storage.stores import page_embeddings_store, page_images_store
+from embed_pipelines.storage.stores import PAGE_FACTS, page_embeddings_store, page_images_store
 from embed_pipelines.storage.table_sync import TableSync
 from embed_pipelines.storage.tables import table_name
 from embed_pipelines.sync.incremental import Missing, Wanted, sync_shards
 from embed_pipelines.versions.family import IndexFamily
 
 PAGE_VECTOR_DIMENSION = 128  # every colpali-engine model projects its tokens to 128 dimensions
-PAGE_FACTS = ("document_path", "page_number", "width", "height", "image_sha256", "source_sha256")
 
 
 class LoadPages(TableSync):

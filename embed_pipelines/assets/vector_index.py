@@ -71,10 +71,11 @@ class LoadChunks(TableSync):
     def forget_in_step(self, shard: str) -> None:
         self.vectors.forget_in_step(shard, self.record_name)
 
-    def mark_in_step(self, shard: str) -> None:
-        if self.records.get(shard) is not None:
-            record = f"{self.records[shard]}|{self.expected_rows[shard]}"
-            self.vectors.record_in_step(shard, record, self.record_name)
+    def settle(self, clean: list[str]) -> None:
+        for shard in clean:
+            if self.records.get(shard) is not None:
+                record = f"{self.records[shard]}|{self.expected_rows[shard]}"
+                self.vectors.record_in_step(shard, record, self.record_name)
 
     def table_row(self, shard: str, chunk: Chunk, vector: ChunkVector) -> Chunk:
         return dataclasses.replace(chunk, shard=shard, embedding=vector.embedding)

@@ -72,6 +72,13 @@ class Location:
             key=lambda location: location.path,
         )
 
+    def folders(self) -> list[Location]:
+        """The folders in this folder; none when it does not exist."""
+        selector = pafs.FileSelector(self.path, allow_not_found=True)
+        found = self.fs.get_file_info(selector)
+        folders = (Location(self.fs, info.path) for info in found if info.type == pafs.FileType.Directory)
+        return sorted(folders, key=lambda location: location.path)
+
     def read_table(self, **options):
         return pq.read_table(self.path, filesystem=self.fs, **options)
 

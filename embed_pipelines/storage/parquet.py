@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from embed_pipelines.storage.location import Location
+from embed_pipelines.storage.manifest import SUFFIX, FileFacts, Manifest
 from embed_pipelines.storage.rows import Row, RowKind
 
 
@@ -43,13 +44,27 @@ class DocumentStore(Generic[Row]):
 
     With `retired`, a file that is overwritten or pruned is moved there instead of deleted, so what it held
     can still be found (the embeddings store keeps every vector it ever computed for its version).
+
+    `facts` names the small fields the steps ask about every document (hashes, counts, status): a shard's
+    manifest holds them for all its files, so a read of only those fields, `made_from` and `row_count` cost
+    no file of their own (see manifest.py). A writer calls `seal` once its writes are done.
     """
 
-    def __init__(self, root: Location, kind: RowKind[Row], dimension: int = 0, retired: Location | None = None):
+    def __init__(
+        self,
+        root: Location,
+        kind: RowKind[Row],
+        dimension: int = 0,
+        retired: Location | None = None,
+        facts: tuple[str, ...] = (),
+    ):
         self.root = root
         self.kind = kind
         self.schema = kind.arrow_schema(dimension)
         self.retired = retired
+        self.facts = dict(zip(facts, kind.stored_names(*facts), strict=True))  # field -> Parquet column
+        self._manifests: dict[str, Manifest | None] = {}
+        self._changed: set[str] = set()  # shards whose manifest waits for `seal`
 
     def _file(self, shard: str, relative_path: str) -> Location:
         return self.root / shard / f"{document_key(relative_path)}.parquet"
@@ -64,15 +79,24 @@ class DocumentStore(Generic[Row]):
     ) -> int:
         """Like `write`, one batch of rows at a time, so a document's rows never sit in memory together.
         If producing a batch fails, the document's previous file stays as it was. Returns rows written."""
+        manifest = self._changing(shard)
         target = self._file(shard, relative_path)
         schema = self.schema.with_metadata({"made_from": made_from})
-        tables = (self.kind.to_arrow(batch, schema) for batch in batches)
+        facts = FileFacts(made_from, columns={name: [] for name in self.facts})
+
+        def tables() -> Iterator[pa.Table]:
+            for batch in batches:
+                table = self.kind.to_arrow(batch, schema)
+                facts.add(table, self.facts)
+                yield table
 
         def retire_the_old_file() -> None:  # only once the new one is complete
             if self.retired and target.exists():
-                self._retire(target)
+                self._retire(manifest, target)
 
-        return write_parquet_atomic(tables, schema, target, retire_the_old_file)
+        rows = write_parquet_atomic(tables(), schema, target, retire_the_old_file)
+        manifest.current[target.name] = facts
+        return rows
 
     def iter_batches(self, shard: str, relative_path: str, rows: int, *fields: str) -> Iterator[list[Row]]:
         """A document's rows (only `fields`, when named), `rows` at a time; nothing when it has no file."""
@@ -85,7 +109,11 @@ class DocumentStore(Generic[Row]):
 
     def read(self, shard: str, relative_path: str, *fields: str) -> list[Row] | None:
         """A document's rows (only `fields`, when named: a PNG column left out is most of a page file), or
-        None when it has no file."""
+        None when it has no file. Fields that are all facts come from the shard's manifest."""
+        manifest = self.manifest(shard) if fields and set(fields) <= self.facts.keys() else None
+        if manifest is not None:
+            facts = manifest.current.get(self._file(shard, relative_path).name)
+            return None if facts is None else self.kind.from_columns({f: facts.columns[f] for f in fields})
         path = self._file(shard, relative_path)
         if not path.exists():
             return None
@@ -98,23 +126,81 @@ class DocumentStore(Generic[Row]):
         return rows[0] if rows else None
 
     def row_count(self, shard: str, relative_path: str) -> int | None:
-        """Rows of a document's file, read from its footer alone."""
-        path = self._file(shard, relative_path)
-        return path.parquet_metadata().num_rows if path.exists() else None
+        """Rows of a document's file."""
+        facts = self._known_facts(shard, relative_path)
+        return facts.rows if facts else None
 
     def made_from(self, shard: str, relative_path: str) -> str | None:
+        facts = self._known_facts(shard, relative_path)
+        return facts.made_from if facts else None
+
+    def _known_facts(self, shard: str, relative_path: str) -> FileFacts | None:
+        """From the manifest, else from the file's footer alone."""
         path = self._file(shard, relative_path)
-        return _made_from(path) if path.exists() else None
+        manifest = self.manifest(shard)
+        if manifest is not None:
+            return manifest.current.get(path.name)
+        if not path.exists():
+            return None
+        metadata = path.parquet_metadata()
+        return FileFacts(_made_from(metadata), metadata.num_rows)
 
     def prune(self, shard: str, keep_paths: Iterable[str]) -> int:
         """Remove the files of documents no longer in the shard; returns how many went."""
         keep = {f"{document_key(p)}.parquet" for p in keep_paths}
-        removed = 0
+        manifest = self.manifest(shard)
+        stored = list(manifest.current) if manifest else [path.name for path in (self.root / shard).files()]
+        gone = [name for name in stored if name not in keep]
+        if gone:
+            manifest = self._changing(shard)
+        for name in gone:
+            path = self.root / shard / name
+            if self.retired:
+                self._retire(manifest, path)
+            else:
+                path.delete()
+                manifest.current.pop(name, None)
+        return len(gone)
+
+    def manifest(self, shard: str) -> Manifest | None:
+        """The shard's facts: as this store changed them, else as last sealed; None when there is no manifest
+        (never sealed, or a change was cut short): then each file answers for itself."""
+        if shard not in self._manifests:
+            file = self._manifest_file(shard)
+            self._manifests[shard] = Manifest.read(file, self.facts) if file.exists() else None
+        return self._manifests[shard]
+
+    def _changing(self, shard: str) -> Manifest:
+        """Before the first change to a shard its sealed manifest goes; a complete one is kept in memory,
+        changed with every write, and written by `seal`."""
+        if shard not in self._changed:
+            manifest = self.manifest(shard) or self._manifest_from_files(shard)
+            file = self._manifest_file(shard)
+            if file.exists():
+                file.delete()
+            self._manifests[shard] = manifest
+            self._changed.add(shard)
+        return self._manifests[shard]
+
+    def _manifest_from_files(self, shard: str) -> Manifest:
+        """Each current file's facts read from the file (retired files are found by listing instead)."""
+        manifest = Manifest()
         for path in (self.root / shard).files():
-            if path.name not in keep:
-                self._retire(path) if self.retired else path.delete()
-                removed += 1
-        return removed
+            table = path.read_table(columns=list(self.facts.values()))
+            made_from = (table.schema.metadata or {}).get(b"made_from", b"").decode()
+            manifest.current[path.name] = FileFacts.of_table(table, made_from, self.facts)
+        return manifest
+
+    def seal(self) -> None:
+        """Write the manifest of every shard changed since the last seal: after the writer's last write."""
+        fact_types = {name: self.schema.field(stored).type for name, stored in self.facts.items()}
+        for shard in sorted(self._changed):
+            table = self._manifests[shard].to_table(fact_types)
+            write_parquet_atomic([table], table.schema, self._manifest_file(shard))
+        self._changed.clear()
+
+    def _manifest_file(self, shard: str) -> Location:
+        return self.root / f"{shard}{SUFFIX}"
 
     def in_step_record(self, shard: str, step: str = "in-step") -> str | None:
         """What `step` last left the shard in step with (see StoreSync), or None. The store's own step
@@ -133,15 +219,31 @@ class DocumentStore(Generic[Row]):
     def _in_step(self, shard: str, step: str) -> Location:
         return self.root / f"{shard}.{step}"
 
-    def files(self) -> list[Location]:
-        """Every document file of every shard, and the retired ones: what a lookup by content scans."""
-        return self.root.files(recursive=True) + (self.retired.files() if self.retired else [])
+    def files_holding(self, fact: str, values: Iterable) -> list[Location]:
+        """The files, current or retired, that may hold any of `values` in the fact field `fact`: those the
+        manifests name, every file of a shard without one, and every retired file no manifest names."""
+        if fact not in self.facts:
+            raise ValueError(f"{fact} is not one of the store's facts {sorted(self.facts)}")
+        values, found, named = set(values), [], set()
+        for folder in self.root.folders():
+            manifest = self.manifest(folder.name)
+            if manifest is None:
+                found += folder.files()
+                continue
+            current, retired = manifest.holding(fact, values)
+            found += [folder / name for name in current] + [self.retired / name for name in retired]
+            named |= manifest.retired.keys()
+        if self.retired:
+            found += [path for path in self.retired.files() if path.name not in named]
+        return found
 
-    def _retire(self, path: Location) -> None:
+    def _retire(self, manifest: Manifest, path: Location) -> None:
         """Named by content, so retiring the same rows twice keeps one copy."""
-        made_from = hashlib.sha256(_made_from(path).encode()).hexdigest()[:16]
-        path.move_to(self.retired / f"{path.name.removesuffix('.parquet')}.{made_from}.parquet")
+        made_from = hashlib.sha256(manifest.current[path.name].made_from.encode()).hexdigest()[:16]
+        retired_name = f"{path.name.removesuffix('.parquet')}.{made_from}.parquet"
+        path.move_to(self.retired / retired_name)
+        manifest.retire(path.name, retired_name)
 
 
-def _made_from(path: Location) -> str:
-    return (path.parquet_metadata().schema.to_arrow_schema().metadata or {}).get(b"made_from", b"").decode()
+def _made_from(metadata: pq.FileMetaData) -> str:
+    return (metadata.schema.to_arrow_schema().metadata or {}).get(b"made_from", b"").decode()

@@ -89,10 +89,13 @@ class RowKind(Generic[Row]):
     def from_arrow(self, table: pa.Table) -> list[Row]:
         """Rows of a Parquet table; fields the table lacks (a read of some columns) are None."""
         present = [c for c in self.parquet_columns if c.stored_as in table.column_names]
-        missing = {c.name: None for c in self.columns if c not in present}
-        names = [c.name for c in present]
-        values = zip(*(table.column(c.stored_as).to_pylist() for c in present), strict=True)
-        return [self.row_type(**missing, **dict(zip(names, row, strict=True))) for row in values]
+        return self.from_columns({c.name: table.column(c.stored_as).to_pylist() for c in present})
+
+    def from_columns(self, columns: dict[str, list]) -> list[Row]:
+        """Rows from some fields' values (field name -> values in row order); the other fields are None."""
+        missing = {c.name: None for c in self.columns if c.name not in columns}
+        values = zip(*columns.values(), strict=True)
+        return [self.row_type(**missing, **dict(zip(columns, row, strict=True))) for row in values]
 
     def stored_names(self, *fields: str) -> list[str]:
         """The Parquet column names of some fields, to read only those."""

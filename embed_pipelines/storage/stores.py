@@ -10,14 +10,18 @@ from embed_pipelines.storage.rows import Chunk, ChunkVector, Document, Page, Pag
 
 TEXT_VECTORS = "embeddings"
 PAGE_VECTORS = "page_embeddings"
+# What a page index row holds besides its tokens: what its loader reads of every page, from the manifests.
+PAGE_FACTS = ("document_path", "page_number", "width", "height", "image_sha256", "source_sha256")
 
 
 def documents_store(collection: Collection) -> DocumentStore[Document]:
-    return DocumentStore(collection.state / "documents", Document.KIND)
+    facts = ("source_sha256", "mode", "status", "error", "failed_sha256", "text_chars")
+    return DocumentStore(collection.state / "documents", Document.KIND, facts=facts)
 
 
 def chunks_store(collection: Collection, chunker_version: str) -> DocumentStore[Chunk]:
-    return DocumentStore(collection.state / "chunks" / chunker_version, Chunk.KIND)
+    facts = ("source_sha256", "chunk_ordinal", "chunk_hash")
+    return DocumentStore(collection.state / "chunks" / chunker_version, Chunk.KIND, facts=facts)
 
 
 def vectors_folder(collection: Collection, kind: str, version: str) -> Location:
@@ -28,14 +32,16 @@ def vectors_folder(collection: Collection, kind: str, version: str) -> Location:
 def embeddings_store(collection: Collection, version: str, dimension: int) -> DocumentStore[ChunkVector]:
     """Vectors of replaced or deleted documents retire to `<version>/retired/` and stay reusable."""
     root = vectors_folder(collection, TEXT_VECTORS, version)
-    return DocumentStore(root / "current", ChunkVector.KIND, dimension, retired=root / "retired")
+    facts = ("chunk_ordinal", "chunk_hash")
+    return DocumentStore(root / "current", ChunkVector.KIND, dimension, retired=root / "retired", facts=facts)
 
 
 def page_images_store(collection: Collection) -> DocumentStore[Page]:
-    return DocumentStore(collection.state / "page_images", Page.KIND)
+    return DocumentStore(collection.state / "page_images", Page.KIND, facts=PAGE_FACTS)
 
 
 def page_embeddings_store(collection: Collection, version: str) -> DocumentStore[PageVectors]:
     """Like text vectors: replaced or deleted documents' page vectors retire and stay reusable."""
     root = vectors_folder(collection, PAGE_VECTORS, version)
-    return DocumentStore(root / "current", PageVectors.KIND, retired=root / "retired")
+    facts = ("page_number", "image_sha256")
+    return DocumentStore(root / "current", PageVectors.KIND, retired=root / "retired", facts=facts)

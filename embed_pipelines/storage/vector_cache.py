@@ -16,8 +16,8 @@ from embed_pipelines.storage.parquet import DocumentStore
 
 def lookup_stored(store: DocumentStore, hashes: list[str], key: str, values: list[str]) -> dict[str, tuple]:
     """hash -> the stored `values` for the hashes found in the `key` column of any file of the store,
-    retired files included."""
-    files = store.files() if hashes else []
+    retired files included. Only the files the manifests say hold one of them are read."""
+    files = store.files_holding(key, hashes) if hashes else []
     if not files:
         return {}
     wanted = pa.table({"wanted": sorted(set(hashes))})

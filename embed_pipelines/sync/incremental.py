@@ -92,8 +92,9 @@ class ShardSync(ABC):
     def forget_in_step(self, shard: str) -> None:  # noqa: B027 (optional hook)
         """Before any document of the shard changes: its record no longer holds."""
 
-    def mark_in_step(self, shard: str) -> None:  # noqa: B027 (optional hook)
-        """After `finish`, for each shard whose every document is in step (no failure, no missing input)."""
+    def settle(self, clean: list[str]) -> None:  # noqa: B027 (optional hook)
+        """After `finish`: what the step keeps about its shards can be written now. `clean` are the shards
+        whose every document is in step (no failure, no missing input)."""
 
     def finish(self) -> None:  # noqa: B027 (optional hook)
         """After every shard (write what was batched across documents)."""
@@ -130,6 +131,5 @@ def sync_shards(step: ShardSync, shards: Iterable[str], warn: Callable[[str], No
         if len(tally.failed) + len(tally.without_input) == problems:
             clean.append(shard)
     step.finish()
-    for shard in clean:
-        step.mark_in_step(shard)
+    step.settle(clean)
     return tally

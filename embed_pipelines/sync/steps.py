@@ -65,6 +65,9 @@ class StoreSync(ListedFilesSync):
     def forget_in_step(self, shard: str) -> None:
         self.store.forget_in_step(shard)
 
-    def mark_in_step(self, shard: str) -> None:
-        if self.records.get(shard) is not None:
-            self.store.record_in_step(shard, f"{self.records[shard]}|{uuid.uuid4().hex}")
+    def settle(self, clean: list[str]) -> None:
+        """The manifests first: a shard recorded in step is read from its manifest next time it changes."""
+        self.store.seal()
+        for shard in clean:
+            if self.records.get(shard) is not None:
+                self.store.record_in_step(shard, f"{self.records[shard]}|{uuid.uuid4().hex}")

@@ -1,0 +1,89 @@
+"""A shard's table of contents: for each document file of a store's shard, and each file the shard retired,
+what it was made from, how many rows it holds and the store's small columns (its `facts`), in one object.
+
+With one file per document, a step that looks at a shard's documents would open every one of them (6,250 in a
+shard of a 100,000-file collection, each a request on an object store); the manifest answers from one read.
+It is a cache the store keeps honest rather than a second source of truth: the store deletes a shard's
+manifest before its first change to the shard and writes a new one once the step is done (`seal`), so a run
+killed in between leaves none, and the next one reads the files themselves. Retired files are named by their
+content, so one the manifests do not name (retired by such a run) is found by listing the folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from embed_pipelines.storage.location import Location
+
+SUFFIX = ".manifest"  # not ".parquet": a listing of document files leaves it out
+
+
+@dataclass
+class FileFacts:
+    """What the manifest knows of one file: its footer's `made_from`, its row count, and per fact field the
+    values of its rows, in order."""
+
+    made_from: str
+    rows: int = 0
+    columns: dict[str, list] = field(default_factory=dict)
+
+    @classmethod
+    def of_table(cls, table: pa.Table, made_from: str, names: dict[str, str]) -> FileFacts:
+        """`names`: fact field -> its Parquet column."""
+        return cls(made_from, 0, {name: [] for name in names}).add(table, names)
+
+    def add(self, table: pa.Table, names: dict[str, str]) -> FileFacts:
+        """Count in a further batch of the file's rows."""
+        self.rows += table.num_rows
+        for name, stored in names.items():
+            self.columns[name].extend(table.column(stored).to_pylist())
+        return self
+
+
+@dataclass
+class Manifest:
+    """The facts of a shard's current files and of the retired files it moved away, by file name."""
+
+    current: dict[str, FileFacts] = field(default_factory=dict)
+    retired: dict[str, FileFacts] = field(default_factory=dict)
+
+    def retire(self, name: str, retired_name: str) -> None:
+        if name in self.current:
+            self.retired[retired_name] = self.current.pop(name)
+
+    def holding(self, fact: str, values: set) -> tuple[list[str], list[str]]:
+        """(current, retired) names of the files holding any of `values` in the fact column `fact`."""
+        return tuple(  # type: ignore[return-value]
+            [name for name, facts in files.items() if not values.isdisjoint(facts.columns[fact])]
+            for files in (self.current, self.retired)
+        )
+
+    def to_table(self, fact_types: dict[str, pa.DataType]) -> pa.Table:
+        entries = [(name, facts, False) for name, facts in self.current.items()]
+        entries += [(name, facts, True) for name, facts in self.retired.items()]
+        columns = {
+            "name": [name for name, _, _ in entries],
+            "retired": [retired for _, _, retired in entries],
+            "made_from": [facts.made_from for _, facts, _ in entries],
+            "rows": [facts.rows for _, facts, _ in entries],
+        }
+        columns |= {f"fact.{fact}": [facts.columns[fact] for _, facts, _ in entries] for fact in fact_types}
+        return pa.Table.from_pydict(columns, schema=schema(fact_types))
+
+    @classmethod
+    def read(cls, source: Location, facts: Iterable[str]) -> Manifest:
+        table, facts = source.read_table().to_pydict(), list(facts)
+        manifest = cls()
+        fixed = [table[column] for column in ("name", "retired", "made_from", "rows")]
+        for name, retired, made_from, rows, *values in zip(*fixed, *(table[f"fact.{f}"] for f in facts), strict=True):
+            files = manifest.retired if retired else manifest.current
+            files[name] = FileFacts(made_from, rows, dict(zip(facts, values, strict=True)))
+        return manifest
+
+
+def schema(fact_types: dict[str, pa.DataType]) -> pa.Schema:
+    fixed = [("name", pa.string()), ("retired", pa.bool_()), ("made_from", pa.string()), ("rows", pa.int64())]
+    return pa.schema(fixed + [(f"fact.{fact}", pa.list_(type_)) for fact, type_ in fact_types.items()])
