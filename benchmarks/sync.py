@@ -91,7 +91,7 @@ def sensor_scan_seconds(files: int) -> tuple[float, bool]:
     from embed_pipelines.sync.listing import write_listing
     from embed_pipelines.sync.pending import pending_sync
     from embed_pipelines.sync.scan import scan_source
-    from embed_pipelines.text.extraction import is_supported
+    from embed_pipelines.text.formats import is_supported
 
     with tempfile.TemporaryDirectory(prefix="embed-scan-") as home:
         os.environ["EMBED_PIPELINES_STATE_DIR"] = str(Path(home) / "state")

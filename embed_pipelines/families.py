@@ -12,7 +12,7 @@ from embed_pipelines.resources import TextEmbeddingModel, VisualEmbeddingModel
 from embed_pipelines.settings import ConfigurationError
 from embed_pipelines.storage.stores import PAGE_VECTORS, TEXT_VECTORS
 from embed_pipelines.storage.tables import CHUNK_TABLE, PAGE_TABLE
-from embed_pipelines.text.extraction import is_supported
+from embed_pipelines.text.formats import is_supported
 from embed_pipelines.versions import gate
 from embed_pipelines.versions.family import IndexFamily
 from embed_pipelines.visual.rendering import is_visual

@@ -8,9 +8,6 @@ import json
 from importlib import resources
 from pathlib import Path
 
-import docx
-from fpdf import FPDF
-
 _SOURCES = resources.files("embed_pipelines") / "corpus"
 # Golden questions of the sample collection: each names the one corpus file that answers it.
 SAMPLE_QUESTIONS = Path(str(resources.files("embed_pipelines") / "sample_questions.json"))
@@ -31,6 +28,8 @@ def _blocks(markdown: str):
 
 
 def render_docx(markdown: str, target: Path) -> None:
+    import docx  # the renderers load only when the sample corpus is written
+
     document = docx.Document()
     for kind, text in _blocks(markdown):
         if kind in ("h1", "h2"):
@@ -41,6 +40,8 @@ def render_docx(markdown: str, target: Path) -> None:
 
 
 def render_pdf(markdown: str, target: Path) -> None:
+    from fpdf import FPDF
+
     pdf = FPDF(format="A4")
     pdf.set_margins(20, 20, 20)
     pdf.add_page()

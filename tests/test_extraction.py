@@ -5,7 +5,8 @@ import os
 import pytest
 from support import SMALL_CORPUS, write_corpus
 
-from embed_pipelines.text.extraction import DocumentExtractor, ExtractionMode, ExtractionStatus
+from embed_pipelines.text.extraction import DocumentExtractor
+from embed_pipelines.text.formats import ExtractionMode, ExtractionStatus
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,9 @@ def test_a_bad_file_is_a_failure_with_a_reason_not_an_exception(corpus, name, re
 
 
 def test_pdf_mode_is_layout_when_weights_are_configured(tmp_path):
-    assert DocumentExtractor(layout_weights=tmp_path).pdf_mode == ExtractionMode.LAYOUT_PDF
+    assert DocumentExtractor(layout_weights=tmp_path).mode_for("a.pdf") == ExtractionMode.LAYOUT_PDF
+    assert DocumentExtractor().mode_for("a.PDF") == ExtractionMode.NATIVE_PDF
+    assert DocumentExtractor(layout_weights=tmp_path).mode_for("a.md") == ExtractionMode.SIMPLE
 
 
 def test_a_file_over_the_size_limit_is_a_failure_naming_the_limit(corpus):

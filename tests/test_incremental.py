@@ -2,6 +2,8 @@
 
 import hashlib
 import os
+import subprocess
+import sys
 
 import pytest
 from support import indexed_rows, latest_metadata, run_index, write_corpus
@@ -12,7 +14,7 @@ from embed_pipelines.resources.text_model import _load_encoder
 from embed_pipelines.storage.location import Location
 from embed_pipelines.storage.parquet import document_key
 from embed_pipelines.sync.listing import read_all_listings
-from embed_pipelines.text.extraction import Extraction, ExtractionMode, ExtractionStatus
+from embed_pipelines.text.formats import Extraction, ExtractionMode, ExtractionStatus
 from embed_pipelines.text.isolation import IsolatedExtractor
 
 SECTIONS = {
@@ -67,6 +69,32 @@ def test_a_noop_sync_loads_no_model_and_writes_no_rows(synced, postgres):
     assert second["vector_index"]["rows_written"] == second["vector_index"]["rows_deleted"] == 0
     assert second["documents"]["unchanged"] == 4
     assert indexed_rows(postgres, collection) == before
+
+
+NOOP_IMPORTS = """
+import sys
+from embed_pipelines import api
+assert api.index(sys.argv[1], sys.argv[2], shard_count=4).success
+print(sorted(name for name in ("torch", "transformers", "docling", "colpali_engine") if name in sys.modules))
+"""
+
+
+def test_a_noop_sync_in_a_fresh_process_imports_no_model_or_converter_library(synced, tiny_model, postgres, tmp_path):
+    """What a nightly no-op costs is mostly imports: torch, transformers, docling and colpali-engine load only
+    when something is converted, chunked or embedded (the model's facts come from a cache)."""
+    source, collection, _, _ = synced
+    env = {
+        **os.environ,
+        "EMBED_PIPELINES_MODEL": tiny_model.model,
+        "EMBED_PIPELINES_DSN": postgres._uri(),
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+    }
+    for _ in range(2):  # the first run of this configuration measures the model's facts (and so loads it)
+        run = subprocess.run(
+            [sys.executable, "-c", NOOP_IMPORTS, str(source), collection], env=env, capture_output=True
+        )
+        assert run.returncode == 0, run.stderr.decode()[-2000:]
+    assert run.stdout.decode().strip().splitlines()[-1] == "[]"
 
 
 def test_editing_one_paragraph_re_embeds_only_its_chunks(synced, postgres):

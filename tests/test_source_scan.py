@@ -4,7 +4,7 @@ import os
 
 from embed_pipelines.sync.scan import scan_source
 from embed_pipelines.sync.source import LocalFolder
-from embed_pipelines.text.extraction import is_supported
+from embed_pipelines.text.formats import is_supported
 
 
 def test_a_file_name_that_is_not_utf8_is_reported_and_the_rest_scanned(tmp_path):

@@ -9,6 +9,7 @@ from sentence_transformers import SentenceTransformer
 
 from embed_pipelines.resources import TextEmbeddingModel
 from embed_pipelines.resources.text_model import bundled_model_folder
+from embed_pipelines.settings import ConfigurationError
 from embed_pipelines.text.encoder import pool, token_budget_batches
 from embed_pipelines.text.model_folder import read_model_folder
 
@@ -121,3 +122,18 @@ def test_a_batch_that_runs_out_of_memory_is_split_in_halves(reference, monkeypat
     vectors = encoder.encode(TEXTS)
     assert max(rows_tried) > 4 and rows_tried[-1] <= 4  # big batches failed, halves went through
     assert _cosines(vectors, reference).min() >= 0.99999
+
+
+def test_cached_model_facts_that_the_machine_contradicts_fail_the_load_and_go(tmp_path, monkeypatch):
+    """The dtype class is part of the index version; a cache that says another one than the loaded model
+    (new hardware under the same home) must not let vectors into the wrong version."""
+    monkeypatch.setenv("EMBED_PIPELINES_HOME", str(tmp_path))
+    model = TextEmbeddingModel(device="cpu")
+    version = model.index_version()
+    facts, cache_file = model.facts()
+    cache_file.write_text(json.dumps({**facts, "dtype": "bfloat16"}))
+    assert model.index_version() != version  # what a stale cache would make of the version
+    with pytest.raises(ConfigurationError, match="bfloat16"):
+        model.encoder()
+    assert not cache_file.exists()
+    assert model.index_version() == version

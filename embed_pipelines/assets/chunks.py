@@ -1,5 +1,6 @@
+from functools import cached_property
+
 import dagster as dg
-from docling_core.types.doc import DoclingDocument
 
 from embed_pipelines.assets.common import asset_options, column_schema, model_of
 from embed_pipelines.collection import Collection
@@ -16,10 +17,15 @@ from embed_pipelines.versions.family import IndexFamily
 class ChunkDocuments(StoreSync):
     """A document's chunks are current when they were made from the bytes of its current conversion."""
 
-    def __init__(self, collection: Collection, family: IndexFamily, chunker: DocumentChunker, version: str):
+    def __init__(self, collection: Collection, family: IndexFamily, model: TextEmbeddingModel, version: str):
         self.documents = documents_store(collection)
         super().__init__(collection, family.accepts, chunks_store(collection, version), upstream=self.documents)
-        self.chunker = chunker
+        self.model = model
+
+    @cached_property
+    def chunker(self) -> DocumentChunker:
+        """Made on the first document to chunk: the tokenizer and docling load only then."""
+        return self.model.chunker()
 
     def wanted(self, shard: str, path: str) -> Wanted:
         """From the document's facts alone: its converted JSON is read only to rebuild."""
@@ -32,6 +38,8 @@ class ChunkDocuments(StoreSync):
         return Wanted(document.source_sha256)
 
     def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
+        from docling_core.types.doc import DoclingDocument
+
         converted = self.documents.read(shard, path, "docling_json")[0].docling_json
         document = DoclingDocument.model_validate_json(converted)
         chunks = self.chunker.chunk(document, path, wanted.signature)
@@ -54,15 +62,14 @@ def build_chunks(collection: Collection, family: IndexFamily, chunker_version: s
     )
     def chunks(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         text_model: TextEmbeddingModel = model_of(context, family, collection)
-        chunker = text_model.chunker()
-        tally = sync_shards(ChunkDocuments(collection, family, chunker, chunker_version), context.partition_keys)
+        tally = sync_shards(ChunkDocuments(collection, family, text_model, chunker_version), context.partition_keys)
         context.log.info(tally.summary())
         return dg.MaterializeResult(
             metadata={
                 "documents_rechunked": tally.rebuilt,
                 "documents_unchanged": tally.unchanged,
                 "chunks_written": tally.figures["chunks_written"],
-                "max_tokens": chunker.max_tokens,
+                "max_tokens": text_model.chunk_token_limit(),
                 "documents_without_chunks": len(tally.without_input),
                 "skipped_files": failures_table(tally.without_input),
             }

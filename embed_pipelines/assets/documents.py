@@ -11,7 +11,7 @@ from embed_pipelines.storage.stores import documents_store
 from embed_pipelines.sync.incremental import Failed, Wanted, sync_shards
 from embed_pipelines.sync.listing import Accepts
 from embed_pipelines.sync.steps import StoreSync
-from embed_pipelines.text.extraction import Extraction, ExtractionStatus
+from embed_pipelines.text.formats import Extraction, ExtractionStatus
 from embed_pipelines.text.isolation import IsolatedExtractor, over_limit
 
 

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import dagster as dg
 import numpy as np
 from pydantic import Field
-from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 
 from embed_pipelines import settings
-from embed_pipelines.accelerator import dtype_class, pick_device
-from embed_pipelines.text.chunking import DocumentChunker
-from embed_pipelines.text.encoder import TextEncoder
+from embed_pipelines.settings import ConfigurationError
+from embed_pipelines.text.chunking import DocumentChunker, chunker_settings
 from embed_pipelines.text.model_folder import ModelFolderConfig, read_model_folder
-from embed_pipelines.versions.identity import TOKENIZER_FILES, index_version, model_fingerprint
+from embed_pipelines.versions.identity import TOKENIZER_FILES, cached_facts, index_version, model_fingerprint
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from embed_pipelines.text.encoder import TextEncoder
 
 
 def bundled_model_folder() -> Path:
@@ -43,12 +46,17 @@ DEFAULT_TOKEN_BUDGETS = {"cpu": 2048, "mps": 16384, "cuda": 65536}
 
 @cache
 def _load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
     return AutoTokenizer.from_pretrained(folder)
 
 
 @cache
 def _load_encoder(folder: Path, device: str, token_budget: int, max_batch: int) -> TextEncoder:
     """One model per process and configuration: runs over many shards reuse it."""
+    from embed_pipelines.accelerator import pick_device
+    from embed_pipelines.text.encoder import TextEncoder  # the tensor work, loaded only to embed
+
     config = read_model_folder(folder)
     return TextEncoder(folder, config, pick_device(device), token_budget, max_batch)
 
@@ -97,25 +105,51 @@ class TextEmbeddingModel(dg.ConfigurableResource):
 
     @property
     def dimension(self) -> int:
-        return int(AutoConfig.from_pretrained(self.folder).hidden_size)
+        return self.facts()[0]["dimension"]
 
     @property
     def tokenizer(self) -> PreTrainedTokenizerBase:
         return _load_tokenizer(self.folder)
 
-    @property
-    def max_sequence_tokens(self) -> int:
-        return self.folder_config().max_seq_length or self.tokenizer.model_max_length
+    def facts(self) -> tuple[dict, Path]:
+        """What versions and tables need of the model that only transformers and torch can say, cached per
+        model files and settings (a run with nothing to embed imports neither); checked when it loads."""
+        key = {"files": self._files(), "folder": str(self.folder), **self.model_dump()}
+        return cached_facts(settings.fingerprint_cache(), key, self._measure_facts)
+
+    def _measure_facts(self) -> dict:
+        from transformers import AutoConfig
+
+        from embed_pipelines.accelerator import dtype_class
+
+        max_sequence_tokens = self.folder_config().max_seq_length or self.tokenizer.model_max_length
+        prefix_tokens = len(self.tokenizer(self.prefixes[1], add_special_tokens=False)["input_ids"])
+        return {
+            "dimension": int(AutoConfig.from_pretrained(self.folder).hidden_size),
+            "max_sequence_tokens": max_sequence_tokens,
+            "chunk_token_limit": max_sequence_tokens - self.tokenizer.num_special_tokens_to_add() - prefix_tokens,
+            "dtype": dtype_class(self.device),
+        }
 
     def chunk_token_limit(self) -> int:
         """Tokens a chunk may hold so that prefix + chunk + special tokens fit the model unclipped."""
-        prefix_tokens = len(self.tokenizer(self.prefixes[1], add_special_tokens=False)["input_ids"])
-        return self.max_sequence_tokens - self.tokenizer.num_special_tokens_to_add() - prefix_tokens
+        return self.facts()[0]["chunk_token_limit"]
 
     def encoder(self) -> TextEncoder:
+        from embed_pipelines.accelerator import pick_device
+
         device = pick_device(self.device)
         budget = self.token_budget or DEFAULT_TOKEN_BUDGETS[device.type]
-        return _load_encoder(self.folder, str(device), budget, self.max_batch_size)
+        encoder = _load_encoder(self.folder, str(device), budget, self.max_batch_size)
+        facts, cache_file = self.facts()
+        loaded = {"dtype": str(encoder.dtype).removeprefix("torch."), "dimension": encoder.model.config.hidden_size}
+        if {name: facts[name] for name in loaded} != loaded:  # the machine changed under the cache
+            cache_file.unlink(missing_ok=True)
+            raise ConfigurationError(
+                f"the model computes {loaded} here, not the {facts} its index version was made with: "
+                "sync again to use the index version of this machine"
+            )
+        return encoder
 
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         prefix = self.prefixes[1]
@@ -141,20 +175,20 @@ class TextEmbeddingModel(dg.ConfigurableResource):
     def chunker_version(self) -> str:
         """What chunking depends on: the chunker settings and the tokenizer (not the weights)."""
         tokenizer = {name: digest for name, digest in self._files().items() if name in TOKENIZER_FILES}
-        return index_version({**self.chunker().settings, "tokenizer": tokenizer})
+        return index_version({**chunker_settings(self.chunk_token_limit()), "tokenizer": tokenizer})
 
     def index_version(self) -> str:
         """Everything that changes a vector (see versions/identity.py). The model is identified by its files'
         content, not by where it lies, so the same model gives the same version on any machine."""
-        config = self.folder_config()
+        config, facts = self.folder_config(), self.facts()[0]
         return index_version(
             {
                 "files": self._files(),
                 "pooling": config.pooling,
                 "normalize": config.normalize,
-                "max_sequence_tokens": self.max_sequence_tokens,
+                "max_sequence_tokens": facts["max_sequence_tokens"],
                 "prefixes": list(self.prefixes),
-                "dtype": dtype_class(self.device),
-                **self.chunker().settings,
+                "dtype": facts["dtype"],
+                **chunker_settings(self.chunk_token_limit()),
             }
         )

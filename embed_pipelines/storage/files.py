@@ -29,12 +29,6 @@ def replace_durably(written: Path, target: Path) -> None:
         os.close(folder)
 
 
-def write_text_atomic(target: Path, text: str) -> None:
-    written = temporary_beside(target)
-    written.write_text(text)
-    replace_durably(written, target)
-
-
 def sweep_debris(root: Path, older_than: float) -> int:
     """Remove the temporary files of writes that were killed before `older_than` (a time stamp); returns how
     many went. Writes of a running sync are younger and stay."""

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from embed_pipelines.storage.files import replace_durably, sweep_debris, temporary_beside
 
-_UPLOAD_CHUNK = 8 << 20
+_COPY_CHUNK = 8 << 20  # bytes per read and write when copying to or from an object store
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,13 @@ class Location:
             replace_durably(written, Path(self.path))
             return
         with written.open("rb") as source, self.fs.open_output_stream(self.path) as target:
-            shutil.copyfileobj(source, target, _UPLOAD_CHUNK)
+            shutil.copyfileobj(source, target, _COPY_CHUNK)
         written.unlink()
+
+    def download(self, target: Path) -> None:
+        """A local copy of this file's bytes at `target`."""
+        with self.fs.open_input_stream(self.path) as source, target.open("wb") as local:
+            shutil.copyfileobj(source, local, _COPY_CHUNK)
 
     @contextmanager
     def writing(self) -> Iterator[Path]:

@@ -13,7 +13,7 @@ from embed_pipelines.sync.listing import Accepts
 from embed_pipelines.sync.pending import pending_sync
 from embed_pipelines.sync.shards import shard_of
 from embed_pipelines.text.chunking import DocumentChunker
-from embed_pipelines.text.extraction import ExtractionStatus, is_supported
+from embed_pipelines.text.formats import ExtractionStatus, is_supported
 from embed_pipelines.text.isolation import IsolatedExtractor
 
 LISTED_PATHS = 20  # per kind of change; the counts say how many in all

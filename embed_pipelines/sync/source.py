@@ -133,8 +133,7 @@ class ObjectPrefix:
         folder = Path(tempfile.mkdtemp(prefix="embed-pipelines-source-"))
         try:
             target = folder / relative.rsplit("/", 1)[-1]
-            with self.open(relative) as remote, target.open("wb") as local:
-                shutil.copyfileobj(remote, local, 8 << 20)
+            (self.root / relative).download(target)
             yield target
         finally:
             shutil.rmtree(folder, ignore_errors=True)

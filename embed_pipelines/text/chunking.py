@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-
-from docling_core.transforms.chunker.hybrid_chunker import HybridChunker
-from docling_core.transforms.chunker.tokenizer.huggingface import HuggingFaceTokenizer
-from docling_core.types.doc import DoclingDocument
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING
 
 from embed_pipelines.storage.rows import Chunk
+
+if TYPE_CHECKING:
+    from docling_core.types.doc import DoclingDocument
+    from transformers import PreTrainedTokenizerBase
 
 
 def storable(text: str) -> str:
@@ -21,11 +21,19 @@ def chunk_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def chunker_settings(max_tokens: int, merge_peers: bool = True) -> dict:
+    """Chunker settings that change what is embedded: part of the index version."""
+    return {"chunker": "docling.HybridChunker", "max_tokens": max_tokens, "merge_peers": merge_peers}
+
+
 class DocumentChunker:
     """docling's HybridChunker with the embedding model's own tokenizer and an explicit token limit
     (without both, HybridChunker reaches for the Hugging Face hub)."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, max_tokens: int, merge_peers: bool = True):
+        from docling_core.transforms.chunker.hybrid_chunker import HybridChunker  # seconds: only to chunk
+        from docling_core.transforms.chunker.tokenizer.huggingface import HuggingFaceTokenizer
+
         self.max_tokens = max_tokens
         self.merge_peers = merge_peers
         self._tokenizer = HuggingFaceTokenizer(tokenizer=tokenizer, max_tokens=max_tokens)
@@ -33,8 +41,7 @@ class DocumentChunker:
 
     @property
     def settings(self) -> dict:
-        """Chunker settings that change what is embedded: part of the index version."""
-        return {"chunker": "docling.HybridChunker", "max_tokens": self.max_tokens, "merge_peers": self.merge_peers}
+        return chunker_settings(self.max_tokens, self.merge_peers)
 
     def chunk(self, document: DoclingDocument, path: str, source_sha256: str) -> list[Chunk]:
         chunks: list[Chunk] = []

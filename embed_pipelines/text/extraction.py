@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from enum import Enum
 from functools import cached_property
 from io import BytesIO
 from pathlib import Path
@@ -12,27 +10,17 @@ from pathlib import Path
 from docling.datamodel.base_models import ConversionStatus, DocumentStream, InputFormat
 from docling.datamodel.pipeline_options import NativePdfPipelineOptions, PdfPipelineOptions
 from docling.document_converter import DocumentConverter, NativePdfFormatOption, PdfFormatOption
-from docling_core.types.doc import DoclingDocument
+
+from embed_pipelines.text.formats import (
+    SUPPORTED_SUFFIXES,
+    Extraction,
+    ExtractionMode,
+    ExtractionStatus,
+    conversion_mode,
+)
 
 _log = logging.getLogger(__name__)
 
-# Formats docling converts here without model weights (SimplePipeline), plus PDF. Text is read as Markdown.
-SUPPORTED_SUFFIXES = {
-    ".md": InputFormat.MD,
-    ".markdown": InputFormat.MD,
-    ".txt": InputFormat.MD,
-    ".text": InputFormat.MD,
-    ".rst": InputFormat.MD,
-    ".csv": InputFormat.CSV,
-    ".tsv": InputFormat.CSV,  # docling's CSV reader sniffs the delimiter
-    ".html": InputFormat.HTML,
-    ".htm": InputFormat.HTML,
-    ".xhtml": InputFormat.HTML,
-    ".docx": InputFormat.DOCX,
-    ".pptx": InputFormat.PPTX,
-    ".xlsx": InputFormat.XLSX,
-    ".pdf": InputFormat.PDF,
-}
 # Text formats, whose suffix decides: docling gets their bytes (as UTF-8 without NUL) under that format's
 # suffix, so that its content sniffing cannot override the suffix (it took prose with a comma on every line
 # for CSV and refused it, and HTML holding a NUL byte for UTF-16).
@@ -45,30 +33,6 @@ def _text_bytes(data: bytes) -> bytes:
     if data.startswith(_UTF16_MARKS):
         data = data.decode("utf-16").encode("utf-8")
     return data.replace(b"\x00", b"")
-
-
-class ExtractionMode(str, Enum):
-    SIMPLE = "simple"  # docling SimplePipeline: office, markup and text formats
-    NATIVE_PDF = "native_pdf"  # model-free PDF text with page numbers, no layout analysis
-    LAYOUT_PDF = "layout_pdf"  # docling's layout model from a local weights folder
-
-
-class ExtractionStatus(str, Enum):
-    SUCCESS = "success"
-    PARTIAL_SUCCESS = "partial_success"
-    FAILURE = "failure"
-
-
-@dataclass(frozen=True)
-class Extraction:
-    mode: ExtractionMode
-    status: ExtractionStatus
-    document: DoclingDocument | None
-    error: str | None = None
-
-
-def is_supported(path: Path | str) -> bool:
-    return Path(path).suffix.lower() in SUPPORTED_SUFFIXES
 
 
 class DocumentExtractor:
@@ -86,10 +50,6 @@ class DocumentExtractor:
         self.max_pages = max_pages
         self.timeout_s = timeout_s
 
-    @property
-    def pdf_mode(self) -> ExtractionMode:
-        return ExtractionMode.LAYOUT_PDF if self.layout_weights else ExtractionMode.NATIVE_PDF
-
     @cached_property
     def _converter(self) -> DocumentConverter:
         if self.layout_weights:
@@ -105,12 +65,12 @@ class DocumentExtractor:
                 pipeline_options=NativePdfPipelineOptions(document_timeout=self.timeout_s)
             )
         return DocumentConverter(
-            allowed_formats=sorted(set(SUPPORTED_SUFFIXES.values()), key=lambda f: f.value),
+            allowed_formats=[InputFormat(name) for name in sorted(set(SUPPORTED_SUFFIXES.values()))],
             format_options={InputFormat.PDF: pdf_option},
         )
 
     def mode_for(self, path: Path | str) -> ExtractionMode:
-        return self.pdf_mode if Path(path).suffix.lower() == ".pdf" else ExtractionMode.SIMPLE
+        return conversion_mode(path, self.layout_weights)
 
     def extract(self, path: Path) -> Extraction:
         suffix = path.suffix.lower()
@@ -124,7 +84,7 @@ class DocumentExtractor:
         if size == 0:
             return _failed(mode, "file is empty")
         source: Path | DocumentStream = path
-        if named := _TEXT_FORMATS.get(SUPPORTED_SUFFIXES[suffix]):
+        if named := _TEXT_FORMATS.get(InputFormat(SUPPORTED_SUFFIXES[suffix])):
             if size > self.max_file_bytes:
                 return _failed(
                     mode, f"the file ({size} bytes) exceeds the max_file_size of {self.max_file_bytes} bytes"

@@ -9,7 +9,7 @@ import resource
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from embed_pipelines.text.extraction import DocumentExtractor, Extraction, ExtractionMode, ExtractionStatus
+from embed_pipelines.text.formats import Extraction, ExtractionMode, ExtractionStatus, conversion_mode
 
 OVER_LIMIT = "over the per-file limit"  # in a failure's reason: the same bytes would fail again
 
@@ -19,6 +19,8 @@ def over_limit(reason: str | None) -> bool:
 
 
 def _serve(conn: Connection, layout_weights: Path | None, memory_bytes: int) -> None:
+    from embed_pipelines.text.extraction import DocumentExtractor  # imported by the parent before the fork
+
     if memory_bytes:
         resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
     extractor = DocumentExtractor(layout_weights=layout_weights)
@@ -35,15 +37,17 @@ class IsolatedExtractor:
 
     def __init__(self, layout_weights: Path | None = None, timeout_s: float = 600, memory_bytes: int = 8 * 2**30):
         self.layout_weights, self.timeout_s, self.memory_bytes = layout_weights, timeout_s, memory_bytes
-        self._modes = DocumentExtractor(layout_weights=layout_weights)
         self._child: multiprocessing.Process | None = None
         self._conn: Connection | None = None
 
     def mode_for(self, path: Path | str) -> ExtractionMode:
-        return self._modes.mode_for(path)
+        return conversion_mode(path, self.layout_weights)
 
     def _start(self) -> Connection:
-        # fork: the child starts with docling already imported (a fresh interpreter costs ~5 s a sync, measured)
+        # fork: the child starts with docling already imported (a fresh interpreter costs ~5 s a sync, measured);
+        # imported here, on the first conversion, so that a sync with nothing to convert never loads it
+        import embed_pipelines.text.extraction  # noqa: F401
+
         context = multiprocessing.get_context("fork")
         self._conn, child_end = context.Pipe()
         self._child = context.Process(

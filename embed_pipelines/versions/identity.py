@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
-from embed_pipelines.storage.files import write_text_atomic
+from embed_pipelines.storage.location import Location
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "merges.txt", "vocab.json")
@@ -46,7 +47,7 @@ def _cached_sha256(path: Path, cache_dir: Path) -> str:
     if _SHA256.fullmatch(cached):  # anything else (a file a crash cut short) is computed again
         return cached
     value = _sha256_file(path)
-    write_text_atomic(cache_file, value)
+    Location.of(cache_file).write_text(value)
     return value
 
 
@@ -55,6 +56,19 @@ def model_fingerprint(folder: Path, cache_dir: Path) -> dict[str, str]:
     files = [folder / name for name in _CONFIG_FILES if (folder / name).is_file()]
     files += sorted(p for p in folder.rglob("*") if p.suffix in _WEIGHT_SUFFIXES and p.is_file())
     return {str(p.relative_to(folder)): _cached_sha256(p, cache_dir) for p in files}
+
+
+def cached_facts(cache_dir: Path, key: dict, measure: Callable[[], dict]) -> tuple[dict, Path]:
+    """measure(), kept under a hash of `key` (what the facts depend on): a model's dimension, token limits
+    and dtype class come from transformers and torch, seconds of imports on every run that has nothing to
+    embed. Returns the facts and their cache file, which a caller that finds them wrong deletes."""
+    cache_file = cache_dir / f"{index_version(key)}.facts.json"
+    try:
+        return json.loads(cache_file.read_text()), cache_file
+    except (OSError, ValueError):  # none yet, or a file a crash cut short
+        facts = measure()
+        Location.of(cache_file).write_text(json.dumps(facts))
+        return facts, cache_file
 
 
 def index_version(settings: dict) -> str:

@@ -6,7 +6,6 @@ ColQwen2 come out as NaN, and a zero vector at a padded position would still cou
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from colpali_engine import models
 from PIL import Image
 
 from embed_pipelines.accelerator import pick_dtype, run_halving_on_oom
+from embed_pipelines.visual.checkpoint import adapter_base
 
 # family -> (model class, processor class) in colpali_engine.models
 FAMILIES = {
@@ -26,21 +26,6 @@ FAMILIES = {
 
 
 PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
-
-
-def adapter_base(folder: Path, base_model: str) -> Path | None:
-    """For a LoRA adapter checkpoint (adapter_config.json, no config.json): the local base model folder,
-    `base_model` when given, else the one the adapter names, which must then be a local folder."""
-    if (folder / "config.json").is_file() or not (folder / "adapter_config.json").is_file():
-        return None
-    named = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path", "")
-    base = Path(base_model or named).expanduser()
-    if not base.is_dir():
-        raise FileNotFoundError(
-            f"{folder} is an adapter for {named!r}, which is not a local folder: set the visual model's "
-            "base_model to a local copy of the base model"
-        )
-    return base
 
 
 class VisualEncoder:

@@ -6,7 +6,8 @@ from support import indexed_rows, run_index, write_corpus
 
 from embed_pipelines import api
 from embed_pipelines.sync.shards import shard_of
-from embed_pipelines.text.extraction import DocumentExtractor, ExtractionStatus
+from embed_pipelines.text.extraction import DocumentExtractor
+from embed_pipelines.text.formats import ExtractionStatus
 
 
 def refuse_rows(postgres, view: str, path: str, message: str) -> str:

@@ -8,7 +8,7 @@ from support import indexed_rows, latest_metadata, run_index, write_corpus
 
 from embed_pipelines.sync.scan import scan_source
 from embed_pipelines.sync.source import LocalFolder
-from embed_pipelines.text.extraction import is_supported
+from embed_pipelines.text.formats import is_supported
 
 
 def test_a_fifo_with_a_supported_suffix_does_not_hang_the_scan(tmp_path):

@@ -3,7 +3,8 @@ tab-separated results CSV and refuse them ("File format not allowed"); CSV and T
 
 import pytest
 
-from embed_pipelines.text.extraction import DocumentExtractor, ExtractionStatus
+from embed_pipelines.text.extraction import DocumentExtractor
+from embed_pipelines.text.formats import ExtractionStatus
 
 FILES = {  # name: (content, a word the converted text must hold)
     # a comma on every line: docling's sniffing took files like this for CSV and refused them
