@@ -9,7 +9,7 @@ in a fresh process, so its wall time includes Python's start and its peak RSS is
 - 10-file edit: `index` after 10 files were edited.
 
 Seconds are counted after the package's imports (a process's start, the same at every size); RSS includes
-them (about 1 GiB: torch, transformers, docling, Dagster).
+them (torch, transformers and docling load only in a sync that converts, chunks or embeds something).
 
 With `--s3` the corpus and the state live in an S3-compatible server (moto, started here on 127.0.0.1) instead
 of local disk. The first sync's time is printed too. At the end: the state's size and object count.
@@ -144,20 +144,19 @@ def main() -> None:
             s3_url = f"s3://{bucket}"
             env["EMBED_PIPELINES_STATE_DIR"] = f"{s3_url}/state"
         state = env.get("EMBED_PIPELINES_STATE_DIR", str(home / "home" / "state"))
+        where = "S3 (moto on 127.0.0.1)" if args.s3 else "local disk"
+        print(f"corpus and state on {where}; {SHARDS} shards; seconds after the imports; peak RSS MiB", flush=True)
         try:
-            results = [run_size(count, home, env, s3_url) for count in args.sizes]
+            for number, count in enumerate(args.sizes):
+                row = run_size(count, home, env, s3_url)
+                if number == 0:
+                    print("".join(f"{name:>16}" for name in row))
+                shown = (f"{value:>16,.1f}" if isinstance(value, float) else f"{value:>16,}" for value in row.values())
+                print("".join(shown), flush=True)
             footprint = state_footprint(state)
         finally:
             if server:
                 server.stop()
-    where = "S3 (moto on 127.0.0.1)" if args.s3 else "local disk"
-    print(f"corpus and state on {where}; {SHARDS} shards; seconds after the imports; peak RSS MiB")
-    columns = list(results[0])
-    print("".join(f"{name:>16}" for name in columns))
-    for row in results:
-        print(
-            "".join(f"{row[name]:>16,.1f}" if isinstance(row[name], float) else f"{row[name]:>16,}" for name in columns)
-        )
     print(f"state after every size: {footprint[0]:,} objects, {footprint[1]:,.1f} MiB")
 
 
