@@ -27,6 +27,7 @@ VERIFY_HASHES_ENV = "EMBED_PIPELINES_VERIFY_HASHES"
 CONVERT_TIMEOUT_ENV = "EMBED_PIPELINES_CONVERT_TIMEOUT"
 RUNS_PER_SYNC_ENV = "EMBED_PIPELINES_RUNS_PER_SYNC"
 RUN_GPUS_ENV = "EMBED_PIPELINES_RUN_GPUS"
+CONVERT_WORKERS_ENV = "EMBED_PIPELINES_CONVERT_WORKERS"
 
 
 class ConfigurationError(ValueError):
@@ -88,6 +89,12 @@ def share(variable: str, default: float) -> float:
     except ValueError:
         pass
     raise ConfigurationError(f"{variable} must be a share between 0 and 1, not {value!r}")
+
+
+def convert_workers() -> int:
+    """Files converted at once, each in its own child process: one per core, up to 4 (docling's simple
+    pipelines run on one core each)."""
+    return integer(CONVERT_WORKERS_ENV, min(4, os.cpu_count() or 1))
 
 
 def shard_count() -> int:

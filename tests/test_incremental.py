@@ -199,14 +199,14 @@ def test_a_noop_sync_reads_no_document_state_and_an_edit_reads_its_own_files_and
 def test_a_conversion_that_failed_once_and_then_works_on_the_same_bytes_is_rechunked(synced, postgres, monkeypatch):
     source, collection, sync, _ = synced
     (source / "notes/shop.md").write_text("# Shop\n\nThe shop opens at nine.")
-    real = IsolatedExtractor.extract
+    real = IsolatedExtractor.result
 
     def flaky(self, path):
         return Extraction(ExtractionMode.SIMPLE, ExtractionStatus.FAILURE, None, "a passing fault")
 
-    monkeypatch.setattr(IsolatedExtractor, "extract", flaky)
+    monkeypatch.setattr(IsolatedExtractor, "result", flaky)
     assert sync()["documents"]["failed"] == 1  # keeps its last good conversion, and so its old chunks
-    monkeypatch.setattr(IsolatedExtractor, "extract", real)
+    monkeypatch.setattr(IsolatedExtractor, "result", real)
     sync()  # the same bytes convert now: the chunks and rows follow, although the listing did not change
     assert any("nine" in text for text in _texts(postgres, collection, "notes/shop.md"))
 

@@ -1,16 +1,18 @@
+from concurrent.futures import Future
 from functools import cached_property
 
 import dagster as dg
 
+from embed_pipelines import settings
 from embed_pipelines.assets.common import asset_options, column_schema, model_of
 from embed_pipelines.collection import Collection
 from embed_pipelines.reporting import failures_table
 from embed_pipelines.resources import TextEmbeddingModel
 from embed_pipelines.storage.rows import Chunk
 from embed_pipelines.storage.stores import chunks_store, documents_store
-from embed_pipelines.sync.incremental import Missing, Wanted, sync_shards
+from embed_pipelines.sync.incremental import Missing, Wanted, WorkAhead, sync_shards
 from embed_pipelines.sync.steps import StoreSync
-from embed_pipelines.text.chunking import DocumentChunker
+from embed_pipelines.text.chunking import ChunkingPool
 from embed_pipelines.versions.family import IndexFamily
 
 
@@ -21,11 +23,20 @@ class ChunkDocuments(StoreSync):
         self.documents = documents_store(collection)
         super().__init__(collection, family.accepts, chunks_store(collection, version), upstream=self.documents)
         self.model = model
+        self.workers = settings.convert_workers()
+        self.ahead = WorkAhead(2 * self.workers, self._submit)
 
     @cached_property
-    def chunker(self) -> DocumentChunker:
-        """Made on the first document to chunk: the tokenizer and docling load only then."""
-        return self.model.chunker()
+    def pool(self) -> ChunkingPool:
+        """Started on the first document to chunk: the tokenizer and docling load only then."""
+        return ChunkingPool(self.model.chunker(), self.workers)
+
+    def _submit(self, shard: str, path: str, wanted: Wanted) -> Future[list[Chunk]]:
+        converted = self.documents.read(shard, path, "docling_json")[0].docling_json
+        return self.pool.submit(converted, path, wanted.signature)
+
+    def prepare(self, shard: str, stale: list[tuple[str, Wanted]]) -> None:
+        self.ahead.plan(shard, stale)
 
     def wanted(self, shard: str, path: str) -> Wanted:
         """From the document's facts alone: its converted JSON is read only to rebuild."""
@@ -38,12 +49,12 @@ class ChunkDocuments(StoreSync):
         return Wanted(document.source_sha256)
 
     def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
-        from docling_core.types.doc import DoclingDocument
-
-        converted = self.documents.read(shard, path, "docling_json")[0].docling_json
-        document = DoclingDocument.model_validate_json(converted)
-        chunks = self.chunker.chunk(document, path, wanted.signature)
+        chunks = self.ahead.take(path).result()
         self.figures["chunks_written"] += self.store.write(shard, path, chunks, made_from=wanted.signature)
+
+    def finish(self) -> None:
+        if "pool" in self.__dict__:  # started
+            self.pool.close()
 
 
 def build_chunks(collection: Collection, family: IndexFamily, chunker_version: str) -> dg.AssetsDefinition:

@@ -1,14 +1,16 @@
 import dataclasses
 from collections.abc import Hashable
+from contextlib import ExitStack
 
 import dagster as dg
 
+from embed_pipelines import settings
 from embed_pipelines.assets.common import asset_options, column_schema
 from embed_pipelines.collection import Collection
 from embed_pipelines.reporting import failures_table
 from embed_pipelines.storage.rows import Document
 from embed_pipelines.storage.stores import documents_store
-from embed_pipelines.sync.incremental import Failed, Wanted, sync_shards
+from embed_pipelines.sync.incremental import Failed, Wanted, WorkAhead, sync_shards
 from embed_pipelines.sync.listing import Accepts
 from embed_pipelines.sync.steps import StoreSync
 from embed_pipelines.text.formats import Extraction, ExtractionStatus
@@ -46,7 +48,20 @@ class ConvertDocuments(StoreSync):
     def __init__(self, collection: Collection, accepts: Accepts):
         layout = f"layout={collection.layout_weights}"  # what decides the conversion mode of a file
         super().__init__(collection, accepts, documents_store(collection), settings=layout)
-        self.extractor = IsolatedExtractor(collection.layout_weights, timeout_s=collection.convert_timeout_s)
+        workers = settings.convert_workers()
+        self.extractor = IsolatedExtractor(
+            collection.layout_weights, timeout_s=collection.convert_timeout_s, workers=workers
+        )
+        self.ahead = WorkAhead(2 * workers, self._submit)  # no child waits while a result is written
+
+    def _submit(self, shard: str, path: str, wanted: Wanted) -> ExitStack:
+        """The file goes to a conversion child; its local copy (from an object store) stays until converted."""
+        local = ExitStack()
+        self.extractor.submit(path, local.enter_context(self.collection.source.local_file(path)))
+        return local
+
+    def prepare(self, shard: str, stale: list[tuple[str, Wanted]]) -> None:
+        self.ahead.plan(shard, stale)
 
     def wanted(self, shard: str, path: str) -> Wanted:
         return Wanted((self.sources[path].sha256, self.extractor.mode_for(path).value))
@@ -64,8 +79,8 @@ class ConvertDocuments(StoreSync):
 
     def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
         sha256 = self.sources[path].sha256
-        with self.collection.source.local_file(path) as file:
-            extraction = self.extractor.extract(file)
+        with self.ahead.take(path):
+            extraction = self.extractor.result(path)
         if extraction.status == ExtractionStatus.FAILURE:
             self.store.write(shard, path, [_failed(path, sha256, extraction, self.store.read_row(shard, path))])
             raise Failed(extraction.error or "unknown error")
@@ -74,6 +89,8 @@ class ConvertDocuments(StoreSync):
 
     def finish(self) -> None:
         self.extractor.close()
+        for local in self.ahead.started.values():  # none, unless a rebuild raised
+            local.close()
 
 
 def build_documents(collection: Collection, accepts: Accepts) -> dg.AssetsDefinition:

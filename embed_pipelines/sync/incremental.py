@@ -11,10 +11,12 @@ of a large collection then costs a read per shard, not per document.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+Started = TypeVar("Started")
 
 
 class Missing(Exception):
@@ -81,6 +83,9 @@ class ShardSync(ABC):
     def prune(self, shard: str, keep: list[str]) -> int:
         """Remove the outputs of documents no longer in the shard; returns how many went."""
 
+    def prepare(self, shard: str, stale: list[tuple[str, Wanted]]) -> None:  # noqa: B027 (optional hook)
+        """Before the first `rebuild` of a shard: what it will rebuild, in order (to start work ahead)."""
+
     def end_shard(self, shard: str) -> None:  # noqa: B027 (optional hook)
         """After a shard's documents are in step."""
 
@@ -100,6 +105,26 @@ class ShardSync(ABC):
         """After every shard (write what was batched across documents)."""
 
 
+class WorkAhead(Generic[Started]):
+    """Work on the next few stale documents starts while the current one is written: `start(shard, path,
+    wanted)` hands a document to workers and returns what to wait on; `take` returns that for a path, first
+    starting those after it, up to `depth` in flight."""
+
+    def __init__(self, depth: int, start: Callable[[str, str, Wanted], Started]):
+        self.depth, self.start = depth, start
+        self.upcoming: deque[tuple[str, str, Wanted]] = deque()
+        self.started: dict[str, Started] = {}
+
+    def plan(self, shard: str, stale: list[tuple[str, Wanted]]) -> None:
+        self.upcoming = deque((shard, path, wanted) for path, wanted in stale)
+
+    def take(self, path: str) -> Started:
+        while self.upcoming and len(self.started) < self.depth:
+            shard, upcoming, wanted = self.upcoming.popleft()
+            self.started[upcoming] = self.start(shard, upcoming, wanted)
+        return self.started.pop(path)
+
+
 def sync_shards(step: ShardSync, shards: Iterable[str], warn: Callable[[str], None] | None = None) -> Tally:
     tally = Tally(figures=step.figures)
     clean = []  # shards to mark in step once everything is written (a step may batch writes until `finish`)
@@ -110,6 +135,7 @@ def sync_shards(step: ShardSync, shards: Iterable[str], warn: Callable[[str], No
             continue
         step.forget_in_step(shard)
         problems = len(tally.failed) + len(tally.without_input)
+        stale: list[tuple[str, Wanted]] = []
         for path in paths:
             try:
                 wanted = step.wanted(shard, path)
@@ -118,7 +144,10 @@ def sync_shards(step: ShardSync, shards: Iterable[str], warn: Callable[[str], No
                 continue
             if step.current(shard, path) == wanted.signature:
                 tally.unchanged += 1
-                continue
+            else:
+                stale.append((path, wanted))
+        step.prepare(shard, stale)
+        for path, wanted in stale:
             try:
                 step.rebuild(shard, path, wanted)
                 tally.rebuilt += 1

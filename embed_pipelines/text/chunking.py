@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING
 
 from embed_pipelines.storage.rows import Chunk
@@ -63,3 +65,32 @@ class DocumentChunker:
                 )
             )
         return chunks
+
+
+_worker_chunker: DocumentChunker | None = None  # in a pool's worker process: the chunker it inherited
+
+
+def _adopt(chunker: DocumentChunker) -> None:
+    global _worker_chunker
+    _worker_chunker = chunker
+
+
+def _chunk_json(docling_json: str, path: str, source_sha256: str) -> list[Chunk]:
+    from docling_core.types.doc import DoclingDocument
+
+    return _worker_chunker.chunk(DoclingDocument.model_validate_json(docling_json), path, source_sha256)
+
+
+class ChunkingPool:
+    """Documents chunked in `workers` forked processes, each with a copy of `chunker`: parsing a docling JSON
+    and HybridChunker are pure Python, one core each. Forked, so the tokenizer is not loaded again."""
+
+    def __init__(self, chunker: DocumentChunker, workers: int):
+        context = multiprocessing.get_context("fork")
+        self.executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_adopt, initargs=(chunker,))
+
+    def submit(self, docling_json: str, path: str, source_sha256: str) -> Future[list[Chunk]]:
+        return self.executor.submit(_chunk_json, docling_json, path, source_sha256)
+
+    def close(self) -> None:
+        self.executor.shutdown(cancel_futures=True)

@@ -1,12 +1,17 @@
 """Conversions in a child process with a time and a memory limit: a file that makes docling hang or bloat
 (deeply nested HTML ran 30 s at 8,000 levels and past 120 s at 100,000) fails alone with the reason, and the
-sync goes on. One child serves a sync's conversions and is replaced when a file kills it or runs over."""
+sync goes on. A few children serve a sync's conversions side by side; one is replaced when a file kills it or
+runs over."""
 
 from __future__ import annotations
 
 import multiprocessing
 import resource
-from multiprocessing.connection import Connection
+import time
+from collections import deque
+from collections.abc import Hashable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 from embed_pipelines.text.formats import Extraction, ExtractionMode, ExtractionStatus, conversion_mode
@@ -32,46 +37,104 @@ def _serve(conn: Connection, layout_weights: Path | None, memory_bytes: int) -> 
             conn.send(Extraction(mode, ExtractionStatus.FAILURE, None, f"ran out of memory ({OVER_LIMIT})"))
 
 
-class IsolatedExtractor:
-    """DocumentExtractor's interface; each file converts in the child, within `timeout_s` and `memory_bytes`."""
+@dataclass
+class _Worker:
+    """A conversion child and the file it is converting: (key, path, deadline), or None when idle."""
 
-    def __init__(self, layout_weights: Path | None = None, timeout_s: float = 600, memory_bytes: int = 8 * 2**30):
+    process: multiprocessing.Process
+    conn: Connection
+    job: tuple[Hashable, str, float] | None = None
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.join()
+
+
+class IsolatedExtractor:
+    """DocumentExtractor's interface; each file converts in a child, within `timeout_s` and `memory_bytes`.
+
+    Up to `workers` children convert at once (`submit` files, then take each `result`), so that a machine's
+    cores all convert while the sync writes what is done; `extract` converts one file and waits."""
+
+    def __init__(
+        self,
+        layout_weights: Path | None = None,
+        timeout_s: float = 600,
+        memory_bytes: int = 8 * 2**30,
+        workers: int = 1,
+    ):
         self.layout_weights, self.timeout_s, self.memory_bytes = layout_weights, timeout_s, memory_bytes
-        self._child: multiprocessing.Process | None = None
-        self._conn: Connection | None = None
+        self.workers: list[_Worker | None] = [None] * workers
+        self.queued: deque[tuple[Hashable, str]] = deque()
+        self.done: dict[Hashable, Extraction] = {}
 
     def mode_for(self, path: Path | str) -> ExtractionMode:
         return conversion_mode(path, self.layout_weights)
 
-    def _start(self) -> Connection:
+    def submit(self, key: Hashable, path: Path) -> None:
+        self.queued.append((key, str(path)))
+
+    def result(self, key: Hashable) -> Extraction:
+        """The conversion of the file submitted under `key`; the other children go on meanwhile."""
+        while key not in self.done:
+            self._dispatch()
+            busy = [worker for worker in self.workers if worker and worker.job]
+            if not busy:
+                raise KeyError(f"nothing was submitted as {key!r}")
+            deadline = min(worker.job[2] for worker in busy)
+            ready = wait([worker.conn for worker in busy], max(0.0, deadline - time.monotonic()))
+            for worker in busy:
+                if worker.conn in ready:
+                    self._collect(worker)
+                elif time.monotonic() >= worker.job[2]:
+                    self._fail(worker, f"the conversion took longer than {self.timeout_s:g} s ({OVER_LIMIT})")
+        return self.done.pop(key)
+
+    def extract(self, path: Path) -> Extraction:
+        self.submit(path, path)
+        return self.result(path)
+
+    def _dispatch(self) -> None:
+        for slot, worker in enumerate(self.workers):
+            if not self.queued:
+                return
+            if worker is None or not worker.process.is_alive():
+                worker = self.workers[slot] = self._start()
+            if worker.job is None:
+                key, path = self.queued.popleft()
+                worker.conn.send(path)
+                worker.job = (key, path, time.monotonic() + self.timeout_s)
+
+    def _collect(self, worker: _Worker) -> None:
+        try:
+            key, _, _ = worker.job
+            self.done[key] = worker.conn.recv()
+            worker.job = None
+        except EOFError:  # the child died: killed for its memory, or crashed
+            reason = f"the conversion died ({OVER_LIMIT} of {self.memory_bytes // 2**20} MiB, or a crash)"
+            self._fail(worker, reason)
+
+    def _fail(self, worker: _Worker, reason: str) -> None:
+        """The file fails alone; its child is replaced when there is more to convert."""
+        key, path, _ = worker.job
+        self.done[key] = Extraction(self.mode_for(path), ExtractionStatus.FAILURE, None, reason)
+        worker.job = None
+        worker.stop()
+
+    def _start(self) -> _Worker:
         # fork: the child starts with docling already imported (a fresh interpreter costs ~5 s a sync, measured);
         # imported here, on the first conversion, so that a sync with nothing to convert never loads it
         import embed_pipelines.text.extraction  # noqa: F401
 
         context = multiprocessing.get_context("fork")
-        self._conn, child_end = context.Pipe()
-        self._child = context.Process(
-            target=_serve, args=(child_end, self.layout_weights, self.memory_bytes), daemon=True
-        )
-        self._child.start()
+        conn, child_end = context.Pipe()
+        child = context.Process(target=_serve, args=(child_end, self.layout_weights, self.memory_bytes), daemon=True)
+        child.start()
         child_end.close()
-        return self._conn
-
-    def extract(self, path: Path) -> Extraction:
-        conn = self._conn if self._child is not None and self._child.is_alive() else self._start()
-        conn.send(str(path))
-        if conn.poll(self.timeout_s):
-            try:
-                return conn.recv()
-            except EOFError:  # the child died: killed for its memory, or crashed
-                reason = f"the conversion died ({OVER_LIMIT} of {self.memory_bytes // 2**20} MiB, or a crash)"
-        else:
-            reason = f"the conversion took longer than {self.timeout_s:g} s ({OVER_LIMIT})"
-        self.close()
-        return Extraction(self.mode_for(path), ExtractionStatus.FAILURE, None, reason)
+        return _Worker(child, conn)
 
     def close(self) -> None:
-        if self._child is not None:
-            self._child.kill()
-            self._child.join()
-        self._child = self._conn = None
+        for worker in self.workers:
+            if worker is not None:
+                worker.stop()
+        self.workers = [None] * len(self.workers)

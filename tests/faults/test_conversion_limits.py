@@ -6,6 +6,8 @@ from support import definitions, indexed_rows, latest_metadata, write_corpus
 from embed_pipelines.automation import shard_range_tags
 from embed_pipelines.collection import Collection
 from embed_pipelines.factory import index_job_name
+from embed_pipelines.text.formats import ExtractionStatus
+from embed_pipelines.text.isolation import IsolatedExtractor
 
 DEPTH = 3000  # docling spends about 11 s on it here, then fails on Python's recursion limit
 
@@ -27,3 +29,22 @@ def test_a_runaway_conversion_fails_alone_and_waits_for_new_bytes(tmp_path, stat
     (source / "deep.html").write_text("<html><body><p>Flat now.</p></body></html>")
     assert sync()["converted_simple"] == 1
     assert {row[0] for row in indexed_rows(postgres, "deep")} == {"ok.md", "deep.html"}
+
+
+def test_conversions_run_side_by_side_and_a_runaway_holds_up_only_its_own_child(tmp_path):
+    deep = tmp_path / "deep.html"
+    deep.write_text("<html><body>" + "<div>" * DEPTH + "deep" + "</div>" * DEPTH + "</body></html>")
+    pages = [tmp_path / f"page-{i}.md" for i in range(4)]
+    for i, page in enumerate(pages):
+        page.write_text(f"# Page {i}\n\nAn ordinary page.")
+    extractor = IsolatedExtractor(timeout_s=3, workers=2)
+    try:
+        for path in [deep, *pages]:
+            extractor.submit(path.name, path)
+        assert all(extractor.result(page.name).status == ExtractionStatus.SUCCESS for page in pages)
+        assert [worker.job[0] for worker in extractor.workers if worker.job] == ["deep.html"], "still converting"
+        runaway = extractor.result("deep.html")
+        assert runaway.status == ExtractionStatus.FAILURE and "took longer than 3 s" in runaway.error
+        assert extractor.extract(pages[0]).status == ExtractionStatus.SUCCESS, "its child was replaced"
+    finally:
+        extractor.close()
