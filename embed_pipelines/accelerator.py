@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import torch
@@ -51,3 +52,15 @@ def run_halving_on_oom(
         half = len(items) // 2
         _log.warning("Out of memory on a batch of %d; retrying as two halves", len(items))
         return join([run_halving_on_oom(forward, items[:half], join), run_halving_on_oom(forward, items[half:], join)])
+
+
+def prepared_ahead(prepare: Callable[[Item], Result], items: list[Item]) -> Iterator[Result]:
+    """prepare(item) for each item in order, the next one prepared by a helper thread while the caller runs
+    this one on the device: host work (padding, image processing) hides behind the forward pass."""
+    with ThreadPoolExecutor(1, thread_name_prefix="prepare") as helper:
+        pending = helper.submit(prepare, items[0]) if items else None
+        for following in [*items[1:], None]:
+            ready = pending.result()
+            if following is not None:
+                pending = helper.submit(prepare, following)
+            yield ready

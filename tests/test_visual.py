@@ -7,6 +7,7 @@ checkpoints cannot be downloaded here. Their rankings mean nothing; the plumbing
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 from PIL import Image
 from support import definitions, write_pdf
 from tiny_visual_model import build_tiny_colpali, build_tiny_colqwen2
@@ -193,3 +194,30 @@ def test_a_new_visual_model_builds_beside_the_served_pages_and_rolls_back(
             (f"pageupgrade_pages__{first}", f"pageupgrade_pages__{first}_regions"),
         ).fetchone()
     assert gone == (None, None)
+
+
+def test_pages_prepared_ahead_get_the_vectors_of_one_page_at_a_time_and_an_oom_splits_the_batch(
+    visual_model, monkeypatch
+):
+    """Processing the next batch in a helper thread, and halving a batch the device cannot hold, change
+    nothing in the vectors or their order."""
+    pages = [Image.new("RGB", (40 + 8 * i, 56), (30 * i, 90, 200 - 20 * i)) for i in range(5)]
+    encoder = visual_model.encoder()
+    alone = [encoder.embed_pages([page])[0] for page in pages]
+    monkeypatch.setattr(encoder, "batch_size", 4)
+    forward = encoder._forward
+    full_batches = []
+
+    def out_of_memory_on_four(batch):
+        if batch["attention_mask"].shape[0] == 4:
+            full_batches.append(4)
+            raise torch.OutOfMemoryError("injected")
+        return forward(batch)
+
+    monkeypatch.setattr(encoder, "_forward", out_of_memory_on_four)
+    together = encoder.embed_pages(pages)
+    assert full_batches == [4], "the first batch was tried whole, then in halves"
+    assert len(together) == len(alone)
+    for one, batched in zip(alone, together, strict=True):
+        assert one.shape == batched.shape
+        assert np.allclose(one, batched, atol=1e-4)

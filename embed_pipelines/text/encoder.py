@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
-from embed_pipelines.accelerator import pick_dtype, run_halving_on_oom
+from embed_pipelines.accelerator import pick_dtype, prepared_ahead, run_halving_on_oom
 from embed_pipelines.text.model_folder import ModelFolderConfig, Pooling
 
 
@@ -95,14 +94,8 @@ class TextEncoder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         ids = [encoding.ids for encoding in self._rust.encode_batch(texts)]
         batches = token_budget_batches([len(row) for row in ids], self.token_budget, self.max_batch)
-        done: list[torch.Tensor] = []
-        with ThreadPoolExecutor(1, thread_name_prefix="pad") as helper:
-            next_batch = helper.submit(self._padded, ids, batches[0])
-            for following in [*batches[1:], None]:
-                batch = next_batch.result()
-                if following is not None:  # padded while the device runs this one
-                    next_batch = helper.submit(self._padded, ids, following)
-                done.append(run_halving_on_oom(self._forward, batch, torch.cat))
+        padded = prepared_ahead(lambda rows: self._padded(ids, rows), batches)
+        done = [run_halving_on_oom(self._forward, batch, torch.cat) for batch in padded]
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         out[np.concatenate([np.asarray(rows) for rows in batches])] = torch.cat(done).cpu().numpy()
         return out

@@ -6,14 +6,16 @@ ColQwen2 come out as NaN, and a zero vector at a padded position would still cou
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from colpali_engine import models
 from PIL import Image
 
-from embed_pipelines.accelerator import pick_dtype, run_halving_on_oom
+from embed_pipelines.accelerator import pick_dtype, prepared_ahead, run_halving_on_oom
 from embed_pipelines.visual.checkpoint import adapter_base
 
 # family -> (model class, processor class) in colpali_engine.models
@@ -26,6 +28,25 @@ FAMILIES = {
 
 
 PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
+
+
+def _joined(parts: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+    return [vectors for part in parts for vectors in part]
+
+
+@dataclass(frozen=True)
+class PageBatch:
+    """Page images and what the processor made of them; a half of a batch too big for the device (see
+    run_halving_on_oom) is processed again."""
+
+    images: list[Image.Image]
+    processed: Any = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, rows: slice) -> PageBatch:
+        return PageBatch(self.images[rows])
 
 
 class VisualEncoder:
@@ -42,22 +63,30 @@ class VisualEncoder:
         self.processor = processor_class.from_pretrained(folder if has_processor or base is None else base)
 
     def embed_pages(self, images: list[Image.Image]) -> list[np.ndarray]:
-        """One (tokens, dim) float32 array per page, in batches of `batch_size` (halved on OOM)."""
-        out: list[np.ndarray] = []
-        for start in range(0, len(images), self.batch_size):
-            batch = images[start : start + self.batch_size]
-            out += run_halving_on_oom(self._forward_images, batch, lambda parts: [v for part in parts for v in part])
-        return out
+        """One (tokens, dim) float32 array per page, in batches of `batch_size` (halved on OOM). The processor
+        prepares each batch (resize, normalize, patches) in a helper thread while the device runs the one
+        before, and vectors stay on the device until the last batch is done."""
+        batches = [images[start : start + self.batch_size] for start in range(0, len(images), self.batch_size)]
+        processed = prepared_ahead(lambda batch: PageBatch(batch, self._processed(batch)), batches)
+        pages = [run_halving_on_oom(self._forward_pages, batch, _joined) for batch in processed]
+        return [vectors.cpu().numpy() for part in pages for vectors in part]
 
     def embed_query(self, question: str) -> np.ndarray:
-        return self._forward(self.processor.process_queries([question]))[0]
+        return self._forward(self.processor.process_queries([question]))[0].cpu().numpy()
 
-    def _forward_images(self, images: list[Image.Image]) -> list[np.ndarray]:
-        return self._forward(self.processor.process_images(images))
+    def _forward_pages(self, pages: PageBatch) -> list[torch.Tensor]:
+        return self._forward(pages.processed if pages.processed is not None else self._processed(pages.images))
+
+    def _processed(self, images: list[Image.Image]):
+        batch = self.processor.process_images(images)
+        if self.device.type == "cuda":  # page-locked: the copy to the device runs beside the compute
+            batch = batch.__class__({key: value.pin_memory() for key, value in batch.items()})
+        return batch
 
     @torch.inference_mode()
-    def _forward(self, batch) -> list[np.ndarray]:
-        batch = batch.to(self.device)
+    def _forward(self, batch) -> list[torch.Tensor]:
+        """Each page's token vectors without padding, still on the device."""
+        batch = batch.to(self.device, non_blocking=True)
         vectors = self.model(**batch)
         mask = batch["attention_mask"].bool()
-        return [v[m].float().cpu().numpy() for v, m in zip(vectors, mask, strict=True)]
+        return [v[m].float() for v, m in zip(vectors, mask, strict=True)]
