@@ -7,7 +7,9 @@ installed, else generated sentences of the same length (~180 tokens). Models:
 
 - all-MiniLM-L6-v2 (the bundled one);
 - a BERT-large-sized model with random weights (24 layers, 1024 wide), built from config here, no download;
-  on CPU (`--small`, the default there) a 4-layer one, so the run stays short.
+  on CPU (the default there) a 4-layer one, so the run stays short;
+- ColQwen2 at Qwen2-VL-2B size with random weights (pages/s over A4 pages of text, up to 768 visual tokens
+  each); on CPU the tiny one of the tests (16 tokens a page). Sentence-transformers has no such model.
 
     .venv/bin/python benchmarks/encoders.py            # CPU: short form
     .venv/bin/python benchmarks/encoders.py --full     # GPU: full sizes, 21,864 chunks
@@ -17,11 +19,15 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the random ColQwen2 builder
+from tiny_visual_model import QWEN2_VL_2B, build_tiny_colqwen2  # noqa: E402
 
 DOCS = Path("/usr/share/doc/python3.11/html")
 
@@ -93,6 +99,42 @@ def measure(name: str, folder: Path, corpus: list[str], device: str) -> dict:
     return {"model": name, "project": project, "st 32": st32, "st 256": st256, "limit": limit, "ratio": project / limit}
 
 
+def a4_pages(count: int, corpus: list[str]):
+    """A4 pages at 72 DPI with a paragraph of text each (the processor's cost depends on pixels, not content)."""
+    from PIL import Image, ImageDraw
+
+    pages = []
+    for i in range(count):
+        page = Image.new("RGB", (595, 842), "white")
+        words = corpus[i % len(corpus)].split()
+        for line in range(0, min(len(words), 400), 8):
+            ImageDraw.Draw(page).text((40, 40 + 2 * line), " ".join(words[line : line + 8]), fill="black")
+        pages.append(page)
+    return pages
+
+
+def measure_pages(folder: Path, pages: list, device: str) -> dict:
+    """The project's visual encoder against the forward pass alone on batches processed and moved first."""
+    from embed_pipelines.resources import VisualEmbeddingModel
+
+    encoder = VisualEmbeddingModel(model=str(folder), family="colqwen2", device=device).encoder()
+    project = rate(lambda n: encoder.embed_pages(pages[:n]), len(pages))
+    step = encoder.batch_size
+    batches = [
+        encoder.processor.process_images(pages[i : i + step]).to(encoder.device) for i in range(0, len(pages), step)
+    ]
+
+    @torch.inference_mode()
+    def run(n: int) -> None:
+        for batch in batches[: -(-n // step)]:  # the batches that hold n pages
+            encoder.model(**batch).sum()
+        if encoder.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    limit = rate(run, len(pages))
+    return {"model": "ColQwen2 (random), pages", "project": project, "limit": limit, "ratio": project / limit}
+
+
 def forward_limit(encoder, corpus: list[str]) -> float:
     """Chunks/s of the model's forward pass alone, on the project's own batches already on the device."""
     from embed_pipelines.text.encoder import token_budget_batches
@@ -134,10 +176,14 @@ def main() -> None:
             measure("all-MiniLM-L6-v2", bundled_model_folder(), corpus, device),
             measure(f"BERT {layers}x{hidden} (random)", large, corpus, device),
         ]
-    print(f"device {device}; {len(corpus)} chunks; chunks/s")
+        colqwen2 = build_tiny_colqwen2(Path(tmp) / "colqwen2", sizes=QWEN2_VL_2B if full else None)
+        results.append(measure_pages(colqwen2, a4_pages(96 if full else 32, corpus), device))
+    print(f"device {device}; {len(corpus)} chunks; chunks/s (pages/s for ColQwen2)")
     print(f"{'model':28}{'project':>10}{'st 32':>10}{'st 256':>10}{'limit':>10}{'project/limit':>15}")
     for r in results:
-        rates = "".join(f"{r[name]:10.0f}" for name in ("project", "st 32", "st 256", "limit"))
+        rates = "".join(
+            f"{r[name]:10.0f}" if name in r else f"{'-':>10}" for name in ("project", "st 32", "st 256", "limit")
+        )
         print(f"{r['model']:28}{rates}{r['ratio']:15.2f}")
 
 

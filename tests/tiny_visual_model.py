@@ -67,11 +67,31 @@ def _tokenizer(special: list[str], unk: str, **tokens: str) -> PreTrainedTokeniz
     return tokenizer
 
 
-def build_tiny_colqwen2(folder: Path, seed: int = 0) -> Path:
+# Qwen2-VL-2B's sizes, for throughput figures (benchmarks/encoders.py): 2.2 B parameters, up to 768 visual
+# tokens a page (ColQwen2's max_pixels).
+QWEN2_VL_2B = {
+    "text": dict(
+        hidden_size=1536,
+        intermediate_size=8960,
+        num_hidden_layers=28,
+        num_attention_heads=12,
+        num_key_value_heads=2,
+        vocab_size=151_936,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]},
+    ),
+    "vision": dict(depth=32, embed_dim=1280, hidden_size=1536, num_heads=16, mlp_ratio=4),
+    "max_pixels": 768 * 28 * 28,
+}
+
+
+def build_tiny_colqwen2(folder: Path, seed: int = 0, sizes: dict | None = None) -> Path:
+    """`sizes` (like QWEN2_VL_2B) replaces the tiny sizes."""
+    sizes = sizes or {}
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = _tokenizer(QWEN_SPECIAL, "<|endoftext|>", pad_token="<|endoftext|>", eos_token="<|im_end|>")
+    max_pixels = sizes.get("max_pixels", 28 * 28 * 16)
     processor = ColQwen2Processor(
-        image_processor=Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=28 * 28 * 16),
+        image_processor=Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=max_pixels),
         tokenizer=tokenizer,
         video_processor=Qwen2VLVideoProcessor(),
     )
@@ -88,7 +108,8 @@ def build_tiny_colqwen2(folder: Path, seed: int = 0) -> Path:
             bos_token_id=ids("<|endoftext|>"),
             eos_token_id=ids("<|im_end|>"),
             rope_parameters={"rope_type": "default", "rope_theta": 1e4, "mrope_section": [2, 3, 3]},
-        ),
+        )
+        | sizes.get("text", {}),
         vision_config=dict(
             depth=2,
             embed_dim=32,
@@ -99,7 +120,8 @@ def build_tiny_colqwen2(folder: Path, seed: int = 0) -> Path:
             spatial_merge_size=2,
             temporal_patch_size=2,
             in_channels=3,
-        ),
+        )
+        | sizes.get("vision", {}),
         image_token_id=ids("<|image_pad|>"),
         video_token_id=ids("<|video_pad|>"),
         vision_start_token_id=ids("<|vision_start|>"),
