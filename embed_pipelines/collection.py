@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from embed_pipelines import settings
 from embed_pipelines.storage.location import Location
@@ -41,7 +42,9 @@ class Collection:
     source_dir: Path | str  # a local folder, or an object-store URL (s3://bucket/docs): see source_of
     shard_count: int = settings.DEFAULT_SHARD_COUNT
     layout_weights: Path | None = None
-    model: str = ""  # model folder or Hugging Face id; empty: the bundled all-MiniLM-L6-v2
+    # a model folder or Hugging Face id (empty: the bundled all-MiniLM-L6-v2), or a served model's settings
+    # ({"provider": "openai_compatible", "base_url": ..., "model": ...}: see resources/served_model.py)
+    model: str | dict[str, Any] = ""
     sensor_interval_s: int = settings.DEFAULT_SENSOR_INTERVAL_S
     nightly_cron: str = settings.DEFAULT_NIGHTLY_CRON
     timezone: str = settings.DEFAULT_TIMEZONE

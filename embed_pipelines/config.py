@@ -8,7 +8,8 @@ collections:
   - name: handbook
     source: ~/docs/handbook
     shards: 16                   # optional, default 16
-    model: /models/bge-small     # optional, default the bundled all-MiniLM-L6-v2
+    model: /models/bge-small     # optional, default the bundled all-MiniLM-L6-v2; or a served model:
+    # model: {provider: openai_compatible, base_url: http://tei:8080/v1, model: bge-small, api_key_env: ""}
     layout_weights: /models/docling   # optional
     keep_versions: 2             # optional: index versions kept, the serving one included
     visual:                      # optional: PDF pages and images through a ColPali-family model
@@ -123,7 +124,7 @@ def load_collections(config_file: Path) -> list[Collection]:
             name=entry["name"],
             source_dir=source_of(entry["source"]),
             shard_count=int(entry.get("shards", settings.DEFAULT_SHARD_COUNT)),
-            model=entry.get("model", ""),
+            model=_model_settings(entry.get("model", ""), str(config_file)),
             layout_weights=Path(entry["layout_weights"]).expanduser() if entry.get("layout_weights") else None,
             keep_versions=int(entry.get("keep_versions", settings.DEFAULT_KEEP_VERSIONS)),
             promotion=PromotionPolicy(**promotion),
@@ -137,6 +138,21 @@ def load_collections(config_file: Path) -> list[Collection]:
         )
         collections.append(_checked(collection))
     return collections
+
+
+def _model_settings(model: str | dict, where: str) -> str | dict:
+    """A model folder or hub id, or a served model's settings (checked here, not at the first sync)."""
+    if isinstance(model, str):
+        return model
+    from embed_pipelines.resources import ServedEmbeddingModel
+
+    if model.get("provider") != "openai_compatible":
+        raise ConfigurationError(f"{where}: a served model needs `provider: openai_compatible`, not {model!r}")
+    try:
+        ServedEmbeddingModel(**model)
+    except Exception as error:  # pydantic's, or Dagster's, validation error
+        raise ConfigurationError(f"{where}: the served model's settings are not valid: {error}") from None
+    return dict(model)
 
 
 def configured_collections() -> list[Collection]:

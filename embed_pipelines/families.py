@@ -8,7 +8,7 @@ from pathlib import Path
 
 from embed_pipelines.assets import build_page_assets, build_text_assets
 from embed_pipelines.collection import Collection
-from embed_pipelines.resources import TextEmbeddingModel, VisualEmbeddingModel
+from embed_pipelines.resources import ServedEmbeddingModel, TextEmbeddingModel, VisualEmbeddingModel
 from embed_pipelines.settings import ConfigurationError
 from embed_pipelines.storage.stores import PAGE_VECTORS, TEXT_VECTORS
 from embed_pipelines.storage.tables import CHUNK_TABLE, PAGE_TABLE
@@ -16,6 +16,15 @@ from embed_pipelines.text.formats import is_supported
 from embed_pipelines.versions import gate
 from embed_pipelines.versions.family import IndexFamily
 from embed_pipelines.visual.rendering import is_visual
+
+
+def _text_model(settings: str | dict) -> TextEmbeddingModel | ServedEmbeddingModel:
+    """The in-process model of a folder (or hub id), or a served one (settings with a `provider`)."""
+    if isinstance(settings, str):
+        return TextEmbeddingModel(model=settings)
+    if "provider" in settings:
+        return ServedEmbeddingModel(**settings)
+    return TextEmbeddingModel(**settings)  # a version's recorded query settings
 
 
 def _visual_model(collection: Collection) -> VisualEmbeddingModel | None:
@@ -32,10 +41,10 @@ TEXT = IndexFamily(
     vectors_asset=TEXT_VECTORS,
     layout=CHUNK_TABLE,
     gate=(gate.rows_match_chunks, gate.vectors_sane, gate.recall_at_10, gate.golden_queries),
-    query_model=lambda settings: TextEmbeddingModel(**settings),
+    query_model=_text_model,
     view_asset="search_view",
     model_resource="text_model",
-    model_for=lambda collection: TextEmbeddingModel(model=collection.model),
+    model_for=lambda collection: _text_model(collection.model),
     build_assets=build_text_assets,
 )
 

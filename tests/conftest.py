@@ -140,3 +140,15 @@ def s3_bucket(s3_server, monkeypatch: pytest.MonkeyPatch) -> str:
     for name, value in s3_server.environment.items():
         monkeypatch.setenv(name, value)
     return s3_server.new_bucket()
+
+
+@pytest.fixture(scope="session")
+def minilm_server():
+    """infinity serving the bundled all-MiniLM-L6-v2 as `minilm` on 127.0.0.1 (see embedding_server.py)."""
+    from embedding_server import EmbeddingServer
+
+    from embed_pipelines.resources.text_model import bundled_model_folder
+
+    server = EmbeddingServer(bundled_model_folder(), "minilm")
+    yield server
+    server.stop()

@@ -5,7 +5,9 @@ import dagster as dg
 
 from embed_pipelines.assets.common import asset_options, column_schema, model_of
 from embed_pipelines.collection import Collection
+from embed_pipelines.reporting import failures_table
 from embed_pipelines.resources import TextEmbeddingModel
+from embed_pipelines.resources.served_model import InputsRefused
 from embed_pipelines.storage.rows import Chunk, ChunkVector
 from embed_pipelines.storage.stores import chunks_store, embeddings_store
 from embed_pipelines.storage.vector_cache import lookup_vectors
@@ -36,6 +38,7 @@ class EmbedChunks(StoreSync):
         super().__init__(collection, family.accepts, vectors, upstream=self.chunks)
         self.model = model
         self.pending: list[tuple[str, str, list[Chunk]]] = []
+        self.verified = False
 
     def wanted(self, shard: str, path: str) -> Wanted:
         """From the chunks' hashes alone (the shard's manifest): their text is read only to embed them."""
@@ -54,11 +57,24 @@ class EmbedChunks(StoreSync):
         texts = {chunk.chunk_hash: chunk.text for _, _, chunks in self.pending for chunk in chunks}
         vectors = lookup_vectors(self.store, list(texts))
         to_embed = {chunk_hash: text for chunk_hash, text in texts.items() if chunk_hash not in vectors}
+        refused: dict[str, str] = {}  # chunk hash -> why the model refused it
         if to_embed:
             started = time.perf_counter()
-            vectors |= zip(to_embed, self.model.embed_documents(list(to_embed.values())), strict=True)
+            if not self.verified:
+                self.model.verify_identity()  # before the first vector goes into the version
+                self.verified = True
+            try:
+                computed = self.model.embed_documents(list(to_embed.values()))
+            except InputsRefused as refusal:
+                computed = refusal.vectors
+                refused = {list(to_embed)[row]: reason for row, reason in refusal.reasons.items()}
+            vectors |= zip(to_embed, computed, strict=True)
             self.figures["model_seconds"] += time.perf_counter() - started
         for shard, path, chunks in self.pending:
+            reasons = [f"chunk {c.chunk_ordinal}: {refused[c.chunk_hash]}" for c in chunks if c.chunk_hash in refused]
+            if reasons:  # nothing written: the document keeps its old vectors, and says why
+                self.late_failures[path] = (shard, reasons[0])
+                continue
             rows = (
                 ChunkVector(
                     document_path=path,
@@ -96,7 +112,9 @@ def build_embeddings(
     )
     def embeddings(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         text_model: TextEmbeddingModel = model_of(context, family, collection)
+        before = text_model.usage()
         tally = sync_shards(EmbedChunks(collection, family, text_model, versions), context.partition_keys)
+        usage = {name: round(value - before[name], 3) for name, value in text_model.usage().items()}
         figures = tally.figures
         context.log.info(
             f"Embedded {figures['chunks_embedded']} chunks in {figures['model_seconds']:.1f} s of model time; "
@@ -110,6 +128,9 @@ def build_embeddings(
                 "chunks_reused": figures["chunks_reused"],
                 "documents_unchanged": tally.unchanged,
                 "model_seconds": round(figures["model_seconds"], 3),
+                "documents_failed": len(tally.failed),
+                "failed_files": failures_table(tally.failed),
+                **{f"server_{name}": value for name, value in usage.items()},
             }
         )
 

@@ -95,6 +95,17 @@ class TextEmbeddingModel(dg.ConfigurableResource):
     def folder_config(self) -> ModelFolderConfig:
         return read_model_folder(self.folder)
 
+    def normalizes(self) -> bool:
+        return self.folder_config().normalize
+
+    def verify_identity(self) -> None:
+        """Nothing to ask: the model is its files (fingerprinted in the version), its dtype is checked when
+        it loads (see `encoder`)."""
+
+    def usage(self) -> dict[str, float]:
+        """Requests and tokens sent to a server: none, in process."""
+        return {}
+
     @property
     def prefixes(self) -> tuple[str, str]:
         """(query prefix, document prefix)."""

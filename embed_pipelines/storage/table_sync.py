@@ -30,6 +30,10 @@ from embed_pipelines.sync.listing import Accepts, listing_digest
 from embed_pipelines.sync.steps import ListedFilesSync
 
 
+class VectorsBehind(Exception):
+    """A document's stored vectors are older than its rows: it keeps its last good rows."""
+
+
 class TableSync(ListedFilesSync):
     """A branch says what a document's stored rows are (`wanted`: signature and rows) and how a row and its
     vector make a table row (`table_row`)."""
@@ -84,11 +88,11 @@ class TableSync(ListedFilesSync):
                 table_rows = self._joined(shard, path, rows)
                 deleted, written = replace_document(self.conn, self.table, path, table_rows, self.layout)
                 if written != len(rows):
-                    raise RuntimeError(
-                        f"{path}: {written} of {len(rows)} rows have current vectors; materialize "
-                        f"`{self.vectors_asset}` for shard {shard} first"
-                    )
+                    raise VectorsBehind(f"{written} of {len(rows)} rows have current vectors")
                 self.after_rows(path)
+        except VectorsBehind as behind:  # its vectors failed (see the vectors asset's failures) or never ran
+            self.shard_failed = True
+            raise Failed(f"{behind}: `{self.vectors_asset}` has not made them for shard {shard}") from None
         except (psycopg.DataError, psycopg.IntegrityError) as error:
             self.shard_failed = True
             raise Failed(
@@ -99,7 +103,7 @@ class TableSync(ListedFilesSync):
     def _joined(self, shard: str, path: str, rows: list) -> Iterator:
         """The document's rows with their vectors. A vector made from other input is an error, not a row: it
         means the vectors are older than the rows for this document (a row without a vector is counted
-        by `rebuild`)."""
+        by `rebuild`); the document then fails alone and keeps its last good rows."""
         ordinal, item_hash = self.layout.ordinal, self.layout.item_hash
         by_ordinal = {getattr(row, ordinal): row for row in rows}
         for batch in self.vectors.iter_batches(shard, path, self.rows_per_batch):
@@ -108,10 +112,7 @@ class TableSync(ListedFilesSync):
                 if row is None:  # the vectors of a longer version of the document; not asked for
                     continue
                 if getattr(row, item_hash) != getattr(vector, item_hash):
-                    raise RuntimeError(
-                        f"{path}: {ordinal} {getattr(vector, ordinal)} has no current vector; materialize "
-                        f"`{self.vectors_asset}` for shard {shard} first"
-                    )
+                    raise VectorsBehind(f"{ordinal} {getattr(vector, ordinal)} has no current vector")
                 yield self.table_row(shard, row, vector)
 
     def _changed(self) -> int:

@@ -62,6 +62,9 @@ class ShardSync(ABC):
 
     def __init__(self) -> None:
         self.figures: Counter[str] = Counter()
+        # documents found failed after their `rebuild` returned (a step that batches work across documents):
+        # path -> (shard, why); they keep what they had, like a Failed one
+        self.late_failures: dict[str, tuple[str, str]] = {}
 
     @abstractmethod
     def start_shard(self, shard: str) -> list[str]:
@@ -160,5 +163,11 @@ def sync_shards(step: ShardSync, shards: Iterable[str], warn: Callable[[str], No
         if len(tally.failed) + len(tally.without_input) == problems:
             clean.append(shard)
     step.finish()
-    step.settle(clean)
+    for path, (_, reason) in step.late_failures.items():
+        tally.rebuilt -= 1
+        tally.failed[path] = reason
+        if warn:
+            warn(f"Could not rebuild {path}: {reason}")
+    failed_late = {shard for shard, _ in step.late_failures.values()}
+    step.settle([shard for shard in clean if shard not in failed_late])
     return tally

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING
@@ -30,15 +31,25 @@ def chunker_settings(max_tokens: int, merge_peers: bool = True) -> dict:
 
 class DocumentChunker:
     """docling's HybridChunker with the embedding model's own tokenizer and an explicit token limit
-    (without both, HybridChunker reaches for the Hugging Face hub)."""
+    (without both, HybridChunker reaches for the Hugging Face hub). Without a tokenizer (a served model
+    that does not say how it counts), tokens are counted as `chars_per_token` characters each."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_tokens: int, merge_peers: bool = True):
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase | None,
+        max_tokens: int,
+        merge_peers: bool = True,
+        chars_per_token: float = 4.0,
+    ):
         from docling_core.transforms.chunker.hybrid_chunker import HybridChunker  # seconds: only to chunk
         from docling_core.transforms.chunker.tokenizer.huggingface import HuggingFaceTokenizer
 
         self.max_tokens = max_tokens
         self.merge_peers = merge_peers
-        self._tokenizer = HuggingFaceTokenizer(tokenizer=tokenizer, max_tokens=max_tokens)
+        if tokenizer is None:
+            self._tokenizer = _character_budget(max_tokens, chars_per_token)
+        else:
+            self._tokenizer = HuggingFaceTokenizer(tokenizer=tokenizer, max_tokens=max_tokens)
         self._chunker = HybridChunker(tokenizer=self._tokenizer, merge_peers=merge_peers)
 
     @property
@@ -65,6 +76,23 @@ class DocumentChunker:
                 )
             )
         return chunks
+
+
+def _character_budget(max_tokens: int, chars_per_token: float):
+    """A docling tokenizer that counts characters: `chars_per_token` of them make a token."""
+    from docling_core.transforms.chunker.tokenizer.base import BaseTokenizer
+
+    class CharacterBudget(BaseTokenizer):
+        def count_tokens(self, text: str) -> int:
+            return math.ceil(len(text) / chars_per_token)
+
+        def get_max_tokens(self) -> int:
+            return max_tokens
+
+        def get_tokenizer(self):
+            return self.count_tokens
+
+    return CharacterBudget()
 
 
 _worker_chunker: DocumentChunker | None = None  # in a pool's worker process: the chunker it inherited

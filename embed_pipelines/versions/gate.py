@@ -122,7 +122,7 @@ def vectors_sane(inputs: GateInputs) -> GateCheck:
     candidate, health = inputs.candidate, _chunk_health(inputs)
     bad, dimensions = health.zero_or_nan_vectors, health.dimensions
     low, high = health.norm_range or (None, None)
-    normalizes = inputs.family.query_model(candidate.model).folder_config().normalize
+    normalizes = inputs.family.query_model(candidate.model).normalizes()
     problems = []
     if bad:
         problems.append(f"{bad} zero or NaN vectors")

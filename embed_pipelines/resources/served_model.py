@@ -1,0 +1,319 @@
+"""An embedding server as the text model: anything that speaks OpenAI's `/v1/embeddings` (text-embeddings-
+inference, vLLM, Ollama, infinity, OpenAI, Azure OpenAI, Voyage, Mistral ...), through the `openai` client.
+
+The client does what a served model needs and is easy to get wrong by hand: retries with exponential backoff
+and jitter on 408/409/429/5xx, timeouts and dropped connections, honouring `Retry-After`; no retry on a
+400. Batches are cut by tokens and by inputs within the server's limits, `max_concurrency` requests in flight.
+A batch the server refuses for good is split until the input it refuses is found: that input fails alone.
+
+A served model's index version is not its name (see versions/probes.py): the name the server reports, the
+dimension, prefixes and normalisation, and the vectors of fixed probe texts, matched within a tolerance
+against the probes of versions made before.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import dagster as dg
+import numpy as np
+from pydantic import Field
+
+from embed_pipelines import settings
+from embed_pipelines.settings import ConfigurationError
+from embed_pipelines.text.chunking import DocumentChunker, chunker_settings
+from embed_pipelines.versions.identity import cached_facts
+
+if TYPE_CHECKING:
+    import httpx
+    import openai
+
+
+class ServerFailed(Exception):
+    """The server did not answer a batch after every retry: the run fails, nothing of the batch is written."""
+
+
+class InputsRefused(Exception):
+    """The server refused some inputs for good (a 400: too long, empty ...): index -> its reason. `vectors`
+    holds the others' vectors (NaN rows for the refused)."""
+
+    def __init__(self, reasons: dict[int, str], vectors: np.ndarray):
+        super().__init__(f"{len(reasons)} inputs refused")
+        self.reasons, self.vectors = reasons, vectors
+
+
+@dataclass
+class ServerCalls:
+    """What a process asked of a server: the run's metadata and the plan's throughput come from here."""
+
+    requests: int = 0  # HTTP attempts, retries included
+    retries: int = 0
+    throttled: int = 0  # 429 answers
+    throttle_wait_s: float = 0.0  # what their Retry-After asked for
+    inputs: int = 0
+    tokens: int = 0  # as counted for batching (the tokenizer, or the character budget)
+    seconds: float = 0.0  # wall time inside embedding calls
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def figures(self) -> dict:
+        names = ("requests", "retries", "throttled", "throttle_wait_s", "inputs", "tokens", "seconds")
+        return {name: round(getattr(self, name), 3) for name in names}
+
+
+@dataclass(frozen=True)
+class _Client:
+    openai: openai.OpenAI
+    calls: ServerCalls
+
+
+@cache
+def _client(base_url: str, api_key_env: str, timeout_s: float, max_retries: int) -> _Client:
+    """One client per server and settings in a process; the key is read from the environment here and kept
+    nowhere else (not in config, metadata, logs or errors)."""
+    import httpx
+    import openai
+
+    calls = ServerCalls()
+
+    def on_response(response: httpx.Response) -> None:
+        with calls.lock:
+            calls.requests += 1
+            if response.status_code == 429:
+                calls.throttled += 1
+                calls.throttle_wait_s += _retry_after(response)
+
+    def on_request(request: httpx.Request) -> None:
+        if request.headers.get("x-stainless-retry-count", "0") != "0":
+            with calls.lock:
+                calls.retries += 1
+
+    key = os.environ.get(api_key_env, "") if api_key_env else "not-needed"
+    if api_key_env and not key:
+        raise ConfigurationError(f"the embedding server's API key is read from ${api_key_env}, which is not set")
+    http = httpx.Client(event_hooks={"request": [on_request], "response": [on_response]}, timeout=timeout_s)
+    client = openai.OpenAI(base_url=base_url, api_key=key, timeout=timeout_s, max_retries=max_retries, http_client=http)
+    return _Client(client, calls)
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return float(response.headers.get("retry-after", 0))
+    except ValueError:  # an HTTP date: counted as a throttle, its wait unknown
+        return 0.0
+
+
+class ServedEmbeddingModel(dg.ConfigurableResource):
+    """A text embedding model behind an OpenAI-compatible `/v1/embeddings` endpoint."""
+
+    provider: Literal["openai_compatible"] = "openai_compatible"
+    base_url: str = Field(description="The server's OpenAI-compatible root, e.g. http://tei:8080/v1.")
+    model: str = Field(description="The model name the server serves.")
+    dimensions: int | None = Field(default=None, description="Ask for shortened vectors (Matryoshka models).")
+    api_key_env: str = Field(default="", description="The environment variable holding the API key, if any.")
+    query_prefix: str = Field(default="", description="Prepended to questions (e.g. 'query: ').")
+    document_prefix: str = Field(default="", description="Prepended to chunks (e.g. 'passage: ').")
+    tokenizer: str = Field(default="", description="A local tokenizer folder that sizes chunks and batches.")
+    chunk_tokens: int = Field(default=256, description="Tokens a chunk may hold.")
+    chars_per_token: float = Field(default=4.0, description="Without a tokenizer: characters counted as a token.")
+    max_batch_tokens: int = Field(default=8192, description="Tokens of one request, at most.")
+    max_batch_inputs: int = Field(default=64, description="Inputs of one request, at most.")
+    max_concurrency: int = Field(default=4, description="Requests in flight.")
+    timeout_s: float = Field(default=60, description="A request that takes longer is retried.")
+    max_retries: int = Field(default=5, description="Retries of a request on 429, 5xx, timeouts and resets.")
+    encoding_format: Literal["base64", "float"] = Field(default="base64", description="float where base64 fails.")
+    price_per_million_tokens: float | None = Field(default=None, description="For the plan's cost estimate.")
+    tokens_per_second: float | None = Field(default=None, description="For the plan's time estimate.")
+
+    @property
+    def calls(self) -> ServerCalls:
+        return self._client().calls
+
+    def _client(self) -> _Client:
+        return _client(self.base_url, self.api_key_env, self.timeout_s, self.max_retries)
+
+    # what the pipeline asks of a text model
+
+    @property
+    def dimension(self) -> int:
+        return self.facts()[0]["dimension"]
+
+    def normalizes(self) -> bool:
+        return self.facts()[0]["normalizes"]
+
+    def usage(self) -> dict[str, float]:
+        """What this process has asked of the server so far (the asset reports a run's difference)."""
+        return self.calls.figures()
+
+    def chunk_token_limit(self) -> int:
+        return self.chunk_tokens
+
+    def chunker(self) -> DocumentChunker:
+        return DocumentChunker(self._tokenizer(), self.chunk_tokens, chars_per_token=self.chars_per_token)
+
+    def chunker_version(self) -> str:
+        from embed_pipelines.versions.identity import index_version
+
+        counting = self._tokenizer_files() or {"chars_per_token": self.chars_per_token}
+        return index_version({**chunker_settings(self.chunk_tokens), "tokenizer": counting})
+
+    def index_version(self) -> str:
+        return self.facts()[0]["version"]
+
+    def query_settings(self) -> dict:
+        """Everything but cost figures: search embeds questions through the same server and settings."""
+        return self.model_dump(exclude={"price_per_million_tokens", "tokens_per_second"})
+
+    def embed_query(self, question: str) -> np.ndarray:
+        return self._embed([self.query_prefix + question])[0]
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        return self._embed([self.document_prefix + text for text in texts])
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """As batches are cut: by the tokenizer when there is one, else by the character budget."""
+        tokenizer = self._tokenizer()
+        if tokenizer is None:
+            return [max(1, round(len(text) / self.chars_per_token)) for text in texts]
+        return [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
+
+    # identity
+
+    def facts(self) -> tuple[dict, Path]:
+        """The server's model as it says and shows itself (see versions/probes.py), cached per settings so a
+        run loads without asking the server; `verify_identity` checks it before anything is embedded."""
+        key = {"served": self.model_dump(exclude={"price_per_million_tokens", "tokens_per_second"})}
+        return cached_facts(settings.fingerprint_cache(), key, self._measure_facts)
+
+    def _measure_facts(self) -> dict:
+        from embed_pipelines.versions.probes import identify
+
+        return identify(self)
+
+    def verify_identity(self) -> None:
+        """Before the first vector of a sync: the server still serves the model of the configured version."""
+        from embed_pipelines.versions.probes import check_probes
+
+        facts, cache_file = self.facts()
+        try:
+            check_probes(self, facts)
+        except ConfigurationError:
+            cache_file.unlink(missing_ok=True)  # the next run identifies the server again
+            raise
+
+    # the requests
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        """Vectors of `texts` in order; raises InputsRefused (with the others' vectors) for refused inputs."""
+        started = time.perf_counter()
+        batches = self._batches(texts)
+        with ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="embed") as pool:
+            results = list(pool.map(lambda rows: self._embed_rows(texts, rows), batches))
+        vectors: dict[int, np.ndarray] = {}
+        refused: dict[int, str] = {}
+        for found, reasons in results:
+            vectors |= found
+            refused |= reasons
+        calls = self.calls
+        with calls.lock:
+            calls.seconds += time.perf_counter() - started
+        dimension = len(next(iter(vectors.values()))) if vectors else (self.dimensions or 1)
+        out = np.full((len(texts), dimension), np.nan, dtype=np.float32)
+        for row, vector in vectors.items():
+            out[row] = vector
+        if refused:
+            raise InputsRefused(refused, out)
+        return out
+
+    def _batches(self, texts: list[str]) -> list[list[int]]:
+        """Rows in order, cut where the next one would pass max_batch_tokens or max_batch_inputs."""
+        batches: list[list[int]] = []
+        current: list[int] = []
+        tokens = 0
+        counts = self.count_tokens(texts)
+        for row, count in enumerate(counts):
+            if current and (tokens + count > self.max_batch_tokens or len(current) >= self.max_batch_inputs):
+                batches.append(current)
+                current, tokens = [], 0
+            current.append(row)
+            tokens += count
+        if current:
+            batches.append(current)
+        calls = self.calls
+        with calls.lock:
+            calls.inputs += len(texts)
+            calls.tokens += sum(counts)
+        return batches
+
+    def _embed_rows(self, texts: list[str], rows: list[int]) -> tuple[dict[int, np.ndarray], dict[int, str]]:
+        """One request; a batch refused for good is split until the refused input is alone."""
+        import openai
+
+        try:
+            return dict(zip(rows, self._request([texts[row] for row in rows]), strict=True)), {}
+        except openai.BadRequestError as error:
+            if len(rows) == 1:
+                return {}, {rows[0]: f"the server refused it: {_reason(error)}"}
+            half = len(rows) // 2
+            first, second = self._embed_rows(texts, rows[:half]), self._embed_rows(texts, rows[half:])
+            return first[0] | second[0], first[1] | second[1]
+
+    def _request(self, inputs: list[str]) -> list[np.ndarray]:
+        return self.answer(inputs)[0]
+
+    def answer(self, inputs: list[str]) -> tuple[list[np.ndarray], str]:
+        """One request: the vectors in input order, and the model name the server says made them."""
+        import openai
+
+        options = {"dimensions": self.dimensions} if self.dimensions else {}
+        try:
+            response = self._client().openai.embeddings.create(
+                model=self.model, input=inputs, encoding_format=self.encoding_format, **options
+            )
+        except (openai.APIConnectionError, openai.APIStatusError) as error:
+            if isinstance(error, openai.BadRequestError):
+                raise
+            raise ServerFailed(f"the embedding server at {self.base_url} failed: {_reason(error)}") from None
+        ordered = sorted(response.data, key=lambda item: item.index)
+        return [_vector(item.embedding) for item in ordered], response.model
+
+    def _tokenizer(self):
+        if not self.tokenizer:
+            return None
+        return _load_tokenizer(Path(self.tokenizer).expanduser().resolve())
+
+    def _tokenizer_files(self) -> dict[str, str]:
+        if not self.tokenizer:
+            return {}
+        from embed_pipelines.versions.identity import TOKENIZER_FILES, model_fingerprint
+
+        files = model_fingerprint(Path(self.tokenizer).expanduser().resolve(), settings.fingerprint_cache())
+        return {name: digest for name, digest in files.items() if name in TOKENIZER_FILES}
+
+
+@cache
+def _load_tokenizer(folder: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def _vector(embedding) -> np.ndarray:
+    """The client hands base64 over as a string (servers differ), floats as a list."""
+    if isinstance(embedding, str):
+        return np.frombuffer(base64.b64decode(embedding), dtype=np.float32).copy()
+    return np.asarray(embedding, dtype=np.float32)
+
+
+def _reason(error: Exception) -> str:
+    """What the server said, without the request (which could carry the key in a proxy's echo)."""
+    status = getattr(error, "status_code", None)
+    message = getattr(error, "message", None) or type(error).__name__
+    return f"{status} {message}" if status else message

@@ -1,0 +1,132 @@
+"""Which model a server serves, by what it computes: fixed probe texts are embedded, and their vectors are
+matched, within a tolerance, against the probes recorded for earlier index versions in PostgreSQL.
+
+A name says nothing reliable: servers swap the weights behind the same name, and the same weights go by new
+names and URLs. So the index version of a served model is the provider kind, the dimension, the prefixes and
+the normalisation, and then whichever recorded version's probes it reproduces; a model that reproduces none
+gets a new version, whose probes are recorded for the next time. The name the server reported is kept beside
+them, to say which model made a version's vectors. Matching with a tolerance rather than hashing rounded
+vectors: a rounding boundary would turn a server's numeric noise (batching, kernels) into a new version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import psycopg
+
+from embed_pipelines.settings import ConfigurationError
+from embed_pipelines.text.chunking import chunker_settings
+from embed_pipelines.versions.identity import index_version
+
+PROBES = (
+    "The quick brown fox jumps over the lazy dog.",
+    "How do I rotate the API keys of a production database?",
+    "Photosynthesis converts light energy into chemical energy stored in glucose.",
+    "def fibonacci(n): return n if n < 2 else fibonacci(n - 1) + fibonacci(n - 2)",
+    "Der Vertrag kann mit einer Frist von drei Monaten gekündigt werden.",
+    "Quarterly revenue grew 12 % while operating costs fell.",
+    "a",
+    "Beekeepers inspect the brood frames every week in spring.",
+)
+# Same model: every probe's cosine to its recorded vector at least this. Measured on infinity (CPU, fp32):
+# repeats and batch sizes 1-8 differ by under 1e-6; bf16 servers on GPUs differ by up to ~1e-3 across batch
+# sizes. Another model (even a fine-tune of the same one) differs by far more.
+MIN_PROBE_COSINE = 0.995
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS embed_pipelines_probes (
+    identity text NOT NULL,          -- provider kind, dimension, prefixes, normalisation, chunker (hashed)
+    version text NOT NULL,
+    reported_model text NOT NULL,    -- the name the server gave when the version was identified
+    vectors real[] NOT NULL,         -- the probes' vectors, one after the other
+    recorded_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (identity, version));
+"""
+
+
+def identify(model) -> dict:
+    """The served model's facts: its index version, dimension, normalisation and reported name."""
+    vectors, reported = _probe(model)
+    normalizes = bool(np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3))
+    identity = index_version(
+        {
+            "provider": model.provider,
+            "dimension": vectors.shape[1],
+            "prefixes": [model.query_prefix, model.document_prefix],
+            "normalizes": normalizes,
+            **chunker_settings(model.chunk_token_limit()),
+            "chunker_version": model.chunker_version(),
+        }
+    )
+    with _connect() as conn:
+        version = _matching_version(conn, identity, vectors)
+        if version is None:
+            digest = hashlib.sha256(np.round(vectors, 3).tobytes()).hexdigest()
+            version = index_version({"identity": identity, "probes": digest})
+            conn.execute(
+                "INSERT INTO embed_pipelines_probes (identity, version, reported_model, vectors) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (identity, version, reported, vectors.ravel().tolist()),
+            )
+            version = _matching_version(conn, identity, vectors)  # the first recorded, if two raced
+    return {
+        "version": version,
+        "identity": identity,
+        "dimension": int(vectors.shape[1]),
+        "normalizes": normalizes,
+        "reported_model": reported,
+    }
+
+
+def check_probes(model, facts: dict) -> None:
+    """Raises when the server no longer computes the vectors recorded for the version (a model swapped
+    behind the same name): nothing of it may go into that version's table."""
+    vectors, reported = _probe(model)
+    with _connect() as conn:
+        recorded = _recorded(conn, facts["identity"]).get(facts["version"])
+    if recorded is None or recorded.shape != vectors.shape or _min_cosine(recorded, vectors) < MIN_PROBE_COSINE:
+        found = "no probes" if recorded is None or recorded.shape != vectors.shape else "other vectors"
+        raise ConfigurationError(
+            f"{model.base_url} serves {model.model!r} (reported as {reported!r}), but its probe texts give "
+            f"{found} than index version {facts['version']}: the model changed behind the name. Nothing was "
+            "embedded; the next run identifies the server again and builds a new version"
+        )
+
+
+def _probe(model) -> tuple[np.ndarray, str]:
+    vectors, reported = model.answer([model.document_prefix + text for text in PROBES])
+    return np.asarray(vectors, dtype=np.float32), reported
+
+
+def _matching_version(conn: psycopg.Connection, identity: str, vectors: np.ndarray) -> str | None:
+    """The earliest recorded version of this identity whose probes the vectors reproduce."""
+    for version, recorded in _recorded(conn, identity).items():
+        if recorded.shape == vectors.shape and _min_cosine(recorded, vectors) >= MIN_PROBE_COSINE:
+            return version
+    return None
+
+
+def _recorded(conn: psycopg.Connection, identity: str) -> dict[str, np.ndarray]:
+    rows = conn.execute(
+        "SELECT version, vectors FROM embed_pipelines_probes WHERE identity = %s ORDER BY recorded_at, version",
+        (identity,),
+    ).fetchall()
+    return {version: np.asarray(flat, dtype=np.float32).reshape(len(PROBES), -1) for version, flat in rows}
+
+
+def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True).clip(1e-12)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True).clip(1e-12)
+    return float((a * b).sum(axis=1).min())
+
+
+def _connect() -> psycopg.Connection:
+    from embed_pipelines.resources import PostgresResource
+
+    conn = PostgresResource().connect()
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('embed_pipelines_probes'))")
+        conn.execute(_DDL)
+    return conn

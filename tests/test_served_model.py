@@ -1,0 +1,146 @@
+"""A served model through its OpenAI-compatible endpoint, against a real server: infinity on 127.0.0.1 serving the
+bundled all-MiniLM-L6-v2 (see embedding_server.py). Same vectors and rows as the in-process model; identity by
+what the server computes, not by its name or URL."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from embedding_server import EmbeddingServer
+from safetensors.torch import load_file, save_file
+from support import indexed_rows, latest_metadata, run_index, write_corpus
+
+from embed_pipelines import api
+from embed_pipelines.resources import ServedEmbeddingModel, TextEmbeddingModel
+from embed_pipelines.resources.text_model import bundled_model_folder
+
+PARAGRAPHS = [
+    "Varroa mites are counted with an alcohol wash of about 300 bees.",
+    "A strong colony needs ten frames of brood before the main flow.",
+    "Oxalic acid works best when the colony has no capped brood.",
+    "Swarm cells along the bottom bars mean the colony plans to split.",
+]
+CORPUS = {
+    "mites.md": "# Mites\n\n" + PARAGRAPHS[0] + "\n\n## Treatment\n\n" + PARAGRAPHS[2],
+    "brood.md": "# Brood\n\n" + PARAGRAPHS[1],
+    "swarms.md": "# Swarms\n\n" + PARAGRAPHS[3],
+}
+
+
+@pytest.fixture
+def registry(postgres, monkeypatch):
+    """Probes are recorded in the database the pipeline's default PostgresResource resolves: this session's."""
+    monkeypatch.setenv("EMBED_PIPELINES_DSN", postgres._uri())
+    return postgres
+
+
+def served(base_url: str, name: str = "minilm", **settings) -> ServedEmbeddingModel:
+    """MiniLM through a server, chunked with its own tokenizer to the local model's limit: the same chunks."""
+    local = TextEmbeddingModel(device="cpu")
+    return ServedEmbeddingModel(
+        base_url=base_url,
+        model=name,
+        tokenizer=str(bundled_model_folder()),
+        chunk_tokens=local.chunk_token_limit(),
+        **settings,
+    )
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return (a * b).sum(axis=1)
+
+
+def test_the_server_gives_the_in_process_model_s_vectors(minilm_server, registry):
+    model = served(minilm_server.base_url, max_batch_inputs=3)  # two requests, in flight together
+    remote = model.embed_documents(PARAGRAPHS)
+    local = TextEmbeddingModel(device="cpu").embed_documents(PARAGRAPHS)
+    assert cosines(remote, local).min() >= 0.9999
+    assert model.usage()["requests"] >= 2 and model.usage()["inputs"] >= len(PARAGRAPHS)
+
+
+def test_a_sync_edit_noop_cycle_through_the_server_gives_the_local_model_s_rows(
+    tmp_path, state_dir, instance, minilm_server, registry, text_model
+):
+    model = served(minilm_server.base_url)
+    through_server = write_corpus(tmp_path / "served", CORPUS)
+    in_process = write_corpus(tmp_path / "local", CORPUS)
+    for source in (through_server, in_process):
+        (source / "brood.md").write_text("# Brood\n\nTen frames of brood, then supers go on.")
+    rounds = []
+    for edit in (None, "edit", "noop"):
+        if edit == "edit":
+            for source in (through_server, in_process):
+                (source / "swarms.md").write_text("# Swarms\n\n" + PARAGRAPHS[3] + " Clip the queen first.")
+        run_index(through_server, "served", instance, model, registry)
+        run_index(in_process, "in_process", instance, text_model, registry)
+        rounds.append(latest_metadata(instance, "served", "embeddings"))
+        assert [row[:3] for row in indexed_rows(registry, "served")] == [
+            row[:3] for row in indexed_rows(registry, "in_process")
+        ]
+    assert rounds[2]["chunks_embedded"] == 0 and rounds[2]["server_requests"] == 0, "the no-op asked nothing"
+    assert rounds[1]["chunks_embedded"] >= 1 and rounds[1]["server_tokens"] > 0
+    with registry.connect() as conn:
+        stored = {
+            (path, ordinal): vector.to_numpy()
+            for path, ordinal, vector in conn.execute("SELECT document_path, chunk_ordinal, embedding FROM served")
+        }
+        for path, ordinal, vector in conn.execute("SELECT document_path, chunk_ordinal, embedding FROM in_process"):
+            assert cosines(stored[(path, ordinal)][None], vector.to_numpy()[None])[0] >= 0.9999
+
+
+def test_the_same_model_under_another_name_and_url_is_the_same_version(
+    tmp_path, state_dir, instance, minilm_server, registry
+):
+    source = write_corpus(tmp_path / "docs", CORPUS)
+    original = served(minilm_server.base_url)
+    run_index(source, "aliased", instance, original, registry)
+    alias = EmbeddingServer(bundled_model_folder(), "all-minilm-under-another-name")
+    try:
+        renamed = served(alias.base_url, "all-minilm-under-another-name")
+        assert renamed.index_version() == original.index_version()
+        run_index(source, "aliased", instance, renamed, registry)
+        assert latest_metadata(instance, "aliased", "embeddings")["chunks_embedded"] == 0, "nothing re-embedded"
+    finally:
+        alias.stop()
+
+
+def test_another_model_behind_the_same_name_is_refused_then_gets_its_own_version(
+    tmp_path, state_dir, instance, registry
+):
+    """The weights change behind the name (a perturbed MiniLM copy: same dimension, normalised, other
+    vectors): the cached version's probes no longer match, nothing is embedded into it, and the next run
+    identifies the server again, under a new version."""
+    perturbed = tmp_path / "minilm-perturbed"
+    shutil.copytree(bundled_model_folder(), perturbed)
+    weights = perturbed / "model.safetensors"
+    generator = torch.Generator().manual_seed(0)
+    tensors = {name: t + 0.05 * torch.randn(t.shape, generator=generator) for name, t in load_file(weights).items()}
+    save_file(tensors, weights)
+    source = write_corpus(tmp_path / "docs", CORPUS)
+
+    server = EmbeddingServer(bundled_model_folder(), "swapped")
+    model = served(server.base_url, "swapped")
+    try:
+        run_index(source, "swapped", instance, model, registry)
+        first = model.index_version()
+    finally:
+        server.stop()
+    rows = indexed_rows(registry, "swapped")
+    server = EmbeddingServer(perturbed, "swapped", port=server.port)  # the same name and URL
+    try:
+        (source / "brood.md").write_text("# Brood\n\nA new paragraph that needs a vector.")
+        refused = api.index(source, "swapped", shard_count=4, instance=instance, text_model=model, postgres=registry)
+        assert not refused.success
+        failures = [
+            event.step_failure_data.error.cause.message for event in refused.all_events if event.is_step_failure
+        ]
+        assert any("changed behind the name" in message for message in failures), failures
+        assert indexed_rows(registry, "swapped") == rows, "nothing mixed into the old version"
+        assert model.index_version() != first
+        run_index(source, "swapped", instance, model, registry)  # the new version builds beside the old one
+        assert latest_metadata(instance, "swapped", "embeddings")["index_version"] == model.index_version()
+    finally:
+        server.stop()
