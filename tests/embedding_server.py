@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 INFINITY = "infinity-emb[server,torch]==0.0.78"
@@ -79,19 +78,15 @@ class EmbeddingServer:
         self.process.wait(20)
 
 
-# What the proxy does with a request: forward it, or answer it with a fault. A fault takes the request's JSON.
-Fault = Callable[[dict], "tuple[int, dict, bytes] | str | float | None"]
-
-
 class FaultProxy:
     """An HTTP proxy to `upstream` whose next requests meet the faults queued with `then`: a (status, headers,
-    body) answer, "reset" (the connection closes unanswered), or a delay in seconds before forwarding. `refuse`
-    answers 400 to any request holding a given input, every time. It records every forwarded request's inputs
-    and status."""
+    body) answer, "reset" (the connection closes unanswered), or a delay in seconds before forwarding. A request
+    with an input holding one of `refused` (substrings) is answered 400, every time. It records every forwarded
+    request's inputs and status."""
 
     def __init__(self, upstream: str):
         self.upstream = upstream.rstrip("/")
-        self.faults: list[Fault] = []
+        self.faults: list[tuple[int, dict, bytes] | str | float] = []
         self.refused: set[str] = set()
         self.forwarded: list[tuple[list[str], int]] = []  # (inputs, upstream status)
         self.lock = threading.Lock()
@@ -109,7 +104,7 @@ class FaultProxy:
                 request = json.loads(body or b"{}")
                 inputs = request.get("input") or []
                 inputs = [inputs] if isinstance(inputs, str) else inputs
-                if proxy.refused.intersection(inputs):
+                if any(marker in text for marker in proxy.refused for text in inputs):
                     return self._answer(400, {}, json.dumps({"error": {"message": "input too long"}}).encode())
                 with proxy.lock:
                     fault = proxy.faults.pop(0) if proxy.faults else None

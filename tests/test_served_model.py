@@ -144,3 +144,25 @@ def test_another_model_behind_the_same_name_is_refused_then_gets_its_own_version
         assert latest_metadata(instance, "swapped", "embeddings")["index_version"] == model.index_version()
     finally:
         server.stop()
+
+
+def test_the_plan_counts_and_prices_what_a_sync_sends_and_a_budget_stops_a_sync_first(
+    tmp_path, state_dir, instance, minilm_server, registry
+):
+    source = write_corpus(tmp_path / "docs", CORPUS)
+    pricing = {"price_per_million_tokens": 0.02, "tokens_per_second": 1000.0, "max_batch_inputs": 2}
+    plan = api.plan(source, "priced", 4, text_model=served(minilm_server.base_url, **pricing), postgres=registry)
+    tokens = plan.cost["tokens"]
+    assert tokens > 0 and plan.cost["requests"] >= 2
+    assert plan.cost["seconds"] == tokens / 1000.0 and plan.cost["cost"] == tokens / 1e6 * 0.02
+    assert "embedding: tokens" in plan.summary()
+
+    tight = served(minilm_server.base_url, **pricing, max_tokens_per_sync=tokens - 1)
+    before = tight.usage()["tokens"]
+    refused = api.index(source, "priced", shard_count=4, instance=instance, text_model=tight, postgres=registry)
+    assert not refused.success
+    assert tight.usage()["tokens"] == before, "nothing was sent past the budget"
+
+    enough = served(minilm_server.base_url, **pricing, max_tokens_per_sync=tokens)
+    run_index(source, "priced", instance, enough, registry)
+    assert latest_metadata(instance, "priced", "embeddings")["server_tokens"] == tokens, "as the plan said"

@@ -39,6 +39,7 @@ class EmbedChunks(StoreSync):
         self.model = model
         self.pending: list[tuple[str, str, list[Chunk]]] = []
         self.verified = False
+        self.tokens = 0  # sent to a served model by this sync
 
     def wanted(self, shard: str, path: str) -> Wanted:
         """From the chunks' hashes alone (the shard's manifest): their text is read only to embed them."""
@@ -63,6 +64,7 @@ class EmbedChunks(StoreSync):
             if not self.verified:
                 self.model.verify_identity()  # before the first vector goes into the version
                 self.verified = True
+            self.tokens = self.model.within_budget(self.tokens, list(to_embed.values()))  # raises past it
             try:
                 computed = self.model.embed_documents(list(to_embed.values()))
             except InputsRefused as refusal:

@@ -41,6 +41,10 @@ class ServerFailed(Exception):
     """The server did not answer a batch after every retry: the run fails, nothing of the batch is written."""
 
 
+class BudgetExceeded(Exception):
+    """A sync would send more tokens than its max_tokens_per_sync."""
+
+
 class InputsRefused(Exception):
     """The server refused some inputs for good (a 400: too long, empty ...): index -> its reason. `vectors`
     holds the others' vectors (NaN rows for the refused)."""
@@ -131,6 +135,7 @@ class ServedEmbeddingModel(dg.ConfigurableResource):
     encoding_format: Literal["base64", "float"] = Field(default="base64", description="float where base64 fails.")
     price_per_million_tokens: float | None = Field(default=None, description="For the plan's cost estimate.")
     tokens_per_second: float | None = Field(default=None, description="For the plan's time estimate.")
+    max_tokens_per_sync: int | None = Field(default=None, description="A sync stops before sending more.")
 
     @property
     def calls(self) -> ServerCalls:
@@ -151,6 +156,29 @@ class ServedEmbeddingModel(dg.ConfigurableResource):
     def usage(self) -> dict[str, float]:
         """What this process has asked of the server so far (the asset reports a run's difference)."""
         return self.calls.figures()
+
+    def estimate(self, texts: list[str]) -> dict[str, float]:
+        """Tokens and requests to embed `texts`; seconds and money where a throughput and a price are set."""
+        prefixed = [self.document_prefix + text for text in texts]
+        tokens = sum(self.count_tokens(prefixed)) if texts else 0
+        figures = {"tokens": tokens, "requests": len(self._cut(self.count_tokens(prefixed)))}
+        if self.tokens_per_second:
+            figures["seconds"] = tokens / self.tokens_per_second
+        if self.price_per_million_tokens is not None:
+            figures["cost"] = tokens / 1e6 * self.price_per_million_tokens
+        return figures
+
+    def within_budget(self, spent: int, texts: list[str]) -> int:
+        """The tokens a sync has sent once `texts` are sent too; raises instead when that passes
+        max_tokens_per_sync, before anything is sent."""
+        wanted = sum(self.count_tokens([self.document_prefix + text for text in texts]))
+        if self.max_tokens_per_sync is not None and spent + wanted > self.max_tokens_per_sync:
+            raise BudgetExceeded(
+                f"embedding {wanted:,} more tokens would pass this sync's max_tokens_per_sync of "
+                f"{self.max_tokens_per_sync:,} ({spent:,} sent so far): nothing more was sent; the documents "
+                "not embedded keep their last vectors until a later sync"
+            )
+        return spent + wanted
 
     def chunk_token_limit(self) -> int:
         return self.chunk_tokens
@@ -233,11 +261,18 @@ class ServedEmbeddingModel(dg.ConfigurableResource):
         return out
 
     def _batches(self, texts: list[str]) -> list[list[int]]:
+        counts = self.count_tokens(texts)
+        calls = self.calls
+        with calls.lock:
+            calls.inputs += len(texts)
+            calls.tokens += sum(counts)
+        return self._cut(counts)
+
+    def _cut(self, counts: list[int]) -> list[list[int]]:
         """Rows in order, cut where the next one would pass max_batch_tokens or max_batch_inputs."""
         batches: list[list[int]] = []
         current: list[int] = []
         tokens = 0
-        counts = self.count_tokens(texts)
         for row, count in enumerate(counts):
             if current and (tokens + count > self.max_batch_tokens or len(current) >= self.max_batch_inputs):
                 batches.append(current)
@@ -246,10 +281,6 @@ class ServedEmbeddingModel(dg.ConfigurableResource):
             tokens += count
         if current:
             batches.append(current)
-        calls = self.calls
-        with calls.lock:
-            calls.inputs += len(texts)
-            calls.tokens += sum(counts)
         return batches
 
     def _embed_rows(self, texts: list[str], rows: list[int]) -> tuple[dict[int, np.ndarray], dict[int, str]]:

@@ -106,6 +106,14 @@ class TextEmbeddingModel(dg.ConfigurableResource):
         """Requests and tokens sent to a server: none, in process."""
         return {}
 
+    def estimate(self, texts: list[str]) -> dict[str, float]:
+        """What embedding `texts` would cost beyond this machine's time: nothing to say in process."""
+        return {}
+
+    def within_budget(self, spent: int, texts: list[str]) -> int:
+        """An in-process model has no token budget."""
+        return spent
+
     @property
     def prefixes(self) -> tuple[str, str]:
         """(query prefix, document prefix)."""

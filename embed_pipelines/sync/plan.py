@@ -27,6 +27,7 @@ class SyncPlan:
     rows_to_delete: int = 0
     failures: dict[str, str] = field(default_factory=dict)
     unfinished: dict[str, list[str]] = field(default_factory=dict)  # shard -> paths an earlier sync left
+    cost: dict[str, float] = field(default_factory=dict)  # a served model's tokens, requests, seconds, money
 
     def summary(self) -> str:
         changes = self.changes
@@ -42,6 +43,8 @@ class SyncPlan:
             f"chunks: {self.chunks_to_embed} to embed, {self.chunks_to_reuse} to reuse from stored vectors",
             f"rows: {self.rows_to_delete} to delete or replace",
         ]
+        if self.cost:
+            lines.append("embedding: " + ", ".join(f"{name} {value:,.4g}" for name, value in self.cost.items()))
         lines += [f"would fail: {path}: {reason}" for path, reason in sorted(self.failures.items())]
         return "\n".join(lines)
 
@@ -61,6 +64,7 @@ class TextModel(Protocol):
     def chunker(self) -> DocumentChunker: ...
     def chunker_version(self) -> str: ...
     def index_version(self) -> str: ...
+    def estimate(self, texts: list[str]) -> dict[str, float]: ...
 
 
 def plan_sync(collection: Collection, accepts: Accepts, text_model: TextModel) -> SyncPlan:
@@ -73,6 +77,7 @@ def plan_sync(collection: Collection, accepts: Accepts, text_model: TextModel) -
     chunker = text_model.chunker()
     stored_chunks = chunks_store(collection, text_model.chunker_version())
     hashes: list[str] = []
+    texts: dict[str, str] = {}  # chunk hash -> text, of the new and edited files
     for path in changes.added + changes.edited + [new for _, new in changes.renamed]:
         if not is_supported(path):  # a page image: the visual branch's, not the text branch's
             continue
@@ -81,12 +86,16 @@ def plan_sync(collection: Collection, accepts: Accepts, text_model: TextModel) -
         if extraction.status == ExtractionStatus.FAILURE:
             plan.failures[path] = extraction.error or "unknown error"
             continue
-        hashes += [chunk.chunk_hash for chunk in chunker.chunk(extraction.document, path, "")]
+        chunks = chunker.chunk(extraction.document, path, "")
+        hashes += [chunk.chunk_hash for chunk in chunks]
+        texts |= {chunk.chunk_hash: chunk.text for chunk in chunks}
     for path in changes.edited + changes.deleted + [old for old, _ in changes.renamed]:
         plan.rows_to_delete += stored_chunks.row_count(shard_of(path, collection.shard_count), path) or 0
     extractor.close()
     store = embeddings_store(collection, text_model.index_version(), text_model.dimension)
     stored = lookup_vectors(store, hashes)
-    plan.chunks_to_embed = len({h for h in hashes if h not in stored})
+    to_embed = [text for chunk_hash, text in texts.items() if chunk_hash not in stored]
+    plan.chunks_to_embed = len(to_embed)
     plan.chunks_to_reuse = len(hashes) - plan.chunks_to_embed
+    plan.cost = text_model.estimate(to_embed)
     return plan
