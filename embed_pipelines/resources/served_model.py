@@ -28,6 +28,7 @@ import numpy as np
 from pydantic import Field
 
 from embed_pipelines import settings
+from embed_pipelines.resources.postgres import PostgresResource
 from embed_pipelines.settings import ConfigurationError
 from embed_pipelines.text.chunking import DocumentChunker, chunker_settings
 from embed_pipelines.versions.identity import cached_facts
@@ -210,7 +211,7 @@ class ServedEmbeddingModel(dg.ConfigurableResource):
         tokenizer = self._tokenizer()
         if tokenizer is None:
             return [max(1, round(len(text) / self.chars_per_token)) for text in texts]
-        return [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
+        return [len(ids) for ids in tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]]
 
     # identity
 
@@ -223,7 +224,8 @@ class ServedEmbeddingModel(dg.ConfigurableResource):
     def _measure_facts(self) -> dict:
         from embed_pipelines.versions.probes import identify
 
-        return identify(self)
+        with PostgresResource().connect() as conn:
+            return identify(self, conn)
 
     def verify_identity(self) -> None:
         """Before the first vector of a sync: the server still serves the model of the configured version."""
@@ -231,7 +233,8 @@ class ServedEmbeddingModel(dg.ConfigurableResource):
 
         facts, cache_file = self.facts()
         try:
-            check_probes(self, facts)
+            with PostgresResource().connect() as conn:
+                check_probes(self, facts, conn)
         except ConfigurationError:
             cache_file.unlink(missing_ok=True)  # the next run identifies the server again
             raise

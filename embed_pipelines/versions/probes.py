@@ -1,5 +1,6 @@
 """Which model a server serves, by what it computes: fixed probe texts are embedded, and their vectors are
-matched, within a tolerance, against the probes recorded for earlier index versions in PostgreSQL.
+matched, within a tolerance, against the probes recorded for earlier index versions in PostgreSQL (the
+database the pipeline's PostgresResource resolves by default: EMBED_PIPELINES_DSN, else the embedded one).
 
 A name says nothing reliable: servers swap the weights behind the same name, and the same weights go by new
 names and URLs. So the index version of a served model is the provider kind, the dimension, the prefixes and
@@ -46,7 +47,7 @@ CREATE TABLE IF NOT EXISTS embed_pipelines_probes (
 """
 
 
-def identify(model) -> dict:
+def identify(model, conn: psycopg.Connection) -> dict:
     """The served model's facts: its index version, dimension, normalisation and reported name."""
     vectors, reported = _probe(model)
     normalizes = bool(np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3))
@@ -60,17 +61,17 @@ def identify(model) -> dict:
             "chunker_version": model.chunker_version(),
         }
     )
-    with _connect() as conn:
-        version = _matching_version(conn, identity, vectors)
-        if version is None:
-            digest = hashlib.sha256(np.round(vectors, 3).tobytes()).hexdigest()
-            version = index_version({"identity": identity, "probes": digest})
-            conn.execute(
-                "INSERT INTO embed_pipelines_probes (identity, version, reported_model, vectors) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (identity, version, reported, vectors.ravel().tolist()),
-            )
-            version = _matching_version(conn, identity, vectors)  # the first recorded, if two raced
+    _ensure_table(conn)
+    version = _matching_version(conn, identity, vectors)
+    if version is None:
+        digest = hashlib.sha256(np.round(vectors, 3).tobytes()).hexdigest()
+        version = index_version({"identity": identity, "probes": digest})
+        conn.execute(
+            "INSERT INTO embed_pipelines_probes (identity, version, reported_model, vectors) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (identity, version, reported, vectors.ravel().tolist()),
+        )
+        version = _matching_version(conn, identity, vectors)  # the first recorded, if two raced
     return {
         "version": version,
         "identity": identity,
@@ -80,12 +81,12 @@ def identify(model) -> dict:
     }
 
 
-def check_probes(model, facts: dict) -> None:
+def check_probes(model, facts: dict, conn: psycopg.Connection) -> None:
     """Raises when the server no longer computes the vectors recorded for the version (a model swapped
     behind the same name): nothing of it may go into that version's table."""
     vectors, reported = _probe(model)
-    with _connect() as conn:
-        recorded = _recorded(conn, facts["identity"]).get(facts["version"])
+    _ensure_table(conn)
+    recorded = _recorded(conn, facts["identity"]).get(facts["version"])
     if recorded is None or recorded.shape != vectors.shape or _min_cosine(recorded, vectors) < MIN_PROBE_COSINE:
         found = "no probes" if recorded is None or recorded.shape != vectors.shape else "other vectors"
         raise ConfigurationError(
@@ -122,11 +123,7 @@ def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum(axis=1).min())
 
 
-def _connect() -> psycopg.Connection:
-    from embed_pipelines.resources import PostgresResource
-
-    conn = PostgresResource().connect()
+def _ensure_table(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('embed_pipelines_probes'))")
         conn.execute(_DDL)
-    return conn
