@@ -29,6 +29,7 @@ from pydantic import Field
 
 from embed_pipelines import settings
 from embed_pipelines.resources.postgres import PostgresResource
+from embed_pipelines.resources.text_model import _load_tokenizer
 from embed_pipelines.settings import ConfigurationError
 from embed_pipelines.text.chunking import DocumentChunker, chunker_settings
 from embed_pipelines.versions.identity import cached_facts
@@ -161,8 +162,9 @@ class ServedEmbeddingModel(dg.ConfigurableResource):
     def estimate(self, texts: list[str]) -> dict[str, float]:
         """Tokens and requests to embed `texts`; seconds and money where a throughput and a price are set."""
         prefixed = [self.document_prefix + text for text in texts]
-        tokens = sum(self.count_tokens(prefixed)) if texts else 0
-        figures = {"tokens": tokens, "requests": len(self._cut(self.count_tokens(prefixed)))}
+        counts = self.count_tokens(prefixed) if texts else []
+        tokens = sum(counts)
+        figures = {"tokens": tokens, "requests": len(self._cut(counts))}
         if self.tokens_per_second:
             figures["seconds"] = tokens / self.tokens_per_second
         if self.price_per_million_tokens is not None:
@@ -330,13 +332,6 @@ class ServedEmbeddingModel(dg.ConfigurableResource):
 
         files = model_fingerprint(Path(self.tokenizer).expanduser().resolve(), settings.fingerprint_cache())
         return {name: digest for name, digest in files.items() if name in TOKENIZER_FILES}
-
-
-@cache
-def _load_tokenizer(folder: Path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(folder)
 
 
 def _vector(embedding) -> np.ndarray:
