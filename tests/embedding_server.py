@@ -9,6 +9,7 @@ infinity-emb pins numpy<2 and sentence-transformers<4, so it lives in its own vi
 from __future__ import annotations
 
 import fcntl
+import functools
 import http.server
 import json
 import os
@@ -78,14 +79,29 @@ class EmbeddingServer:
         self.process.wait(20)
 
 
+@functools.cache
+def _tokenizer(folder: Path):
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.no_truncation()  # counts, like the servers' /tokenize
+    tokenizer.no_padding()
+    return tokenizer
+
+
 class FaultProxy:
     """An HTTP proxy to `upstream` whose next requests meet the faults queued with `then`: a (status, headers,
     body) answer, "reset" (the connection closes unanswered), or a delay in seconds before forwarding. A request
     with an input holding one of `refused` (substrings) is answered 400, every time. It records every forwarded
-    request's inputs and status."""
+    request's inputs and status.
 
-    def __init__(self, upstream: str):
+    With `tokenize=(shape, folder)` it also answers `POST /tokenize` as text-embeddings-inference ("tei") or
+    vLLM ("vllm") would, with the tokenizer of the served model's folder. A stand-in: infinity has no
+    /tokenize, and neither TEI (a Rust server) nor vLLM (CUDA builds) runs on this machine."""
+
+    def __init__(self, upstream: str, tokenize: tuple[str, Path] | None = None):
         self.upstream = upstream.rstrip("/")
+        self.tokenize_requests = 0
         self.faults: list[tuple[int, dict, bytes] | str | float] = []
         self.refused: set[str] = set()
         self.forwarded: list[tuple[list[str], int]] = []  # (inputs, upstream status)
@@ -102,6 +118,8 @@ class FaultProxy:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 request = json.loads(body or b"{}")
+                if self.path == "/tokenize":
+                    return self._answer(*tokenize_answer(request))
                 inputs = request.get("input") or []
                 inputs = [inputs] if isinstance(inputs, str) else inputs
                 if any(marker in text for marker in proxy.refused for text in inputs):
@@ -141,6 +159,25 @@ class FaultProxy:
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
+
+        def tokenize_answer(request: dict) -> tuple[int, dict, bytes]:
+            with proxy.lock:
+                proxy.tokenize_requests += 1
+            if tokenize is None:
+                return 404, {}, b'{"detail": "Not Found"}'
+            shape, folder = tokenize
+            tokenizer = _tokenizer(folder)
+            special = request.get("add_special_tokens", True)
+            if shape == "tei" and "inputs" in request:
+                inputs = [request["inputs"]] if isinstance(request["inputs"], str) else request["inputs"]
+                encodings = tokenizer.encode_batch(inputs, add_special_tokens=special)
+                answer = [[{"id": token, "special": False} for token in found.ids] for found in encodings]
+            elif shape == "vllm" and isinstance(request.get("prompt"), str):
+                ids = tokenizer.encode(request["prompt"], add_special_tokens=special).ids
+                answer = {"count": len(ids), "max_model_len": 512, "tokens": ids}
+            else:
+                return 422, {}, b'{"error": "unprocessable request"}'
+            return 200, {}, json.dumps(answer).encode()
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"

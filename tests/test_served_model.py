@@ -7,13 +7,15 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from embedding_server import EmbeddingServer
+from embedding_server import EmbeddingServer, FaultProxy
 from safetensors.torch import load_file, save_file
 from support import indexed_rows, latest_metadata, run_index, write_corpus
 
 from embed_pipelines import api
 from embed_pipelines.resources import ServedEmbeddingModel, TextEmbeddingModel
 from embed_pipelines.resources.text_model import bundled_model_folder
+from embed_pipelines.settings import ConfigurationError
+from embed_pipelines.text.extraction import DocumentExtractor
 
 PARAGRAPHS = [
     "Varroa mites are counted with an alcohol wash of about 300 bees.",
@@ -38,13 +40,8 @@ def registry(postgres, monkeypatch):
 def served(base_url: str, name: str = "minilm", **settings) -> ServedEmbeddingModel:
     """MiniLM through a server, chunked with its own tokenizer to the local model's limit: the same chunks."""
     local = TextEmbeddingModel(device="cpu")
-    return ServedEmbeddingModel(
-        base_url=base_url,
-        model=name,
-        tokenizer=str(bundled_model_folder()),
-        chunk_tokens=local.chunk_token_limit(),
-        **settings,
-    )
+    settings = {"tokenizer": str(bundled_model_folder()), "chunk_tokens": local.chunk_token_limit(), **settings}
+    return ServedEmbeddingModel(base_url=base_url, model=name, **settings)
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -166,3 +163,31 @@ def test_the_plan_counts_and_prices_what_a_sync_sends_and_a_budget_stops_a_sync_
     enough = served(minilm_server.base_url, **pricing, max_tokens_per_sync=tokens)
     run_index(source, "priced", instance, enough, registry)
     assert latest_metadata(instance, "priced", "embeddings")["server_tokens"] == tokens, "as the plan said"
+
+
+@pytest.mark.parametrize("shape", ["tei", "vllm"])
+def test_chunks_are_sized_by_the_server_s_own_tokenize(tmp_path, minilm_server, registry, shape):
+    proxy = FaultProxy(minilm_server.base_url, tokenize=(shape, bundled_model_folder()))
+    try:
+        by_server, by_folder = served(proxy.base_url, tokenizer="server"), served(proxy.base_url)
+        texts = [*PARAGRAPHS, "Überwinterung: " + "brood " * 400]
+        assert by_server.count_tokens(texts) == by_folder.count_tokens(texts)
+        asked = proxy.tokenize_requests
+        assert by_server.count_tokens(texts) == by_folder.count_tokens(texts) and proxy.tokenize_requests == asked
+
+        source = tmp_path / "season.md"
+        sections = [f"## Week {week}\n\n" + " ".join(PARAGRAPHS[: 1 + week % 4]) * (1 + week % 3) for week in range(30)]
+        source.write_text("# The beekeeping season\n\n" + "\n\n".join(sections))
+        document = DocumentExtractor().extract(source).document
+        chunks = [by_model.chunker().chunk(document, "season.md", "sha") for by_model in (by_server, by_folder)]
+        assert len(chunks[0]) > 3
+        assert [(c.text, c.token_count) for c in chunks[0]] == [(c.text, c.token_count) for c in chunks[1]]
+        by_characters = served(proxy.base_url, tokenizer="")
+        assert by_server.chunker_version() not in (by_folder.chunker_version(), by_characters.chunker_version())
+    finally:
+        proxy.stop()
+
+
+def test_a_server_without_tokenize_is_named_when_chunks_should_be_sized_by_it(minilm_server, registry):
+    with pytest.raises(ConfigurationError, match=r"has no /tokenize .* name a local tokenizer folder"):
+        served(minilm_server.base_url, tokenizer="server").count_tokens(PARAGRAPHS)

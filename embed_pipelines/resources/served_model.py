@@ -14,6 +14,9 @@ against the probes of versions made before.
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
+import math
 import os
 import threading
 import time
@@ -29,6 +32,7 @@ from pydantic import Field
 
 from embed_pipelines import settings
 from embed_pipelines.resources.postgres import PostgresResource
+from embed_pipelines.resources.server_tokenizer import ServerTokenizer
 from embed_pipelines.resources.text_model import _load_tokenizer
 from embed_pipelines.settings import ConfigurationError
 from embed_pipelines.text.chunking import DocumentChunker, chunker_settings
@@ -126,7 +130,11 @@ class ServedEmbeddingModel(dg.ConfigurableResource):
     api_key_env: str = Field(default="", description="The environment variable holding the API key, if any.")
     query_prefix: str = Field(default="", description="Prepended to questions (e.g. 'query: ').")
     document_prefix: str = Field(default="", description="Prepended to chunks (e.g. 'passage: ').")
-    tokenizer: str = Field(default="", description="A local tokenizer folder that sizes chunks and batches.")
+    tokenizer: str = Field(
+        default="",
+        description="What sizes chunks and batches: a local tokenizer folder, 'server' for the server's own "
+        "/tokenize (text-embeddings-inference, vLLM), or nothing for a character budget.",
+    )
     chunk_tokens: int = Field(default=256, description="Tokens a chunk may hold.")
     chars_per_token: float = Field(default=4.0, description="Without a tokenizer: characters counted as a token.")
     max_batch_tokens: int = Field(default=8192, description="Tokens of one request, at most.")
@@ -187,13 +195,25 @@ class ServedEmbeddingModel(dg.ConfigurableResource):
         return self.chunk_tokens
 
     def chunker(self) -> DocumentChunker:
-        return DocumentChunker(self._tokenizer(), self.chunk_tokens, chars_per_token=self.chars_per_token)
+        return DocumentChunker(self._tokenizer(), self.chunk_tokens, count_tokens=self._count_one)
 
     def chunker_version(self) -> str:
+        return self.facts()[0]["chunker_version"]
+
+    def measure_chunker_version(self) -> str:
+        """The chunker's settings and how it counts: the tokenizer's files, the token ids the server's
+        /tokenize gives the probe texts, or the character budget."""
         from embed_pipelines.versions.identity import index_version
 
-        counting = self._tokenizer_files() or {"chars_per_token": self.chars_per_token}
-        return index_version({**chunker_settings(self.chunk_tokens), "tokenizer": counting})
+        return index_version({**chunker_settings(self.chunk_tokens), "tokenizer": self._counting()})
+
+    def _counting(self) -> dict:
+        if self.tokenizer == "server":
+            from embed_pipelines.versions.probes import PROBES
+
+            ids = self._server_tokenizer().token_ids(list(PROBES))
+            return {"server_tokenize": hashlib.sha256(json.dumps(ids).encode()).hexdigest()}
+        return self._tokenizer_files() or {"chars_per_token": self.chars_per_token}
 
     def index_version(self) -> str:
         return self.facts()[0]["version"]
@@ -210,17 +230,25 @@ class ServedEmbeddingModel(dg.ConfigurableResource):
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """As batches are cut: by the tokenizer when there is one, else by the character budget."""
+        if self.tokenizer == "server":
+            return self._server_tokenizer().counts(texts)
         tokenizer = self._tokenizer()
         if tokenizer is None:
-            return [max(1, round(len(text) / self.chars_per_token)) for text in texts]
+            return [math.ceil(len(text) / self.chars_per_token) for text in texts]
         return [len(ids) for ids in tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]]
+
+    def _count_one(self, text: str) -> int:
+        """As docling's chunker counts with a local tokenizer: without special tokens."""
+        if self.tokenizer == "server":
+            return self._server_tokenizer().count_tokens(text)
+        return self.count_tokens([text])[0]
 
     # identity
 
     def facts(self) -> tuple[dict, Path]:
         """The server's model as it says and shows itself (see versions/probes.py), cached per settings so a
         run loads without asking the server; `verify_identity` checks it before anything is embedded."""
-        key = {"served": self.model_dump(exclude={"price_per_million_tokens", "tokens_per_second"})}
+        key = {"served": self.model_dump(exclude={"price_per_million_tokens", "tokens_per_second"}), "facts": 2}
         return cached_facts(settings.fingerprint_cache(), key, self._measure_facts)
 
     def _measure_facts(self) -> dict:
@@ -321,17 +349,24 @@ class ServedEmbeddingModel(dg.ConfigurableResource):
         return [_vector(item.embedding) for item in ordered], response.model
 
     def _tokenizer(self):
-        if not self.tokenizer:
+        """The local tokenizer, where a folder is named."""
+        if self.tokenizer in ("", "server"):
             return None
         return _load_tokenizer(Path(self.tokenizer).expanduser().resolve())
 
+    def _server_tokenizer(self) -> ServerTokenizer:
+        return _server_tokenizer(self.base_url, self.model, self.api_key_env, self.timeout_s, self.max_concurrency)
+
     def _tokenizer_files(self) -> dict[str, str]:
-        if not self.tokenizer:
+        if self.tokenizer in ("", "server"):
             return {}
         from embed_pipelines.versions.identity import TOKENIZER_FILES, model_fingerprint
 
         files = model_fingerprint(Path(self.tokenizer).expanduser().resolve(), settings.fingerprint_cache())
         return {name: digest for name, digest in files.items() if name in TOKENIZER_FILES}
+
+
+_server_tokenizer = cache(ServerTokenizer)  # one per server and settings in a process: its counts are kept
 
 
 def _vector(embedding) -> np.ndarray:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -31,15 +31,15 @@ def chunker_settings(max_tokens: int, merge_peers: bool = True) -> dict:
 
 class DocumentChunker:
     """docling's HybridChunker with the embedding model's own tokenizer and an explicit token limit
-    (without both, HybridChunker reaches for the Hugging Face hub). Without a tokenizer (a served model
-    that does not say how it counts), tokens are counted as `chars_per_token` characters each."""
+    (without both, HybridChunker reaches for the Hugging Face hub). Without a tokenizer at hand (a served
+    model), `count_tokens` counts: the server's /tokenize, or a character budget."""
 
     def __init__(
         self,
         tokenizer: PreTrainedTokenizerBase | None,
         max_tokens: int,
         merge_peers: bool = True,
-        chars_per_token: float = 4.0,
+        count_tokens: Callable[[str], int] | None = None,
     ):
         from docling_core.transforms.chunker.hybrid_chunker import HybridChunker  # seconds: only to chunk
         from docling_core.transforms.chunker.tokenizer.huggingface import HuggingFaceTokenizer
@@ -47,7 +47,7 @@ class DocumentChunker:
         self.max_tokens = max_tokens
         self.merge_peers = merge_peers
         if tokenizer is None:
-            self._tokenizer = _character_budget(max_tokens, chars_per_token)
+            self._tokenizer = _counting(max_tokens, count_tokens)
         else:
             self._tokenizer = HuggingFaceTokenizer(tokenizer=tokenizer, max_tokens=max_tokens)
         self._chunker = HybridChunker(tokenizer=self._tokenizer, merge_peers=merge_peers)
@@ -78,13 +78,13 @@ class DocumentChunker:
         return chunks
 
 
-def _character_budget(max_tokens: int, chars_per_token: float):
-    """A docling tokenizer that counts characters: `chars_per_token` of them make a token."""
+def _counting(max_tokens: int, count: Callable[[str], int]):
+    """A docling tokenizer that only counts, with `count`."""
     from docling_core.transforms.chunker.tokenizer.base import BaseTokenizer
 
-    class CharacterBudget(BaseTokenizer):
+    class Counting(BaseTokenizer):
         def count_tokens(self, text: str) -> int:
-            return math.ceil(len(text) / chars_per_token)
+            return count(text)
 
         def get_max_tokens(self) -> int:
             return max_tokens
@@ -92,7 +92,7 @@ def _character_budget(max_tokens: int, chars_per_token: float):
         def get_tokenizer(self):
             return self.count_tokens
 
-    return CharacterBudget()
+    return Counting()
 
 
 _worker_chunker: DocumentChunker | None = None  # in a pool's worker process: the chunker it inherited

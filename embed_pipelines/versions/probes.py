@@ -51,6 +51,7 @@ def identify(model, conn: psycopg.Connection) -> dict:
     """The served model's facts: its index version, dimension, normalisation and reported name."""
     vectors, reported = _probe(model)
     normalizes = bool(np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3))
+    chunker_version = model.measure_chunker_version()
     identity = index_version(
         {
             "provider": model.provider,
@@ -58,7 +59,7 @@ def identify(model, conn: psycopg.Connection) -> dict:
             "prefixes": [model.query_prefix, model.document_prefix],
             "normalizes": normalizes,
             **chunker_settings(model.chunk_token_limit()),
-            "chunker_version": model.chunker_version(),
+            "chunker_version": chunker_version,
         }
     )
     _ensure_table(conn)
@@ -78,6 +79,7 @@ def identify(model, conn: psycopg.Connection) -> dict:
         "dimension": int(vectors.shape[1]),
         "normalizes": normalizes,
         "reported_model": reported,
+        "chunker_version": chunker_version,
     }
 
 
