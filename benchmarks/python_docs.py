@@ -1,6 +1,8 @@
-"""The benchmarks' corpus: the HTML pages of Debian's Python documentation, never committed.
+"""The benchmarks' corpus: Debian's Python documentation, never committed: its HTML pages, or (`sources=True`)
+the reStructuredText sources they were built from, as plain-text peers' benchmarks use them.
 
-apt-get install python3.11-doc      # 530 pages, 67 MB of HTML under /usr/share/doc/python3.11/html
+apt-get install python3.11-doc      # 530 pages, 67 MB of HTML under /usr/share/doc/python3.11/html,
+                                    # 497 sources under its _sources/
 """
 
 from __future__ import annotations
@@ -19,6 +21,26 @@ def html_pages(corpus: Path) -> list[Path]:
     return sorted(
         p for p in corpus.rglob("*.html") if not any(part.startswith("_") for part in p.relative_to(corpus).parts)
     )
+
+
+def documentation(corpus: Path, sources: bool) -> tuple[Path, list[Path]]:
+    """The folder the files are relative to, and the files sorted by path: HTML pages or .rst sources."""
+    if not sources:
+        return corpus, html_pages(corpus)
+    folder = corpus / "_sources"
+    if not folder.is_dir():
+        sys.exit(f"{folder} not found: apt-get install python3.11-doc, or pass --corpus")
+    return folder, sorted(folder.rglob("*.rst.txt"))
+
+
+def edit(page: Path) -> None:
+    """A new paragraph at the end of a page's text."""
+    paragraph = "Edited for the benchmark: a new paragraph."
+    text = page.read_text(encoding="utf-8", errors="replace")
+    if page.suffix == ".html":
+        page.write_text(text.replace("</body>", f"<p>{paragraph}</p></body>", 1))
+    else:
+        page.write_text(f"{text.rstrip()}\n\n{paragraph}\n")
 
 
 def copy_pages(pages: list[Path], corpus: Path, target: Path) -> int:

@@ -4,7 +4,10 @@ sensor's scan of 10,000 unchanged files.
 Corpus: the HTML pages of Debian's Python documentation, never committed:
 
     apt-get install python3.11-doc
-    .venv/bin/python benchmarks/sync.py [--corpus /usr/share/doc/python3.11/html] [--limit 300]
+    .venv/bin/python benchmarks/sync.py [--corpus /usr/share/doc/python3.11/html] [--limit 300] [--sources]
+
+--sources takes the reStructuredText sources instead of the HTML pages (the peers' figures in the README were
+measured on 100 of them).
 
 Each sync runs as `embed-pipelines index` would: its own process, a persistent Dagster instance and state
 folder, the embedded PostgreSQL. Wall time includes process start and imports. A plain re-index loop (what
@@ -24,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from python_docs import DEFAULT_CORPUS, copy_pages, html_pages
+from python_docs import DEFAULT_CORPUS, copy_pages, documentation, edit
 
 COLLECTION = "bench"
 CHURN = 5
@@ -73,10 +76,9 @@ def timed_sync(home: Path) -> dict:
 
 
 def churn(corpus: Path, spare: list[Path], source: Path) -> None:
-    files = sorted(corpus.rglob("*.html"))
-    for page in files[:CHURN]:  # edit one paragraph's worth: a new paragraph before </body>
-        text = page.read_text(encoding="utf-8", errors="replace")
-        page.write_text(text.replace("</body>", "<p>Edited for the benchmark: a new paragraph.</p></body>", 1))
+    files = sorted(path for path in corpus.rglob("*") if path.is_file())
+    for page in files[:CHURN]:
+        edit(page)
     for page in files[-CHURN:]:
         page.unlink()
     for page in spare[:CHURN]:
@@ -113,6 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--limit", type=int, default=300)
+    parser.add_argument("--sources", action="store_true", help="the .rst sources instead of the HTML pages")
     parser.add_argument("--scan-files", type=int, default=10_000)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -123,17 +126,18 @@ def main() -> None:
     print(f"sensor scan of {args.scan_files} unchanged files: {scan_s * 1000:.0f} ms (changes found: {changed})")
 
     os.environ["HF_HUB_OFFLINE"] = "1"
-    pages = html_pages(args.corpus)
+    folder, pages = documentation(args.corpus, args.sources)
     with tempfile.TemporaryDirectory(prefix="embed-sync-") as tmp:
         home = Path(tmp)
-        copy_pages(pages[: args.limit], args.corpus, home / "corpus")
+        copy_pages(pages[: args.limit], folder, home / "corpus")
         results = {"initial": timed_sync(home)}
-        churn(home / "corpus", pages[args.limit :], args.corpus)
+        churn(home / "corpus", pages[args.limit :], folder)
         results["incremental"] = timed_sync(home)
         results["no-op"] = timed_sync(home)
 
     initial = results["initial"]["wall_s"]
-    print(f"\ncorpus: {args.limit} HTML files; churn: {CHURN} edited, {CHURN} deleted, {CHURN} added")
+    kind = "source" if args.sources else "HTML"
+    print(f"\ncorpus: {args.limit} {kind} files; churn: {CHURN} edited, {CHURN} deleted, {CHURN} added")
     header = f"{'sync':12}{'wall s':>9}{'% of initial':>14}{'run s':>8}{'model calls':>13}{'model loaded':>14}"
     header += f"{'reused':>8}{'rows written':>14}{'rows deleted':>14}{'peak RSS MiB':>14}"
     print(header)

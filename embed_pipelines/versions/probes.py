@@ -31,9 +31,9 @@ PROBES = (
     "a",
     "Beekeepers inspect the brood frames every week in spring.",
 )
-# Same model: every probe's cosine to its recorded vector at least this. Measured on infinity (CPU, fp32):
-# repeats and batch sizes 1-8 differ by under 1e-6; bf16 servers on GPUs differ by up to ~1e-3 across batch
-# sizes. Another model (even a fine-tune of the same one) differs by far more.
+# Same model: every probe's cosine to its recorded vector at least this. benchmarks/probe_noise.py (MiniLM):
+# asked again, in batches of 1-8 or among 56 other inputs through infinity, 1 - cos <= 1.2e-7; bf16 weights
+# 7e-5 (bf16 on an H200 against fp32: 5e-4). The same weights with N(0, 0.002) noise: 9.3e-3, caught.
 MIN_PROBE_COSINE = 0.995
 
 _DDL = """
