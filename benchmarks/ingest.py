@@ -3,7 +3,7 @@
 Corpus: the HTML pages of Debian's Python documentation (530 files, 67 MB of HTML), never committed:
 
     apt-get install python3.11-doc
-    .venv/bin/python benchmarks/ingest.py [--corpus /usr/share/doc/python3.11/html] [--limit 300]
+    .venv/bin/python benchmarks/ingest.py [--corpus /usr/share/doc/python3.11/html] [--limit 300] [--sources]
 
 Both contenders run in their own process, on the same machine, against the same embedded PostgreSQL, and
 print their own peak RSS. The plain loop gets the pipeline's own chunks (same texts, same count), so the
@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from python_docs import DEFAULT_CORPUS, copy_pages, html_pages
+from python_docs import DEFAULT_CORPUS, copy_pages, documentation
 
 COLLECTION = "bench"
 
@@ -51,18 +51,20 @@ def run_pipeline(corpus: Path) -> dict:
     return {"chunks": chunks, "wall_s": wall, "steps_s": steps, "peak_rss_mib": peak_rss_mib()}
 
 
-def run_plain_loop(state_dir: Path, batch_size: int) -> dict:
-    """What users write by hand: SentenceTransformer.encode, then binary COPY into a pgvector table."""
-    import pyarrow.dataset as ds
+def run_plain_loop(batch_size: int) -> dict:
+    """What users write by hand: SentenceTransformer.encode, then binary COPY into a pgvector table. Its texts
+    are the pipeline's chunks, read back from the pipeline's table. Timed from before its imports, as the
+    pipeline's run, which imports torch, transformers and docling only when it needs them."""
+    started = time.perf_counter()
     from pgvector.psycopg import register_vector
     from sentence_transformers import SentenceTransformer
 
     from embed_pipelines.resources import PostgresResource
     from embed_pipelines.resources.text_model import bundled_model_folder
 
-    texts = ds.dataset(state_dir / COLLECTION / "chunks", format="parquet").to_table(columns=["text"])
-    texts = texts.column("text").to_pylist()
-    started = time.perf_counter()
+    with PostgresResource().connect() as conn:
+        rows = conn.execute(f"SELECT text FROM {COLLECTION} ORDER BY document_path, chunk_ordinal").fetchall()
+    texts = [text for (text,) in rows]
     model = SentenceTransformer(str(bundled_model_folder()), device="cpu")
     vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True)
     encoded = time.perf_counter()
@@ -88,14 +90,18 @@ def run_plain_loop(state_dir: Path, batch_size: int) -> dict:
 
 def child(kind: str, home: Path, batch_size: int) -> dict:
     command = [sys.executable, __file__, "--child", kind, "--home", str(home), "--batch-size", str(batch_size)]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"the {kind} contender failed:\n{done.stderr[-3000:]}")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"{kind}: {json.dumps(figures)}", flush=True)
+    return figures
 
 
-def report(pipeline: dict, plain: dict, files: int) -> None:
+def report(pipeline: dict, plain: dict, files: str) -> None:
     steps = pipeline["steps_s"]
     embed_load = steps["embeddings"] + steps["vector_index"]
-    print(f"\ncorpus: {files} HTML files, {pipeline['chunks']} chunks (both contenders)")
+    print(f"\ncorpus: {files}, {pipeline['chunks']} chunks (both contenders)")
     print(f"{'':38}{'seconds':>10}{'chunks/s':>10}{'peak RSS MiB':>14}")
     rows = [
         ("embed-pipelines, end to end", pipeline["wall_s"], pipeline["peak_rss_mib"]),
@@ -114,7 +120,8 @@ def report(pipeline: dict, plain: dict, files: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
-    parser.add_argument("--limit", type=int, default=300, help="number of HTML files (default 300)")
+    parser.add_argument("--limit", type=int, default=300, help="number of files (default 300)")
+    parser.add_argument("--sources", action="store_true", help="the .rst sources instead of the HTML pages")
     parser.add_argument("--batch-size", type=int, default=32, help="sentence-transformers batch size")
     parser.add_argument("--child", choices=["pipeline", "plain"], help=argparse.SUPPRESS)
     parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
@@ -122,17 +129,17 @@ def main() -> None:
 
     if args.child:
         os.environ["EMBED_PIPELINES_HOME"] = str(args.home)
-        corpus, state = args.home / "corpus", args.home / "state"
-        figures = run_pipeline(corpus) if args.child == "pipeline" else run_plain_loop(state, args.batch_size)
+        figures = run_pipeline(args.home / "corpus") if args.child == "pipeline" else run_plain_loop(args.batch_size)
         print(json.dumps(figures))
         return
 
     os.environ["HF_HUB_OFFLINE"] = "1"
     with tempfile.TemporaryDirectory(prefix="embed-bench-") as home:
-        files = copy_pages(html_pages(args.corpus)[: args.limit], args.corpus, Path(home) / "corpus")
+        folder, pages = documentation(args.corpus, args.sources)
+        files = copy_pages(pages[: args.limit], folder, Path(home) / "corpus")
         pipeline = child("pipeline", Path(home), args.batch_size)
         plain = child("plain", Path(home), args.batch_size)
-    report(pipeline, plain, files)
+    report(pipeline, plain, f"{files} {'source' if args.sources else 'HTML'} files")
 
 
 if __name__ == "__main__":
