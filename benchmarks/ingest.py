@@ -36,6 +36,7 @@ def run_pipeline(corpus: Path) -> dict:
     import dagster as dg
 
     from embed_pipelines import api
+    from embed_pipelines.resources import PostgresResource
 
     started = time.perf_counter()
     with dg.instance_for_test() as instance:
@@ -46,15 +47,16 @@ def run_pipeline(corpus: Path) -> dict:
             stat.step_key.split("__", 1)[1]: stat.end_time - stat.start_time
             for stat in instance.get_run_step_stats(result.run_id)
         }
-        rows = instance.get_latest_materialization_event(dg.AssetKey([COLLECTION, "vector_index"]))
-        chunks = rows.asset_materialization.metadata["rows_written"].value
-    return {"chunks": chunks, "wall_s": wall, "steps_s": steps, "peak_rss_mib": peak_rss_mib()}
+    with PostgresResource().connect() as conn:  # the plain loop's texts: the same chunks
+        rows = conn.execute(f"SELECT text FROM {COLLECTION} ORDER BY document_path, chunk_ordinal").fetchall()
+    (corpus.parent / "chunks.json").write_text(json.dumps([text for (text,) in rows]))
+    return {"chunks": len(rows), "wall_s": wall, "steps_s": steps, "peak_rss_mib": peak_rss_mib()}
 
 
-def run_plain_loop(batch_size: int) -> dict:
-    """What users write by hand: SentenceTransformer.encode, then binary COPY into a pgvector table. Its texts
-    are the pipeline's chunks, read back from the pipeline's table. Timed from before its imports, as the
-    pipeline's run, which imports torch, transformers and docling only when it needs them."""
+def run_plain_loop(home: Path, batch_size: int) -> dict:
+    """What users write by hand: SentenceTransformer.encode, then binary COPY into a pgvector table, over the
+    pipeline's own chunks. Timed from before its imports, as the pipeline's run, which imports torch,
+    transformers and docling only when it needs them."""
     started = time.perf_counter()
     from pgvector.psycopg import register_vector
     from sentence_transformers import SentenceTransformer
@@ -62,9 +64,7 @@ def run_plain_loop(batch_size: int) -> dict:
     from embed_pipelines.resources import PostgresResource
     from embed_pipelines.resources.text_model import bundled_model_folder
 
-    with PostgresResource().connect() as conn:
-        rows = conn.execute(f"SELECT text FROM {COLLECTION} ORDER BY document_path, chunk_ordinal").fetchall()
-    texts = [text for (text,) in rows]
+    texts = json.loads((home / "chunks.json").read_text())
     model = SentenceTransformer(str(bundled_model_folder()), device="cpu")
     vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True)
     encoded = time.perf_counter()
@@ -129,8 +129,10 @@ def main() -> None:
 
     if args.child:
         os.environ["EMBED_PIPELINES_HOME"] = str(args.home)
-        figures = run_pipeline(args.home / "corpus") if args.child == "pipeline" else run_plain_loop(args.batch_size)
-        print(json.dumps(figures))
+        if args.child == "pipeline":
+            print(json.dumps(run_pipeline(args.home / "corpus")))
+        else:
+            print(json.dumps(run_plain_loop(args.home, args.batch_size)))
         return
 
     os.environ["HF_HUB_OFFLINE"] = "1"
