@@ -81,6 +81,15 @@ def integer(variable: str, default: int, minimum: int = 1) -> int:
     return int(value)
 
 
+def api_key(variable: str) -> str:
+    """The key in the named variable ("" when none is named); read where a request is made, kept nowhere else
+    (not in config, metadata, logs or errors)."""
+    key = os.environ.get(variable, "") if variable else ""
+    if variable and not key:
+        raise ConfigurationError(f"the embedding server's API key is read from ${variable}, which is not set")
+    return key
+
+
 def share(variable: str, default: float) -> float:
     value = os.environ.get(variable, str(default))
     try:

@@ -79,6 +79,9 @@ class EmbeddingServer:
         self.process.wait(20)
 
 
+TEI_MAX_CLIENT_BATCH = 32  # text-embeddings-inference's --max-client-batch-size default
+
+
 @functools.cache
 def _tokenizer(folder: Path):
     from tokenizers import Tokenizer
@@ -96,7 +99,8 @@ class FaultProxy:
     request's inputs and status.
 
     With `tokenize=(shape, folder)` it also answers `POST /tokenize` as text-embeddings-inference ("tei") or
-    vLLM ("vllm") would, with the tokenizer of the served model's folder. A stand-in: infinity has no
+    vLLM ("vllm") would, with the tokenizer of the served model's folder, and TEI's default limit of 32 inputs a
+    request (413 past it). A stand-in: infinity has no
     /tokenize, and neither TEI (a Rust server) nor vLLM (CUDA builds) runs on this machine."""
 
     def __init__(self, upstream: str, tokenize: tuple[str, Path] | None = None):
@@ -170,6 +174,8 @@ class FaultProxy:
             special = request.get("add_special_tokens", True)
             if shape == "tei" and "inputs" in request:
                 inputs = [request["inputs"]] if isinstance(request["inputs"], str) else request["inputs"]
+                if len(inputs) > TEI_MAX_CLIENT_BATCH:
+                    return 413, {}, b'{"error": "batch size > 32", "error_type": "validation"}'
                 encodings = tokenizer.encode_batch(inputs, add_special_tokens=special)
                 answer = [[{"id": token, "special": False} for token in found.ids] for found in encodings]
             elif shape == "vllm" and isinstance(request.get("prompt"), str):

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from embedding_server import EmbeddingServer, FaultProxy
+from embedding_server import TEI_MAX_CLIENT_BATCH, EmbeddingServer, FaultProxy
 from safetensors.torch import load_file, save_file
 from support import indexed_rows, latest_metadata, run_index, write_corpus
 
@@ -169,8 +169,9 @@ def test_the_plan_counts_and_prices_what_a_sync_sends_and_a_budget_stops_a_sync_
 def test_chunks_are_sized_by_the_server_s_own_tokenize(tmp_path, minilm_server, registry, shape):
     proxy = FaultProxy(minilm_server.base_url, tokenize=(shape, bundled_model_folder()))
     try:
-        by_server, by_folder = served(proxy.base_url, tokenizer="server"), served(proxy.base_url)
-        texts = [*PARAGRAPHS, "Überwinterung: " + "brood " * 400]
+        by_server = served(proxy.base_url, tokenizer="server", max_batch_inputs=TEI_MAX_CLIENT_BATCH)
+        by_folder = served(proxy.base_url)
+        texts = [*PARAGRAPHS, "Überwinterung: " + "brood " * 400] + [f"Frame {n} of the brood box." for n in range(40)]
         assert by_server.count_tokens(texts) == by_folder.count_tokens(texts)
         asked = proxy.tokenize_requests
         assert by_server.count_tokens(texts) == by_folder.count_tokens(texts) and proxy.tokenize_requests == asked

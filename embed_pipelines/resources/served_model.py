@@ -17,7 +17,6 @@ import base64
 import hashlib
 import json
 import math
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -105,9 +104,7 @@ def _client(base_url: str, api_key_env: str, timeout_s: float, max_retries: int)
             with calls.lock:
                 calls.retries += 1
 
-    key = os.environ.get(api_key_env, "") if api_key_env else "not-needed"
-    if api_key_env and not key:
-        raise ConfigurationError(f"the embedding server's API key is read from ${api_key_env}, which is not set")
+    key = settings.api_key(api_key_env) or "not-needed"  # the client insists on one
     http = httpx.Client(event_hooks={"request": [on_request], "response": [on_response]}, timeout=timeout_s)
     client = openai.OpenAI(base_url=base_url, api_key=key, timeout=timeout_s, max_retries=max_retries, http_client=http)
     return _Client(client, calls)
@@ -248,7 +245,8 @@ class ServedEmbeddingModel(dg.ConfigurableResource):
     def facts(self) -> tuple[dict, Path]:
         """The server's model as it says and shows itself (see versions/probes.py), cached per settings so a
         run loads without asking the server; `verify_identity` checks it before anything is embedded."""
-        key = {"served": self.model_dump(exclude={"price_per_million_tokens", "tokens_per_second"}), "facts": 2}
+        served = self.model_dump(exclude={"price_per_million_tokens", "tokens_per_second"})
+        key = {"served": served, "facts": 2}  # 2: the facts hold the chunker's version too
         return cached_facts(settings.fingerprint_cache(), key, self._measure_facts)
 
     def _measure_facts(self) -> dict:
@@ -355,7 +353,9 @@ class ServedEmbeddingModel(dg.ConfigurableResource):
         return _load_tokenizer(Path(self.tokenizer).expanduser().resolve())
 
     def _server_tokenizer(self) -> ServerTokenizer:
-        return _server_tokenizer(self.base_url, self.model, self.api_key_env, self.timeout_s, self.max_concurrency)
+        return _server_tokenizer(
+            self.base_url, self.model, self.api_key_env, self.timeout_s, self.max_concurrency, self.max_batch_inputs
+        )
 
     def _tokenizer_files(self) -> dict[str, str]:
         if self.tokenizer in ("", "server"):

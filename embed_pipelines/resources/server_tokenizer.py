@@ -2,8 +2,9 @@
 the server's root, beside /v1) with the tokens their model sees, so chunks are sized by the model's own
 tokenizer without a copy of it on this machine.
 
-The two shapes differ: TEI takes a batch (`{"inputs": [...]}`, a list of token lists back), vLLM one prompt
-per request (`{"prompt": ...}`, `{"tokens": [...]}` back). The first answer says which one the server speaks.
+The two shapes differ: TEI takes a batch (`{"inputs": [...]}`, at most its client batch size, a list of token
+lists back), vLLM one prompt per request (`{"prompt": ...}`, `{"tokens": [...]}` back). Which one the server
+speaks is found once, with a short text that neither refuses for its length.
 Counts are remembered per text: docling's chunker asks about the same windows again and again. Chunks are
 sized without special tokens (as docling counts with a local tokenizer), requests with them.
 """
@@ -14,21 +15,26 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Literal
 
+from embed_pipelines import settings
 from embed_pipelines.settings import ConfigurationError
 
 if TYPE_CHECKING:
     import httpx
 
 _REMEMBERED = 200_000  # texts whose counts are kept; past that the memory starts again
-_NOT_THIS_SHAPE = {400, 404, 405, 422}
+_NOT_THIS_SHAPE = frozenset({400, 404, 405, 422})
+_SHAPE_PROBE = "How many tokens?"
 
 
 class ServerTokenizer:
     """The `/tokenize` of the server at `base_url` (its OpenAI root, `.../v1`)."""
 
-    def __init__(self, base_url: str, model: str, api_key_env: str, timeout_s: float, concurrency: int):
+    def __init__(
+        self, base_url: str, model: str, api_key_env: str, timeout_s: float, concurrency: int, batch_inputs: int
+    ):
         self.root = base_url.rstrip("/").removesuffix("/v1")
-        self.model, self.api_key_env, self.timeout_s, self.concurrency = model, api_key_env, timeout_s, concurrency
+        self.model, self.api_key_env, self.timeout_s = model, api_key_env, timeout_s
+        self.concurrency, self.batch_inputs = concurrency, batch_inputs
         self.shape: Literal["tei", "vllm"] | None = None
         self._counts: dict[bool, dict[str, int]] = {True: {}, False: {}}
         self._http: httpx.Client | None = None
@@ -50,22 +56,23 @@ class ServerTokenizer:
     def token_ids(self, texts: list[str], special: bool = True) -> list[list[int]]:
         """The ids the server's tokenizer gives each text."""
         if self.shape is None:
-            self.shape = self._find_shape(texts[0])
+            self.shape = self._find_shape()
+        size = self.batch_inputs if self.shape == "tei" else 1
+        groups = [texts[start : start + size] for start in range(0, len(texts), size)]
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="tokenize") as pool:
+            return [ids for answer in pool.map(lambda group: self._ids(group, special), groups) for ids in answer]
+
+    def _ids(self, texts: list[str], special: bool) -> list[list[int]]:
+        """One request: TEI's for a group of texts, vLLM's for one."""
         if self.shape == "tei":
             answer = self._post({"inputs": texts, "add_special_tokens": special}).json()
             return [[token["id"] for token in tokens] for tokens in answer]
+        return [self._post({**self._vllm_request(texts[0]), "add_special_tokens": special}).json()["tokens"]]
 
-        def vllm_ids(text: str) -> list[int]:
-            return self._post({**self._vllm_request(text), "add_special_tokens": special}).json()["tokens"]
-
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="tokenize") as pool:
-            return list(pool.map(vllm_ids, texts))
-
-    def _find_shape(self, text: str) -> Literal["tei", "vllm"]:
-        for shape, request in (("tei", {"inputs": [text]}), ("vllm", self._vllm_request(text))):
-            answer = self._post(request, check=False)
+    def _find_shape(self) -> Literal["tei", "vllm"]:
+        for shape, request in (("tei", {"inputs": [_SHAPE_PROBE]}), ("vllm", self._vllm_request(_SHAPE_PROBE))):
+            answer = self._post(request, passing=_NOT_THIS_SHAPE)
             if answer.status_code not in _NOT_THIS_SHAPE:
-                answer.raise_for_status()
                 return shape
         raise ConfigurationError(
             f"the embedding server at {self.root} has no /tokenize that text-embeddings-inference or vLLM would "
@@ -75,14 +82,15 @@ class ServerTokenizer:
     def _vllm_request(self, text: str) -> dict:
         return {"model": self.model, "prompt": text}
 
-    def _post(self, request: dict, check: bool = True) -> httpx.Response:
+    def _post(self, request: dict, passing: frozenset[int] = frozenset()) -> httpx.Response:
+        """The server's answer; an error answer raises unless its status is `passing`."""
         import httpx
 
         try:
             answer = self._client().post(f"{self.root}/tokenize", json=request)
         except httpx.HTTPError as error:
             raise ConfigurationError(f"the embedding server's /tokenize at {self.root} failed: {error}") from None
-        if check and answer.is_error:
+        if answer.is_error and answer.status_code not in passing:
             raise ConfigurationError(f"the embedding server's /tokenize at {self.root} answered {answer.status_code}")
         return answer
 
@@ -91,7 +99,7 @@ class ServerTokenizer:
         import httpx
 
         if self._http is None or self._pid != os.getpid():
-            key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+            key = settings.api_key(self.api_key_env)
             headers = {"authorization": f"Bearer {key}"} if key else {}
             transport = httpx.HTTPTransport(retries=3)
             self._http = httpx.Client(headers=headers, timeout=self.timeout_s, transport=transport)
