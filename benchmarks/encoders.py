@@ -1,8 +1,9 @@
 """Encoder throughput against its limit, on whatever device is here.
 
 For each text model: the project's encoder (chunks/s), sentence-transformers' `encode` at batch 32 and 256,
-and the forward pass alone on batches already on the device (the limit: no tokenizing, padding or copying),
-with project / limit. Texts are real Python documentation paragraphs when Debian's python3.11-doc is
+and the runtime's forward pass alone on batches already on the device (the limit: no tokenizing, padding or
+copying), with project / limit. On CPU each text model runs twice: in torch and in OpenVINO (the default
+there), each against its own runtime's limit. Texts are real Python documentation paragraphs when Debian's python3.11-doc is
 installed, else generated sentences of the same length (~180 tokens). Models:
 
 - all-MiniLM-L6-v2 (the bundled one);
@@ -84,19 +85,26 @@ def rate(work, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def measure(name: str, folder: Path, corpus: list[str], device: str) -> dict:
+def measure(name: str, folder: Path, corpus: list[str], device: str, backend: str = "auto") -> dict:
     from sentence_transformers import SentenceTransformer
 
     from embed_pipelines.resources import TextEmbeddingModel
 
-    model = TextEmbeddingModel(model=str(folder), device=device)
-    encoder = model.encoder()
+    encoder = TextEmbeddingModel(model=str(folder), device=device, backend=backend).encoder()
     project = rate(lambda n: encoder.encode(corpus[:n]), len(corpus))
     st = SentenceTransformer(str(folder), device=device, model_kwargs={"torch_dtype": encoder.dtype})
     st32 = rate(lambda n: st.encode(corpus[:n], batch_size=32), len(corpus))
     st256 = rate(lambda n: st.encode(corpus[:n], batch_size=256), len(corpus))
     limit = forward_limit(encoder, corpus)
-    return {"model": name, "project": project, "st 32": st32, "st 256": st256, "limit": limit, "ratio": project / limit}
+    runtime = type(encoder.runtime).__name__.removesuffix("Runtime").lower()
+    return {
+        "model": f"{name} [{runtime}]",
+        "project": project,
+        "st 32": st32,
+        "st 256": st256,
+        "limit": limit,
+        "ratio": project / limit,
+    }
 
 
 def a4_pages(count: int, corpus: list[str]):
@@ -136,22 +144,21 @@ def measure_pages(folder: Path, pages: list, device: str) -> dict:
 
 
 def forward_limit(encoder, corpus: list[str]) -> float:
-    """Chunks/s of the model's forward pass alone, on the project's own batches already on the device."""
-    from embed_pipelines.text.encoder import token_budget_batches
+    """Chunks/s of the runtime's forward pass alone (pooling included), on the project's own batches already
+    tokenized, padded and on the device."""
+    from embed_pipelines.text.encoder import TokenBatch, token_budget_batches
 
-    encoded = encoder.tokenizer(corpus, truncation=True, max_length=encoder.max_length)
-    ids = encoded["input_ids"]
+    runtime = encoder.runtime
+    ids = [encoding.ids for encoding in encoder._rust.encode_batch(corpus)]
     batches = []
-    for batch in token_budget_batches([len(i) for i in ids], encoder.token_budget, encoder.max_batch):
-        padded = encoder.tokenizer.pad([{"input_ids": ids[i]} for i in batch], return_tensors="pt")
-        batches.append({key: value.to(encoder.device) for key, value in padded.items()})
+    for rows in token_budget_batches([len(i) for i in ids], encoder.token_budget, encoder.max_batch):
+        batch = runtime.prepare(encoder._padded(ids, rows))
+        if hasattr(runtime, "device"):  # torch: moved before the clock starts
+            batch = TokenBatch(batch.ids.to(runtime.device), batch.mask.to(runtime.device))
+        batches.append(batch)
 
-    @torch.inference_mode()
     def run(n: int) -> None:
-        for batch in batches if n > 1 else batches[:1]:
-            encoder.model(**batch).last_hidden_state.sum()
-        if encoder.device.type == "cuda":
-            torch.cuda.synchronize()
+        runtime.gather([runtime.run(batch) for batch in (batches if n > 1 else batches[:1])])
 
     run(1)
     started = time.perf_counter()
@@ -172,19 +179,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="embed-encoders-") as tmp:
         layers, hidden = (24, 1024) if full else (4, 1024)
         large = random_bert(Path(tmp) / "bert-large", layers, hidden)
+        backends = ["auto"] if device == "cuda" else ["torch", "openvino"]
         results = [
-            measure("all-MiniLM-L6-v2", bundled_model_folder(), corpus, device),
-            measure(f"BERT {layers}x{hidden} (random)", large, corpus, device),
+            measure(name, folder, corpus, device, backend)
+            for name, folder in [("all-MiniLM-L6-v2", bundled_model_folder()), (f"BERT {layers}x{hidden}", large)]
+            for backend in backends
         ]
         colqwen2 = build_tiny_colqwen2(Path(tmp) / "colqwen2", sizes=QWEN2_VL_2B if full else None)
         results.append(measure_pages(colqwen2, a4_pages(96 if full else 32, corpus), device))
     print(f"device {device}; {len(corpus)} chunks; chunks/s (pages/s for ColQwen2)")
-    print(f"{'model':28}{'project':>10}{'st 32':>10}{'st 256':>10}{'limit':>10}{'project/limit':>15}")
+    print(f"{'model':32}{'project':>10}{'st 32':>10}{'st 256':>10}{'limit':>10}{'project/limit':>15}")
     for r in results:
         rates = "".join(
             f"{r[name]:10.0f}" if name in r else f"{'-':>10}" for name in ("project", "st 32", "st 256", "limit")
         )
-        print(f"{r['model']:28}{rates}{r['ratio']:15.2f}")
+        print(f"{r['model']:32}{rates}{r['ratio']:15.2f}")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,11 @@ def fingerprint_cache() -> Path:
     return home_dir() / "fingerprints"
 
 
+def converted_models() -> Path:
+    """Models converted for another runtime (OpenVINO), keyed by what they were converted from."""
+    return home_dir() / "converted"
+
+
 def dagster_home() -> Path:
     """The Dagster instance directory shared by the CLI and `dagster dev`."""
     return Path(os.environ.get("DAGSTER_HOME") or home_dir() / "dagster").expanduser()

@@ -10,8 +10,9 @@ from sentence_transformers import SentenceTransformer
 from embed_pipelines.resources import TextEmbeddingModel
 from embed_pipelines.resources.text_model import bundled_model_folder
 from embed_pipelines.settings import ConfigurationError
-from embed_pipelines.text.encoder import pool, token_budget_batches
+from embed_pipelines.text.encoder import token_budget_batches
 from embed_pipelines.text.model_folder import read_model_folder
+from embed_pipelines.text.torch_runtime import pool
 
 TEXTS = [
     "Bees cluster to keep warm.",
@@ -32,9 +33,10 @@ def reference() -> np.ndarray:
     return model.encode(TEXTS, normalize_embeddings=True)
 
 
+@pytest.mark.parametrize("backend", ["torch", "openvino"])
 @pytest.mark.parametrize("token_budget", [64, 1024, 16384])
-def test_vectors_equal_sentence_transformers_for_any_batching(reference, token_budget):
-    model = TextEmbeddingModel(device="cpu", token_budget=token_budget)
+def test_vectors_equal_sentence_transformers_for_any_batching(reference, token_budget, backend):
+    model = TextEmbeddingModel(device="cpu", token_budget=token_budget, backend=backend)
     vectors = model.embed_documents(TEXTS)
     assert vectors.shape == reference.shape and vectors.dtype == np.float32
     assert _cosines(vectors, reference).min() >= 0.9999
@@ -101,15 +103,17 @@ def test_pooling_modes_ignore_padding():
     assert pool(hidden, left_padded, "lasttoken").tolist() == [[100.0, 100.0]]
 
 
-def test_the_pipelined_encoder_keeps_order_and_vectors(reference):
+@pytest.mark.parametrize("backend", ["torch", "openvino"])
+def test_the_pipelined_encoder_keeps_order_and_vectors(reference, backend):
     """Padded by a helper thread, kept on the device, copied back once: the same vectors, in input order."""
-    vectors = TextEmbeddingModel(device="cpu", token_budget=256).embed_documents(TEXTS)
+    vectors = TextEmbeddingModel(device="cpu", token_budget=256, backend=backend).embed_documents(TEXTS)
     assert _cosines(vectors, reference).min() >= 0.99999
 
 
 def test_a_batch_that_runs_out_of_memory_is_split_in_halves(reference, monkeypatch):
-    encoder = TextEmbeddingModel(device="cpu", token_budget=16384).encoder()
-    forward = encoder.model.forward
+    encoder = TextEmbeddingModel(device="cpu", token_budget=16384, backend="torch").encoder()
+    transformer = encoder.runtime.model.transformer
+    forward = transformer.forward
     rows_tried = []
 
     def small_memory(*args, input_ids, **kwargs):
@@ -118,7 +122,7 @@ def test_a_batch_that_runs_out_of_memory_is_split_in_halves(reference, monkeypat
             raise torch.OutOfMemoryError("CUDA out of memory (injected)")
         return forward(*args, input_ids=input_ids, **kwargs)
 
-    monkeypatch.setattr(encoder.model, "forward", small_memory)
+    monkeypatch.setattr(transformer, "forward", small_memory)
     vectors = encoder.encode(TEXTS)
     assert max(rows_tried) > 4 and rows_tried[-1] <= 4  # big batches failed, halves went through
     assert _cosines(vectors, reference).min() >= 0.99999
@@ -137,3 +141,49 @@ def test_cached_model_facts_that_the_machine_contradicts_fail_the_load_and_go(tm
         model.encoder()
     assert not cache_file.exists()
     assert model.index_version() == version
+
+
+def test_openvino_runs_on_cpu_by_default_and_its_conversion_is_kept(tiny_model, monkeypatch):
+    from embed_pipelines.text import openvino_runtime
+
+    first = _fresh_encoder(tiny_model)
+    assert isinstance(first.runtime, openvino_runtime.OpenVinoRuntime)
+
+    def no_second_conversion(*args):
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr(openvino_runtime, "_convert", no_second_conversion)
+    again = _fresh_encoder(tiny_model)
+    torch_vectors = _fresh_encoder(tiny_model.model_copy(update={"backend": "torch"})).encode(TEXTS)
+    assert _cosines(again.encode(TEXTS), torch_vectors).min() >= 0.99999
+
+
+def test_a_model_openvino_does_not_reproduce_runs_in_torch_or_is_refused_when_asked_for(
+    tiny_model, tmp_path, monkeypatch, caplog
+):
+    """The conversion is checked against torch's vectors; a refusal is remembered, so later loads go straight
+    to torch, and `backend: openvino` names the reason instead."""
+    from embed_pipelines.text import openvino_runtime
+    from embed_pipelines.text.torch_runtime import TorchRuntime
+
+    monkeypatch.setenv("EMBED_PIPELINES_HOME", str(tmp_path))
+    monkeypatch.setattr(openvino_runtime, "MIN_CONVERSION_COSINE", 1.01)  # no graph can meet it
+    assert isinstance(_fresh_encoder(tiny_model).runtime, TorchRuntime)
+    assert "OpenVINO cannot run the model" in caplog.text and "differ from torch's" in caplog.text
+    monkeypatch.setattr(openvino_runtime, "_convert", lambda *args: pytest.fail("tried to convert again"))
+    assert isinstance(_fresh_encoder(tiny_model).runtime, TorchRuntime)
+    with pytest.raises(ConfigurationError, match="differ from torch's"):
+        _fresh_encoder(tiny_model.model_copy(update={"backend": "openvino"}))
+
+
+def test_openvino_is_refused_off_the_cpu():
+    with pytest.raises(ConfigurationError, match="runs on the CPU, not on mps"):
+        TextEmbeddingModel(device="mps", backend="openvino").encoder()
+
+
+def _fresh_encoder(model: TextEmbeddingModel):
+    """The model loaded again, as a new process would (not the one this process keeps)."""
+    from embed_pipelines.resources.text_model import _load_encoder
+
+    _load_encoder.cache_clear()
+    return model.encoder()

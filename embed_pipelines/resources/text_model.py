@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -17,9 +18,12 @@ from embed_pipelines.text.model_folder import ModelFolderConfig, read_model_fold
 from embed_pipelines.versions.identity import TOKENIZER_FILES, cached_facts, index_version, model_fingerprint
 
 if TYPE_CHECKING:
+    import torch
     from transformers import PreTrainedTokenizerBase
 
-    from embed_pipelines.text.encoder import TextEncoder
+    from embed_pipelines.text.encoder import Runtime, TextEncoder
+
+_log = logging.getLogger(__name__)
 
 
 def bundled_model_folder() -> Path:
@@ -52,13 +56,33 @@ def _load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
 
 
 @cache
-def _load_encoder(folder: Path, device: str, token_budget: int, max_batch: int) -> TextEncoder:
+def _load_encoder(folder: Path, device: str, backend: str, token_budget: int, max_batch: int) -> TextEncoder:
     """One model per process and configuration: runs over many shards reuse it."""
     from embed_pipelines.accelerator import pick_device
     from embed_pipelines.text.encoder import TextEncoder  # the tensor work, loaded only to embed
 
     config = read_model_folder(folder)
-    return TextEncoder(folder, config, pick_device(device), token_budget, max_batch)
+    return TextEncoder(folder, config, _runtime(folder, config, pick_device(device), backend), token_budget, max_batch)
+
+
+def _runtime(folder: Path, config: ModelFolderConfig, device: torch.device, backend: str) -> Runtime:
+    """OpenVINO on CPU where it reproduces the model (about twice torch's speed there), else torch."""
+    from embed_pipelines.text.torch_runtime import TorchRuntime
+
+    if backend == "openvino" and device.type != "cpu":
+        raise ConfigurationError(f"backend 'openvino' runs on the CPU, not on {device.type}")
+    if backend == "torch" or device.type != "cpu":
+        return TorchRuntime(folder, config, device)
+    from embed_pipelines.text.openvino_runtime import ConversionError, OpenVinoRuntime
+
+    files = model_fingerprint(folder, settings.fingerprint_cache())
+    try:
+        return OpenVinoRuntime.load(folder, config, files, settings.converted_models())
+    except ConversionError as error:
+        if backend == "openvino":
+            raise ConfigurationError(f"OpenVINO cannot run the model in {folder}: {error}") from error
+        _log.warning("OpenVINO cannot run the model in %s (%s): embedding with torch", folder, error)
+        return TorchRuntime(folder, config, device)
 
 
 class TextEmbeddingModel(dg.ConfigurableResource):
@@ -87,6 +111,11 @@ class TextEmbeddingModel(dg.ConfigurableResource):
         "(small on CPU, where cache-sized batches are fastest; large on accelerators).",
     )
     max_batch_size: int = Field(default=256, description="Upper bound on rows of one forward batch.")
+    backend: Literal["auto", "torch", "openvino"] = Field(
+        default="auto",
+        description="What runs the model: auto is OpenVINO on CPU (about twice torch's speed, same fp32 "
+        "vectors; torch where the model does not convert) and torch on accelerators.",
+    )
 
     @property
     def folder(self) -> Path:
@@ -159,9 +188,9 @@ class TextEmbeddingModel(dg.ConfigurableResource):
 
         device = pick_device(self.device)
         budget = self.token_budget or DEFAULT_TOKEN_BUDGETS[device.type]
-        encoder = _load_encoder(self.folder, str(device), budget, self.max_batch_size)
+        encoder = _load_encoder(self.folder, str(device), self.backend, budget, self.max_batch_size)
         facts, cache_file = self.facts()
-        loaded = {"dtype": str(encoder.dtype).removeprefix("torch."), "dimension": encoder.model.config.hidden_size}
+        loaded = {"dtype": encoder.dtype, "dimension": encoder.dimension}
         if {name: facts[name] for name in loaded} != loaded:  # the machine changed under the cache
             cache_file.unlink(missing_ok=True)
             raise ConfigurationError(

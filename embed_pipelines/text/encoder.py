@@ -1,31 +1,19 @@
-"""Transformer encoder -> sentence vectors: token-budget batches, named pooling and normalization steps."""
+"""Texts -> sentence vectors: token-budget batches prepared ahead of a runtime that runs the model (torch on
+any device, or OpenVINO on CPU)."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from tokenizers import Tokenizer
-from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from embed_pipelines.accelerator import pick_dtype, prepared_ahead, run_halving_on_oom
-from embed_pipelines.text.model_folder import ModelFolderConfig, Pooling
-
-
-def pool(token_embeddings: torch.Tensor, attention_mask: torch.Tensor, mode: Pooling) -> torch.Tensor:
-    mask = attention_mask.unsqueeze(-1).to(token_embeddings.dtype)
-    if mode == "mean":
-        return (token_embeddings * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-    if mode == "cls":
-        return token_embeddings[:, 0]
-    if mode == "max":
-        return token_embeddings.masked_fill(mask == 0, torch.finfo(token_embeddings.dtype).min).max(1).values
-    # lasttoken: the last non-padding position of each row (works for left and right padding)
-    last = attention_mask.shape[1] - 1 - attention_mask.flip(1).argmax(1)
-    return token_embeddings[torch.arange(token_embeddings.shape[0]), last]
+from embed_pipelines.accelerator import prepared_ahead
+from embed_pipelines.text.model_folder import ModelFolderConfig
 
 
 def token_budget_batches(lengths: list[int], token_budget: int, max_batch: int) -> list[list[int]]:
@@ -47,11 +35,11 @@ def token_budget_batches(lengths: list[int], token_budget: int, max_batch: int) 
 
 @dataclass(frozen=True)
 class TokenBatch:
-    """Padded token ids and attention mask of some inputs, in host memory (pinned for a GPU); slicing gives
+    """Padded token ids and attention mask of some inputs (numpy arrays, or a runtime's tensors); slicing gives
     fewer rows (an out-of-memory batch is split in halves)."""
 
-    ids: torch.Tensor
-    mask: torch.Tensor
+    ids: Any
+    mask: Any
 
     def __len__(self) -> int:
         return self.ids.shape[0]
@@ -60,44 +48,58 @@ class TokenBatch:
         return TokenBatch(self.ids[rows], self.mask[rows])
 
 
-class TextEncoder:
-    """Texts in, vectors out, the accelerator kept busy: all texts are tokenized at once in the Rust tokenizer,
-    each batch is padded into arrays by a helper thread while the device runs the one before, copies to the
-    device do not block, and vectors stay on the device until the call's last batch (one copy back)."""
+class Runtime(Protocol):
+    """Runs the pooled model on batches; `dtype` is what vectors are computed in (part of an index version)."""
 
-    def __init__(
-        self,
-        folder: Path,
-        config: ModelFolderConfig,
-        device: torch.device,
-        token_budget: int,
-        max_batch: int,
-    ):
-        self.config = config
-        self.device = device
-        self.dtype = pick_dtype(device)
+    dtype: str
+    dimension: int
+
+    def prepare(self, batch: TokenBatch) -> Any:
+        """Host-side work for one batch, done by a helper thread while the batch before runs."""
+
+    def run(self, prepared: Any) -> Any:
+        """One batch's vectors, possibly still on the device."""
+
+    def gather(self, outputs: list[Any]) -> np.ndarray:
+        """The batches' vectors, in batch order, as one float32 array in host memory."""
+
+
+class TextEncoder:
+    """Texts in, vectors out, the runtime kept busy: all texts are tokenized at once in the Rust tokenizer,
+    each batch is padded into arrays by a helper thread while the runtime runs the one before."""
+
+    def __init__(self, folder: Path, config: ModelFolderConfig, runtime: Runtime, token_budget: int, max_batch: int):
+        self.runtime = runtime
         self.token_budget = token_budget
         self.max_batch = max_batch
         self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModel.from_pretrained(folder, dtype=self.dtype).to(device).eval()
-        self.max_length = config.max_seq_length or self.tokenizer.model_max_length
         self._rust = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())  # our own truncation settings
-        self._rust.enable_truncation(self.max_length)
+        self._rust.enable_truncation(config.max_seq_length or self.tokenizer.model_max_length)
         self._rust.no_padding()
 
     @property
+    def dtype(self) -> str:
+        return self.runtime.dtype
+
+    @property
     def dimension(self) -> int:
-        return int(self.model.config.hidden_size)
+        return self.runtime.dimension
+
+    def using(self, runtime: Runtime) -> TextEncoder:
+        """The same tokenizing and batching in front of another runtime."""
+        other = copy.copy(self)
+        other.runtime = runtime
+        return other
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         ids = [encoding.ids for encoding in self._rust.encode_batch(texts)]
         batches = token_budget_batches([len(row) for row in ids], self.token_budget, self.max_batch)
-        padded = prepared_ahead(lambda rows: self._padded(ids, rows), batches)
-        done = [run_halving_on_oom(self._forward, batch, torch.cat) for batch in padded]
+        prepared = prepared_ahead(lambda rows: self.runtime.prepare(self._padded(ids, rows)), batches)
+        done = self.runtime.gather([self.runtime.run(batch) for batch in prepared])
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        out[np.concatenate([np.asarray(rows) for rows in batches])] = torch.cat(done).cpu().numpy()
+        out[np.concatenate([np.asarray(rows) for rows in batches])] = done
         return out
 
     def _padded(self, ids: list[list[int]], rows: list[int]) -> TokenBatch:
@@ -110,17 +112,4 @@ class TextEncoder:
             span = slice(width - length, width) if left else slice(0, length)
             tokens[position, span] = ids[row]
             mask[position, span] = 1
-        batch = TokenBatch(torch.from_numpy(tokens), torch.from_numpy(mask))
-        if self.device.type == "cuda":  # page-locked: the copy to the device runs beside the compute
-            batch = TokenBatch(batch.ids.pin_memory(), batch.mask.pin_memory())
-        return batch
-
-    @torch.inference_mode()
-    def _forward(self, batch: TokenBatch) -> torch.Tensor:
-        ids = batch.ids.to(self.device, non_blocking=True)
-        mask = batch.mask.to(self.device, non_blocking=True)
-        hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
-        vectors = pool(hidden, mask, self.config.pooling)
-        if self.config.normalize:
-            vectors = F.normalize(vectors.float(), p=2, dim=1)
-        return vectors.float()
+        return TokenBatch(tokens, mask)
