@@ -60,6 +60,10 @@ def sync_child(home: Path) -> None:
                 "rows_written": index["rows_written"],
                 "rows_deleted": index["rows_deleted"],
                 "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "steps": {
+                    stats.step_key.split("__")[-1]: stats.end_time - stats.start_time
+                    for stats in instance.get_run_step_stats(result.run_id)
+                },
             }
         )
     )
@@ -147,6 +151,8 @@ def main() -> None:
             f"{str(r['model_loaded']):>14}{r['reused']:8}{r['rows_written']:14}{r['rows_deleted']:14}"
             f"{r['peak_rss_mib']:14.0f}"
         )
+    for name, r in results.items():
+        print(f"{name} steps (s): " + ", ".join(f"{step} {seconds:.1f}" for step, seconds in r["steps"].items()))
 
 
 if __name__ == "__main__":
