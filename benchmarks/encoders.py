@@ -3,8 +3,8 @@
 For each text model: the project's encoder (chunks/s), sentence-transformers' `encode` at batch 32 and 256,
 and the runtime's forward pass alone on batches already on the device (the limit: no tokenizing, padding or
 copying), with project / limit. On CPU each text model runs twice: in torch and in OpenVINO (the default
-there), each against its own runtime's limit. Texts are real Python documentation paragraphs when Debian's python3.11-doc is
-installed, else generated sentences of the same length (~180 tokens). Models:
+there), each against its own runtime's limit. Texts are real Python documentation paragraphs when Debian's
+python3.11-doc is installed, else generated sentences of the same length (~180 tokens). Models:
 
 - all-MiniLM-L6-v2 (the bundled one);
 - a BERT-large-sized model with random weights (24 layers, 1024 wide), built from config here, no download;
