@@ -17,6 +17,7 @@ users do without change tracking) costs the initial figure every time.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import resource
@@ -69,8 +70,10 @@ def sync_child(home: Path) -> None:
     )
 
 
-def timed_sync(home: Path) -> dict:
+def timed_sync(home: Path, dsn: str | None = None) -> dict:
     env = {**os.environ, "EMBED_PIPELINES_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    if dsn:
+        env["EMBED_PIPELINES_DSN"] = dsn
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, __file__, "--child", str(home)], env=env, check=True, capture_output=True, text=True
@@ -120,6 +123,12 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--limit", type=int, default=300)
     parser.add_argument("--sources", action="store_true", help="the .rst sources instead of the HTML pages")
+    parser.add_argument(
+        "--running-server",
+        action="store_true",
+        help="a PostgreSQL that runs across the syncs (EMBED_PIPELINES_DSN) instead of the embedded one each "
+        "sync starts and stops",
+    )
     parser.add_argument("--scan-files", type=int, default=10_000)
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -131,13 +140,18 @@ def main() -> None:
 
     os.environ["HF_HUB_OFFLINE"] = "1"
     folder, pages = documentation(args.corpus, args.sources)
-    with tempfile.TemporaryDirectory(prefix="embed-sync-") as tmp:
-        home = Path(tmp)
-        copy_pages(pages[: args.limit], folder, home / "corpus")
-        results = {"initial": timed_sync(home)}
-        churn(home / "corpus", pages[args.limit :], folder)
-        results["incremental"] = timed_sync(home)
-        results["no-op"] = timed_sync(home)
+    home = Path(tempfile.mkdtemp(prefix="embed-sync-"))
+    atexit.register(shutil.rmtree, home, True)  # after a running server's own stop (atexit runs last first)
+    copy_pages(pages[: args.limit], folder, home / "corpus")
+    dsn = None
+    if args.running_server:  # as in production, or as a peer's benchmark: the database outlives the syncs
+        from embed_pipelines.storage.embedded_server import embedded_server_uri
+
+        dsn = embedded_server_uri(home / "server")
+    results = {"initial": timed_sync(home, dsn)}
+    churn(home / "corpus", pages[args.limit :], folder)
+    results["incremental"] = timed_sync(home, dsn)
+    results["no-op"] = timed_sync(home, dsn)
 
     initial = results["initial"]["wall_s"]
     kind = "source" if args.sources else "HTML"
