@@ -33,9 +33,14 @@ def pick_dtype(device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+def dtype_name(device: torch.device) -> str:
+    """The dtype vectors are computed in on this device, by name ("float32"): part of an index version."""
+    return str(pick_dtype(device)).removeprefix("torch.")
+
+
 def dtype_class(requested_device: str) -> str:
-    """The dtype vectors are computed in on the device a setting picks: part of an index version."""
-    return str(pick_dtype(pick_device(requested_device))).removeprefix("torch.")
+    """The dtype vectors are computed in on the device a setting picks."""
+    return dtype_name(pick_device(requested_device))
 
 
 def run_halving_on_oom(

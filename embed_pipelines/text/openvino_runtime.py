@@ -24,7 +24,7 @@ import openvino as ov
 
 from embed_pipelines.text.encoder import TokenBatch
 from embed_pipelines.text.model_folder import ModelFolderConfig
-from embed_pipelines.versions.identity import index_version
+from embed_pipelines.versions.identity import index_version, min_cosine
 
 _log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def _convert(folder: Path, config: ModelFolderConfig, place: Path) -> None:
     try:
         ov.save_model(graph, staging / "model.xml", compress_to_fp16=False)  # the default halves the weights
         converted = OpenVinoRuntime(ov.Core().compile_model(staging / "model.xml", "CPU", _SETTINGS))
-        cosine = _min_cosine(reference.encode(_CHECK_TEXTS), reference.using(converted).encode(_CHECK_TEXTS))
+        cosine = min_cosine(reference.encode(_CHECK_TEXTS), reference.using(converted).encode(_CHECK_TEXTS))
         if cosine < MIN_CONVERSION_COSINE:
             raise ConversionError(f"the converted model's vectors differ from torch's (cosine {cosine:.6f})")
         try:
@@ -127,7 +127,3 @@ def _tracing_quietly() -> Iterator[None]:
             yield
     finally:
         transformers_logging.set_verbosity(verbosity)
-
-
-def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).min())

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel
 
-from embed_pipelines.accelerator import pick_dtype, run_halving_on_oom
+from embed_pipelines.accelerator import dtype_name, pick_dtype, run_halving_on_oom
 from embed_pipelines.text.encoder import TokenBatch
 from embed_pipelines.text.model_folder import ModelFolderConfig, Pooling
 
@@ -55,7 +55,7 @@ class TorchRuntime:
     def __init__(self, folder: Path, config: ModelFolderConfig, device: torch.device):
         self.device = device
         self.model = load_pooled_encoder(folder, config, device)
-        self.dtype = str(pick_dtype(device)).removeprefix("torch.")
+        self.dtype = dtype_name(device)
         self.dimension = int(self.model.transformer.config.hidden_size)
 
     def prepare(self, batch: TokenBatch) -> TokenBatch:

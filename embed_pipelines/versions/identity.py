@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from embed_pipelines.storage.location import Location
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -75,3 +77,11 @@ def index_version(settings: dict) -> str:
     """12 hex characters of a canonical JSON hash: same settings, same version, on any machine."""
     canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
+
+
+def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """The lowest cosine between matching rows of two sets of vectors: how far a model strayed from a record
+    of itself (its probes, or the torch module another runtime was converted from)."""
+    a = a / np.linalg.norm(a, axis=1, keepdims=True).clip(1e-12)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True).clip(1e-12)
+    return float((a * b).sum(axis=1).min())

@@ -19,7 +19,7 @@ import psycopg
 
 from embed_pipelines.settings import ConfigurationError
 from embed_pipelines.text.chunking import chunker_settings
-from embed_pipelines.versions.identity import index_version
+from embed_pipelines.versions.identity import index_version, min_cosine
 
 PROBES = (
     "The quick brown fox jumps over the lazy dog.",
@@ -89,7 +89,7 @@ def check_probes(model, facts: dict, conn: psycopg.Connection) -> None:
     vectors, reported = _probe(model)
     _ensure_table(conn)
     recorded = _recorded(conn, facts["identity"]).get(facts["version"])
-    if recorded is None or recorded.shape != vectors.shape or _min_cosine(recorded, vectors) < MIN_PROBE_COSINE:
+    if recorded is None or recorded.shape != vectors.shape or min_cosine(recorded, vectors) < MIN_PROBE_COSINE:
         found = "no probes" if recorded is None or recorded.shape != vectors.shape else "other vectors"
         raise ConfigurationError(
             f"{model.base_url} serves {model.model!r} (reported as {reported!r}), but its probe texts give "
@@ -106,7 +106,7 @@ def _probe(model) -> tuple[np.ndarray, str]:
 def _matching_version(conn: psycopg.Connection, identity: str, vectors: np.ndarray) -> str | None:
     """The earliest recorded version of this identity whose probes the vectors reproduce."""
     for version, recorded in _recorded(conn, identity).items():
-        if recorded.shape == vectors.shape and _min_cosine(recorded, vectors) >= MIN_PROBE_COSINE:
+        if recorded.shape == vectors.shape and min_cosine(recorded, vectors) >= MIN_PROBE_COSINE:
             return version
     return None
 
@@ -117,12 +117,6 @@ def _recorded(conn: psycopg.Connection, identity: str) -> dict[str, np.ndarray]:
         (identity,),
     ).fetchall()
     return {version: np.asarray(flat, dtype=np.float32).reshape(len(PROBES), -1) for version, flat in rows}
-
-
-def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a = a / np.linalg.norm(a, axis=1, keepdims=True).clip(1e-12)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True).clip(1e-12)
-    return float((a * b).sum(axis=1).min())
 
 
 def _ensure_table(conn: psycopg.Connection) -> None:
