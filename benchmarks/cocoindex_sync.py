@@ -62,8 +62,8 @@ def cut_by_the_model(dsn: str, model: Path) -> int:
 
 
 def main() -> None:
-    from embed_pipelines.resources.text_model import bundled_model_folder
     from embed_pipelines.storage.embedded_server import embedded_server_uri
+    from embed_pipelines.text.local_model import bundled_model_folder
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--python", required=True, help="the python of a virtual environment with cocoindex")

@@ -52,7 +52,7 @@ def random_bert(folder: Path, layers: int, hidden: int) -> Path:
     """A BERT of this size with random weights and the bundled model's tokenizer (size sets the cost)."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from embed_pipelines.resources.text_model import bundled_model_folder
+    from embed_pipelines.text.local_model import bundled_model_folder
 
     config = BertConfig(
         vocab_size=30522,
@@ -88,7 +88,7 @@ def rate(work, count: int) -> float:
 def measure(name: str, folder: Path, corpus: list[str], device: str, backend: str = "auto") -> dict:
     from sentence_transformers import SentenceTransformer
 
-    from embed_pipelines.resources import TextEmbeddingModel
+    from embed_pipelines.text.local_model import TextEmbeddingModel
 
     encoder = TextEmbeddingModel(model=str(folder), device=device, backend=backend).encoder()
     project = rate(lambda n: encoder.encode(corpus[:n]), len(corpus))
@@ -123,7 +123,7 @@ def a4_pages(count: int, corpus: list[str]):
 
 def measure_pages(folder: Path, pages: list, device: str) -> dict:
     """The project's visual encoder against the forward pass alone on batches processed and moved first."""
-    from embed_pipelines.resources import VisualEmbeddingModel
+    from embed_pipelines.visual.model import VisualEmbeddingModel
 
     encoder = VisualEmbeddingModel(model=str(folder), family="colqwen2", device=device).encoder()
     project = rate(lambda n: encoder.embed_pages(pages[:n]), len(pages))
@@ -174,7 +174,7 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     full = args.full or device == "cuda"
     corpus = texts(args.chunks or (21_864 if full else 512))
-    from embed_pipelines.resources.text_model import bundled_model_folder
+    from embed_pipelines.text.local_model import bundled_model_folder
 
     with tempfile.TemporaryDirectory(prefix="embed-encoders-") as tmp:
         layers, hidden = (24, 1024) if full else (4, 1024)

@@ -42,8 +42,8 @@ def die() -> None:
 def inject(fault: str) -> None:
     """Wrap the function at the fault's boundary so that the child dies there (SIGKILL: no cleanup runs)."""
     from embed_pipelines.assets import source_files
-    from embed_pipelines.storage import table_sync
-    from embed_pipelines.storage.location import Location
+    from embed_pipelines.core.location import Location
+    from embed_pipelines.pipeline import table_load
     from embed_pipelines.versions import lifecycle
 
     def after(module, name):
@@ -59,7 +59,7 @@ def inject(fault: str) -> None:
     if fault == "after_listing":
         after(source_files, "write_listing")
     elif fault == "mid_swap":  # the document's rows are copied; its transaction is still open
-        after(table_sync, "replace_document")
+        after(table_load, "replace_document")
     elif fault == "after_view_swap":
         after(lifecycle, "point_view")
     elif fault == "mid_drop":  # the version's vectors folder is gone, its tables and registry entry not yet
@@ -107,9 +107,9 @@ def leftovers(collection: str, keep: int) -> int:
     drop cut short leaves behind."""
     import pyarrow.fs as pafs
 
+    from embed_pipelines.core.location import Location
+    from embed_pipelines.core.settings import state_root
     from embed_pipelines.resources import PostgresResource
-    from embed_pipelines.settings import state_root
-    from embed_pipelines.storage.location import Location
     from embed_pipelines.storage.registry import list_versions
 
     prefix = f"{collection}__"
@@ -134,7 +134,7 @@ def upgraded_model(home: Path) -> Path:
     """The bundled model with a document prefix: a new index version (the prefix is part of it)."""
     import json
 
-    from embed_pipelines.resources.text_model import bundled_model_folder
+    from embed_pipelines.text.local_model import bundled_model_folder
 
     folder = home / "model-with-prefix"
     shutil.copytree(bundled_model_folder(), folder)

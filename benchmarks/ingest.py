@@ -62,7 +62,7 @@ def run_plain_loop(home: Path, batch_size: int) -> dict:
     from sentence_transformers import SentenceTransformer
 
     from embed_pipelines.resources import PostgresResource
-    from embed_pipelines.resources.text_model import bundled_model_folder
+    from embed_pipelines.text.local_model import bundled_model_folder
 
     texts = json.loads((home / "chunks.json").read_text())
     model = SentenceTransformer(str(bundled_model_folder()), device="cpu")

@@ -24,9 +24,12 @@ from embedding_server import EmbeddingServer  # noqa: E402
 from encoders import texts  # noqa: E402
 
 from embed_pipelines.cli import library_noise  # noqa: E402
-from embed_pipelines.resources import ServedEmbeddingModel, TextEmbeddingModel  # noqa: E402
-from embed_pipelines.resources.text_model import bundled_model_folder  # noqa: E402
-from embed_pipelines.versions.probes import MIN_PROBE_COSINE, PROBES  # noqa: E402
+from embed_pipelines.text.local_model import (
+    TextEmbeddingModel,  # noqa: E402
+    bundled_model_folder,  # noqa: E402
+)
+from embed_pipelines.text.served_model import PROBES, ServedEmbeddingModel
+from embed_pipelines.versions.probes import MIN_PROBE_COSINE  # noqa: E402
 
 REPEATS = 10
 

@@ -21,8 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from embedding_server import EmbeddingServer  # noqa: E402
 from encoders import texts  # noqa: E402
 
-from embed_pipelines.resources import ServedEmbeddingModel, TextEmbeddingModel  # noqa: E402
-from embed_pipelines.resources.text_model import bundled_model_folder  # noqa: E402
+from embed_pipelines.text.local_model import (
+    TextEmbeddingModel,  # noqa: E402
+    bundled_model_folder,  # noqa: E402
+)
+from embed_pipelines.text.served_model import ServedEmbeddingModel
 
 
 def timed(embed, corpus: list[str]) -> float:

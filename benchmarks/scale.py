@@ -36,7 +36,7 @@ import json, sys, time
 operation, source, collection = sys.argv[1:4]
 from embed_pipelines import api
 from embed_pipelines.config import resolve_collection
-from embed_pipelines.families import accepted_by
+from embed_pipelines.pipeline.families import accepted_by
 from embed_pipelines.sync.pending import pending_sync
 started = time.perf_counter()  # the imports are a process's start, the same at every size
 if operation == "scan":

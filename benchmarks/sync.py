@@ -39,7 +39,7 @@ def sync_child(home: Path) -> None:
     import dagster as dg
 
     from embed_pipelines import api
-    from embed_pipelines.resources.text_model import _load_encoder
+    from embed_pipelines.text.local_model import _load_encoder
 
     started = time.perf_counter()
     result = api.index(home / "corpus", COLLECTION)
@@ -96,7 +96,7 @@ def churn(corpus: Path, spare: list[Path], source: Path) -> None:
 
 def sensor_scan_seconds(files: int) -> tuple[float, bool]:
     """Time the sensor's question (which shards changed?) over `files` unchanged files."""
-    from embed_pipelines.collection import Collection
+    from embed_pipelines.core.collection import Collection
     from embed_pipelines.sync.listing import write_listing
     from embed_pipelines.sync.pending import pending_sync
     from embed_pipelines.sync.scan import scan_source
@@ -110,7 +110,7 @@ def sensor_scan_seconds(files: int) -> tuple[float, bool]:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"note-{i}.md").write_text(f"# Note {i}\n\nSome text for note {i}.")
         collection = Collection("scan", source, 16)
-        for shard, rows in scan_source(collection.source, 16, is_supported).files_by_shard.items():
+        for shard, rows in scan_source(collection.files, 16, is_supported).files_by_shard.items():
             write_listing(collection, shard, rows)
         pending_sync(collection, is_supported)  # warm the file system cache, as a running sensor would be
         started = time.perf_counter()

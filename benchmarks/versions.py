@@ -98,8 +98,9 @@ class Searcher:
 
     def __init__(self):
         from embed_pipelines import api
-        from embed_pipelines.resources import PostgresResource, TextEmbeddingModel
+        from embed_pipelines.resources import PostgresResource
         from embed_pipelines.storage.registry import find_version, serving_version
+        from embed_pipelines.text.local_model import TextEmbeddingModel
 
         self.api = api
         self.conn = PostgresResource().connect()
@@ -148,8 +149,8 @@ def in_place_overlap(searcher: Searcher, reference: list[list]) -> float:
 
 
 def backfill_benchmark(corpus_root: Path, limit: int, home: Path) -> None:
-    from embed_pipelines.resources.text_model import bundled_model_folder
     from embed_pipelines.storage.registry import serving_version
+    from embed_pipelines.text.local_model import bundled_model_folder
 
     corpus = home / "corpus"
     pages = copy_pages(html_pages(corpus_root)[:limit], corpus_root, corpus)

@@ -60,7 +60,7 @@ def rendering(folder: Path) -> None:
 def embedding(folder: Path) -> None:
     from tiny_visual_model import build_tiny_colqwen2
 
-    from embed_pipelines.resources import VisualEmbeddingModel
+    from embed_pipelines.visual.model import VisualEmbeddingModel
     from embed_pipelines.visual.rendering import render_pages
 
     model = VisualEmbeddingModel(model=str(build_tiny_colqwen2(folder / "colqwen2")), family="colqwen2", device="cpu")
@@ -101,6 +101,7 @@ def latency(samples: list[float]) -> str:
 
 
 def storage_and_search(count: int, tokens: int, queries: int) -> None:
+    from embed_pipelines.core.rows import Page
     from embed_pipelines.resources import PostgresResource
     from embed_pipelines.storage.page_tables import (
         as_halfvecs,
@@ -109,7 +110,6 @@ def storage_and_search(count: int, tokens: int, queries: int) -> None:
         search_pages,
         write_regions,
     )
-    from embed_pipelines.storage.rows import Page
     from embed_pipelines.storage.tables import PAGE_TABLE, ensure_hnsw_index, ensure_table, replace_document
     from embed_pipelines.visual.regions import regions_of
 
@@ -190,14 +190,14 @@ def memory_child(pdf_pages: int, home: Path) -> None:
 
     from embed_pipelines.assets.common import asset_key
     from embed_pipelines.automation import shard_range_tags
-    from embed_pipelines.collection import Collection, VisualBranch
+    from embed_pipelines.core.collection import Collection, VisualBranch
     from embed_pipelines.factory import build_definitions, index_job_name
 
     source = home / f"pdf-{pdf_pages}"
     source.mkdir()
     write_pdf(source / "long.pdf", pdf_pages)
     model = build_tiny_colqwen2(home / f"colqwen2-{pdf_pages}")
-    collection = Collection(f"mem{pdf_pages}", source, shard_count=1, visual=VisualBranch(str(model)))
+    collection = Collection(f"mem{pdf_pages}", source, shards=1, visual=VisualBranch(str(model)))
     visual_branch = {
         asset_key(collection, name) for name in ("source_files", "page_images", "page_embeddings", "page_index")
     }

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from embed_pipelines import settings
+from embed_pipelines.assets.reporting import REQUESTED_BY_TAG, progress_logger
 from embed_pipelines.automation import (
     UnfinishedSyncs,
     process_tag,
@@ -19,20 +19,19 @@ from embed_pipelines.automation import (
     shard_range_tags,
     source_files_config,
 )
-from embed_pipelines.collection import Collection
 from embed_pipelines.config import resolve_collection
+from embed_pipelines.core import settings
+from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.factory import build_definitions, index_job_name
-from embed_pipelines.families import PAGES, TEXT, accepted_by, configured_models, family_named
-from embed_pipelines.reporting import REQUESTED_BY_TAG, progress_logger
-from embed_pipelines.resources import PostgresResource, TextEmbeddingModel
-from embed_pipelines.settings import ConfigurationError
+from embed_pipelines.pipeline.families import TEXT, accepted_by, configured_models, family_named
+from embed_pipelines.pipeline.plan import SyncPlan, plan_sync
+from embed_pipelines.resources import PostgresResource
 from embed_pipelines.storage.page_tables import PageHit
-from embed_pipelines.storage.page_tables import search_pages as search_page_table
 from embed_pipelines.storage.registry import VersionRecord, find_version, serving_version
 from embed_pipelines.storage.registry import list_versions as registry_versions
 from embed_pipelines.storage.tables import Hit
-from embed_pipelines.storage.tables import search as search_relation
-from embed_pipelines.sync.plan import SyncPlan, plan_sync
+from embed_pipelines.text.model import TextModel
 from embed_pipelines.version_jobs import build_version_jobs, version_job_name, version_op_name
 
 
@@ -54,14 +53,14 @@ def dagster_instance() -> dg.DagsterInstance:
 def shards_in_range(collection: Collection, shard_range: tuple[str, str] | None) -> list[str]:
     """The collection's shards from `first` to `last` (all when None); a key it does not have is refused."""
     if shard_range is None:
-        return collection.shards
+        return collection.shard_keys
     first, last = shard_range
-    if first not in collection.shards or last not in collection.shards or first > last:
+    if first not in collection.shard_keys or last not in collection.shard_keys or first > last:
         raise ConfigurationError(
-            f"{collection.name} has shards {collection.shards[0]} to {collection.shards[-1]}: "
+            f"{collection.name} has shards {collection.shard_keys[0]} to {collection.shard_keys[-1]}: "
             f"{first}-{last} is not a range of them"
         )
-    return [shard for shard in collection.shards if first <= shard <= last]
+    return [shard for shard in collection.shard_keys if first <= shard <= last]
 
 
 def _requested_by() -> dict[str, str]:
@@ -77,7 +76,7 @@ def index(
     collection: str | None = None,
     shard_count: int | None = None,
     instance: dg.DagsterInstance | None = None,
-    text_model: TextEmbeddingModel | None = None,
+    text_model: TextModel | None = None,
     postgres: PostgresResource | None = None,
     allow_mass_delete: bool = False,
     repair: bool = False,
@@ -110,7 +109,7 @@ def plan(
     source_dir: Path | str,
     collection: str | None = None,
     shard_count: int | None = None,
-    text_model: TextEmbeddingModel | None = None,
+    text_model: TextModel | None = None,
     postgres: PostgresResource | None = None,
 ) -> SyncPlan:
     """What `index` would add, re-embed, reuse and delete, and what an earlier sync left unfinished, without
@@ -144,41 +143,25 @@ def search(
     question: str,
     collection: str | None = None,
     k: int = 5,
+    *,
+    family: str = TEXT.name,
     version: str | None = None,
     postgres: PostgresResource | None = None,
-) -> list[Hit]:
-    """Nearest chunks by cosine similarity, from the serving index version unless `version` names another.
-    The question is embedded by the model that made that version's vectors, whatever is configured now."""
-    collection = settings.collection_name(collection)
-    view = TEXT.view(collection)
+    **options,
+) -> list[Hit] | list[PageHit]:
+    """The family's nearest items to the question (text: chunks by cosine; pages: late interaction, MaxSim,
+    where `options` may ask for `exact` scoring of every page or `candidates_per_token`), from the serving
+    index version unless `version` names another. The question is embedded by the model that made that
+    version's vectors, whatever is configured now."""
+    collection, family = settings.collection_name(collection), family_named(family)
+    view = family.view(collection)
     with (postgres or PostgresResource()).connect(ddl=False) as conn:
         version = version or serving_version(conn, view)
         if version is None:
-            raise LookupError(f"collection {collection!r} serves no index version yet: index it first")
+            raise LookupError(f"collection {collection!r} serves no {family.name} index yet: index it first")
         record = find_version(conn, view, version)
-        query = TEXT.query_model(record.model).embed_query(question)
-        return search_relation(conn, record.table, query, k)
-
-
-def search_pages(
-    question: str,
-    collection: str | None = None,
-    k: int = 5,
-    exact: bool = False,
-    candidates_per_token: int = 20,
-    postgres: PostgresResource | None = None,
-) -> list[PageHit]:
-    """Pages by late interaction (MaxSim) with the question, embedded by the model that made the serving page
-    index version: HNSW candidates re-ranked exactly, or every page scored when `exact`."""
-    collection = settings.collection_name(collection)
-    view = PAGES.view(collection)
-    with (postgres or PostgresResource()).connect(ddl=False) as conn:
-        version = serving_version(conn, view)
-        if version is None:
-            raise LookupError(f"collection {collection!r} has no page index yet: enable its visual branch and index it")
-        record = find_version(conn, view, version)
-        tokens = PAGES.query_model(record.model).embed_query(question)
-        return search_page_table(conn, record.table, tokens, k, candidates_per_token, exact)
+        query = family.model_from(record.model).embed_query(question)
+        return family.search(conn, record.table, query, k, **options)
 
 
 def _run_version_job(

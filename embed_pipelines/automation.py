@@ -9,17 +9,21 @@ from collections.abc import Callable, Iterable
 
 import dagster as dg
 import psycopg
-from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from embed_pipelines.collection import Collection
-from embed_pipelines.families import accepted_by
+from embed_pipelines.core.collection import Collection
+from embed_pipelines.pipeline.families import accepted_by
 from embed_pipelines.resources import PostgresResource
 from embed_pipelines.sync.pending import pending_sync
 from embed_pipelines.versions.family import IndexFamily
 from embed_pipelines.versions.progress import unfinished_shards
 
-WAITING_OR_RUNNING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, *IN_PROGRESS_RUN_STATUSES]
+_RUN = dg.DagsterRunStatus
+WAITING_OR_RUNNING = [_RUN.QUEUED, _RUN.NOT_STARTED, _RUN.STARTING, _RUN.STARTED, _RUN.CANCELING, _RUN.SUSPENDED]
+
+# The run tags Dagster reads for a run over a range of partitions (documented with backfills; no public
+# constant holds them).
+ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 COLLECTION_TAG = "embed_pipelines/collection"  # one sync of a collection's shards at a time (dagster.yaml)
@@ -74,7 +78,7 @@ def source_files_config(collection: Collection, rehash: bool = False, allow_mass
 def shard_range_tags(collection: Collection, shards: Iterable[str] | None = None) -> dict[str, str]:
     """Tags that make one run cover the shards from the lowest to the highest requested (all when None).
     Shards in between that did not change cost a stat and a skip: cheaper than a model load per run."""
-    keys = sorted(shards) if shards is not None else collection.shards
+    keys = sorted(shards) if shards is not None else collection.shard_keys
     return {ASSET_PARTITION_RANGE_START_TAG: keys[0], ASSET_PARTITION_RANGE_END_TAG: keys[-1]}
 
 
@@ -87,7 +91,7 @@ def sync_requests(
     """A run for each of the `runs_per_sync` contiguous shard groups that holds requested shards (all when
     None), so that as many workers sync in parallel, each loading its model once. Each group has its own value
     of the collection tag: dagster.yaml runs one sync of a group at a time, and several groups at once."""
-    wanted = set(shards) if shards is not None else set(collection.shards)
+    wanted = set(shards) if shards is not None else set(collection.shard_keys)
     requests = []
     for group in shard_groups(collection):
         requested = [shard for shard in group if shard in wanted]
@@ -101,7 +105,7 @@ def sync_requests(
 
 def shard_groups(collection: Collection) -> list[list[str]]:
     """The collection's shards in `runs_per_sync` contiguous groups of (nearly) equal size."""
-    keys, count = collection.shards, min(collection.runs_per_sync, collection.shard_count)
+    keys, count = collection.shard_keys, min(collection.runs_per_sync, collection.shards)
     bounds = [round(i * len(keys) / count) for i in range(count + 1)]
     return [keys[start:end] for start, end in zip(bounds, bounds[1:], strict=False)]
 
@@ -132,7 +136,7 @@ def build_change_sensor(
         job_name=job_name,
         minimum_interval_seconds=collection.sensor_interval_s,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Requests one sync run for the shards of {collection.source_dir} with added, edited, "
+        description=f"Requests one sync run for the shards of {collection.source} with added, edited, "
         "deleted or renamed files, and for the shards an earlier sync left unfinished (failed or killed). "
         "Stats every file; reads only those whose size or mtime changed.",
     )

@@ -12,17 +12,22 @@ from contextlib import contextmanager
 
 import psycopg
 
-from embed_pipelines import api, settings
-from embed_pipelines.families import FAMILIES
+from embed_pipelines import api
+from embed_pipelines.core import settings
+from embed_pipelines.core.settings import ConfigurationError
+from embed_pipelines.pipeline.families import FAMILIES, PAGES
 from embed_pipelines.sample_corpus import sample_questions, write_sample_corpus
-from embed_pipelines.settings import ConfigurationError
+from embed_pipelines.storage.page_tables import PageHit
 from embed_pipelines.storage.tables import Hit
 
 
-def print_hits(hits: list[Hit]) -> None:
+def print_hits(hits: list[Hit] | list[PageHit]) -> None:
     if not hits:
         print("No results: is the collection indexed?")
     for rank, hit in enumerate(hits, start=1):
+        if isinstance(hit, PageHit):
+            print(f"{rank:>2}. {hit.score:.3f}  {hit.document_path}  page {hit.page_number}")
+            continue
         where = " > ".join(hit.headings)
         if hit.pages:
             where += f" (page {', '.join(map(str, hit.pages))})"
@@ -55,21 +60,18 @@ def _index(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
+    options = {"exact": args.exact, "candidates_per_token": args.candidates_per_token}
+    if args.family != PAGES.name and (args.exact or args.candidates_per_token is not None):
+        raise ConfigurationError("--exact and --candidates-per-token score page images: add --family pages")
+    page_options = {name: value for name, value in options.items() if value not in (None, False)}
     try:
-        if args.visual:
-            pages = api.search_pages(
-                args.question, args.collection, args.k, args.exact, candidates_per_token=args.candidates_per_token
-            )
-        else:
-            hits = api.search(args.question, collection=args.collection, k=args.k, version=args.version)
+        hits = api.search(
+            args.question, args.collection, args.k, family=args.family, version=args.version, **page_options
+        )
     except LookupError as error:
         print(error, file=sys.stderr)
         return 1
-    if args.visual:
-        for rank, page in enumerate(pages, start=1):
-            print(f"{rank:>2}. {page.score:.3f}  {page.document_path}  page {page.page_number}")
-    else:
-        print_hits(hits)
+    print_hits(hits)
     return 0
 
 
@@ -135,6 +137,10 @@ def _demo(args: argparse.Namespace) -> int:
 COLLECTION_HELP = f"default ${settings.COLLECTION_ENV} or {settings.DEFAULT_COLLECTION}"
 
 
+def add_family_flag(parser: argparse.ArgumentParser, text: str) -> None:
+    parser.add_argument("--family", choices=sorted(FAMILIES), default="text", help=f"{text} (default text)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embed-pipelines", description=__doc__)
     parser.add_argument("--verbose", action="store_true", help="show libraries' warnings and progress bars")
@@ -144,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("path", help="source folder, or an object-store URL (s3://bucket/docs)")
     index.add_argument("--plan", action="store_true", help="print what a sync would do; change nothing")
     index.add_argument("--collection", default=None, help=COLLECTION_HELP)
-    index.add_argument("--shards", type=int, default=None, help=f"default ${settings.SHARDS_ENV} or 16")
+    index.add_argument("--shards", type=int, default=None, help="default $EMBED_PIPELINES_SHARDS or 16")
     index.add_argument(
         "--shard-range",
         default=None,
@@ -166,10 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--collection", default=None, help=COLLECTION_HELP)
     search.add_argument("-k", type=int, default=5)
     search.add_argument("--version", default=None, help="an index version other than the serving one")
-    search.add_argument("--visual", action="store_true", help="search page images (late interaction, MaxSim)")
-    search.add_argument("--exact", action="store_true", help="with --visual: score every page, not HNSW candidates")
+    add_family_flag(search, "which index: text chunks, or page images (late interaction, MaxSim)")
     search.add_argument(
-        "--candidates-per-token", type=int, default=20, help="with --visual: nearest regions per query token"
+        "--exact", action="store_true", help="with --family pages: score every page, not HNSW candidates"
+    )
+    search.add_argument(
+        "--candidates-per-token",
+        type=int,
+        default=None,
+        help="with --family pages: nearest regions per query token (default 20)",
     )
     search.set_defaults(handler=_search)
 
@@ -186,15 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
             action.add_argument("version")
         if name == "promote":
             action.add_argument("--skip-gate", action="store_true", help="serve it without the gate's checks")
-            action.add_argument("--shards", type=int, default=None, help=f"default ${settings.SHARDS_ENV} or 16")
+            action.add_argument("--shards", type=int, default=None, help="default $EMBED_PIPELINES_SHARDS or 16")
         action.add_argument("--collection", default=None, help=COLLECTION_HELP)
-        family = action.add_mutually_exclusive_group()
-        family.add_argument(
-            "--family", choices=sorted(FAMILIES), default="text", help="the index family (default text)"
-        )
-        family.add_argument(
-            "--pages", dest="family", action="store_const", const="pages", help="same as --family pages"
-        )
+        add_family_flag(action, "the index family")
         action.set_defaults(handler=handler)
 
     demo = commands.add_parser("demo", help="index the bundled sample corpus and ask it a question")

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from embed_pipelines import settings
-from embed_pipelines.assets import build_source_files
+from embed_pipelines.assets import ASSETS_OF, build_source_files
 from embed_pipelines.automation import (
     COLLECTION_TAG,
     UnfinishedSyncs,
@@ -15,9 +14,9 @@ from embed_pipelines.automation import (
     build_change_sensor,
     build_nightly_schedule,
 )
-from embed_pipelines.collection import Collection
-from embed_pipelines.families import accepted_by, configured_models
-from embed_pipelines.resources import PostgresResource
+from embed_pipelines.core.collection import Collection
+from embed_pipelines.pipeline.families import accepted_by, configured_models
+from embed_pipelines.resources import ModelResource, PostgresResource
 from embed_pipelines.version_jobs import build_version_jobs
 
 
@@ -32,33 +31,34 @@ def reindex_job_name(collection: Collection) -> str:
 K8S_CONFIG_TAG = "dagster-k8s/config"  # read by dagster-k8s's run launcher and job executor
 
 
-def accelerator_request() -> dict:
-    """On Kubernetes, the pod of a sync run asks for EMBED_PIPELINES_RUN_GPUS accelerators (none: no tag), so
+def accelerator_request(collection: Collection) -> dict:
+    """On Kubernetes, the pod of a sync run asks for the collection's run_gpus accelerators (none: no tag), so
     syncs land on GPU nodes and the version jobs, which never embed, do not hold one."""
-    gpus = settings.integer(settings.RUN_GPUS_ENV, 0, minimum=0)
-    if not gpus:
+    if not collection.run_gpus:
         return {}
-    return {K8S_CONFIG_TAG: {"container_config": {"resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}}}
+    limits = {"nvidia.com/gpu": str(collection.run_gpus)}
+    return {K8S_CONFIG_TAG: {"container_config": {"resources": {"limits": limits}}}}
 
 
 def build_definitions(
     collection: Collection, postgres: PostgresResource | None = None, models: dict | None = None
 ) -> dg.Definitions:
-    """`models`: a model resource per family name, where the caller's replaces the configured one."""
+    """`models`: a plain model per family name, where the caller's replaces the configured one."""
     assets = [build_source_files(collection, accepted_by(collection))]
     postgres = postgres or PostgresResource()
     resources = {"postgres": postgres}
     targets = []  # each family and the index version its assets build
     for family, model in configured_models(collection, models):
-        targets.append((family, model.index_version()))
-        assets += family.build_assets(collection, family, model, targets[-1][1])
-        resources[family.model_key(collection)] = model
-    one_at_a_time = {COLLECTION_TAG: collection.name, **accelerator_request()}
+        versions = model.versions()
+        targets.append((family, versions.index))
+        assets += ASSETS_OF[family.name](collection, family, versions, model.dimension)
+        resources[family.model_key(collection)] = ModelResource.of(family.name, model)
+    one_at_a_time = {COLLECTION_TAG: collection.name, **accelerator_request(collection)}
     index_job = dg.define_asset_job(
         index_job_name(collection),
         selection=dg.AssetSelection.assets(*assets),
         tags=one_at_a_time,
-        description=f"Sync every shard of {collection.source_dir} into the configured index versions; each view "
+        description=f"Sync every shard of {collection.source} into the configured index versions; each view "
         "serves its version once it is complete and passes its promotion gate.",
     )
     versioned = [asset for asset in assets if any(asset.code_versions_by_key.values())]

@@ -10,9 +10,9 @@ import dagster as dg
 from pydantic import Field
 
 from embed_pipelines.assets.common import asset_key
-from embed_pipelines.collection import Collection
-from embed_pipelines.families import family_named
-from embed_pipelines.reporting import actor, outcome_metadata, report_gate
+from embed_pipelines.assets.reporting import actor, outcome_metadata, report_gate
+from embed_pipelines.core.collection import Collection
+from embed_pipelines.pipeline.families import family_named
 from embed_pipelines.resources import PostgresResource
 from embed_pipelines.versions import lifecycle
 from embed_pipelines.versions.lifecycle import Outcome

@@ -21,7 +21,8 @@ os.environ["EMBED_PIPELINES_HOME"] = tempfile.mkdtemp(prefix="embed-pipelines-te
 import dagster as dg  # noqa: E402
 import pytest  # noqa: E402
 
-from embed_pipelines.resources import PostgresResource, TextEmbeddingModel  # noqa: E402
+from embed_pipelines.resources import PostgresResource  # noqa: E402
+from embed_pipelines.text.local_model import TextEmbeddingModel  # noqa: E402
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -147,7 +148,7 @@ def minilm_server():
     """infinity serving the bundled all-MiniLM-L6-v2 as `minilm` on 127.0.0.1 (see embedding_server.py)."""
     from embedding_server import EmbeddingServer
 
-    from embed_pipelines.resources.text_model import bundled_model_folder
+    from embed_pipelines.text.local_model import bundled_model_folder
 
     server = EmbeddingServer(bundled_model_folder(), "minilm")
     yield server

@@ -7,8 +7,9 @@ from pathlib import Path
 import dagster as dg
 
 from embed_pipelines import api
-from embed_pipelines.resources import PostgresResource, TextEmbeddingModel
+from embed_pipelines.resources import PostgresResource
 from embed_pipelines.sample_corpus import write_document
+from embed_pipelines.text.local_model import TextEmbeddingModel
 
 SMALL_CORPUS = {
     "guide/espresso.md": "# Espresso\n\n## Grind\n\nA fine, even grind and a 25 second shot give a balanced cup.\n\n"

@@ -4,11 +4,11 @@ import dagster as dg
 from support import definitions
 
 from embed_pipelines.assets.common import asset_key
-from embed_pipelines.collection import Collection
+from embed_pipelines.core.collection import Collection
 
 
 def test_downstream_is_requested_after_an_upstream_materialization(tmp_path, instance):
-    collection = Collection("auto", tmp_path, shard_count=2)
+    collection = Collection("auto", tmp_path, shards=2)
     defs = definitions(collection)
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     assert first.total_requested == 0, "nothing is requested before anything upstream happened"
@@ -22,7 +22,7 @@ def test_downstream_is_requested_after_an_upstream_materialization(tmp_path, ins
 
 
 def test_sensors_and_the_nightly_schedule_are_on_by_default(tmp_path):
-    defs = definitions(Collection("auto", tmp_path, shard_count=2, nightly_cron="30 3 * * *", timezone="Europe/Zurich"))
+    defs = definitions(Collection("auto", tmp_path, shards=2, nightly_cron="30 3 * * *", timezone="Europe/Zurich"))
     sensors = {sensor.name: sensor for sensor in defs.sensors}
     assert set(sensors) == {"auto_source_changes", "auto_automation"}
     assert all(sensor.default_status == dg.DefaultSensorStatus.RUNNING for sensor in sensors.values())
@@ -34,7 +34,7 @@ def test_sensors_and_the_nightly_schedule_are_on_by_default(tmp_path):
 def test_a_new_model_requests_a_rebuild_of_every_shard_of_its_versioned_assets(
     tmp_path, instance, tiny_model, wider_tiny_model
 ):
-    collection = Collection("auto", tmp_path, shard_count=2)
+    collection = Collection("auto", tmp_path, shards=2)
     before = definitions(collection, tiny_model)
     first = dg.evaluate_automation_conditions(defs=before, instance=instance)
     unchanged = dg.evaluate_automation_conditions(defs=before, instance=instance, cursor=first.cursor)

@@ -17,7 +17,7 @@ def test_corrupt_and_empty_files_are_reported_and_the_others_indexed(
     run_index(source, "badinput", instance, text_model, postgres)
 
     documents = latest_metadata(instance, "badinput", "documents")
-    assert documents["failed"] == 2
+    assert documents["documents_failed"] == 2
     failed = documents["failed_files"]
     assert "broken.pdf" in failed and "empty.md" in failed and "file is empty" in failed
     assert "photo.xyz" in latest_metadata(instance, "badinput", "source_files")["not_indexed"]

@@ -3,7 +3,7 @@
 import numpy as np
 
 from embed_pipelines.assets.vector_index import check_results
-from embed_pipelines.storage.rows import Chunk
+from embed_pipelines.core.rows import Chunk
 from embed_pipelines.storage.tables import ShardHealth, ensure_table, replace_document, shard_health
 
 

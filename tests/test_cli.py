@@ -71,8 +71,8 @@ def test_visual_search_from_the_command_line(tmp_path, home, capsys, monkeypatch
     assert cli.main(["index", str(source), "--collection", "slides", "--shards", "2"]) == 0
     capsys.readouterr()
 
-    assert cli.main(["search", "--visual", "revenue chart", "--collection", "slides", "-k", "2"]) == 0
+    assert cli.main(["search", "--family", "pages", "revenue chart", "--collection", "slides", "-k", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and all("slides.pdf  page " in line for line in lines)
-    assert cli.main(["search", "--visual", "revenue", "--collection", "cli", "--exact"]) == 1
-    assert "has no page index yet" in capsys.readouterr().err
+    assert cli.main(["search", "--family", "pages", "revenue", "--collection", "cli", "--exact"]) == 1
+    assert "serves no pages index yet" in capsys.readouterr().err

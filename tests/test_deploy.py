@@ -11,7 +11,7 @@ from dagster._config import process_config
 from dagster._core.instance.config import dagster_instance_config
 from support import SMALL_CORPUS, definitions, write_corpus
 
-from embed_pipelines.collection import Collection
+from embed_pipelines.core.collection import Collection
 from embed_pipelines.factory import K8S_CONFIG_TAG, accelerator_request, index_job_name
 from embed_pipelines.storage.registry import serving_version
 
@@ -25,7 +25,9 @@ def _database_url(postgres, name: str) -> str:
         conn.autocommit = True
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
-    return postgres._uri().replace("postgresql://", "postgresql+psycopg2://").replace("/postgres?", f"/{name}?")
+    return (
+        postgres.database().uri().replace("postgresql://", "postgresql+psycopg2://").replace("/postgres?", f"/{name}?")
+    )
 
 
 def test_the_instance_config_and_the_run_launcher_validate(postgres, monkeypatch):
@@ -42,12 +44,11 @@ def test_the_instance_config_and_the_run_launcher_validate(postgres, monkeypatch
     assert kinds.count("Deployment") == 3 and "RoleBinding" in kinds
 
 
-def test_a_sync_run_asks_kubernetes_for_its_accelerators(monkeypatch):
+def test_a_sync_run_asks_kubernetes_for_its_accelerators(tmp_path):
     from dagster_k8s.job import UserDefinedDagsterK8sConfig
 
-    assert accelerator_request() == {}  # none asked for: no tag, and no GPU node needed
-    monkeypatch.setenv("EMBED_PIPELINES_RUN_GPUS", "2")
-    tag = accelerator_request()[K8S_CONFIG_TAG]
+    assert accelerator_request(Collection("nogpu", tmp_path)) == {}  # no tag, and no GPU node needed
+    tag = accelerator_request(Collection("gpus", tmp_path, run_gpus=2))[K8S_CONFIG_TAG]
     parsed = UserDefinedDagsterK8sConfig.from_dict(tag)
     assert parsed.container_config["resources"]["limits"] == {"nvidia.com/gpu": "2"}
 

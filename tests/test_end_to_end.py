@@ -10,11 +10,11 @@ from sentence_transformers import SentenceTransformer
 from support import indexed_rows, latest_metadata, run_index
 
 from embed_pipelines import api
-from embed_pipelines.collection import Collection
-from embed_pipelines.resources.text_model import _load_encoder, bundled_model_folder
+from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.shards import shard_of
 from embed_pipelines.sample_corpus import sample_questions, write_sample_corpus
 from embed_pipelines.storage.stores import documents_store
-from embed_pipelines.sync.shards import shard_of
+from embed_pipelines.text.local_model import _load_encoder, bundled_model_folder
 
 COLLECTION = "handbook"
 

@@ -6,13 +6,13 @@ import subprocess
 import sys
 from collections import Counter
 
-from embed_pipelines.resources import TextEmbeddingModel
-from embed_pipelines.sync.shards import shard_keys, shard_of
-from embed_pipelines.versions.identity import index_version
+from embed_pipelines.core.fingerprints import index_version
+from embed_pipelines.core.shards import shard_keys, shard_of
+from embed_pipelines.text.local_model import TextEmbeddingModel
 
 PROGRAM = (
-    "from embed_pipelines.sync.shards import shard_of;"
-    "from embed_pipelines.resources import TextEmbeddingModel;"
+    "from embed_pipelines.core.shards import shard_of;"
+    "from embed_pipelines.text.local_model import TextEmbeddingModel;"
     "print([shard_of(f'dir/file-{i}.md', 16) for i in range(50)], TextEmbeddingModel(device='cpu').index_version())"
 )
 
@@ -53,7 +53,7 @@ def test_a_model_copied_to_another_machine_keeps_its_version(tmp_path, tiny_mode
     copy = shutil.copytree(tiny_model.folder, tmp_path / "elsewhere" / "model")
     program = (
         "import sys;"
-        "from embed_pipelines.resources import TextEmbeddingModel;"
+        "from embed_pipelines.text.local_model import TextEmbeddingModel;"
         "print(TextEmbeddingModel(model=sys.argv[1], device='cpu').index_version())"
     )
     other_machine = {**os.environ, "EMBED_PIPELINES_HOME": str(tmp_path / "home"), "PYTHONHASHSEED": "3"}

@@ -9,13 +9,13 @@ import pytest
 from support import indexed_rows, latest_metadata, run_index, write_corpus
 
 from embed_pipelines import api
-from embed_pipelines.collection import Collection
-from embed_pipelines.resources.text_model import _load_encoder
-from embed_pipelines.storage.location import Location
+from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.location import Location
 from embed_pipelines.storage.parquet import document_key
 from embed_pipelines.sync.listing import read_all_listings
 from embed_pipelines.text.formats import Extraction, ExtractionMode, ExtractionStatus
 from embed_pipelines.text.isolation import IsolatedExtractor
+from embed_pipelines.text.local_model import _load_encoder
 
 SECTIONS = {
     "Grind": "Grind the beans just before brewing.",
@@ -67,7 +67,7 @@ def test_a_noop_sync_loads_no_model_and_writes_no_rows(synced, postgres):
     assert _load_encoder.cache_info().currsize == 0, "the model was loaded"
     assert second["embeddings"]["chunks_embedded"] == 0
     assert second["vector_index"]["rows_written"] == second["vector_index"]["rows_deleted"] == 0
-    assert second["documents"]["unchanged"] == 4
+    assert second["documents"]["documents_unchanged"] == 4
     assert indexed_rows(postgres, collection) == before
 
 
@@ -86,7 +86,7 @@ def test_a_noop_sync_in_a_fresh_process_imports_no_model_or_converter_library(sy
     env = {
         **os.environ,
         "EMBED_PIPELINES_MODEL": tiny_model.model,
-        "EMBED_PIPELINES_DSN": postgres._uri(),
+        "EMBED_PIPELINES_DSN": postgres.database().uri(),
         "DAGSTER_HOME": str(tmp_path / "dagster"),
     }
     for _ in range(2):  # the first run of this configuration measures the model's facts (and so loads it)
@@ -105,7 +105,7 @@ def test_editing_one_paragraph_re_embeds_only_its_chunks(synced, postgres):
     after = {row[2] for row in indexed_rows(postgres, collection) if row[0] == "guide.md"}
     assert second["embeddings"]["chunks_embedded"] == len(after - before) >= 1
     assert second["embeddings"]["chunks_reused"] == len(after & before) >= 1
-    assert second["vector_index"]["documents_replaced"] == 1
+    assert second["vector_index"]["documents_rebuilt"] == 1
 
 
 def test_a_deleted_file_leaves_the_index_in_one_sync(synced, postgres):
@@ -113,7 +113,7 @@ def test_a_deleted_file_leaves_the_index_in_one_sync(synced, postgres):
     (source / "manual.pdf").unlink()
     second = sync()
     assert "manual.pdf" not in {row[0] for row in indexed_rows(postgres, collection)}
-    assert second["vector_index"]["documents_deleted"] == 1
+    assert second["vector_index"]["documents_removed"] == 1
 
 
 def test_a_rename_moves_rows_without_embedding(synced, postgres):
@@ -133,10 +133,10 @@ def test_a_parse_failure_keeps_the_last_good_rows_and_is_retried(synced, postgre
     (source / "manual.pdf").write_bytes(os.urandom(3000))
     for _ in range(2):  # the next sync tries again, and fails again, still keeping the rows
         metadata = sync()
-        assert metadata["documents"]["failed"] == 1 and "manual.pdf" in metadata["documents"]["failed_files"]
+        assert metadata["documents"]["documents_failed"] == 1 and "manual.pdf" in metadata["documents"]["failed_files"]
         assert [row for row in indexed_rows(postgres, collection) if row[0] == "manual.pdf"] == before
     write_corpus(source, {"manual.pdf.md": "# Manual\n\n## Pressure\n\nEight bar is gentler."})
-    assert sync()["documents"]["failed"] == 0
+    assert sync()["documents"]["documents_failed"] == 0
     assert [row for row in indexed_rows(postgres, collection) if row[0] == "manual.pdf"] != before
 
 
@@ -205,7 +205,7 @@ def test_a_conversion_that_failed_once_and_then_works_on_the_same_bytes_is_rechu
         return Extraction(ExtractionMode.SIMPLE, ExtractionStatus.FAILURE, None, "a passing fault")
 
     monkeypatch.setattr(IsolatedExtractor, "result", flaky)
-    assert sync()["documents"]["failed"] == 1  # keeps its last good conversion, and so its old chunks
+    assert sync()["documents"]["documents_failed"] == 1  # keeps its last good conversion, and so its old chunks
     monkeypatch.setattr(IsolatedExtractor, "result", real)
     sync()  # the same bytes convert now: the chunks and rows follow, although the listing did not change
     assert any("nine" in text for text in _texts(postgres, collection, "notes/shop.md"))

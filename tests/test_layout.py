@@ -1,8 +1,11 @@
-"""The package's layout rule, checked on its source: Dagster stays at the edges (top-level modules, assets/,
-resources/), the text and visual compute never reach PostgreSQL, and storage never loads torch; each
+"""The package's layout rule, checked on its source: its folders are floors, each importing only floors below
+it (or its own); `core/` and `pipeline/` never reach Dagster, the text and visual compute never reach
+PostgreSQL, storage never loads torch, and importing the collection module loads no database driver. Each
 through any chain of the package's own imports, not only directly."""
 
 import ast
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -11,8 +14,9 @@ import pytest
 import embed_pipelines
 
 PACKAGE = Path(embed_pipelines.__file__).parent
-DOMAINS = ("sync", "text", "visual", "storage", "versions")
-EDGES = ("assets", "resources")
+# Lowest first. Folders on one floor may import each other as long as the folders form no cycle.
+FLOORS = [("core",), ("text", "visual", "storage"), ("sync", "versions"), ("pipeline",), ("assets", "resources")]
+TOP = len(FLOORS)  # the top-level face: definitions, api, cli and the Dagster wiring only they use
 
 
 def module_name(path: Path) -> str:
@@ -21,6 +25,17 @@ def module_name(path: Path) -> str:
 
 
 MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
+def folder(module: str) -> str | None:
+    """The folder a module lives in; None for the top-level modules (and the package itself)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and (PACKAGE / parts[1]).is_dir()) else None
+
+
+def floor(module: str) -> int:
+    name = folder(module)
+    return TOP if name is None else next(level for level, folders in enumerate(FLOORS) if name in folders)
 
 
 @cache
@@ -50,35 +65,78 @@ def reachable_imports(module: str) -> set[str]:
     return seen
 
 
-def in_folder(module: str, folders: tuple[str, ...]) -> bool:
-    parts = module.split(".")
-    return len(parts) > 2 and parts[1] in folders
+def own_imports(module: str) -> set[str]:
+    return {name for name in direct_imports(module) if name in MODULES and name != "embed_pipelines"}
+
+
+def in_folders(*folders: str) -> list[str]:
+    return sorted(module for module in MODULES if folder(module) in folders)
 
 
 def test_the_walk_sees_the_package():
-    assert {"embed_pipelines.sync.incremental", "embed_pipelines.assets.view", "embed_pipelines.api"} <= set(MODULES)
+    assert {"embed_pipelines.pipeline.incremental", "embed_pipelines.assets.view", "embed_pipelines.cli"} <= set(
+        MODULES
+    )
     assert "dagster" in reachable_imports("embed_pipelines.assets.view")
     assert "embed_pipelines.versions.lifecycle" in reachable_imports("embed_pipelines.assets.view")
+    assert floor("embed_pipelines.core.collection") == 0 and floor("embed_pipelines.cli") == TOP
+    assert floor("embed_pipelines.core") == 0, "a folder's __init__ lives on its folder's floor"
 
 
-@pytest.mark.parametrize("module", sorted(m for m in MODULES if in_folder(m, DOMAINS)))
-def test_domain_modules_never_reach_dagster(module):
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_module_imports_a_floor_above_its_own(module):
+    above = sorted(name for name in own_imports(module) if floor(name) > floor(module))
+    assert not above, f"{module} (floor {floor(module)}) imports {above}"
+
+
+def test_the_folders_form_no_cycle():
+    edges = {
+        (folder(module), folder(name))
+        for module in MODULES
+        for name in own_imports(module)
+        if folder(module) and folder(name) and folder(module) != folder(name)
+    }
+    reach = {source: {target for s, target in edges if s == source} for source, _ in edges}
+    changed = True
+    while changed:  # transitive closure
+        changed = False
+        for targets in reach.values():
+            more = set().union(*(reach.get(target, set()) for target in targets)) - targets
+            if more:
+                targets |= more
+                changed = True
+    cycles = sorted(source for source, targets in reach.items() if source in targets)
+    assert not cycles, f"folders that import each other: {cycles} ({sorted(edges)})"
+
+
+@pytest.mark.parametrize("module", in_folders("core", "pipeline", "sync", "versions", "text", "visual", "storage"))
+def test_below_the_edge_nothing_reaches_dagster(module):
     assert "dagster" not in reachable_imports(module), f"{module} reaches dagster"
 
 
-@pytest.mark.parametrize("module", sorted(m for m in MODULES if in_folder(m, ("text", "visual"))))
-def test_compute_modules_never_reach_postgresql(module):
+@pytest.mark.parametrize("module", in_folders("text", "visual", "core"))
+def test_compute_and_core_never_reach_postgresql(module):
     reached = reachable_imports(module) & {"psycopg", "pgvector"}
     assert not reached, f"{module} reaches {reached}"
 
 
-@pytest.mark.parametrize("module", sorted(m for m in MODULES if in_folder(m, ("storage",))))
+@pytest.mark.parametrize("module", in_folders("storage"))
 def test_storage_modules_never_reach_torch(module):
     reached = reachable_imports(module) & {"torch", "transformers", "colpali_engine"}
     assert not reached, f"{module} reaches {reached}"
 
 
-def test_only_top_level_modules_assets_and_resources_import_dagster():
+def test_only_the_edge_and_the_top_level_import_dagster():
     importers = {m for m in MODULES if "dagster" in direct_imports(m)}
     assert importers, "the walk found no Dagster import at all"
-    assert all(not in_folder(m, DOMAINS) for m in importers), sorted(m for m in importers if in_folder(m, DOMAINS))
+    assert all(floor(m) >= floor("embed_pipelines.assets") for m in importers), sorted(importers)
+
+
+def test_importing_the_collection_loads_no_database_driver_nor_dagster():
+    """In a fresh interpreter, as a user's script would: what the collection module loads."""
+    code = (
+        "import sys, embed_pipelines.core.collection, embed_pipelines.core.config;"
+        "print(sorted(m for m in ('psycopg', 'pgvector', 'dagster', 'torch', 'duckdb') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

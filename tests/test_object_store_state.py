@@ -41,7 +41,7 @@ def test_a_sync_on_another_machine_reuses_the_state_in_the_bucket(
         "EMBED_PIPELINES_HOME": str(other_machine / ".embed-pipelines"),
         "DAGSTER_HOME": str(other_machine / "dagster"),
         "EMBED_PIPELINES_MODEL": tiny_model.model,
-        "EMBED_PIPELINES_DSN": postgres._uri(),
+        "EMBED_PIPELINES_DSN": postgres.database().uri(),
     }
     synced = subprocess.run([sys.executable, "-c", CHILD, str(source)], env=env, capture_output=True, text=True)
     assert synced.returncode == 0, synced.stderr[-3000:]

@@ -5,8 +5,8 @@ import pytest
 import torch
 from colpali_engine.utils.processing_utils import BaseVisualRetrieverProcessor
 
+from embed_pipelines.core.rows import Page
 from embed_pipelines.storage.page_tables import as_halfvecs, ensure_page_search, search_pages, write_regions
-from embed_pipelines.storage.rows import Page
 from embed_pipelines.storage.tables import PAGE_TABLE, ensure_hnsw_index, ensure_table, replace_document
 from embed_pipelines.visual.regions import regions_of
 

@@ -11,8 +11,8 @@ from support import SMALL_CORPUS, write_corpus
 from embed_pipelines import api, cli
 from embed_pipelines.assets.common import asset_key
 from embed_pipelines.config import configured_collections, resolve_collection
+from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.factory import build_all_definitions
-from embed_pipelines.settings import ConfigurationError
 from embed_pipelines.storage.registry import list_versions, serving_version
 
 
@@ -42,7 +42,7 @@ def test_the_code_location_the_api_and_the_cli_resolve_the_same_collection(
     assert "5 added" in capsys.readouterr().out
 
     assert api.index(source, "conf", instance=instance, postgres=postgres).success
-    listings = (location.state / "source_files").files()
+    listings = (location.state_location / "source_files").files()
     assert [listing.name for listing in listings] == ["0.parquet", "1.parquet", "2.parquet"]
     with postgres.connect() as conn:
         assert serving_version(conn, "conf") == tiny_model.index_version()
@@ -91,4 +91,4 @@ def test_the_sample_collection_of_an_unconfigured_code_location_refuses_another_
     other = write_corpus(tmp_path / "other", {"a.md": "# A\n\nSomething else."})
     with pytest.raises(ConfigurationError, match="the sample corpus, as EMBED_PIPELINES_SOURCE is unset"):
         resolve_collection(None, other)  # the code location syncs the sample corpus into `sample`
-    assert resolve_collection("docs", other).source_dir == other.resolve()
+    assert resolve_collection("docs", other).source == other.resolve()

@@ -3,8 +3,8 @@
 import dagster as dg
 from support import SMALL_CORPUS, definitions, indexed_rows, latest_metadata, run_index, write_corpus
 
-from embed_pipelines.collection import Collection
-from embed_pipelines.sync.shards import shard_of
+from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.shards import shard_of
 
 
 def test_after_edit_delete_and_add_the_table_equals_a_rebuild(tmp_path, state_dir, instance, text_model, postgres):

@@ -7,8 +7,8 @@ import pytest
 from support import SMALL_CORPUS, run_index, write_corpus
 
 from embed_pipelines.automation import COLLECTION_TAG, build_change_sensor, sync_requests
-from embed_pipelines.collection import Collection
-from embed_pipelines.sync.shards import shard_of
+from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.shards import shard_of
 
 SHARDS = 4
 

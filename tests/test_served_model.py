@@ -12,10 +12,11 @@ from safetensors.torch import load_file, save_file
 from support import indexed_rows, latest_metadata, run_index, write_corpus
 
 from embed_pipelines import api
-from embed_pipelines.resources import ServedEmbeddingModel, TextEmbeddingModel
-from embed_pipelines.resources.text_model import bundled_model_folder
-from embed_pipelines.settings import ConfigurationError
+from embed_pipelines.core.settings import ConfigurationError
+from embed_pipelines.pipeline.families import text_model
 from embed_pipelines.text.extraction import DocumentExtractor
+from embed_pipelines.text.local_model import TextEmbeddingModel, bundled_model_folder
+from embed_pipelines.text.served_model import ServedEmbeddingModel
 
 PARAGRAPHS = [
     "Varroa mites are counted with an alcohol wash of about 300 bees.",
@@ -33,7 +34,7 @@ CORPUS = {
 @pytest.fixture
 def registry(postgres, monkeypatch):
     """Probes are recorded in the database the pipeline's default PostgresResource resolves: this session's."""
-    monkeypatch.setenv("EMBED_PIPELINES_DSN", postgres._uri())
+    monkeypatch.setenv("EMBED_PIPELINES_DSN", postgres.database().uri())
     return postgres
 
 
@@ -41,7 +42,7 @@ def served(base_url: str, name: str = "minilm", **settings) -> ServedEmbeddingMo
     """MiniLM through a server, chunked with its own tokenizer to the local model's limit: the same chunks."""
     local = TextEmbeddingModel(device="cpu")
     settings = {"tokenizer": str(bundled_model_folder()), "chunk_tokens": local.chunk_token_limit(), **settings}
-    return ServedEmbeddingModel(base_url=base_url, model=name, **settings)
+    return text_model({"provider": "openai_compatible", "base_url": base_url, "model": name, **settings})
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -2,8 +2,8 @@
 
 import os
 
+from embed_pipelines.core.sources import LocalFolder
 from embed_pipelines.sync.scan import scan_source
-from embed_pipelines.sync.source import LocalFolder
 from embed_pipelines.text.formats import is_supported
 
 

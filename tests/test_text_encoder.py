@@ -7,10 +7,9 @@ import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 
-from embed_pipelines.resources import TextEmbeddingModel
-from embed_pipelines.resources.text_model import bundled_model_folder
-from embed_pipelines.settings import ConfigurationError
+from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.text.encoder import token_budget_batches
+from embed_pipelines.text.local_model import TextEmbeddingModel, bundled_model_folder
 from embed_pipelines.text.model_folder import read_model_folder
 from embed_pipelines.text.torch_runtime import pool
 
@@ -183,7 +182,7 @@ def test_openvino_is_refused_off_the_cpu():
 
 def _fresh_encoder(model: TextEmbeddingModel):
     """The model loaded again, as a new process would (not the one this process keeps)."""
-    from embed_pipelines.resources.text_model import _load_encoder
+    from embed_pipelines.text.local_model import _load_encoder
 
     _load_encoder.cache_clear()
     return model.encoder()

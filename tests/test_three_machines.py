@@ -52,7 +52,7 @@ def _machine(name, tmp_path, postgres, tiny_model):
         "EMBED_PIPELINES_HOME": str(home / ".embed-pipelines"),
         "DAGSTER_HOME": str(home / "dagster"),
         "EMBED_PIPELINES_MODEL": tiny_model.model,
-        "EMBED_PIPELINES_DSN": postgres._uri(),
+        "EMBED_PIPELINES_DSN": postgres.database().uri(),
     }
 
 

@@ -9,12 +9,12 @@ from support import SMALL_CORPUS, definitions, indexed_rows, write_corpus
 from embed_pipelines import api
 from embed_pipelines.assets.common import asset_key
 from embed_pipelines.automation import shard_range_tags
-from embed_pipelines.collection import Collection
 from embed_pipelines.config import resolve_collection
+from embed_pipelines.core.collection import Collection
 from embed_pipelines.factory import index_job_name
-from embed_pipelines.families import TEXT
-from embed_pipelines.resources import TextEmbeddingModel
+from embed_pipelines.pipeline.families import TEXT
 from embed_pipelines.storage.registry import list_versions, serving_version
+from embed_pipelines.text.local_model import TextEmbeddingModel
 
 QUESTION = "How hot should the steamed milk get?"
 
@@ -58,7 +58,7 @@ def test_an_upgrade_builds_beside_the_served_version_swaps_when_checked_and_roll
     tmp_path, state_dir, instance, postgres, tiny_model, wider_tiny_model
 ):
     source = write_corpus(tmp_path / "docs", SMALL_CORPUS)
-    collection = Collection("upgrade", source, shard_count=4)
+    collection = Collection("upgrade", source, shards=4)
     v1, v2 = tiny_model.index_version(), wider_tiny_model.index_version()
     assert v1 != v2
 
@@ -165,7 +165,7 @@ def test_retention_keeps_the_last_versions_and_never_the_serving_one(
     tmp_path, state_dir, instance, postgres, tiny_model
 ):
     source = write_corpus(tmp_path / "docs", {"a.md": "# A\n\nThe hive has frames of comb.", "b.md": "Bees."})
-    collection = Collection("kept", source, shard_count=2, keep_versions=2)
+    collection = Collection("kept", source, shards=2, keep_versions=2)
     models = [TextEmbeddingModel(model=tiny_model.model, device="cpu", document_prefix=p) for p in ("", "a: ", "b: ")]
     versions = [model.index_version() for model in models]
     for model in models:
@@ -183,7 +183,7 @@ def test_retention_never_drops_a_build_in_progress(tmp_path, state_dir, postgres
     from embed_pipelines.storage.tables import ensure_table
     from embed_pipelines.versions import lifecycle
 
-    collection = Collection("building", tmp_path, shard_count=2, keep_versions=2)
+    collection = Collection("building", tmp_path, shards=2, keep_versions=2)
     with postgres.connect() as conn:
         for version in ("zzz", "aaa"):  # served in turn
             ensure_table(conn, "building", version, 3)

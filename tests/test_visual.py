@@ -15,11 +15,11 @@ from tiny_visual_model import build_tiny_colpali, build_tiny_colqwen2
 from embed_pipelines import api
 from embed_pipelines.assets.common import asset_key
 from embed_pipelines.automation import shard_range_tags
-from embed_pipelines.collection import Collection, VisualBranch
+from embed_pipelines.core.collection import Collection, VisualBranch
 from embed_pipelines.factory import index_job_name
-from embed_pipelines.families import PAGES
-from embed_pipelines.resources import VisualEmbeddingModel
+from embed_pipelines.pipeline.families import PAGES
 from embed_pipelines.storage.registry import serving_version
+from embed_pipelines.visual.model import VisualEmbeddingModel
 
 BUILDERS = {"colqwen2": build_tiny_colqwen2, "colpali": build_tiny_colpali}
 
@@ -60,7 +60,7 @@ def test_pdf_and_image_pages_are_indexed_and_found(tmp_path, state_dir, instance
     collection = Collection(
         f"vis_{visual_model.family}",
         source,
-        shard_count=2,
+        shards=2,
         visual=VisualBranch(visual_model.model, visual_model.family),
     )
 
@@ -75,16 +75,16 @@ def test_pdf_and_image_pages_are_indexed_and_found(tmp_path, state_dir, instance
     ]
     assert all(tokens > 0 for *_, tokens in rows)
     rendered = page_metadata(result, collection, "page_images")
-    assert rendered["failed"] == 1 and "broken.png: not a readable image" in rendered["failed_files"]
+    assert rendered["documents_failed"] == 1 and "broken.png: not a readable image" in rendered["failed_files"]
     assert page_metadata(result, collection, "page_embeddings")["pages_embedded"] == 4
     vectors = PAGES.vectors_folder(collection, visual_model.index_version())
     stored = pq.read_table([file.path for file in vectors.files(recursive=True)])
     tokens = np.concatenate([np.asarray(page, np.float32) for page in stored.column("tokens").to_pylist()])
     assert np.isfinite(tokens).all(), "padding stripped: no NaN stored"
 
-    hits = api.search_pages("revenue table", collection.name, k=3, postgres=postgres)
+    hits = api.search("revenue table", collection.name, k=3, family="pages", postgres=postgres)
     assert len(hits) == 3 and {hit.document_path for hit in hits} <= {"report.pdf", "scan.png"}
-    exact = api.search_pages("revenue table", collection.name, k=3, exact=True, postgres=postgres)
+    exact = api.search("revenue table", collection.name, k=3, family="pages", exact=True, postgres=postgres)
     assert [(h.document_path, h.page_number) for h in hits] == [(h.document_path, h.page_number) for h in exact]
     # The text branch indexes the PDF's text and the Markdown file, and leaves the image to the visual branch.
     text_hits = api.search("revenue", collection.name, k=20, postgres=postgres)
@@ -101,7 +101,7 @@ def test_an_edit_re_embeds_only_changed_pages_and_a_delete_removes_the_document(
     collection = Collection(
         f"edit_{visual_model.family}",
         source,
-        shard_count=2,
+        shards=2,
         visual=VisualBranch(visual_model.model, visual_model.family),
     )
     index(collection, visual_model, tiny_model, postgres, instance)
@@ -169,7 +169,7 @@ def test_a_new_visual_model_builds_beside_the_served_pages_and_rolls_back(
         for seed in (0, 1)
     ]
     first, second = (model.index_version() for model in models)
-    collection = Collection("pageupgrade", source, shard_count=2, visual=VisualBranch(models[0].model))
+    collection = Collection("pageupgrade", source, shards=2, visual=VisualBranch(models[0].model))
 
     def serving() -> str:
         with postgres.connect() as conn:

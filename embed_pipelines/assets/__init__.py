@@ -2,7 +2,10 @@
 source_files -> documents -> chunks -> embeddings -> vector_index -> search_view    (text family)
              -> page_images -> page_embeddings -> page_index -> page_view          (pages family, where enabled)
 
-Each family's assets are made with the index version computed once for the definitions."""
+Each family's assets are made with the versions and dimension of its model, computed once for the
+definitions; `ASSETS_OF` says which builder makes a family's assets."""
+
+from collections.abc import Callable
 
 import dagster as dg
 
@@ -15,34 +18,34 @@ from embed_pipelines.assets.page_index import build_page_index
 from embed_pipelines.assets.source_files import build_source_files
 from embed_pipelines.assets.vector_index import build_vector_index
 from embed_pipelines.assets.view import build_view
-from embed_pipelines.collection import Collection
-from embed_pipelines.resources import TextEmbeddingModel, VisualEmbeddingModel
+from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.fingerprints import Versions
 from embed_pipelines.versions.family import IndexFamily
 
 
 def build_text_assets(
-    collection: Collection, family: IndexFamily, model: TextEmbeddingModel, version: str
+    collection: Collection, family: IndexFamily, versions: Versions, dimension: int
 ) -> list[dg.AssetsDefinition]:
-    versions = (model.chunker_version(), version)
-    dimension = model.dimension
     return [
         build_documents(collection, family.accepts),
-        build_chunks(collection, family, versions[0]),
+        build_chunks(collection, family, versions.chunker),
         build_embeddings(collection, family, versions, dimension),
         build_vector_index(collection, family, versions, dimension),
-        build_view(collection, family, "vector_index", versions[1]),
+        build_view(collection, family, "vector_index", versions.index),
     ]
 
 
 def build_page_assets(
-    collection: Collection, family: IndexFamily, model: VisualEmbeddingModel, version: str
+    collection: Collection, family: IndexFamily, versions: Versions, dimension: int
 ) -> list[dg.AssetsDefinition]:
     return [
         build_page_images(collection, family.accepts),
-        build_page_embeddings(collection, family, version),
-        build_page_index(collection, family, version),
-        build_view(collection, family, "page_index", version),
+        build_page_embeddings(collection, family, versions.index),
+        build_page_index(collection, family, versions, dimension),
+        build_view(collection, family, "page_index", versions.index),
     ]
 
 
-__all__ = ["build_page_assets", "build_source_files", "build_text_assets"]
+ASSETS_OF: dict[str, Callable[..., list[dg.AssetsDefinition]]] = {"text": build_text_assets, "pages": build_page_assets}
+
+__all__ = ["ASSETS_OF", "build_source_files"]

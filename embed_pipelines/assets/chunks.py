@@ -1,60 +1,12 @@
-from concurrent.futures import Future
-from functools import cached_property
-
 import dagster as dg
 
-from embed_pipelines import settings
 from embed_pipelines.assets.common import asset_options, column_schema, model_of
-from embed_pipelines.collection import Collection
-from embed_pipelines.reporting import failures_table
-from embed_pipelines.resources import TextEmbeddingModel
-from embed_pipelines.storage.rows import Chunk
-from embed_pipelines.storage.stores import chunks_store, documents_store
-from embed_pipelines.sync.incremental import Missing, Wanted, WorkAhead, sync_shards
-from embed_pipelines.sync.steps import StoreSync
-from embed_pipelines.text.chunking import ChunkingPool
+from embed_pipelines.assets.reporting import tally_metadata
+from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.rows import Chunk
+from embed_pipelines.pipeline.chunk import ChunkDocuments
+from embed_pipelines.pipeline.incremental import sync_shards
 from embed_pipelines.versions.family import IndexFamily
-
-
-class ChunkDocuments(StoreSync):
-    """A document's chunks are current when they were made from the bytes of its current conversion."""
-
-    def __init__(self, collection: Collection, family: IndexFamily, model: TextEmbeddingModel, version: str):
-        self.documents = documents_store(collection)
-        super().__init__(collection, family.accepts, chunks_store(collection, version), upstream=self.documents)
-        self.model = model
-        self.workers = settings.convert_workers()
-        self.ahead = WorkAhead(2 * self.workers, self._submit)
-
-    @cached_property
-    def pool(self) -> ChunkingPool:
-        """Started on the first document to chunk: the tokenizer and docling load only then."""
-        return ChunkingPool(self.model.chunker(), self.workers)
-
-    def _submit(self, shard: str, path: str, wanted: Wanted) -> Future[list[Chunk]]:
-        converted = self.documents.read(shard, path, "docling_json")[0].docling_json
-        return self.pool.submit(converted, path, wanted.signature)
-
-    def prepare(self, shard: str, stale: list[tuple[str, Wanted]]) -> None:
-        self.ahead.plan(shard, stale)
-
-    def wanted(self, shard: str, path: str) -> Wanted:
-        """From the document's facts alone: its converted JSON is read only to rebuild."""
-        facts = self.documents.read(shard, path, "source_sha256", "error", "failed_sha256")
-        if not facts:
-            raise Missing("not converted yet")
-        document = facts[0]
-        if document.failed_sha256 is not None and self.documents.read_row(shard, path).docling_json is None:
-            raise Missing(document.error)  # failed, and never converted before
-        return Wanted(document.source_sha256)
-
-    def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
-        chunks = self.ahead.take(path).result()
-        self.figures["chunks_written"] += self.store.write(shard, path, chunks, made_from=wanted.signature)
-
-    def finish(self) -> None:
-        if "pool" in self.__dict__:  # started
-            self.pool.close()
 
 
 def build_chunks(collection: Collection, family: IndexFamily, chunker_version: str) -> dg.AssetsDefinition:
@@ -72,18 +24,10 @@ def build_chunks(collection: Collection, family: IndexFamily, chunker_version: s
         )
     )
     def chunks(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        text_model: TextEmbeddingModel = model_of(context, family, collection)
-        tally = sync_shards(ChunkDocuments(collection, family, text_model, chunker_version), context.partition_keys)
+        model = model_of(context, family, collection)
+        tally = sync_shards(ChunkDocuments(collection, family, model, chunker_version), context.partition_keys)
         context.log.info(tally.summary())
-        return dg.MaterializeResult(
-            metadata={
-                "documents_rechunked": tally.rebuilt,
-                "documents_unchanged": tally.unchanged,
-                "chunks_written": tally.figures["chunks_written"],
-                "max_tokens": text_model.chunk_token_limit(),
-                "documents_without_chunks": len(tally.without_input),
-                "skipped_files": failures_table(tally.without_input),
-            }
-        )
+        figures = {"chunks_written": tally.figures["chunks_written"], "max_tokens": model.chunk_token_limit()}
+        return dg.MaterializeResult(metadata={**tally_metadata(tally), **figures})
 
     return chunks

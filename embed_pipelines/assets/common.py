@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 
 import dagster as dg
 
-from embed_pipelines.collection import Collection
-from embed_pipelines.storage.rows import RowKind
-from embed_pipelines.sync.shards import shard_keys
+from embed_pipelines.assets.reporting import fail_for_documents, tally_metadata
+from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.fingerprints import Versions
+from embed_pipelines.core.rows import RowKind
+from embed_pipelines.core.shards import shard_keys
+from embed_pipelines.pipeline.incremental import sync_shards
+from embed_pipelines.pipeline.table_load import TableSync
+from embed_pipelines.storage.registry import ensure_version
 from embed_pipelines.versions.family import IndexFamily
 
 # A changed code version (a new chunker or index version) requests every shard: with the automation sensor's
@@ -49,7 +55,7 @@ def asset_options(
         "required_resource_keys": set(resources),
         "automation_condition": automation,
         "code_version": code_version,
-        "partitions_def": shard_partitions(collection.shard_count),
+        "partitions_def": shard_partitions(collection.shards),
         "backfill_policy": dg.BackfillPolicy.single_run(),
         "group_name": collection.name,
         "description": description,
@@ -66,4 +72,33 @@ def column_schema(kind: RowKind, dimension: int = 0) -> dg.TableSchema:
 
 
 def model_of(context: dg.AssetExecutionContext, family: IndexFamily, collection: Collection):
-    return getattr(context.resources, family.model_key(collection))
+    """The family's plain model, from its resource."""
+    return getattr(context.resources, family.model_key(collection)).get_model()
+
+
+def table_columns(family: IndexFamily, dimension: int) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(*column) for column in family.layout.columns(dimension)])
+
+
+def load_version_table(
+    context: dg.AssetExecutionContext,
+    collection: Collection,
+    family: IndexFamily,
+    versions: Versions,
+    dimension: int,
+    load_step: Callable[..., TableSync],
+) -> tuple[TableSync, dict]:
+    """The version's table and registry entry made if need be, then the run's shards loaded into it by
+    `load_step(conn)`. Documents that could not be written fail the step once the others are in. Returns the
+    step and the metadata every table asset reports."""
+    model = model_of(context, family, collection)
+    table = family.table(collection.name, versions.index)
+    with context.resources.postgres.connect() as conn:
+        view = family.view(collection.name)
+        ensure_version(conn, view, versions.index, dimension, family.layout, model.query_settings(), versions.chunker)
+        load = load_step(conn)
+        tally = sync_shards(load, context.partition_keys)
+    context.log.info(f"{table}: {tally.summary()}")
+    fail_for_documents(tally, table)
+    metadata = {"dagster/table_name": table, "index_version": versions.index, **tally_metadata(tally)}
+    return load, metadata | {name: tally.figures[name] for name in ("rows_written", "rows_deleted")}

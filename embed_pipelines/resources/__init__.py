@@ -1,6 +1,6 @@
-from embed_pipelines.resources.postgres import PostgresResource
-from embed_pipelines.resources.served_model import ServedEmbeddingModel
-from embed_pipelines.resources.text_model import TextEmbeddingModel
-from embed_pipelines.resources.visual_model import VisualEmbeddingModel
+"""Dagster's edge: each resource is configuration and one method that gives the plain object it configures."""
 
-__all__ = ["PostgresResource", "ServedEmbeddingModel", "TextEmbeddingModel", "VisualEmbeddingModel"]
+from embed_pipelines.resources.models import ModelResource
+from embed_pipelines.resources.postgres import PostgresResource
+
+__all__ = ["ModelResource", "PostgresResource"]

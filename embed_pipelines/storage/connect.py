@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from embed_pipelines.settings import ConfigurationError
+from embed_pipelines.core.settings import ConfigurationError
 
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from embed_pipelines.storage.location import Location
+from embed_pipelines.core.location import Location
 
 SUFFIX = ".manifest"  # not ".parquet": a listing of document files leaves it out
 

@@ -12,9 +12,9 @@ from typing import Generic
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from embed_pipelines.storage.location import Location
+from embed_pipelines.core.location import Location
+from embed_pipelines.core.rows import Row, RowKind
 from embed_pipelines.storage.manifest import SUFFIX, FileFacts, Manifest
-from embed_pipelines.storage.rows import Row, RowKind
 
 
 def document_key(relative_path: str) -> str:

@@ -15,7 +15,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from embed_pipelines.settings import ConfigurationError
+from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.storage.page_tables import MAX_SIM_FUNCTION
 from embed_pipelines.storage.tables import TableLayout, ensure_table, table_name
 

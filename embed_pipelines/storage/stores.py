@@ -3,10 +3,10 @@ version (so two versions never mix). Retired vectors stay reusable: see Document
 
 from __future__ import annotations
 
-from embed_pipelines.collection import Collection
-from embed_pipelines.storage.location import Location
+from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.location import Location
+from embed_pipelines.core.rows import Chunk, ChunkVector, Document, Page, PageVectors
 from embed_pipelines.storage.parquet import DocumentStore
-from embed_pipelines.storage.rows import Chunk, ChunkVector, Document, Page, PageVectors
 
 TEXT_VECTORS = "embeddings"
 PAGE_VECTORS = "page_embeddings"
@@ -16,17 +16,17 @@ PAGE_FACTS = ("document_path", "page_number", "width", "height", "image_sha256",
 
 def documents_store(collection: Collection) -> DocumentStore[Document]:
     facts = ("source_sha256", "mode", "status", "error", "failed_sha256", "text_chars")
-    return DocumentStore(collection.state / "documents", Document.KIND, facts=facts)
+    return DocumentStore(collection.state_location / "documents", Document.KIND, facts=facts)
 
 
 def chunks_store(collection: Collection, chunker_version: str) -> DocumentStore[Chunk]:
     facts = ("source_sha256", "chunk_ordinal", "chunk_hash")
-    return DocumentStore(collection.state / "chunks" / chunker_version, Chunk.KIND, facts=facts)
+    return DocumentStore(collection.state_location / "chunks" / chunker_version, Chunk.KIND, facts=facts)
 
 
 def vectors_folder(collection: Collection, kind: str, version: str) -> Location:
     """`<state>/<kind>/<version>`: every vector of an index version, current ones and retired ones."""
-    return collection.state / kind / version
+    return collection.state_location / kind / version
 
 
 def embeddings_store(collection: Collection, version: str, dimension: int) -> DocumentStore[ChunkVector]:
@@ -37,7 +37,7 @@ def embeddings_store(collection: Collection, version: str, dimension: int) -> Do
 
 
 def page_images_store(collection: Collection) -> DocumentStore[Page]:
-    return DocumentStore(collection.state / "page_images", Page.KIND, facts=PAGE_FACTS)
+    return DocumentStore(collection.state_location / "page_images", Page.KIND, facts=PAGE_FACTS)
 
 
 def page_embeddings_store(collection: Collection, version: str) -> DocumentStore[PageVectors]:

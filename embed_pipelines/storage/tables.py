@@ -7,7 +7,6 @@ All SQL lives here, in the open. Rows load by binary COPY; the HNSW index is bui
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -15,11 +14,9 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from embed_pipelines.settings import ConfigurationError
-from embed_pipelines.storage.rows import Chunk, Page, RowKind
+from embed_pipelines.core.collection import check_name
+from embed_pipelines.core.rows import Chunk, Page, RowKind
 
-# Table and index names derived from it (`<name>__<12 hex>_embedding_hnsw`) stay within PostgreSQL's 63 bytes.
-_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,31}$")
 HNSW_MAX_DIMENSIONS = 2000
 
 
@@ -50,15 +47,6 @@ CHUNK_TABLE = TableLayout(Chunk.KIND, "chunk_ordinal", "chunk_hash")
 PAGE_TABLE = TableLayout(
     Page.KIND, "page_number", "image_sha256", side_tables=("_regions",), hnsw=("_regions", "region", "_regions_hnsw")
 )
-
-
-def check_name(name: str) -> str:
-    if not _NAME.match(name):
-        raise ConfigurationError(
-            f"Invalid collection name {name!r}: use lowercase letters, digits and '_', "
-            "starting with a letter or '_', at most 32 characters"
-        )
-    return name
 
 
 def table_name(collection: str, version: str) -> str:
@@ -105,6 +93,11 @@ def indexed_documents(
         item_hash=sql.Identifier(layout.item_hash), ordinal=sql.Identifier(layout.ordinal), table=sql.Identifier(table)
     )
     return {path: (sha256, hashes) for path, sha256, hashes in conn.execute(query, (shard,))}
+
+
+def count_rows(conn: psycopg.Connection, table: str, shard: str) -> int:
+    query = sql.SQL("SELECT count(*) FROM {} WHERE shard = %s").format(sql.Identifier(table))
+    return conn.execute(query, (shard,)).fetchone()[0]
 
 
 def replace_document(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from embed_pipelines.storage.rows import SourceFile
+from embed_pipelines.core.rows import SourceFile
 
 
 @dataclass

@@ -5,16 +5,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 
-from embed_pipelines.collection import Collection
-from embed_pipelines.storage.location import Location
+from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.location import Location
+from embed_pipelines.core.rows import SourceFile
 from embed_pipelines.storage.parquet import write_parquet_atomic
-from embed_pipelines.storage.rows import SourceFile
 
 Accepts = Callable[[str], bool]  # which listed files a branch takes (its formats)
 
 
 def listing_file(collection: Collection, shard: str) -> Location:
-    return collection.state / "source_files" / f"{shard}.parquet"
+    return collection.state_location / "source_files" / f"{shard}.parquet"
 
 
 def read_listing(collection: Collection, shard: str, accepts: Accepts | None = None) -> list[SourceFile]:
@@ -38,7 +38,7 @@ def listing_digest(files: Iterable[SourceFile]) -> str:
 
 def read_all_listings(collection: Collection) -> dict[str, SourceFile]:
     """path -> file over every shard."""
-    return {file.path: file for shard in collection.shards for file in read_listing(collection, shard)}
+    return {file.path: file for shard in collection.shard_keys for file in read_listing(collection, shard)}
 
 
 def write_listing(collection: Collection, shard: str, files: list[SourceFile]) -> None:

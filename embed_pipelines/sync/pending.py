@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from embed_pipelines.collection import Collection
+from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.shards import shard_of
 from embed_pipelines.sync.changes import SourceChanges, compare_scans
 from embed_pipelines.sync.listing import Accepts, read_all_listings
 from embed_pipelines.sync.scan import scan_source
-from embed_pipelines.sync.shards import shard_of
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ def pending_sync(collection: Collection, accepts: Accepts) -> PendingSync:
     """Compare the folder (the files `accepts` takes) with the listings `source_files` last wrote. Only
     files whose size or mtime differ are read (to tell an edit from a touch)."""
     before = read_all_listings(collection)
-    scan = scan_source(collection.source, collection.shard_count, accepts, known=before)
+    scan = scan_source(collection.files, collection.shards, accepts, known=before)
     after = scan.files()
     changes = compare_scans(before, after)
     restated = {path for path, file in after.items() if file is not before.get(path)}
@@ -34,6 +34,6 @@ def pending_sync(collection: Collection, accepts: Accepts) -> PendingSync:
     state = sorted((path, after[path].sha256 if path in after else "deleted") for path in paths)
     return PendingSync(
         changes=changes,
-        shards=frozenset(shard_of(path, collection.shard_count) for path in paths),
+        shards=frozenset(shard_of(path, collection.shards) for path in paths),
         fingerprint=hashlib.sha256(repr(state).encode()).hexdigest()[:16],
     )

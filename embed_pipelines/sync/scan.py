@@ -13,9 +13,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Literal
 
-from embed_pipelines.storage.rows import SourceFile
-from embed_pipelines.sync.shards import shard_of
-from embed_pipelines.sync.source import LocalFolder, ObjectPrefix, Refused, Stat, sha256_of
+from embed_pipelines.core.rows import SourceFile
+from embed_pipelines.core.shards import shard_of
+from embed_pipelines.core.sources import LocalFolder, ObjectPrefix, Refused, Stat, sha256_of
 
 VerifyHashes = Literal["always", "nightly", "never"]  # which syncs read every file, not only changed stats
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING
 
-from embed_pipelines.storage.rows import Chunk
+from embed_pipelines.core.rows import Chunk
 
 if TYPE_CHECKING:
     from docling_core.types.doc import DoclingDocument

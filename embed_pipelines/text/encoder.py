@@ -12,7 +12,7 @@ import numpy as np
 from tokenizers import Tokenizer
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from embed_pipelines.accelerator import prepared_ahead
+from embed_pipelines.core.accelerator import prepared_ahead
 from embed_pipelines.text.model_folder import ModelFolderConfig
 
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
+from embed_pipelines.core.fingerprints import index_version, min_cosine
 from embed_pipelines.text.encoder import TokenBatch
 from embed_pipelines.text.model_folder import ModelFolderConfig
-from embed_pipelines.versions.identity import index_version, min_cosine
 
 _log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel
 
-from embed_pipelines.accelerator import dtype_name, pick_dtype, run_halving_on_oom
+from embed_pipelines.core.accelerator import dtype_name, pick_dtype, run_halving_on_oom
 from embed_pipelines.text.encoder import TokenBatch
 from embed_pipelines.text.model_folder import ModelFolderConfig, Pooling
 

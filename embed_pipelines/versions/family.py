@@ -1,7 +1,7 @@
 """An index family: one branch of a collection's index (text chunks, page images, ...), as a value.
 
 Everything that versions, the API and the code location need to know about a branch is here, so a new branch
-joins by declaring a family value (see families.py), not by copying the version operations.
+joins by declaring a family value (see pipeline/families.py), not by copying the version operations.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embed_pipelines.collection import Collection
-from embed_pipelines.storage.location import Location
+from embed_pipelines.core.collection import Collection, check_name
+from embed_pipelines.core.location import Location
 from embed_pipelines.storage.stores import vectors_folder
-from embed_pipelines.storage.tables import TableLayout, check_name
+from embed_pipelines.storage.tables import TableLayout, table_name
 
 
 @dataclass(frozen=True)
@@ -25,14 +25,22 @@ class IndexFamily:
     vectors_asset: str  # the asset that writes its vectors, also their state folder (one per index version)
     layout: TableLayout  # its version tables
     gate: Sequence[Callable[..., Any]]  # checks a version must pass before its view serves it (versions/gate.py)
-    query_model: Callable[[dict], Any]  # the registry's model settings -> the model that embeds questions
+    model_from: Callable[[dict], Any]  # model settings (configured, or the registry's) -> the plain model
+    settings_of: Callable[[Collection], dict | None]  # the collection's model settings; None: branch is off
+    search: Callable[..., list]  # (conn, version table, embedded question, k, **options) -> hits, best first
     view_asset: str  # the asset whose materializations are its view's changes
     model_resource: str  # its model resource is `<collection>_<model_resource>`
-    model_for: Callable[[Collection], Any | None]  # the collection's configured model; None: branch is off
-    build_assets: Callable[..., list]  # (collection, family, model, index version) -> its assets after source_files
 
     def view(self, collection_name: str) -> str:
         return check_name(f"{collection_name}{self.view_suffix}")
+
+    def table(self, collection_name: str, version: str) -> str:
+        return table_name(self.view(collection_name), version)
+
+    def model_for(self, collection: Collection) -> Any | None:
+        """The collection's configured model for this family, or None when the branch is off."""
+        settings = self.settings_of(collection)
+        return None if settings is None else self.model_from(settings)
 
     def vectors_folder(self, collection: Collection, version: str) -> Location:
         return vectors_folder(collection, self.vectors_asset, version)
@@ -42,4 +50,4 @@ class IndexFamily:
         return f"{collection.name}_{self.model_resource}"
 
     def enabled(self, collection: Collection) -> bool:
-        return self.model_for(collection) is not None
+        return self.settings_of(collection) is not None

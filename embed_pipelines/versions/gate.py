@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import psycopg
 
-from embed_pipelines.collection import Collection
+from embed_pipelines.core.collection import Collection
 from embed_pipelines.storage.registry import VersionRecord
 from embed_pipelines.storage.stores import chunks_store
 from embed_pipelines.storage.tables import IndexHealth, search, shard_health
@@ -67,7 +67,7 @@ def unsynced_shards(collection: Collection, family: IndexFamily, record: Version
     """Shards holding files of the family that no sync of the version has covered yet."""
     return [
         shard
-        for shard in collection.shards
+        for shard in collection.shard_keys
         if shard not in record.synced_shards and read_listing(collection, shard, family.accepts)
     ]
 
@@ -83,7 +83,7 @@ def _chunk_health(inputs: GateInputs) -> IndexHealth:
         conn, collection, candidate = inputs.conn, inputs.collection, inputs.candidate
         chunks = chunks_store(collection, candidate.chunker_version)
         health, expected_rows = {}, {}
-        for shard in collection.shards:
+        for shard in collection.shard_keys:
             paths = listed_paths(collection, shard, inputs.family.accepts)
             expected_rows[shard] = sum(chunks.row_count(shard, path) or 0 for path in paths)
             health[shard] = shard_health(conn, candidate.table, shard, paths)
@@ -122,7 +122,7 @@ def vectors_sane(inputs: GateInputs) -> GateCheck:
     candidate, health = inputs.candidate, _chunk_health(inputs)
     bad, dimensions = health.zero_or_nan_vectors, health.dimensions
     low, high = health.norm_range or (None, None)
-    normalizes = inputs.family.query_model(candidate.model).normalizes()
+    normalizes = inputs.family.model_from(candidate.model).normalizes()
     problems = []
     if bad:
         problems.append(f"{bad} zero or NaN vectors")
@@ -197,7 +197,7 @@ def hit_rate(
     conn: psycopg.Connection, family: IndexFamily, record: VersionRecord, pairs: list[tuple[str, str]], k: int
 ) -> float:
     """Share of questions whose expected document is among the top k chunks, embedded by the version's model."""
-    model = family.query_model(record.model)
+    model = family.model_from(record.model)
     hits = 0
     for question, expected in pairs:
         found = search(conn, record.table, model.embed_query(question), k)

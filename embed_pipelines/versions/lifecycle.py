@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from embed_pipelines.collection import Collection
+from embed_pipelines.core.collection import Collection
 from embed_pipelines.storage.registry import (
     VersionRecord,
     delete_version,
@@ -48,6 +48,7 @@ class Outcome:
     def metadata(self) -> dict:
         figures = {
             "serving_version": self.serving or "",
+            "view_changed": self.changed_view,
             "candidate_version": self.candidate,
             "replaced_version": self.replaced,
             "view_swap_ms": self.swap_ms,

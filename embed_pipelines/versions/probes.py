@@ -1,6 +1,6 @@
 """Which model a server serves, by what it computes: fixed probe texts are embedded, and their vectors are
 matched, within a tolerance, against the probes recorded for earlier index versions in PostgreSQL (the
-database the pipeline's PostgresResource resolves by default: EMBED_PIPELINES_DSN, else the embedded one).
+database a `ProbeRegistry` connects to: by default EMBED_PIPELINES_DSN, else the embedded one).
 
 A name says nothing reliable: servers swap the weights behind the same name, and the same weights go by new
 names and URLs. So the index version of a served model is the provider kind, the dimension, the prefixes and
@@ -13,24 +13,16 @@ vectors: a rounding boundary would turn a server's numeric noise (batching, kern
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import numpy as np
 import psycopg
 
-from embed_pipelines.settings import ConfigurationError
+from embed_pipelines.core.fingerprints import index_version, min_cosine
+from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.text.chunking import chunker_settings
-from embed_pipelines.versions.identity import index_version, min_cosine
+from embed_pipelines.text.served_model import PROBES, ServedEmbeddingModel
 
-PROBES = (
-    "The quick brown fox jumps over the lazy dog.",
-    "How do I rotate the API keys of a production database?",
-    "Photosynthesis converts light energy into chemical energy stored in glucose.",
-    "def fibonacci(n): return n if n < 2 else fibonacci(n - 1) + fibonacci(n - 2)",
-    "Der Vertrag kann mit einer Frist von drei Monaten gekündigt werden.",
-    "Quarterly revenue grew 12 % while operating costs fell.",
-    "a",
-    "Beekeepers inspect the brood frames every week in spring.",
-)
 # Same model: every probe's cosine to its recorded vector at least this. benchmarks/probe_noise.py (MiniLM):
 # asked again, in batches of 1-8 or among 56 other inputs through infinity, 1 - cos <= 1.2e-7; bf16 weights
 # 7e-5 (bf16 on an H200 against fp32: 5e-4). The same weights with N(0, 0.002) noise: 9.3e-3, caught.
@@ -45,6 +37,21 @@ CREATE TABLE IF NOT EXISTS embed_pipelines_probes (
     recorded_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (identity, version));
 """
+
+
+class ProbeRegistry:
+    """The probes recorded in the database `connect` opens: what identifies a served model."""
+
+    def __init__(self, connect: Callable[[], psycopg.Connection]):
+        self.connect = connect
+
+    def identify(self, model: ServedEmbeddingModel) -> dict:
+        with self.connect() as conn:
+            return identify(model, conn)
+
+    def check(self, model: ServedEmbeddingModel, facts: dict) -> None:
+        with self.connect() as conn:
+            check_probes(model, facts, conn)
 
 
 def identify(model, conn: psycopg.Connection) -> dict:

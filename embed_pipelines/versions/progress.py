@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import psycopg
 
-from embed_pipelines.collection import Collection
+from embed_pipelines.core.collection import Collection
 from embed_pipelines.storage.registry import synced_listings
 from embed_pipelines.sync.listing import listing_digest, read_listing
 from embed_pipelines.versions.family import IndexFamily
@@ -18,7 +18,7 @@ def unfinished_shards(
     """shard -> the listed paths of it that a family's configured `version` has not synced, for every shard
     whose current listing differs from the one it was last synced from (by that version)."""
     unfinished: dict[str, list[str]] = {}
-    listings = {shard: read_listing(collection, shard) for shard in collection.shards}  # once, for every family
+    listings = {shard: read_listing(collection, shard) for shard in collection.shard_keys}  # once, for every family
     for family, version in targets:
         synced = synced_listings(conn, family.view(collection.name))
         for shard, listed in listings.items():

@@ -20,3 +20,17 @@ def adapter_base(folder: Path, base_model: str) -> Path | None:
             "base_model to a local copy of the base model"
         )
     return base
+
+
+def projection_dimension(folders: list[Path]) -> int:
+    """The size of the token vectors a checkpoint computes: the rows of its `custom_text_proj` weight, read
+    from the safetensors headers alone (every colpali-engine model ends in that projection)."""
+    from safetensors import safe_open
+
+    for folder in folders:
+        for weights in sorted(folder.glob("*.safetensors")):
+            with safe_open(str(weights), framework="numpy") as handle:
+                for name in handle.keys():  # noqa: SIM118 (a safetensors handle is not a mapping)
+                    if name.endswith("custom_text_proj.weight"):
+                        return handle.get_slice(name).get_shape()[0]
+    raise FileNotFoundError(f"no custom_text_proj weight in {', '.join(map(str, folders))}: not a ColPali-family model")

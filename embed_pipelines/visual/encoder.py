@@ -15,7 +15,7 @@ import torch
 from colpali_engine import models
 from PIL import Image
 
-from embed_pipelines.accelerator import pick_dtype, prepared_ahead, run_halving_on_oom
+from embed_pipelines.core.accelerator import pick_dtype, prepared_ahead, run_halving_on_oom
 from embed_pipelines.visual.checkpoint import adapter_base
 
 # family -> (model class, processor class) in colpali_engine.models

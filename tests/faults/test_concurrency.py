@@ -4,7 +4,7 @@ import threading
 
 import numpy as np
 
-from embed_pipelines.storage.rows import Chunk
+from embed_pipelines.core.rows import Chunk
 from embed_pipelines.storage.tables import ensure_hnsw_index, ensure_table, replace_document
 
 
@@ -47,12 +47,12 @@ def test_two_first_syncs_build_the_hnsw_index_without_colliding(postgres):
 
 
 def test_two_promotions_of_one_version_swap_the_view_once(postgres, tmp_path, state_dir, monkeypatch):
-    from embed_pipelines.collection import Collection
-    from embed_pipelines.families import TEXT
+    from embed_pipelines.core.collection import Collection
+    from embed_pipelines.pipeline.families import TEXT
     from embed_pipelines.storage.registry import point_view, promotions, register_version
     from embed_pipelines.versions import lifecycle
 
-    collection = Collection("promoted", tmp_path, shard_count=1)
+    collection = Collection("promoted", tmp_path, shards=1)
     with postgres.connect() as conn:
         for version in ("old", "new"):
             ensure_table(conn, "promoted", version, 3)

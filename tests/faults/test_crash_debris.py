@@ -6,7 +6,7 @@ import time
 
 from support import SMALL_CORPUS, latest_metadata, run_index, write_corpus
 
-from embed_pipelines import settings
+from embed_pipelines.core import settings
 
 
 def test_a_truncated_fingerprint_cache_does_not_change_the_index_version(tmp_path, monkeypatch, tiny_model):

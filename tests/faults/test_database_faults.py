@@ -11,8 +11,8 @@ import pytest
 from support import SMALL_CORPUS, write_corpus
 
 from embed_pipelines import api, cli
+from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.resources import PostgresResource
-from embed_pipelines.settings import ConfigurationError
 
 PASSWORD = "pl4nted-Secret"
 

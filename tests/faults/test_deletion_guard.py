@@ -7,7 +7,7 @@ import shutil
 from support import SMALL_CORPUS, indexed_rows, latest_metadata, run_index, write_corpus
 
 from embed_pipelines import api
-from embed_pipelines.collection import Collection
+from embed_pipelines.core.collection import Collection
 from embed_pipelines.sync import scan
 from embed_pipelines.sync.listing import read_all_listings
 

@@ -5,7 +5,7 @@ from docling_core.types.doc import DocItemLabel, DoclingDocument
 from support import indexed_rows, run_index, write_corpus
 
 from embed_pipelines import api
-from embed_pipelines.sync.shards import shard_of
+from embed_pipelines.core.shards import shard_of
 from embed_pipelines.text.extraction import DocumentExtractor
 from embed_pipelines.text.formats import ExtractionStatus
 
@@ -82,14 +82,14 @@ def test_a_refused_page_document_leaves_the_next_documents_pages_and_regions_int
     from tiny_visual_model import build_tiny_colqwen2
 
     from embed_pipelines.automation import shard_range_tags
-    from embed_pipelines.collection import Collection, VisualBranch
+    from embed_pipelines.core.collection import Collection, VisualBranch
     from embed_pipelines.factory import index_job_name
-    from embed_pipelines.resources import VisualEmbeddingModel
+    from embed_pipelines.visual.model import VisualEmbeddingModel
 
     source = tmp_path / "docs"
     source.mkdir()
     visual = VisualEmbeddingModel(model=str(build_tiny_colqwen2(tmp_path / "colqwen2")), device="cpu")
-    collection = Collection("refpages", source, shard_count=1, visual=VisualBranch(visual.model))
+    collection = Collection("refpages", source, shards=1, visual=VisualBranch(visual.model))
     job = definitions(collection, tiny_model, postgres, visual).resolve_job_def(index_job_name(collection))
 
     def sync(pages_of_a: list[str], pages_of_b: list[str]):

@@ -7,9 +7,9 @@ import dagster as dg
 from support import SMALL_CORPUS, definitions, indexed_rows, run_index, write_corpus
 
 from embed_pipelines import api
-from embed_pipelines.collection import Collection
+from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.shards import shard_of
 from embed_pipelines.factory import index_job_name
-from embed_pipelines.sync.shards import shard_of
 
 
 def test_a_dropped_table_and_view_come_back_with_the_next_sync(tmp_path, state_dir, instance, tiny_model, postgres):

@@ -18,7 +18,7 @@ CHILD = textwrap.dedent(
     from embed_pipelines.resources.postgres import PostgresResource
 
     private = Path(sys.argv[1])
-    uri = PostgresResource(embedded_data_dir=str(private / "pgdata"))._uri()
+    uri = PostgresResource(embedded_data_dir=str(private / "pgdata")).database().uri()
     print(oct(stat.S_IMODE(private.stat().st_mode)))
     with psycopg.connect(uri) as conn:  # a new connection after the folders closed again loads pgvector
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")

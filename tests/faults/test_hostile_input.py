@@ -6,8 +6,8 @@ import threading
 
 from support import indexed_rows, latest_metadata, run_index, write_corpus
 
+from embed_pipelines.core.sources import LocalFolder
 from embed_pipelines.sync.scan import scan_source
-from embed_pipelines.sync.source import LocalFolder
 from embed_pipelines.text.formats import is_supported
 
 

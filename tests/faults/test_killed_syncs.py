@@ -19,12 +19,12 @@ CHILD = textwrap.dedent(
     import os, signal, sys
     from embed_pipelines import api
     from embed_pipelines.assets import source_files
-    from embed_pipelines.storage import table_sync
-    from embed_pipelines.storage.location import Location
+    from embed_pipelines.pipeline import table_load
+    from embed_pipelines.core.location import Location
     from embed_pipelines.versions import lifecycle
 
     module, name = {"after_listing": (source_files, "write_listing"),
-                    "mid_swap": (table_sync, "replace_document"),
+                    "mid_swap": (table_load, "replace_document"),
                     "after_view_swap": (lifecycle, "point_view"),
                     "drop_after_vectors": (Location, "delete_tree"),
                     "drop_after_tables": (lifecycle, "delete_version")}[sys.argv[1]]
@@ -57,7 +57,7 @@ def test_a_killed_sync_converges_with_the_next_one(
     env = {
         **os.environ,
         "EMBED_PIPELINES_MODEL": model.model,
-        "EMBED_PIPELINES_DSN": postgres._uri(),  # the session's embedded server
+        "EMBED_PIPELINES_DSN": postgres.database().uri(),  # the session's embedded server
         "DAGSTER_HOME": str(tmp_path / "dagster"),
     }
     died = subprocess.run([sys.executable, "-c", CHILD, boundary, str(source)], env=env, capture_output=True)

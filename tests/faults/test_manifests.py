@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from support import SMALL_CORPUS, indexed_rows, run_index, write_corpus
 
-from embed_pipelines.sync.shards import shard_of
+from embed_pipelines.core.shards import shard_of
 
 CHILD = textwrap.dedent(
     """
@@ -44,7 +44,7 @@ def test_a_change_cut_short_leaves_no_manifest_and_the_files_answer(
     env = {
         **os.environ,
         "EMBED_PIPELINES_MODEL": tiny_model.model,
-        "EMBED_PIPELINES_DSN": postgres._uri(),
+        "EMBED_PIPELINES_DSN": postgres.database().uri(),
         "DAGSTER_HOME": str(tmp_path / "dagster"),
     }
     died = subprocess.run([sys.executable, "-c", CHILD, str(source)], env=env, capture_output=True)

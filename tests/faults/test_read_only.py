@@ -17,7 +17,7 @@ def test_a_select_only_role_searches_across_a_promotion(
         conn.execute("DROP ROLE IF EXISTS ro_reader")
         conn.execute("CREATE ROLE ro_reader LOGIN")
         conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO ro_reader")  # the view and what exists now
-    reader_dsn = make_conninfo(**{**conninfo_to_dict(postgres._uri()), "user": "ro_reader"})
+    reader_dsn = make_conninfo(**{**conninfo_to_dict(postgres.database().uri()), "user": "ro_reader"})
     monkeypatch.setenv("READER_DSN", reader_dsn)
     reader = PostgresResource(dsn_env_var="READER_DSN")
 

@@ -11,8 +11,9 @@ from embedding_server import FaultProxy
 from support import indexed_rows, latest_metadata, write_corpus
 
 from embed_pipelines import api
-from embed_pipelines.resources import ServedEmbeddingModel, TextEmbeddingModel
-from embed_pipelines.resources.text_model import bundled_model_folder
+from embed_pipelines.pipeline.families import text_model
+from embed_pipelines.text.local_model import TextEmbeddingModel, bundled_model_folder
+from embed_pipelines.text.served_model import ServedEmbeddingModel
 
 TEXTS = [f"Hive {i} was inspected on day {i * 7}; the brood looked healthy." for i in range(6)]
 CORPUS = {f"hive-{i}.md": f"# Hive {i}\n\n{text}" for i, text in enumerate(TEXTS)}
@@ -24,21 +25,24 @@ def refusal(status: int, message: str, **headers: str) -> tuple[int, dict, bytes
 
 @pytest.fixture
 def proxy(minilm_server, postgres, monkeypatch):
-    monkeypatch.setenv("EMBED_PIPELINES_DSN", postgres._uri())  # where the probes are recorded
+    monkeypatch.setenv("EMBED_PIPELINES_DSN", postgres.database().uri())  # where the probes are recorded
     proxy = FaultProxy(minilm_server.base_url)
     yield proxy
     proxy.stop()
 
 
 def served(proxy: FaultProxy, **settings) -> ServedEmbeddingModel:
-    return ServedEmbeddingModel(
-        base_url=proxy.base_url,
-        model="minilm",
-        tokenizer=str(bundled_model_folder()),
-        chunk_tokens=TextEmbeddingModel(device="cpu").chunk_token_limit(),
-        max_batch_inputs=3,
-        max_concurrency=1,
-        **settings,
+    return text_model(
+        {
+            "provider": "openai_compatible",
+            "base_url": proxy.base_url,
+            "model": "minilm",
+            "tokenizer": str(bundled_model_folder()),
+            "chunk_tokens": TextEmbeddingModel(device="cpu").chunk_token_limit(),
+            "max_batch_inputs": 3,
+            "max_concurrency": 1,
+            **settings,
+        }
     )
 
 

@@ -6,9 +6,9 @@ import pytest
 from support import SMALL_CORPUS, indexed_rows, run_index, write_corpus
 
 from embed_pipelines import api
-from embed_pipelines.collection import Collection, VisualBranch
-from embed_pipelines.families import families_of
-from embed_pipelines.settings import ConfigurationError
+from embed_pipelines.core.collection import Collection, VisualBranch
+from embed_pipelines.core.settings import ConfigurationError
+from embed_pipelines.pipeline.families import families_of
 
 
 def test_an_unrelated_view_of_the_same_name_is_never_replaced(tmp_path, state_dir, instance, tiny_model, postgres):

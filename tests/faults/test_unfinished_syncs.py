@@ -6,10 +6,10 @@ from support import SMALL_CORPUS, definitions, indexed_rows, run_index, write_co
 
 from embed_pipelines import api
 from embed_pipelines.automation import COLLECTION_TAG, shard_range_tags
-from embed_pipelines.collection import Collection
+from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.shards import shard_of
 from embed_pipelines.factory import index_job_name
 from embed_pipelines.resources import PostgresResource
-from embed_pipelines.sync.shards import shard_of
 
 SHARDS = 4
 

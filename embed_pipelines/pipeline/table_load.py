@@ -5,6 +5,9 @@ A document's rows are swapped in one transaction when what they were made from (
 hashes, read from the table itself) differs from the store: its stored rows joined with their vectors, by the
 layout's ordinal and item hash. Rows of documents that left the shard are deleted; unchanged documents are not
 touched. Each synced shard is recorded in the registry, and the HNSW index is built after the first bulk load.
+
+A shard whose listing and vectors are those of the table's last clean load, and whose table rows are still
+exactly its documents' (same documents, same row count), is skipped without reading its stored rows.
 """
 
 from __future__ import annotations
@@ -14,20 +17,20 @@ from collections.abc import Hashable, Iterator
 
 import psycopg
 
-from embed_pipelines.collection import Collection
+from embed_pipelines.core.collection import Collection
+from embed_pipelines.pipeline.incremental import Failed, InStepRecord, Wanted
+from embed_pipelines.pipeline.steps import ListedFilesSync
 from embed_pipelines.storage.parquet import DocumentStore
 from embed_pipelines.storage.registry import record_shard_failure, record_shard_sync
 from embed_pipelines.storage.tables import (
-    TableLayout,
+    count_rows,
     delete_document,
     ensure_hnsw_index,
     indexed_documents,
     replace_document,
-    table_name,
 )
-from embed_pipelines.sync.incremental import Failed, Wanted
-from embed_pipelines.sync.listing import Accepts, listing_digest
-from embed_pipelines.sync.steps import ListedFilesSync
+from embed_pipelines.sync.listing import listing_digest
+from embed_pipelines.versions.family import IndexFamily
 
 
 class VectorsBehind(Exception):
@@ -44,19 +47,20 @@ class TableSync(ListedFilesSync):
         self,
         conn: psycopg.Connection,
         collection: Collection,
-        accepts: Accepts,
-        view: str,
+        family: IndexFamily,
         version: str,
-        layout: TableLayout,
         vectors: DocumentStore,
-        vectors_asset: str,
     ):
-        """`vectors`: the store of the version's vectors, which the asset `vectors_asset` writes."""
-        super().__init__(collection, accepts)
-        self.conn, self.view, self.version, self.layout = conn, view, version, layout
-        self.vectors, self.vectors_asset = vectors, vectors_asset
-        self.table = table_name(view, version)
+        """`vectors`: the store of the version's vectors, which the family's vectors asset writes."""
+        super().__init__(collection, family.accepts)
+        self.conn, self.version, self.layout = conn, version, family.layout
+        self.view, self.vectors_asset = family.view(collection.name), family.vectors_asset
+        self.vectors = vectors
+        self.table = family.table(collection.name, version)
         self.indexed: dict[str, tuple[str, list[str]]] = {}
+        self.records: dict[str, str | None] = {}  # shard -> what its rows are made from now (see in_step)
+        self.record_name = f"indexed-{self.table}"
+        self.loaded_rows: dict[str, int] = {}  # shard -> rows the table holds once its documents are loaded
 
     @abstractmethod
     def table_row(self, shard: str, row, vector):
@@ -77,6 +81,27 @@ class TableSync(ListedFilesSync):
 
     def current(self, shard: str, path: str) -> Hashable | None:
         return self.indexed.get(path)
+
+    def in_step(self, shard: str) -> bool:
+        vectors = self.vectors.in_step_record(shard)
+        listing = listing_digest(self.sources.values())
+        self.records[shard] = None if vectors is None else InStepRecord.inputs_of(listing, vectors)
+        recorded = InStepRecord.parse(self.vectors.in_step_record(shard, self.record_name))
+        if recorded is None or self.records[shard] is None or recorded.inputs != self.records[shard]:
+            return False
+        return set(self.indexed) == set(self.sources) and self.rows_indexed() == int(recorded.detail)
+
+    def rows_indexed(self) -> int:
+        """Rows the table holds for the shard begun last."""
+        return sum(len(hashes) for _, hashes in self.indexed.values())
+
+    def forget_in_step(self, shard: str) -> None:
+        self.vectors.forget_in_step(shard, self.record_name)
+
+    def settle(self, clean: list[str]) -> None:
+        for shard, rows in self.loaded_rows.items():
+            if shard in clean and self.records.get(shard) is not None:
+                self.vectors.record_in_step(shard, str(InStepRecord(self.records[shard], str(rows))), self.record_name)
 
     def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
         """Raising rolls the document back to its old rows. A document whose rows PostgreSQL refuses fails
@@ -125,6 +150,7 @@ class TableSync(ListedFilesSync):
         return len(gone)
 
     def end_shard(self, shard: str) -> None:
+        self.loaded_rows[shard] = count_rows(self.conn, self.table, shard)
         changed = self._changed() > self._changed_before
         if self.shard_failed:  # not synced, whatever an earlier run said; the listing's watermark stays behind
             record_shard_failure(self.conn, self.view, self.version, shard)

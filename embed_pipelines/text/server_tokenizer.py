@@ -15,8 +15,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Literal
 
-from embed_pipelines import settings
-from embed_pipelines.settings import ConfigurationError
+from embed_pipelines.core import settings
+from embed_pipelines.core.settings import ConfigurationError
 
 if TYPE_CHECKING:
     import httpx

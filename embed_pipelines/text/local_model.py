@@ -1,4 +1,5 @@
-"""The text embedding model as a Dagster resource: configuration here, tensor work in text/encoder.py."""
+"""The in-process text embedding model as a plain object: its settings and identity here, tensor work in
+text/encoder.py and its runtimes."""
 
 from __future__ import annotations
 
@@ -7,15 +8,21 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import dagster as dg
 import numpy as np
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from embed_pipelines import settings
-from embed_pipelines.settings import ConfigurationError
+from embed_pipelines.core import settings
+from embed_pipelines.core.fingerprints import (
+    TOKENIZER_FILES,
+    Versions,
+    cached_facts,
+    check_loaded,
+    index_version,
+    model_fingerprint,
+)
+from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.text.chunking import DocumentChunker, chunker_settings
 from embed_pipelines.text.model_folder import ModelFolderConfig, read_model_folder
-from embed_pipelines.versions.identity import TOKENIZER_FILES, cached_facts, index_version, model_fingerprint
 
 if TYPE_CHECKING:
     import torch
@@ -58,7 +65,7 @@ def _load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
 @cache
 def _load_encoder(folder: Path, device: str, backend: str, token_budget: int, max_batch: int) -> TextEncoder:
     """One model per process and configuration: runs over many shards reuse it."""
-    from embed_pipelines.accelerator import pick_device
+    from embed_pipelines.core.accelerator import pick_device
     from embed_pipelines.text.encoder import TextEncoder  # the tensor work, loaded only to embed
 
     config = read_model_folder(folder)
@@ -85,12 +92,14 @@ def _runtime(folder: Path, config: ModelFolderConfig, device: torch.device, back
         return TorchRuntime(folder, config, device)
 
 
-class TextEmbeddingModel(dg.ConfigurableResource):
+class TextEmbeddingModel(BaseModel):
     """A transformers encoder with the pooling and normalization its sentence-transformers config declares.
 
     The weights load on the first call that needs them, once per process, so a run with nothing to embed
     never loads a model.
     """
+
+    model_config = ConfigDict(frozen=True, validate_default=True)  # one type per value, however it was made
 
     model: str = Field(
         default="",
@@ -168,7 +177,7 @@ class TextEmbeddingModel(dg.ConfigurableResource):
     def _measure_facts(self) -> dict:
         from transformers import AutoConfig
 
-        from embed_pipelines.accelerator import dtype_class
+        from embed_pipelines.core.accelerator import dtype_class
 
         max_sequence_tokens = self.folder_config().max_seq_length or self.tokenizer.model_max_length
         prefix_tokens = len(self.tokenizer(self.prefixes[1], add_special_tokens=False)["input_ids"])
@@ -184,19 +193,12 @@ class TextEmbeddingModel(dg.ConfigurableResource):
         return self.facts()[0]["chunk_token_limit"]
 
     def encoder(self) -> TextEncoder:
-        from embed_pipelines.accelerator import pick_device
+        from embed_pipelines.core.accelerator import pick_device
 
         device = pick_device(self.device)
         budget = self.token_budget or DEFAULT_TOKEN_BUDGETS[device.type]
         encoder = _load_encoder(self.folder, str(device), self.backend, budget, self.max_batch_size)
-        facts, cache_file = self.facts()
-        loaded = {"dtype": encoder.dtype, "dimension": encoder.dimension}
-        if {name: facts[name] for name in loaded} != loaded:  # the machine changed under the cache
-            cache_file.unlink(missing_ok=True)
-            raise ConfigurationError(
-                f"the model computes {loaded} here, not the {facts} its index version was made with: "
-                "sync again to use the index version of this machine"
-            )
+        check_loaded(*self.facts(), {"dtype": encoder.dtype, "dimension": encoder.dimension})
         return encoder
 
     def embed_documents(self, texts: list[str]) -> np.ndarray:
@@ -224,6 +226,9 @@ class TextEmbeddingModel(dg.ConfigurableResource):
         """What chunking depends on: the chunker settings and the tokenizer (not the weights)."""
         tokenizer = {name: digest for name, digest in self._files().items() if name in TOKENIZER_FILES}
         return index_version({**chunker_settings(self.chunk_token_limit()), "tokenizer": tokenizer})
+
+    def versions(self) -> Versions:
+        return Versions(self.index_version(), self.chunker_version())
 
     def index_version(self) -> str:
         """Everything that changes a vector (see versions/identity.py). The model is identified by its files'

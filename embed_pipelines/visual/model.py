@@ -1,21 +1,25 @@
-"""The late-interaction vision model (ColPali family, colpali-engine) as a Dagster resource: configuration
-here, tensor work in visual/encoder.py."""
+"""The late-interaction vision model (ColPali family, colpali-engine) as a plain object: its settings and
+identity here, tensor work in visual/encoder.py. `PageModel` is what the pipeline and search ask of it."""
 
 from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
-import dagster as dg
 import numpy as np
 from PIL import Image
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from embed_pipelines import settings
-from embed_pipelines.settings import ConfigurationError
-from embed_pipelines.versions.identity import cached_facts, index_version, model_fingerprint
-from embed_pipelines.visual.checkpoint import adapter_base
+from embed_pipelines.core import settings
+from embed_pipelines.core.fingerprints import (
+    Versions,
+    cached_facts,
+    check_loaded,
+    index_version,
+    model_fingerprint,
+)
+from embed_pipelines.visual.checkpoint import adapter_base, projection_dimension
 
 if TYPE_CHECKING:
     from embed_pipelines.visual.encoder import VisualEncoder
@@ -28,14 +32,27 @@ DEFAULT_PAGE_BATCHES = {"cpu": 4, "mps": 8, "cuda": 32}
 def _load_encoder(family: str, folder: Path, base_model: str, device: str, batch_size: int) -> VisualEncoder:
     """One model per process and configuration, loaded on first use: runs over many shards reuse it. torch and
     colpali-engine are imported only here, so a sync with no page to embed never loads them."""
-    from embed_pipelines.accelerator import pick_device
+    from embed_pipelines.core.accelerator import pick_device
     from embed_pipelines.visual.encoder import VisualEncoder
 
     return VisualEncoder(family, folder, base_model, pick_device(device), batch_size)
 
 
-class VisualEmbeddingModel(dg.ConfigurableResource):
-    """A ColPali-family model: page images and questions to multi-vectors (one 128-dim vector per token)."""
+class PageModel(Protocol):
+    """What the pipeline and search ask of a page model."""
+
+    @property
+    def dimension(self) -> int: ...
+    def versions(self) -> Versions: ...
+    def query_settings(self) -> dict: ...
+    def embed_pages(self, images: list[Image.Image]) -> list[np.ndarray]: ...
+    def embed_query(self, question: str) -> np.ndarray: ...
+
+
+class VisualEmbeddingModel(BaseModel):
+    """A ColPali-family model: page images and questions to multi-vectors (one vector per token)."""
+
+    model_config = ConfigDict(frozen=True, validate_default=True)  # one type per value, however it was made
 
     model: str = Field(description="Local folder of a colpali-engine checkpoint (full model or LoRA adapter).")
     family: Literal["colpali", "colqwen2", "colqwen2_5", "colidefics3"] = Field(
@@ -54,31 +71,35 @@ class VisualEmbeddingModel(dg.ConfigurableResource):
         return Path(self.model).expanduser().resolve()
 
     def encoder(self) -> VisualEncoder:
-        from embed_pipelines.accelerator import pick_device
+        from embed_pipelines.core.accelerator import pick_device
 
         device = pick_device(self.device)
         batch = self.page_batch_size or DEFAULT_PAGE_BATCHES[device.type]
         encoder = _load_encoder(self.family, self.folder, self.base_model, str(device), batch)
-        facts, cache_file = self.facts()
-        loaded = str(encoder.model.dtype).removeprefix("torch.")
-        if facts["dtype"] != loaded:  # the machine changed under the cache
-            cache_file.unlink(missing_ok=True)
-            raise ConfigurationError(
-                f"the model computes in {loaded} here, not the {facts['dtype']} its index version was made "
-                "with: sync again to use the index version of this machine"
-            )
+        loaded = {"dtype": str(encoder.model.dtype).removeprefix("torch."), "dimension": encoder.model.dim}
+        check_loaded(*self.facts(), loaded)
         return encoder
 
     def facts(self) -> tuple[dict, Path]:
-        """The dtype class vectors are computed in on this machine, cached like the text model's."""
+        """The dtype class vectors are computed in on this machine and their dimension, cached like the text
+        model's (read from config and weight headers, without loading torch or the model)."""
 
         def measure() -> dict:
-            from embed_pipelines.accelerator import dtype_class
+            from embed_pipelines.core.accelerator import dtype_class
 
-            return {"dtype": dtype_class(self.device)}
+            base = adapter_base(self.folder, self.base_model)
+            folders = [self.folder] + ([base] if base is not None else [])
+            return {"dtype": dtype_class(self.device), "dimension": projection_dimension(folders)}
 
-        key = {"files": self._files(), "folder": str(self.folder), **self.model_dump()}
+        key = {"files": self._files(), "folder": str(self.folder), **self.model_dump(), "facts": 2}
         return cached_facts(settings.fingerprint_cache(), key, measure)
+
+    @property
+    def dimension(self) -> int:
+        return self.facts()[0]["dimension"]
+
+    def versions(self) -> Versions:
+        return Versions(self.index_version())
 
     def embed_pages(self, images: list[Image.Image]) -> list[np.ndarray]:
         return self.encoder().embed_pages(images)

@@ -41,6 +41,7 @@ class Column:
 def column(
     description: str,
     arrow: ArrowType | None = None,
+    *,
     sql: str | None = None,
     copy: str | None = None,
     parquet_name: str | None = None,
@@ -149,20 +150,25 @@ class Document:
 class Chunk:
     """A chunk as embedded: a row of the chunks store and, with its shard and vector, of a version table."""
 
-    document_path: str = column("path relative to the source folder (POSIX)", STRING, "text NOT NULL", "text", "path")
-    source_sha256: str = column("sha256 of the source file's bytes", STRING, "text NOT NULL", "text")
+    document_path: str = column(
+        "path relative to the source folder (POSIX)", STRING, sql="text NOT NULL", copy="text", parquet_name="path"
+    )
+    source_sha256: str = column("sha256 of the source file's bytes", STRING, sql="text NOT NULL", copy="text")
     chunk_ordinal: int = column(
         "position in its document; (document_path, chunk_ordinal) is unique",
-        INT32, "integer NOT NULL", "int4", "ordinal",
+        INT32, sql="integer NOT NULL", copy="int4", parquet_name="ordinal",
     )  # fmt: skip
-    text: str = column("contextualized chunk text, as embedded", STRING, "text NOT NULL", "text")
-    headings: list[str] = column("heading path of the chunk", pa.list_(STRING), "text[] NOT NULL", "text[]")
+    text: str = column("contextualized chunk text, as embedded", STRING, sql="text NOT NULL", copy="text")
+    headings: list[str] = column("heading path of the chunk", pa.list_(STRING), sql="text[] NOT NULL", copy="text[]")
     pages: list[int] = column(
-        "PDF pages the chunk comes from (empty for other formats)", pa.list_(INT32), "integer[] NOT NULL", "int4[]"
+        "PDF pages the chunk comes from (empty for other formats)",
+        pa.list_(INT32),
+        sql="integer[] NOT NULL",
+        copy="int4[]",
     )
     char_count: int = column("characters of text", INT32)
     token_count: int = column("tokens, by the model's tokenizer", INT32)
-    chunk_hash: str = column("sha256 of text", STRING, "text NOT NULL", "text")
+    chunk_hash: str = column("sha256 of text", STRING, sql="text NOT NULL", copy="text")
     shard: str | None = column("partition key of the document", sql="text NOT NULL", copy="text")
     embedding: Any = column("the chunk's vector (HNSW, cosine)", sql="vector({dim}) NOT NULL", copy="vector")
 
@@ -187,12 +193,16 @@ class Page:
     """A rendered page: a row of the page images store (with its PNG) and, with its shard and token vectors,
     of a page table."""
 
-    document_path: str = column("path relative to the source folder (POSIX)", STRING, "text NOT NULL", "text", "path")
-    source_sha256: str = column("sha256 of the source file's bytes", STRING, "text NOT NULL", "text")
-    page_number: int = column("1-based; (document_path, page_number) is unique", INT32, "integer NOT NULL", "int4")
-    width: int = column("pixels", INT32, "integer NOT NULL", "int4")
-    height: int = column("pixels", INT32, "integer NOT NULL", "int4")
-    image_sha256: str = column("sha256 of the PNG", STRING, "text NOT NULL", "text")
+    document_path: str = column(
+        "path relative to the source folder (POSIX)", STRING, sql="text NOT NULL", copy="text", parquet_name="path"
+    )
+    source_sha256: str = column("sha256 of the source file's bytes", STRING, sql="text NOT NULL", copy="text")
+    page_number: int = column(
+        "1-based; (document_path, page_number) is unique", INT32, sql="integer NOT NULL", copy="int4"
+    )
+    width: int = column("pixels", INT32, sql="integer NOT NULL", copy="int4")
+    height: int = column("pixels", INT32, sql="integer NOT NULL", copy="int4")
+    image_sha256: str = column("sha256 of the PNG", STRING, sql="text NOT NULL", copy="text")
     png: bytes | None = column("the page image", pa.binary())
     shard: str | None = column("partition key of the document", sql="text NOT NULL", copy="text")
     tokens: Any = column(

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from embed_pipelines.collection import Collection
+from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.shards import shard_of
 from embed_pipelines.storage.stores import chunks_store, embeddings_store
 from embed_pipelines.storage.vector_cache import lookup_vectors
 from embed_pipelines.sync.changes import SourceChanges
 from embed_pipelines.sync.listing import Accepts
 from embed_pipelines.sync.pending import pending_sync
-from embed_pipelines.sync.shards import shard_of
-from embed_pipelines.text.chunking import DocumentChunker
 from embed_pipelines.text.formats import ExtractionStatus, is_supported
 from embed_pipelines.text.isolation import IsolatedExtractor
+from embed_pipelines.text.model import TextModel
 
 LISTED_PATHS = 20  # per kind of change; the counts say how many in all
 
@@ -56,17 +55,6 @@ def _listed(kind: str, paths: list[str]) -> list[str]:
     return lines
 
 
-class TextModel(Protocol):
-    """What a plan asks of the text model: its chunker, versions and dimension, never its weights."""
-
-    dimension: int
-
-    def chunker(self) -> DocumentChunker: ...
-    def chunker_version(self) -> str: ...
-    def index_version(self) -> str: ...
-    def estimate(self, texts: list[str]) -> dict[str, float]: ...
-
-
 def plan_sync(collection: Collection, accepts: Accepts, text_model: TextModel) -> SyncPlan:
     """The changes among the files `accepts` takes; then converts and chunks the new and edited text files in
     memory and looks their chunk hashes up among the stored vectors. Reads the model's tokenizer, never its
@@ -81,7 +69,7 @@ def plan_sync(collection: Collection, accepts: Accepts, text_model: TextModel) -
     for path in changes.added + changes.edited + [new for _, new in changes.renamed]:
         if not is_supported(path):  # a page image: the visual branch's, not the text branch's
             continue
-        with collection.source.local_file(path) as file:
+        with collection.files.local_file(path) as file:
             extraction = extractor.extract(file)
         if extraction.status == ExtractionStatus.FAILURE:
             plan.failures[path] = extraction.error or "unknown error"
@@ -90,7 +78,7 @@ def plan_sync(collection: Collection, accepts: Accepts, text_model: TextModel) -
         hashes += [chunk.chunk_hash for chunk in chunks]
         texts |= {chunk.chunk_hash: chunk.text for chunk in chunks}
     for path in changes.edited + changes.deleted + [old for old, _ in changes.renamed]:
-        plan.rows_to_delete += stored_chunks.row_count(shard_of(path, collection.shard_count), path) or 0
+        plan.rows_to_delete += stored_chunks.row_count(shard_of(path, collection.shards), path) or 0
     extractor.close()
     store = embeddings_store(collection, text_model.index_version(), text_model.dimension)
     stored = lookup_vectors(store, hashes)

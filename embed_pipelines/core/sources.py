@@ -21,7 +21,7 @@ from typing import BinaryIO, Literal
 
 import pyarrow.fs as pafs
 
-from embed_pipelines.storage.location import Location
+from embed_pipelines.core.location import Location
 
 FollowLinks = Literal["inside", "always", "never"]  # which symbolic links to files a scan follows
 

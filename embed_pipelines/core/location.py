@@ -25,7 +25,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from embed_pipelines.storage.files import replace_durably, sweep_debris, temporary_beside
+from embed_pipelines.core.files import replace_durably, sweep_debris, temporary_beside
 
 _COPY_CHUNK = 8 << 20  # bytes per read and write when copying to or from an object store
 

@@ -11,11 +11,13 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from embed_pipelines.storage.location import Location
+from embed_pipelines.core.location import Location
+from embed_pipelines.core.settings import ConfigurationError
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "merges.txt", "vocab.json")
@@ -71,6 +73,26 @@ def cached_facts(cache_dir: Path, key: dict, measure: Callable[[], dict]) -> tup
         facts = measure()
         Location.of(cache_file).write_text(json.dumps(facts))
         return facts, cache_file
+
+
+def check_loaded(facts: dict, cache_file: Path, loaded: dict) -> None:
+    """The facts a model shows once loaded (dtype, dimension) against those cached for its index version: a
+    machine that changed under the cache (another device, another dtype) deletes it and fails the load."""
+    if {name: facts[name] for name in loaded} != loaded:
+        cache_file.unlink(missing_ok=True)
+        raise ConfigurationError(
+            f"the model computes {loaded} here, not the {facts} its index version was made with: "
+            "sync again to use the index version of this machine"
+        )
+
+
+@dataclass(frozen=True)
+class Versions:
+    """What a family's assets are built with: the index version (vectors, tables) and, for families that
+    chunk, the chunker version (chunks)."""
+
+    index: str
+    chunker: str = ""
 
 
 def index_version(settings: dict) -> str:

@@ -1,37 +1,49 @@
 """The index families of a collection, as values: text chunks, and page images (where a visual model is
-configured). A new branch is one more value here, with its compute module, its row declaration and its
-assets; versions, the API, the CLI and the incremental loop take it as it is."""
+configured). A new branch is one more value here, with its model, its steps, its row declaration and its
+assets (assets/__init__.py); versions, the API, the CLI and the incremental loop take it as it is."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from embed_pipelines.assets import build_page_assets, build_text_assets
-from embed_pipelines.collection import Collection
-from embed_pipelines.resources import ServedEmbeddingModel, TextEmbeddingModel, VisualEmbeddingModel
-from embed_pipelines.settings import ConfigurationError
+from pydantic import ValidationError
+
+from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.settings import ConfigurationError
+from embed_pipelines.storage.database import Database
+from embed_pipelines.storage.page_tables import search_pages
 from embed_pipelines.storage.stores import PAGE_VECTORS, TEXT_VECTORS
 from embed_pipelines.storage.tables import CHUNK_TABLE, PAGE_TABLE
+from embed_pipelines.storage.tables import search as search_chunks
 from embed_pipelines.text.formats import is_supported
+from embed_pipelines.text.local_model import TextEmbeddingModel
+from embed_pipelines.text.model import TextModel
+from embed_pipelines.text.served_model import ServedEmbeddingModel
 from embed_pipelines.versions import gate
 from embed_pipelines.versions.family import IndexFamily
+from embed_pipelines.versions.probes import ProbeRegistry
+from embed_pipelines.visual.model import VisualEmbeddingModel
 from embed_pipelines.visual.rendering import is_visual
 
 
-def _text_model(settings: str | dict) -> TextEmbeddingModel | ServedEmbeddingModel:
-    """The in-process model of a folder (or hub id), or a served one (settings with a `provider`)."""
-    if isinstance(settings, str):
-        return TextEmbeddingModel(model=settings)
+def text_model(settings: dict) -> TextModel:
+    """The in-process model of a folder (or hub id), or a served one (settings with a `provider`), whose
+    probes are recorded in the default database (EMBED_PIPELINES_DSN, else the embedded server)."""
     if "provider" in settings:
-        return ServedEmbeddingModel(**settings)
-    return TextEmbeddingModel(**settings)  # a version's recorded query settings
+        return ServedEmbeddingModel(**settings).identified_by(ProbeRegistry(Database().connect))
+    return TextEmbeddingModel(**settings)
 
 
-def _visual_model(collection: Collection) -> VisualEmbeddingModel | None:
+def _text_settings(collection: Collection) -> dict:
+    model = collection.model
+    return dict(model) if isinstance(model, dict) else {"model": model}
+
+
+def _page_settings(collection: Collection) -> dict | None:
     branch = collection.visual
     if branch is None:
         return None
-    return VisualEmbeddingModel(model=branch.model, family=branch.family, base_model=branch.base_model)
+    return {"model": branch.model, "family": branch.family, "base_model": branch.base_model}
 
 
 TEXT = IndexFamily(
@@ -41,11 +53,11 @@ TEXT = IndexFamily(
     vectors_asset=TEXT_VECTORS,
     layout=CHUNK_TABLE,
     gate=(gate.rows_match_chunks, gate.vectors_sane, gate.recall_at_10, gate.golden_queries),
-    query_model=_text_model,
+    model_from=text_model,
+    settings_of=_text_settings,
+    search=search_chunks,
     view_asset="search_view",
     model_resource="text_model",
-    model_for=lambda collection: _text_model(collection.model),
-    build_assets=build_text_assets,
 )
 
 PAGES = IndexFamily(
@@ -55,11 +67,11 @@ PAGES = IndexFamily(
     vectors_asset=PAGE_VECTORS,
     layout=PAGE_TABLE,
     gate=(gate.shards_synced,),
-    query_model=lambda settings: VisualEmbeddingModel(**settings),
+    model_from=lambda settings: VisualEmbeddingModel(**settings),
+    settings_of=_page_settings,
+    search=search_pages,
     view_asset="page_view",
     model_resource="visual_model",
-    model_for=_visual_model,
-    build_assets=build_page_assets,
 )
 
 FAMILIES = {family.name: family for family in (TEXT, PAGES)}
@@ -84,6 +96,17 @@ def families_of(collection: Collection) -> list[IndexFamily]:
                 f"collection {collection.name.removesuffix(suffix)!r}"
             )
     return families
+
+
+def check_models(collection: Collection) -> None:
+    """Each family's model settings are valid (made, not loaded: nothing is read or asked yet)."""
+    for family in families_of(collection):
+        try:
+            family.model_for(collection)
+        except (ValidationError, TypeError) as error:
+            raise ConfigurationError(
+                f"collection {collection.name!r}: the {family.name} model's settings are not valid: {error}"
+            ) from None
 
 
 def configured_models(collection: Collection, models: dict | None = None) -> list[tuple[IndexFamily, object]]:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Hashable
 
-from embed_pipelines.collection import Collection
+from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.rows import SourceFile
+from embed_pipelines.pipeline.incremental import InStepRecord, ShardSync
 from embed_pipelines.storage.parquet import DocumentStore
-from embed_pipelines.storage.rows import SourceFile
-from embed_pipelines.sync.incremental import ShardSync
 from embed_pipelines.sync.listing import Accepts, listing_digest, read_listing
+
+
+def made_from(item_hashes: list[str]) -> str:
+    """What a per-document output made of items (chunks, pages) is current with: exactly these item hashes,
+    in this order."""
+    return hashlib.sha256(",".join(item_hashes).encode()).hexdigest()
 
 
 class ListedFilesSync(ShardSync):
@@ -56,11 +63,10 @@ class StoreSync(ListedFilesSync):
 
     def in_step(self, shard: str) -> bool:
         upstream = self.upstream.in_step_record(shard) if self.upstream else ""
-        self.records[shard] = (
-            None if upstream is None else f"{listing_digest(self.sources.values())}|{self.settings}|{upstream}"
-        )
-        recorded = self.store.in_step_record(shard)
-        return recorded is not None and recorded.rsplit("|", 1)[0] == self.records[shard]
+        listing = listing_digest(self.sources.values())
+        self.records[shard] = None if upstream is None else InStepRecord.inputs_of(listing, self.settings, upstream)
+        recorded = InStepRecord.parse(self.store.in_step_record(shard))
+        return recorded is not None and recorded.inputs == self.records[shard]
 
     def forget_in_step(self, shard: str) -> None:
         self.store.forget_in_step(shard)
@@ -70,4 +76,4 @@ class StoreSync(ListedFilesSync):
         self.store.seal()
         for shard in clean:
             if self.records.get(shard) is not None:
-                self.store.record_in_step(shard, f"{self.records[shard]}|{uuid.uuid4().hex}")
+                self.store.record_in_step(shard, str(InStepRecord(self.records[shard], uuid.uuid4().hex)))

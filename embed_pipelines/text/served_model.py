@@ -6,9 +6,10 @@ and jitter on 408/409/429/5xx, timeouts and dropped connections, honouring `Retr
 400. Batches are cut by tokens and by inputs within the server's limits, `max_concurrency` requests in flight.
 A batch the server refuses for good is split until the input it refuses is found: that input fails alone.
 
-A served model's index version is not its name (see versions/probes.py): the name the server reports, the
-dimension, prefixes and normalisation, and the vectors of fixed probe texts, matched within a tolerance
-against the probes of versions made before.
+A served model's index version is not its name: the name the server reports, the dimension, prefixes and
+normalisation, and the vectors of fixed probe texts (`PROBES`), matched within a tolerance against the probes
+of versions made before. The probes are recorded in PostgreSQL, which this floor never reaches: the model is
+given a `ProbeRegistry` (versions/probes.py) that identifies it.
 """
 
 from __future__ import annotations
@@ -23,19 +24,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
-import dagster as dg
 import numpy as np
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from embed_pipelines import settings
-from embed_pipelines.resources.postgres import PostgresResource
-from embed_pipelines.resources.server_tokenizer import ServerTokenizer
-from embed_pipelines.resources.text_model import _load_tokenizer
-from embed_pipelines.settings import ConfigurationError
+from embed_pipelines.core import settings
+from embed_pipelines.core.fingerprints import Versions, cached_facts
+from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.text.chunking import DocumentChunker, chunker_settings
-from embed_pipelines.versions.identity import cached_facts
+from embed_pipelines.text.local_model import _load_tokenizer
+from embed_pipelines.text.model import InputsRefused
+from embed_pipelines.text.server_tokenizer import ServerTokenizer
 
 if TYPE_CHECKING:
     import httpx
@@ -50,13 +50,26 @@ class BudgetExceeded(Exception):
     """A sync would send more tokens than its max_tokens_per_sync."""
 
 
-class InputsRefused(Exception):
-    """The server refused some inputs for good (a 400: too long, empty ...): index -> its reason. `vectors`
-    holds the others' vectors (NaN rows for the refused)."""
+PROBES = (
+    "The quick brown fox jumps over the lazy dog.",
+    "How do I rotate the API keys of a production database?",
+    "Photosynthesis converts light energy into chemical energy stored in glucose.",
+    "def fibonacci(n): return n if n < 2 else fibonacci(n - 1) + fibonacci(n - 2)",
+    "Der Vertrag kann mit einer Frist von drei Monaten gekündigt werden.",
+    "Quarterly revenue grew 12 % while operating costs fell.",
+    "a",
+    "Beekeepers inspect the brood frames every week in spring.",
+)
 
-    def __init__(self, reasons: dict[int, str], vectors: np.ndarray):
-        super().__init__(f"{len(reasons)} inputs refused")
-        self.reasons, self.vectors = reasons, vectors
+
+class ProbeRegistry(Protocol):
+    """Where the probes of earlier versions are recorded (versions/probes.py)."""
+
+    def identify(self, model: ServedEmbeddingModel) -> dict:
+        """The model's facts: its index version (recorded, or new), dimension, normalisation, reported name."""
+
+    def check(self, model: ServedEmbeddingModel, facts: dict) -> None:
+        """Raises ConfigurationError when the server no longer computes the version's probes."""
 
 
 @dataclass
@@ -117,8 +130,10 @@ def _retry_after(response: httpx.Response) -> float:
         return 0.0
 
 
-class ServedEmbeddingModel(dg.ConfigurableResource):
+class ServedEmbeddingModel(BaseModel):
     """A text embedding model behind an OpenAI-compatible `/v1/embeddings` endpoint."""
+
+    model_config = ConfigDict(frozen=True, validate_default=True)  # one type per value, however it was made
 
     provider: Literal["openai_compatible"] = "openai_compatible"
     base_url: str = Field(description="The server's OpenAI-compatible root, e.g. http://tei:8080/v1.")
@@ -143,6 +158,21 @@ class ServedEmbeddingModel(dg.ConfigurableResource):
     price_per_million_tokens: float | None = Field(default=None, description="For the plan's cost estimate.")
     tokens_per_second: float | None = Field(default=None, description="For the plan's time estimate.")
     max_tokens_per_sync: int | None = Field(default=None, description="A sync stops before sending more.")
+
+    _registry: ProbeRegistry | None = PrivateAttr(default=None)
+
+    def identified_by(self, registry: ProbeRegistry) -> ServedEmbeddingModel:
+        """The registry that tells which index version the server's probes reproduce."""
+        self._registry = registry
+        return self
+
+    def _probes(self) -> ProbeRegistry:
+        if self._registry is None:
+            raise ConfigurationError(
+                "a served model's index version is found by its probes, recorded in PostgreSQL: make it with "
+                "embed_pipelines.pipeline.families.text_model, which gives it the registry"
+            )
+        return self._registry
 
     @property
     def calls(self) -> ServerCalls:
@@ -200,20 +230,21 @@ class ServedEmbeddingModel(dg.ConfigurableResource):
     def measure_chunker_version(self) -> str:
         """The chunker's settings and how it counts: the tokenizer's files, the token ids the server's
         /tokenize gives the probe texts, or the character budget."""
-        from embed_pipelines.versions.identity import index_version
+        from embed_pipelines.core.fingerprints import index_version
 
         return index_version({**chunker_settings(self.chunk_tokens), "tokenizer": self._counting()})
 
     def _counting(self) -> dict:
         if self.tokenizer == "server":
-            from embed_pipelines.versions.probes import PROBES
-
             ids = self._server_tokenizer().token_ids(list(PROBES))
             return {"server_tokenize": hashlib.sha256(json.dumps(ids).encode()).hexdigest()}
         return self._tokenizer_files() or {"chars_per_token": self.chars_per_token}
 
     def index_version(self) -> str:
         return self.facts()[0]["version"]
+
+    def versions(self) -> Versions:
+        return Versions(self.index_version(), self.chunker_version())
 
     def query_settings(self) -> dict:
         """Everything but cost figures: search embeds questions through the same server and settings."""
@@ -250,19 +281,13 @@ class ServedEmbeddingModel(dg.ConfigurableResource):
         return cached_facts(settings.fingerprint_cache(), key, self._measure_facts)
 
     def _measure_facts(self) -> dict:
-        from embed_pipelines.versions.probes import identify
-
-        with PostgresResource().connect() as conn:
-            return identify(self, conn)
+        return self._probes().identify(self)
 
     def verify_identity(self) -> None:
         """Before the first vector of a sync: the server still serves the model of the configured version."""
-        from embed_pipelines.versions.probes import check_probes
-
         facts, cache_file = self.facts()
         try:
-            with PostgresResource().connect() as conn:
-                check_probes(self, facts, conn)
+            self._probes().check(self, facts)
         except ConfigurationError:
             cache_file.unlink(missing_ok=True)  # the next run identifies the server again
             raise
@@ -360,7 +385,7 @@ class ServedEmbeddingModel(dg.ConfigurableResource):
     def _tokenizer_files(self) -> dict[str, str]:
         if self.tokenizer in ("", "server"):
             return {}
-        from embed_pipelines.versions.identity import TOKENIZER_FILES, model_fingerprint
+        from embed_pipelines.core.fingerprints import TOKENIZER_FILES, model_fingerprint
 
         files = model_fingerprint(Path(self.tokenizer).expanduser().resolve(), settings.fingerprint_cache())
         return {name: digest for name, digest in files.items() if name in TOKENIZER_FILES}

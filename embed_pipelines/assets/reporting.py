@@ -8,7 +8,7 @@ import sys
 
 import dagster as dg
 
-from embed_pipelines.sync.incremental import Tally
+from embed_pipelines.pipeline.incremental import Tally
 from embed_pipelines.versions.gate import GateResult
 from embed_pipelines.versions.lifecycle import Outcome
 
@@ -65,6 +65,28 @@ def paths_table(paths_by_kind: dict[str, list[str]]) -> dg.MetadataValue:
     return _markdown_table(
         ("change", "file"), [(kind, path) for kind, paths in paths_by_kind.items() for path in paths]
     )
+
+
+def tally_metadata(tally: Tally) -> dict:
+    """What every step reports about its documents, under the same keys everywhere; an asset adds only its
+    own figures (chunks written, pages embedded ...)."""
+    metadata = {
+        "documents_rebuilt": tally.rebuilt,
+        "documents_unchanged": tally.unchanged,
+        "documents_removed": tally.removed,
+        "documents_failed": len(tally.failed),
+        "failed_files": failures_table(tally.failed),
+        **{
+            name: round(value, 3) if isinstance(value, float) else value
+            for name, value in sorted(tally.figures.items())
+        },
+    }
+    if tally.without_input:
+        metadata |= {
+            "documents_without_input": len(tally.without_input),
+            "without_input": failures_table(tally.without_input),
+        }
+    return metadata
 
 
 def fail_for_documents(tally: Tally, written: str) -> None:

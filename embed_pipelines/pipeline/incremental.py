@@ -35,6 +35,30 @@ class Wanted:
     value: Any = None
 
 
+@dataclass(frozen=True)
+class InStepRecord:
+    """What a step left a shard in step with at its last clean sync: `inputs` (its listing's digest, its
+    settings, its upstream's record, joined) and `detail` (a fresh token, so that a step downstream sees that
+    this one looked again; or a figure the step checks, such as the rows a table held)."""
+
+    inputs: str
+    detail: str
+
+    @staticmethod
+    def inputs_of(*parts: str) -> str:
+        return "|".join(parts)
+
+    @classmethod
+    def parse(cls, recorded: str | None) -> InStepRecord | None:
+        if recorded is None:
+            return None
+        inputs, _, detail = recorded.rpartition("|")
+        return cls(inputs, detail)
+
+    def __str__(self) -> str:
+        return f"{self.inputs}|{self.detail}"
+
+
 @dataclass
 class Tally:
     """What one asset did to the documents of the shards it synced."""

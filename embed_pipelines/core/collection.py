@@ -1,0 +1,210 @@
+"""A collection: one source, one chunking config, one embedding model (and optionally a visual one), one
+pgvector table family per index branch. Plain data: every field is a setting declared once (its YAML key is
+the field's name; see core/settings.py), which core/config.py reads from YAML or the environment."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from embed_pipelines.core import settings
+from embed_pipelines.core.location import Location
+from embed_pipelines.core.settings import ConfigurationError, choice, integer, path, setting, share, text
+from embed_pipelines.core.shards import shard_keys
+from embed_pipelines.core.sources import FollowLinks, LocalFolder, ObjectPrefix, open_source, source_of
+
+VerifyHashes = Literal["always", "nightly", "never"]  # which syncs read every file, not only changed stats
+VisualFamily = Literal["colpali", "colqwen2", "colqwen2_5", "colidefics3"]
+
+# Table and index names derived from it (`<name>__<12 hex>_embedding_hnsw`) stay within PostgreSQL's 63 bytes.
+_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,31}$")
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigurationError(
+            f"Invalid collection name {name!r}: use lowercase letters, digits and '_', "
+            "starting with a letter or '_', at most 32 characters"
+        )
+    return name
+
+
+def _source(value: Any, where: str) -> Path | str:
+    return source_of(text(value, where))
+
+
+def _model(value: Any, where: str) -> str | dict[str, Any]:
+    """A model folder or hub id, or a served model's settings (a mapping, checked when the model is made)."""
+    if isinstance(value, dict):
+        if value.get("provider") != "openai_compatible":
+            raise ConfigurationError(f"{where}: a served model needs `provider: openai_compatible`, not {value!r}")
+        return dict(value)
+    return text(value, where)
+
+
+def _default_convert_workers() -> int:
+    """One conversion child per core, up to 4 (docling's simple pipelines run on one core each)."""
+    return min(4, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class PromotionPolicy:
+    """What a new index version must show before the view serves it (see versions/gate.py)."""
+
+    min_recall_at_10: float = setting(0.95, parse=share, doc="HNSW against exact k-NN, on vectors of the version")
+    recall_queries: int = setting(50, parse=integer(), doc="vectors sampled from the version for the recall check")
+    golden_queries: Path | None = setting(
+        None,
+        parse=path,
+        env="EMBED_PIPELINES_GOLDEN_QUERIES",
+        doc='JSON list of {"question": ..., "expected": "<document path>"}; the sample corpus has its own',
+    )
+    golden_k: int = setting(5, parse=integer(), doc="hits looked at for each golden question")
+    golden_tolerance: float = setting(
+        0.05, parse=share, doc="how much lower than the serving version's golden hit rate a new one may be"
+    )
+
+
+@dataclass(frozen=True)
+class VisualBranch:
+    """The page-image branch of a collection: PDF pages and image files embedded by a ColPali-family model."""
+
+    model: str = setting(
+        parse=text,
+        env="EMBED_PIPELINES_VISUAL_MODEL",
+        doc="folder of a colpali-engine checkpoint (full model or LoRA adapter): turns the visual branch on",
+    )
+    family: VisualFamily = setting(
+        "colqwen2",
+        parse=choice(VisualFamily),
+        env="EMBED_PIPELINES_VISUAL_FAMILY",
+        doc="`colpali`, `colqwen2`, `colqwen2_5` or `colidefics3` (ColSmol)",
+    )
+    base_model: str = setting("", parse=text, doc="local base model folder, for an adapter checkpoint")
+    dpi: int = setting(144, parse=integer(), doc="PDF rendering resolution; the processor resizes to its own size")
+
+
+@dataclass(frozen=True)
+class Collection:
+    name: str = setting(
+        parse=text,
+        env=settings.COLLECTION_ENV,
+        doc="a-z, 0-9 and `_`, at most 32 characters (26 with the visual branch): asset key prefix, group, table and "
+        "view name",
+    )
+    source: Path | str = setting(
+        parse=_source,
+        env=settings.SOURCE_ENV,
+        doc="a local folder, or an object-store prefix (`s3://bucket/docs`, `gs://`, `abfs://`)",
+    )
+    shards: int = setting(16, parse=integer(), env="EMBED_PIPELINES_SHARDS", doc="number of hash shards (partitions)")
+    model: str | dict[str, Any] = setting(
+        "",
+        parse=_model,
+        env="EMBED_PIPELINES_MODEL",
+        doc="a model folder or hub id, sentence-transformers layout (empty: the bundled all-MiniLM-L6-v2), or a "
+        "served model's settings (`{provider: openai_compatible, base_url: ..., model: ...}`, YAML only)",
+    )
+    layout_weights: Path | None = setting(
+        None,
+        parse=path,
+        env="EMBED_PIPELINES_LAYOUT_WEIGHTS",
+        doc="folder of docling layout weights; none: PDFs use docling's model-free native pipeline",
+    )
+    sensor_interval_s: int = setting(
+        60,
+        parse=integer(),
+        env="EMBED_PIPELINES_SENSOR_INTERVAL",
+        doc="seconds between two scans of the source by the change sensor",
+    )
+    nightly_cron: str = setting(
+        "0 2 * * *",
+        parse=text,
+        env="EMBED_PIPELINES_NIGHTLY_CRON",
+        doc="when the nightly full sync (every file read again) runs",
+    )
+    timezone: str = setting("UTC", parse=text, env="EMBED_PIPELINES_TIMEZONE", doc="the nightly cron's time zone")
+    promotion: PromotionPolicy = setting(
+        parse=PromotionPolicy, factory=PromotionPolicy, doc="what a new index version must show before it serves"
+    )
+    keep_versions: int = setting(
+        2, parse=integer(), env="EMBED_PIPELINES_KEEP_VERSIONS", doc="index versions kept, the serving one included"
+    )
+    visual: VisualBranch | None = setting(
+        None, parse=VisualBranch, doc="PDF pages and images through a ColPali-family model"
+    )
+    follow_links: FollowLinks = setting(
+        "inside",
+        parse=choice(FollowLinks),
+        env="EMBED_PIPELINES_FOLLOW_LINKS",
+        doc="symbolic links to files followed: inside the source folder only, always, never",
+    )
+    max_delete_share: float = setting(
+        0.5,
+        parse=share,
+        env="EMBED_PIPELINES_MAX_DELETE_SHARE",
+        doc="a sync that would delete more than this share of the documents is refused (`--allow-mass-delete` forces "
+        "it)",
+    )
+    verify_hashes: VerifyHashes = setting(
+        "nightly",
+        parse=choice(VerifyHashes),
+        env="EMBED_PIPELINES_VERIFY_HASHES",
+        doc="which syncs read every file: always, nightly, never",
+    )
+    convert_timeout_s: int = setting(
+        600,
+        parse=integer(),
+        env="EMBED_PIPELINES_CONVERT_TIMEOUT",
+        doc="seconds one file's conversion may take (in a child process with 8 GiB of memory); a file over it fails "
+        "alone and waits for new bytes",
+    )
+    convert_workers: int = setting(
+        parse=integer(),
+        factory=_default_convert_workers,
+        env="EMBED_PIPELINES_CONVERT_WORKERS",
+        doc="files converted (each in its own child process) and documents chunked at once; default one per core, at "
+        "most 4",
+    )
+    runs_per_sync: int = setting(
+        1,
+        parse=integer(),
+        env="EMBED_PIPELINES_RUNS_PER_SYNC",
+        doc="runs a sync (the sensor's, the schedule's) is split into, over contiguous shard ranges, to run in "
+        "parallel",
+    )
+    run_gpus: int = setting(
+        0,
+        parse=integer(minimum=0),
+        env="EMBED_PIPELINES_RUN_GPUS",
+        doc="on Kubernetes, accelerators the pod of a sync run asks for (`dagster-k8s/config` tag); 0: no request",
+    )
+    state: str = setting(
+        "",
+        parse=text,
+        env=settings.STATE_DIR_ENV,
+        doc="Parquet state (listings, documents, chunks, vectors): a folder or an object-store URL; none: "
+        "`$EMBED_PIPELINES_HOME/state`",
+    )
+
+    def __post_init__(self) -> None:
+        check_name(self.name)
+
+    @property
+    def shard_keys(self) -> list[str]:
+        """The partition keys of every asset."""
+        return shard_keys(self.shards)
+
+    @property
+    def files(self) -> LocalFolder | ObjectPrefix:
+        """The source's files."""
+        return open_source(self.source, self.follow_links)
+
+    @property
+    def state_location(self) -> Location:
+        """The collection's state: a folder or an object-store prefix. Resolved when used, so
+        EMBED_PIPELINES_STATE_DIR/HOME set after import still apply."""
+        return Location.of(self.state or settings.state_root()) / self.name

@@ -1,0 +1,1 @@
+"""The incremental loop, its steps, the table loader and the plan: the pipeline without Dagster."""

@@ -1,0 +1,89 @@
+"""The `embeddings` step: a vector per chunk, computed at most once per (index version, chunk hash)."""
+
+from __future__ import annotations
+
+import time
+
+from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.fingerprints import Versions
+from embed_pipelines.core.rows import Chunk, ChunkVector
+from embed_pipelines.pipeline.incremental import Missing, Wanted
+from embed_pipelines.pipeline.steps import StoreSync, made_from
+from embed_pipelines.storage.stores import chunks_store, embeddings_store
+from embed_pipelines.storage.vector_cache import lookup_vectors
+from embed_pipelines.text.model import InputsRefused, TextModel
+from embed_pipelines.versions.family import IndexFamily
+
+# Chunks gathered across documents before one look-up and one call to the model: large enough to fill
+# token-budget batches, small enough that memory does not grow with the shard.
+TEXTS_PER_MODEL_CALL = 2048
+
+
+def _made_from(chunks: list[Chunk]) -> str:
+    return made_from([chunk.chunk_hash for chunk in chunks])
+
+
+class EmbedChunks(StoreSync):
+    """Changed documents' chunks are gathered across documents, looked up among the stored vectors of the
+    version and embedded together; each document is then written to its own file."""
+
+    def __init__(self, collection: Collection, family: IndexFamily, model: TextModel, versions: Versions):
+        self.version = versions.index
+        self.chunks = chunks_store(collection, versions.chunker)
+        vectors = embeddings_store(collection, self.version, model.dimension)
+        super().__init__(collection, family.accepts, vectors, upstream=self.chunks)
+        self.model = model
+        self.pending: list[tuple[str, str, list[Chunk]]] = []
+        self.verified = False
+        self.tokens = 0  # sent to a served model by this sync
+
+    def wanted(self, shard: str, path: str) -> Wanted:
+        """From the chunks' hashes alone (the shard's manifest): their text is read only to embed them."""
+        chunks = self.chunks.read(shard, path, "chunk_hash")
+        if chunks is None:
+            raise Missing("not chunked yet")
+        return Wanted(_made_from(chunks))
+
+    def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
+        self.pending.append((shard, path, self.chunks.read(shard, path)))
+        if sum(len(chunks) for _, _, chunks in self.pending) >= TEXTS_PER_MODEL_CALL:
+            self.finish()
+
+    def finish(self) -> None:
+        """Look up, embed and write what is pending; earlier batches are on disk by now."""
+        texts = {chunk.chunk_hash: chunk.text for _, _, chunks in self.pending for chunk in chunks}
+        vectors = lookup_vectors(self.store, list(texts))
+        to_embed = {chunk_hash: text for chunk_hash, text in texts.items() if chunk_hash not in vectors}
+        refused: dict[str, str] = {}  # chunk hash -> why the model refused it
+        if to_embed:
+            started = time.perf_counter()
+            if not self.verified:
+                self.model.verify_identity()  # before the first vector goes into the version
+                self.verified = True
+            self.tokens = self.model.within_budget(self.tokens, list(to_embed.values()))  # raises past it
+            try:
+                computed = self.model.embed_documents(list(to_embed.values()))
+            except InputsRefused as refusal:
+                computed = refusal.vectors
+                refused = {list(to_embed)[row]: reason for row, reason in refusal.reasons.items()}
+            vectors |= zip(to_embed, computed, strict=True)
+            self.figures["model_seconds"] += time.perf_counter() - started
+        for shard, path, chunks in self.pending:
+            reasons = [f"chunk {c.chunk_ordinal}: {refused[c.chunk_hash]}" for c in chunks if c.chunk_hash in refused]
+            if reasons:  # nothing written: the document keeps its old vectors, and says why
+                self.late_failures[path] = (shard, reasons[0])
+                continue
+            rows = (
+                ChunkVector(
+                    document_path=path,
+                    chunk_ordinal=chunk.chunk_ordinal,
+                    chunk_hash=chunk.chunk_hash,
+                    index_version=self.version,
+                    embedding=vectors[chunk.chunk_hash],
+                )
+                for chunk in chunks
+            )
+            self.store.write(shard, path, rows, made_from=_made_from(chunks))
+        total = sum(len(chunks) for _, _, chunks in self.pending)
+        self.figures.update(chunks_embedded=len(to_embed), chunks_reused=total - len(to_embed))
+        self.pending = []  # memory stays bounded by one batch

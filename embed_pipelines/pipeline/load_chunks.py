@@ -1,0 +1,56 @@
+"""The `vector_index` step: a version's chunk table kept equal to the stored chunks and their vectors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.fingerprints import Versions
+from embed_pipelines.core.rows import Chunk, ChunkVector
+from embed_pipelines.pipeline.incremental import Missing, Wanted
+from embed_pipelines.pipeline.table_load import TableSync
+from embed_pipelines.storage.stores import chunks_store, embeddings_store
+from embed_pipelines.storage.tables import ShardHealth, shard_health
+from embed_pipelines.versions.family import IndexFamily
+
+
+class LoadChunks(TableSync):
+    """A document's rows are current when they hold its source bytes' chunks, hash for hash, in order. Each
+    shard's health (rows, zero or NaN vectors, dimensions) is measured for the asset checks."""
+
+    def __init__(self, conn, collection: Collection, family: IndexFamily, versions: Versions, dimension: int):
+        vectors = embeddings_store(collection, versions.index, dimension)
+        super().__init__(conn, collection, family, versions.index, vectors)
+        self.chunks = chunks_store(collection, versions.chunker)
+        self.health: dict[str, ShardHealth] = {}
+        self.expected_rows: dict[str, int] = {}
+
+    def start_shard(self, shard: str) -> list[str]:
+        self.expected_rows[shard] = 0
+        return super().start_shard(shard)
+
+    def wanted(self, shard: str, path: str) -> Wanted:
+        """From the chunks' hashes alone: their text and the rest are read only to load them."""
+        chunks = self.chunks.read(shard, path, "source_sha256", "chunk_hash")
+        if chunks is None:
+            raise Missing("not chunked yet")
+        self.expected_rows[shard] += len(chunks)
+        signature = (chunks[0].source_sha256, [chunk.chunk_hash for chunk in chunks]) if chunks else None
+        return Wanted(signature)
+
+    def stored_rows(self, shard: str, path: str, wanted: Wanted) -> list[Chunk]:
+        return self.chunks.read(shard, path)
+
+    def in_step(self, shard: str) -> bool:
+        if not super().in_step(shard):
+            return False
+        self.health[shard] = shard_health(self.conn, self.table, shard, list(self.sources))
+        self.expected_rows[shard] = self.rows_indexed()
+        return True
+
+    def table_row(self, shard: str, chunk: Chunk, vector: ChunkVector) -> Chunk:
+        return dataclasses.replace(chunk, shard=shard, embedding=vector.embedding)
+
+    def end_shard(self, shard: str) -> None:
+        self.health[shard] = shard_health(self.conn, self.table, shard, list(self.sources))
+        super().end_shard(shard)

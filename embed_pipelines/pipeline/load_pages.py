@@ -1,0 +1,45 @@
+"""The `page_index` step: a version's page table (token vectors) and its regions kept equal to the stored
+pages and their vectors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.rows import Page, PageVectors
+from embed_pipelines.pipeline.incremental import Missing, Wanted
+from embed_pipelines.pipeline.render import PAGES_PER_BATCH
+from embed_pipelines.pipeline.table_load import TableSync
+from embed_pipelines.storage.page_tables import as_halfvecs, ensure_page_search, write_regions
+from embed_pipelines.storage.stores import PAGE_FACTS, page_embeddings_store, page_images_store
+from embed_pipelines.versions.family import IndexFamily
+
+
+class LoadPages(TableSync):
+    """A document's page rows are current when they hold its source bytes' page images, in order. Its pages
+    and their regions change in one transaction."""
+
+    rows_per_batch = PAGES_PER_BATCH  # a page's token vectors are up to ~400 KB
+
+    def __init__(self, conn, collection: Collection, family: IndexFamily, version: str, dimension: int):
+        super().__init__(conn, collection, family, version, page_embeddings_store(collection, version))
+        ensure_page_search(conn, self.table, dimension)
+        self.images = page_images_store(collection)
+        self.regions: dict[str, dict[int, np.ndarray]] = {}  # path -> page number -> its regions
+
+    def wanted(self, shard: str, path: str) -> Wanted:
+        pages = self.images.read(shard, path, *PAGE_FACTS)
+        if not pages:
+            raise Missing("not rendered yet")
+        return Wanted((pages[0].source_sha256, [page.image_sha256 for page in pages]), pages)
+
+    def table_row(self, shard: str, page: Page, vectors: PageVectors) -> Page:
+        """A page completed with its shard and token vectors; its regions are kept for `after_rows`."""
+        self.regions.setdefault(page.document_path, {})[page.page_number] = np.asarray(vectors.regions, np.float32)
+        return dataclasses.replace(page, shard=shard, tokens=as_halfvecs(np.asarray(vectors.tokens, np.float32)))
+
+    def after_rows(self, path: str) -> None:
+        """The pages' regions, in the transaction that wrote the pages."""
+        write_regions(self.conn, self.table, path, self.regions.pop(path, {}))

@@ -1,0 +1,55 @@
+"""The `page_images` step: every page of each PDF, and each image file, rendered to PNG."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.rows import Page
+from embed_pipelines.pipeline.incremental import Failed, Wanted
+from embed_pipelines.pipeline.steps import StoreSync
+from embed_pipelines.storage.stores import page_images_store
+from embed_pipelines.sync.listing import Accepts
+from embed_pipelines.visual.rendering import PageImage, render_pages
+
+PAGES_PER_BATCH = 8  # rendered pages held in memory at once, whatever the document's length
+
+
+def _page_batches(path: str, sha256: str, pages: Iterator[PageImage]) -> Iterator[list[Page]]:
+    batch: list[Page] = []
+    for page in pages:
+        batch.append(
+            Page(
+                document_path=path,
+                source_sha256=sha256,
+                page_number=page.page_number,
+                width=page.width,
+                height=page.height,
+                image_sha256=page.sha256,
+                png=page.png,
+            )
+        )
+        if len(batch) == PAGES_PER_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class RenderPages(StoreSync):
+    """A document's pages are current when they were rendered from these bytes at this DPI."""
+
+    def __init__(self, collection: Collection, accepts: Accepts):
+        super().__init__(collection, accepts, page_images_store(collection), settings=f"dpi={collection.visual.dpi}")
+        self.dpi = collection.visual.dpi
+
+    def wanted(self, shard: str, path: str) -> Wanted:
+        return Wanted(f"{self.sources[path].sha256}|dpi={self.dpi}")
+
+    def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
+        with self.collection.files.local_file(path) as file:
+            batches = _page_batches(path, self.sources[path].sha256, render_pages(file, self.dpi))
+            try:
+                self.figures["pages_rendered"] += self.store.write_batches(shard, path, batches, wanted.signature)
+            except ValueError as error:  # unreadable: its last good pages stay
+                raise Failed(str(error)) from error
