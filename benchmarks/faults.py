@@ -41,9 +41,9 @@ def die() -> None:
 
 def inject(fault: str) -> None:
     """Wrap the function at the fault's boundary so that the child dies there (SIGKILL: no cleanup runs)."""
-    from embed_pipelines.assets import source_files
     from embed_pipelines.core.location import Location
     from embed_pipelines.pipeline import table_load
+    from embed_pipelines.sync import refresh
     from embed_pipelines.versions import lifecycle
 
     def after(module, name):
@@ -57,7 +57,7 @@ def inject(fault: str) -> None:
         setattr(module, name, wrapper)
 
     if fault == "after_listing":
-        after(source_files, "write_listing")
+        after(refresh, "write_listing")
     elif fault == "mid_swap":  # the document's rows are copied; its transaction is still open
         after(table_load, "replace_document")
     elif fault == "after_view_swap":

@@ -112,12 +112,13 @@ def plan(
     text_model: TextModel | None = None,
     postgres: PostgresResource | None = None,
 ) -> SyncPlan:
-    """What `index` would add, re-embed, reuse and delete, and what an earlier sync left unfinished, without
-    changing anything."""
+    """What `index` would convert, chunk, embed, reuse, write and delete in each family, and what an earlier
+    sync left unfinished, without changing anything (see pipeline/plan.py)."""
     spec = resolve_collection(collection, source_dir, shard_count)
-    text_model = text_model or TEXT.model_for(spec)
-    result = plan_sync(spec, accepted_by(spec), text_model)
-    result.unfinished = _unfinished(spec, {TEXT.name: text_model}, postgres)
+    models = configured_models(spec, {TEXT.name: text_model} if text_model else None)
+    with (postgres or PostgresResource()).connect() as conn:
+        result = plan_sync(spec, accepted_by(spec), models, conn)
+    result.unfinished = _unfinished(spec, {family.name: model for family, model in models}, postgres)
     return result
 
 

@@ -4,13 +4,17 @@ import hashlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import dagster as dg
 import pytest
+from dagster._core.definitions.data_version import StaleStatus
 from support import indexed_rows, latest_metadata, run_index, write_corpus
 
 from embed_pipelines import api
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.location import Location
+from embed_pipelines.factory import build_definitions
 from embed_pipelines.storage.parquet import document_key
 from embed_pipelines.sync.listing import read_all_listings
 from embed_pipelines.text.formats import Extraction, ExtractionMode, ExtractionStatus
@@ -149,14 +153,22 @@ def test_content_that_comes_back_reuses_its_old_vectors(synced):
     assert sync()["embeddings"]["chunks_embedded"] == 0
 
 
+def state_files(collection: Collection) -> dict[str, int]:
+    """Every file of the collection's state, with its modification time."""
+    root = Path(collection.state_location.path)
+    return {str(path.relative_to(root)): path.stat().st_mtime_ns for path in root.rglob("*") if path.is_file()}
+
+
 def test_the_plan_predicts_the_sync_without_changing_anything(synced, tiny_model, postgres):
     source, collection, sync, _ = synced
     (source / "guide.md").write_text(guide({**SECTIONS, "Milk": "Heat milk gently and stop at sixty degrees."}))
     (source / "notes/copy.md").unlink()
     spec = Collection(collection, source.resolve(), 4)
-    listings = read_all_listings(spec)
+    listings, state, rows = read_all_listings(spec), state_files(spec), indexed_rows(postgres, collection)
     plan = api.plan(source, collection, shard_count=4, text_model=tiny_model, postgres=postgres)
     assert read_all_listings(spec) == listings, "planning wrote a listing"
+    assert state_files(spec) == state and indexed_rows(postgres, collection) == rows, "planning changed the index"
+    assert plan.steps["text/ConvertDocuments"].rebuilt == 1 and plan.steps["text/LoadChunks"].removed == 1
     assert (plan.changes.edited, plan.changes.deleted) == (["guide.md"], ["notes/copy.md"])
     metadata = sync()
     assert plan.chunks_to_embed == metadata["embeddings"]["chunks_embedded"]
@@ -214,3 +226,25 @@ def test_a_conversion_that_failed_once_and_then_works_on_the_same_bytes_is_rechu
 def _texts(postgres, collection, path):
     with postgres.connect() as conn:
         return [row[0] for row in conn.execute(f'SELECT text FROM "{collection}" WHERE document_path = %s', [path])]
+
+
+def test_after_an_edit_the_served_view_reads_as_in_step_with_its_table(
+    tmp_path, state_dir, instance, tiny_model, postgres
+):
+    """Dagster's own staleness (what the UI shows as "Unsynced"): the view materializes after every sync,
+    its data version the serving index version, and says whether this sync swapped it."""
+    from dagster._utils.test.data_versions import get_stale_status_resolver
+
+    source = write_corpus(tmp_path / "docs", {"a.md": "# A\n\nHives in spring.", "b.md": "# B\n\nQueens."})
+    run_index(source, "fresh", instance, tiny_model, postgres)
+    (source / "a.md").write_text("# A\n\nHives in spring and in summer.")
+    run_index(source, "fresh", instance, tiny_model, postgres)
+
+    collection = Collection("fresh", source.resolve(), 4)
+    assets = list(build_definitions(collection, postgres, {"text": tiny_model}).assets)
+    resolver = get_stale_status_resolver(instance, assets)
+    view, index = dg.AssetKey(["fresh", "search_view"]), dg.AssetKey(["fresh", "vector_index"])
+    assert resolver.get_status(view) == StaleStatus.FRESH, resolver.get_stale_causes(view)
+    assert all(resolver.get_status(index, shard) == StaleStatus.FRESH for shard in collection.shard_keys)
+    served = latest_metadata(instance, "fresh", "search_view")
+    assert served["serving_version"] == tiny_model.index_version() and served["view_changed"] is False

@@ -26,6 +26,7 @@ from embed_pipelines.pipeline.incremental import (
     sync_shards,
 )
 from embed_pipelines.pipeline.steps import made_from
+from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.storage.stores import chunks_store, embeddings_store
 from embed_pipelines.sync.listing import write_listing
 from embed_pipelines.text.model import InputsRefused
@@ -192,7 +193,7 @@ def write_documents(collection: Collection, documents: dict[str, list[str]]) -> 
 
 
 def embed(collection: Collection, model: CountingModel):
-    return sync_shards(EmbedChunks(collection, TEXT, model, VERSIONS), collection.shard_keys)
+    return sync_shards(EmbedChunks(Stores(collection), TEXT, model, VERSIONS), collection.shard_keys)
 
 
 def test_each_chunk_is_embedded_once_across_edits_and_duplicates(collection):

@@ -17,7 +17,8 @@ from embed_pipelines.assets.common import asset_key
 from embed_pipelines.automation import shard_range_tags
 from embed_pipelines.core.collection import Collection, VisualBranch
 from embed_pipelines.factory import index_job_name
-from embed_pipelines.pipeline.families import PAGES
+from embed_pipelines.pipeline.families import PAGES, accepted_by, configured_models
+from embed_pipelines.pipeline.plan import plan_sync
 from embed_pipelines.storage.registry import serving_version
 from embed_pipelines.visual.model import VisualEmbeddingModel
 
@@ -111,6 +112,11 @@ def test_an_edit_re_embeds_only_changed_pages_and_a_delete_removes_the_document(
     }
 
     write_pdf(source / "a.pdf", ["one", "two, revised", "three"])
+    models = configured_models(collection, {"text": tiny_model, "pages": visual_model})
+    rows_before_plan = page_rows(postgres, f"{collection.name}_pages")
+    with postgres.connect() as conn:  # the plan runs the same steps dry, pages included
+        plan = plan_sync(collection, accepted_by(collection), models, conn)
+    assert page_rows(postgres, f"{collection.name}_pages") == rows_before_plan, "the plan changed rows"
     edited = index(collection, visual_model, tiny_model, postgres, instance)
     after = {
         (path, page): (image, row_id)
@@ -118,6 +124,8 @@ def test_an_edit_re_embeds_only_changed_pages_and_a_delete_removes_the_document(
     }
     embedded = page_metadata(edited, collection, "page_embeddings")
     assert (embedded["pages_embedded"], embedded["pages_reused"]) == (1, 2), "unchanged pages are not re-embedded"
+    assert (plan.figure("pages_embedded"), plan.figure("pages_reused")) == (1, 2), "as the plan said"
+    assert plan.steps["pages/LoadPages"].rebuilt == 1 and plan.steps["pages/RenderPages"].rebuilt == 1
     assert after[("a.pdf", 2)][0] != before[("a.pdf", 2)][0] and after[("a.pdf", 1)][0] == before[("a.pdf", 1)][0]
     assert after[("b.pdf", 1)] == before[("b.pdf", 1)], "the other document's row is untouched"
 

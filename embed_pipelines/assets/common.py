@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cache
 
 import dagster as dg
@@ -13,8 +12,8 @@ from embed_pipelines.core.fingerprints import Versions
 from embed_pipelines.core.rows import RowKind
 from embed_pipelines.core.shards import shard_keys
 from embed_pipelines.pipeline.incremental import sync_shards
+from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.pipeline.table_load import TableSync
-from embed_pipelines.storage.registry import ensure_version
 from embed_pipelines.versions.family import IndexFamily
 
 # A changed code version (a new chunker or index version) requests every shard: with the automation sensor's
@@ -85,18 +84,15 @@ def load_version_table(
     collection: Collection,
     family: IndexFamily,
     versions: Versions,
-    dimension: int,
-    load_step: Callable[..., TableSync],
+    load_step: type[TableSync],
 ) -> tuple[TableSync, dict]:
-    """The version's table and registry entry made if need be, then the run's shards loaded into it by
-    `load_step(conn)`. Documents that could not be written fail the step once the others are in. Returns the
-    step and the metadata every table asset reports."""
+    """The run's shards loaded into the version's table by the family's `load_step`. Documents that could
+    not be written fail the step once the others are in. Returns the step and the metadata every table asset
+    reports."""
     model = model_of(context, family, collection)
     table = family.table(collection.name, versions.index)
     with context.resources.postgres.connect() as conn:
-        view = family.view(collection.name)
-        ensure_version(conn, view, versions.index, dimension, family.layout, model.query_settings(), versions.chunker)
-        load = load_step(conn)
+        load = load_step(conn, Stores(collection), family, model, versions)
         tally = sync_shards(load, context.partition_keys)
     context.log.info(f"{table}: {tally.summary()}")
     fail_for_documents(tally, table)

@@ -6,6 +6,7 @@ from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.rows import Document
 from embed_pipelines.pipeline.convert import ConvertDocuments
 from embed_pipelines.pipeline.incremental import sync_shards
+from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.sync.listing import Accepts
 
 
@@ -22,7 +23,7 @@ def build_documents(collection: Collection, accepts: Accepts) -> dg.AssetsDefini
         )
     )
     def documents(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        tally = sync_shards(ConvertDocuments(collection, accepts), context.partition_keys, context.log.warning)
+        tally = sync_shards(ConvertDocuments(Stores(collection), accepts), context.partition_keys, context.log.warning)
         context.log.info(tally.summary())
         return dg.MaterializeResult(metadata=tally_metadata(tally))
 

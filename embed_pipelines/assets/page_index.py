@@ -27,10 +27,7 @@ def build_page_index(
         )
     )
     def page_index(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        def load(conn) -> LoadPages:
-            return LoadPages(conn, collection, family, versions.index, dimension)
-
-        _, metadata = load_version_table(context, collection, family, versions, dimension, load)
+        _, metadata = load_version_table(context, collection, family, versions, LoadPages)
         return dg.MaterializeResult(metadata=metadata)
 
     return page_index

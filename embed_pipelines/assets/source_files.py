@@ -1,5 +1,3 @@
-import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,12 +7,8 @@ from pydantic import Field
 from embed_pipelines.assets.common import asset_options, column_schema
 from embed_pipelines.assets.reporting import failures_table, paths_table
 from embed_pipelines.core.collection import Collection
-from embed_pipelines.core.files import DEBRIS_AGE_S
 from embed_pipelines.core.rows import SourceFile
-from embed_pipelines.core.shards import shard_of
-from embed_pipelines.sync.changes import compare_scans, mass_deletion
-from embed_pipelines.sync.listing import read_all_listings, read_listing, write_listing
-from embed_pipelines.sync.scan import scan_source
+from embed_pipelines.sync.refresh import MassDeletion, Refreshed, refresh_listings
 
 
 class SourceFilesConfig(dg.Config):
@@ -43,50 +37,36 @@ def build_source_files(collection: Collection, accepts: Callable[[Path], bool]) 
         )
     )
     def source_files(context: dg.AssetExecutionContext, config: SourceFilesConfig) -> dg.MaterializeResult:
-        # runs over other shards may be writing now; a write in progress is never this old
-        swept = collection.state_location.sweep_debris(older_than=time.time() - DEBRIS_AGE_S)
-        shards = context.partition_keys
-        before = {file.path: file for shard in shards for file in read_listing(collection, shard)}
         rehash = config.rehash or collection.verify_hashes == "always"
-        scan = scan_source(collection.files, collection.shards, accepts, set(shards), before, rehash)
-        after = scan.files()
-        changes = compare_scans(before, after)
-        documents = len(read_all_listings(collection))
-        refusal = mass_deletion(len(changes.deleted), documents, scan.accepted, collection.max_delete_share)
-        if refusal and not config.allow_mass_delete:  # before anything is written: nothing changes
-            raise dg.Failure(
-                f"Refusing to sync {collection.name}: {refusal}. The source {collection.source} may be "
-                "unmounted, emptied or the wrong one; nothing was changed. If these deletions are meant, sync "
-                "again with --allow-mass-delete (run config: allow_mass_delete on source_files)."
-            )
-        for shard in shards:
-            write_listing(collection, shard, scan.files_by_shard.get(shard, []))
-        per_shard = Counter(shard_of(path, collection.shards) for path in changes.touched_paths)
+        try:
+            refreshed = refresh_listings(collection, context.partition_keys, accepts, rehash, config.allow_mass_delete)
+        except MassDeletion as refusal:
+            raise dg.Failure(str(refusal)) from None
+        scan, changes = refreshed.scan, refreshed.changes
         for path, reason in scan.ignored.items():
             context.log.info(f"Not indexed: {path}: {reason}")
         for path, reason in scan.unreadable.items():
             context.log.warning(f"Kept as it was: {path}: {reason}")
         context.log.info(f"{changes.summary()}; {scan.hashed} files hashed")
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": len(after),
-                **{f"files_{name}": count for name, count in changes.counts().items()},
-                "files_hashed": scan.hashed,
-                "debris_swept": swept,
-                "changed_files_per_shard": str(dict(sorted(per_shard.items()))),
-                "changes": paths_table(
-                    {
-                        "added": changes.added,
-                        "edited": changes.edited,
-                        "deleted": changes.deleted,
-                        "renamed": [f"{old} -> {new}" for old, new in changes.renamed],
-                    }
-                ),
-                "files_not_indexed": len(scan.ignored),
-                "not_indexed": failures_table(scan.ignored),
-                "files_unreadable": len(scan.unreadable),
-                "unreadable_kept": failures_table(scan.unreadable),
-            }
-        )
+        return dg.MaterializeResult(metadata=_listing_metadata(refreshed, collection.shards))
 
     return source_files
+
+
+def _listing_metadata(refreshed: Refreshed, shards: int) -> dict:
+    scan, changes = refreshed.scan, refreshed.changes
+    renamed = [f"{old} -> {new}" for old, new in changes.renamed]
+    return {
+        "dagster/row_count": len(scan.files()),
+        **{f"files_{name}": count for name, count in changes.counts().items()},
+        "files_hashed": scan.hashed,
+        "debris_swept": refreshed.debris_swept,
+        "changed_files_per_shard": str(refreshed.changed_per_shard(shards)),
+        "changes": paths_table(
+            {"added": changes.added, "edited": changes.edited, "deleted": changes.deleted, "renamed": renamed}
+        ),
+        "files_not_indexed": len(scan.ignored),
+        "not_indexed": failures_table(scan.ignored),
+        "files_unreadable": len(scan.unreadable),
+        "unreadable_kept": failures_table(scan.unreadable),
+    }

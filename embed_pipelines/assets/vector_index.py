@@ -55,10 +55,7 @@ def build_vector_index(
         check_specs=[dg.AssetCheckSpec(name, asset=key, description=text) for name, text in CHECKS.items()],
     )
     def vector_index(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        def load(conn) -> LoadChunks:
-            return LoadChunks(conn, collection, family, versions, dimension)
-
-        loaded, metadata = load_version_table(context, collection, family, versions, dimension, load)
+        loaded, metadata = load_version_table(context, collection, family, versions, LoadChunks)
         rows = sum(health.rows for health in loaded.health.values())
         return dg.MaterializeResult(
             metadata={**metadata, "rows_in_materialized_shards": rows},

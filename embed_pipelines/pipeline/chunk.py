@@ -5,11 +5,10 @@ from __future__ import annotations
 from concurrent.futures import Future
 from functools import cached_property
 
-from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.rows import Chunk
 from embed_pipelines.pipeline.incremental import Missing, Wanted, WorkAhead
 from embed_pipelines.pipeline.steps import StoreSync
-from embed_pipelines.storage.stores import chunks_store, documents_store
+from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.text.chunking import ChunkingPool
 from embed_pipelines.text.model import TextModel
 from embed_pipelines.versions.family import IndexFamily
@@ -18,11 +17,11 @@ from embed_pipelines.versions.family import IndexFamily
 class ChunkDocuments(StoreSync):
     """A document's chunks are current when they were made from the bytes of its current conversion."""
 
-    def __init__(self, collection: Collection, family: IndexFamily, model: TextModel, version: str):
-        self.documents = documents_store(collection)
-        super().__init__(collection, family.accepts, chunks_store(collection, version), upstream=self.documents)
+    def __init__(self, stores: Stores, family: IndexFamily, model: TextModel, chunker_version: str):
+        self.documents = stores.documents()
+        super().__init__(stores, family.accepts, stores.chunks(chunker_version), upstream=self.documents)
         self.model = model
-        self.workers = collection.convert_workers
+        self.workers = stores.collection.convert_workers
         self.ahead = WorkAhead(2 * self.workers, self._submit)
 
     @cached_property

@@ -6,11 +6,10 @@ import dataclasses
 from collections.abc import Hashable
 from contextlib import ExitStack
 
-from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.rows import Document
 from embed_pipelines.pipeline.incremental import Failed, Wanted, WorkAhead
 from embed_pipelines.pipeline.steps import StoreSync
-from embed_pipelines.storage.stores import documents_store
+from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.sync.listing import Accepts
 from embed_pipelines.text.formats import Extraction, ExtractionStatus
 from embed_pipelines.text.isolation import IsolatedExtractor, over_limit
@@ -44,9 +43,10 @@ class ConvertDocuments(StoreSync):
     succeeded; a failed one is tried again every sync, unless it ran over a per-file limit (the same bytes
     would again): that waits until its bytes change. Conversions run in a child process with those limits."""
 
-    def __init__(self, collection: Collection, accepts: Accepts):
+    def __init__(self, stores: Stores, accepts: Accepts):
+        collection = stores.collection
         layout = f"layout={collection.layout_weights}"  # what decides the conversion mode of a file
-        super().__init__(collection, accepts, documents_store(collection), settings=layout)
+        super().__init__(stores, accepts, stores.documents(), settings=layout)
         workers = collection.convert_workers
         self.extractor = IsolatedExtractor(
             collection.layout_weights, timeout_s=collection.convert_timeout_s, workers=workers

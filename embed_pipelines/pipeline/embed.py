@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 
-from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.fingerprints import Versions
 from embed_pipelines.core.rows import Chunk, ChunkVector
 from embed_pipelines.pipeline.incremental import Missing, Wanted
 from embed_pipelines.pipeline.steps import StoreSync, made_from
-from embed_pipelines.storage.stores import chunks_store, embeddings_store
+from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.storage.vector_cache import lookup_vectors
 from embed_pipelines.text.model import InputsRefused, TextModel
 from embed_pipelines.versions.family import IndexFamily
@@ -27,11 +26,11 @@ class EmbedChunks(StoreSync):
     """Changed documents' chunks are gathered across documents, looked up among the stored vectors of the
     version and embedded together; each document is then written to its own file."""
 
-    def __init__(self, collection: Collection, family: IndexFamily, model: TextModel, versions: Versions):
+    def __init__(self, stores: Stores, family: IndexFamily, model: TextModel, versions: Versions):
         self.version = versions.index
-        self.chunks = chunks_store(collection, versions.chunker)
-        vectors = embeddings_store(collection, self.version, model.dimension)
-        super().__init__(collection, family.accepts, vectors, upstream=self.chunks)
+        self.chunks = stores.chunks(versions.chunker)
+        vectors = stores.embeddings(self.version, model.dimension)
+        super().__init__(stores, family.accepts, vectors, upstream=self.chunks)
         self.model = model
         self.pending: list[tuple[str, str, list[Chunk]]] = []
         self.verified = False

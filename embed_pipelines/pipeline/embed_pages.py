@@ -5,12 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.rows import PageVectors
 from embed_pipelines.pipeline.incremental import Missing, Wanted
 from embed_pipelines.pipeline.render import PAGES_PER_BATCH
 from embed_pipelines.pipeline.steps import StoreSync, made_from
-from embed_pipelines.storage.stores import page_embeddings_store, page_images_store
+from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.storage.vector_cache import lookup_stored
 from embed_pipelines.versions.family import IndexFamily
 from embed_pipelines.visual.model import PageModel
@@ -22,9 +21,9 @@ class EmbedPages(StoreSync):
     """A document's page vectors, a batch of pages at a time: a page image stored for the version anywhere is
     reused, the others computed."""
 
-    def __init__(self, collection: Collection, family: IndexFamily, model: PageModel, version: str):
-        self.images = page_images_store(collection)
-        super().__init__(collection, family.accepts, page_embeddings_store(collection, version), upstream=self.images)
+    def __init__(self, stores: Stores, family: IndexFamily, model: PageModel, version: str):
+        self.images = stores.page_images()
+        super().__init__(stores, family.accepts, stores.page_embeddings(version), upstream=self.images)
         self.model, self.version = model, version
 
     def wanted(self, shard: str, path: str) -> Wanted:

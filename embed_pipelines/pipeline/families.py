@@ -6,10 +6,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psycopg
 from pydantic import ValidationError
 
 from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.fingerprints import Versions
 from embed_pipelines.core.settings import ConfigurationError
+from embed_pipelines.pipeline.chunk import ChunkDocuments
+from embed_pipelines.pipeline.convert import ConvertDocuments
+from embed_pipelines.pipeline.embed import EmbedChunks
+from embed_pipelines.pipeline.embed_pages import EmbedPages
+from embed_pipelines.pipeline.incremental import ShardSync
+from embed_pipelines.pipeline.load_chunks import LoadChunks
+from embed_pipelines.pipeline.load_pages import LoadPages
+from embed_pipelines.pipeline.render import RenderPages
+from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.storage.database import Database
 from embed_pipelines.storage.page_tables import search_pages
 from embed_pipelines.storage.stores import PAGE_VECTORS, TEXT_VECTORS
@@ -22,7 +33,7 @@ from embed_pipelines.text.served_model import ServedEmbeddingModel
 from embed_pipelines.versions import gate
 from embed_pipelines.versions.family import IndexFamily
 from embed_pipelines.versions.probes import ProbeRegistry
-from embed_pipelines.visual.model import VisualEmbeddingModel
+from embed_pipelines.visual.model import PageModel, VisualEmbeddingModel
 from embed_pipelines.visual.rendering import is_visual
 
 
@@ -32,6 +43,23 @@ def text_model(settings: dict) -> TextModel:
     if "provider" in settings:
         return ServedEmbeddingModel(**settings).identified_by(ProbeRegistry(Database().connect))
     return TextEmbeddingModel(**settings)
+
+
+def _text_steps(stores: Stores, model: TextModel, versions: Versions, conn: psycopg.Connection) -> list[ShardSync]:
+    return [
+        ConvertDocuments(stores, TEXT.accepts),
+        ChunkDocuments(stores, TEXT, model, versions.chunker),
+        EmbedChunks(stores, TEXT, model, versions),
+        LoadChunks(conn, stores, TEXT, model, versions),
+    ]
+
+
+def _page_steps(stores: Stores, model: PageModel, versions: Versions, conn: psycopg.Connection) -> list[ShardSync]:
+    return [
+        RenderPages(stores, PAGES.accepts),
+        EmbedPages(stores, PAGES, model, versions.index),
+        LoadPages(conn, stores, PAGES, model, versions),
+    ]
 
 
 def _text_settings(collection: Collection) -> dict:
@@ -55,6 +83,7 @@ TEXT = IndexFamily(
     gate=(gate.rows_match_chunks, gate.vectors_sane, gate.recall_at_10, gate.golden_queries),
     model_from=text_model,
     settings_of=_text_settings,
+    steps=_text_steps,
     search=search_chunks,
     view_asset="search_view",
     model_resource="text_model",
@@ -69,6 +98,7 @@ PAGES = IndexFamily(
     gate=(gate.shards_synced,),
     model_from=lambda settings: VisualEmbeddingModel(**settings),
     settings_of=_page_settings,
+    steps=_page_steps,
     search=search_pages,
     view_asset="page_view",
     model_resource="visual_model",

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.fingerprints import Versions
 from embed_pipelines.core.rows import Chunk, ChunkVector
 from embed_pipelines.pipeline.incremental import Missing, Wanted
+from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.pipeline.table_load import TableSync
-from embed_pipelines.storage.stores import chunks_store, embeddings_store
 from embed_pipelines.storage.tables import ShardHealth, shard_health
+from embed_pipelines.text.model import TextModel
 from embed_pipelines.versions.family import IndexFamily
 
 
@@ -18,10 +18,10 @@ class LoadChunks(TableSync):
     """A document's rows are current when they hold its source bytes' chunks, hash for hash, in order. Each
     shard's health (rows, zero or NaN vectors, dimensions) is measured for the asset checks."""
 
-    def __init__(self, conn, collection: Collection, family: IndexFamily, versions: Versions, dimension: int):
-        vectors = embeddings_store(collection, versions.index, dimension)
-        super().__init__(conn, collection, family, versions.index, vectors)
-        self.chunks = chunks_store(collection, versions.chunker)
+    def __init__(self, conn, stores: Stores, family: IndexFamily, model: TextModel, versions: Versions):
+        vectors = stores.embeddings(versions.index, model.dimension)
+        super().__init__(conn, stores, family, model, versions, vectors)
+        self.chunks = stores.chunks(versions.chunker)
         self.health: dict[str, ShardHealth] = {}
         self.expected_rows: dict[str, int] = {}
 

@@ -7,14 +7,16 @@ import dataclasses
 
 import numpy as np
 
-from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.fingerprints import Versions
 from embed_pipelines.core.rows import Page, PageVectors
 from embed_pipelines.pipeline.incremental import Missing, Wanted
 from embed_pipelines.pipeline.render import PAGES_PER_BATCH
+from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.pipeline.table_load import TableSync
 from embed_pipelines.storage.page_tables import as_halfvecs, ensure_page_search, write_regions
-from embed_pipelines.storage.stores import PAGE_FACTS, page_embeddings_store, page_images_store
+from embed_pipelines.storage.stores import PAGE_FACTS
 from embed_pipelines.versions.family import IndexFamily
+from embed_pipelines.visual.model import PageModel
 
 
 class LoadPages(TableSync):
@@ -23,10 +25,10 @@ class LoadPages(TableSync):
 
     rows_per_batch = PAGES_PER_BATCH  # a page's token vectors are up to ~400 KB
 
-    def __init__(self, conn, collection: Collection, family: IndexFamily, version: str, dimension: int):
-        super().__init__(conn, collection, family, version, page_embeddings_store(collection, version))
-        ensure_page_search(conn, self.table, dimension)
-        self.images = page_images_store(collection)
+    def __init__(self, conn, stores: Stores, family: IndexFamily, model: PageModel, versions: Versions):
+        super().__init__(conn, stores, family, model, versions, stores.page_embeddings(versions.index))
+        ensure_page_search(conn, self.table, model.dimension)
+        self.images = stores.page_images()
         self.regions: dict[str, dict[int, np.ndarray]] = {}  # path -> page number -> its regions
 
     def wanted(self, shard: str, path: str) -> Wanted:

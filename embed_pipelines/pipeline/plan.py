@@ -1,19 +1,28 @@
-"""What a sync would do, computed without changing anything: `embed-pipelines index PATH --plan`."""
+"""What a sync would do, computed without changing anything: `embed-pipelines index PATH --plan`.
+
+The plan runs the sync's own steps, every family's, as a dry run: over the listings a fresh scan gives, into
+stores that write only to a scratch folder (storage/scratch.py), with a model that counts what it would embed
+(and what that would cost) instead of computing it, and with the tables' rows written inside a transaction
+that is rolled back. So it converts, chunks, renders and looks vectors up exactly as the sync will, and
+nothing anyone reads changes."""
 
 from __future__ import annotations
 
+import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
+import psycopg
+
 from embed_pipelines.core.collection import Collection
-from embed_pipelines.core.shards import shard_of
-from embed_pipelines.storage.stores import chunks_store, embeddings_store
-from embed_pipelines.storage.vector_cache import lookup_vectors
+from embed_pipelines.core.location import Location
+from embed_pipelines.pipeline.incremental import Tally, sync_shards
+from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.sync.changes import SourceChanges
 from embed_pipelines.sync.listing import Accepts
 from embed_pipelines.sync.pending import pending_sync
-from embed_pipelines.text.formats import ExtractionStatus, is_supported
-from embed_pipelines.text.isolation import IsolatedExtractor
-from embed_pipelines.text.model import TextModel
+from embed_pipelines.versions.family import IndexFamily
 
 LISTED_PATHS = 20  # per kind of change; the counts say how many in all
 
@@ -21,12 +30,29 @@ LISTED_PATHS = 20  # per kind of change; the counts say how many in all
 @dataclass
 class SyncPlan:
     changes: SourceChanges
-    chunks_to_embed: int = 0
-    chunks_to_reuse: int = 0
-    rows_to_delete: int = 0
-    failures: dict[str, str] = field(default_factory=dict)
+    steps: dict[str, Tally] = field(default_factory=dict)  # "<family>/<step>" -> what it would do
     unfinished: dict[str, list[str]] = field(default_factory=dict)  # shard -> paths an earlier sync left
     cost: dict[str, float] = field(default_factory=dict)  # a served model's tokens, requests, seconds, money
+
+    def figure(self, name: str) -> int:
+        """A figure summed over the steps: chunks_embedded, chunks_reused, rows_deleted, pages_embedded ..."""
+        return sum(tally.figures[name] for tally in self.steps.values())
+
+    @property
+    def chunks_to_embed(self) -> int:
+        return self.figure("chunks_embedded")
+
+    @property
+    def chunks_to_reuse(self) -> int:
+        return self.figure("chunks_reused")
+
+    @property
+    def rows_to_delete(self) -> int:
+        return self.figure("rows_deleted")
+
+    @property
+    def failures(self) -> dict[str, str]:
+        return {path: reason for tally in self.steps.values() for path, reason in tally.failed.items()}
 
     def summary(self) -> str:
         changes = self.changes
@@ -38,10 +64,7 @@ class SyncPlan:
         if self.unfinished:
             lines.append(f"unfinished by an earlier sync: shards {', '.join(self.unfinished)}")
             lines += _listed("unfinished", [path for paths in self.unfinished.values() for path in paths])
-        lines += [
-            f"chunks: {self.chunks_to_embed} to embed, {self.chunks_to_reuse} to reuse from stored vectors",
-            f"rows: {self.rows_to_delete} to delete or replace",
-        ]
+        lines += [f"{step}: {tally.summary()}" for step, tally in self.steps.items()]
         if self.cost:
             lines.append("embedding: " + ", ".join(f"{name} {value:,.4g}" for name, value in self.cost.items()))
         lines += [f"would fail: {path}: {reason}" for path, reason in sorted(self.failures.items())]
@@ -55,35 +78,46 @@ def _listed(kind: str, paths: list[str]) -> list[str]:
     return lines
 
 
-def plan_sync(collection: Collection, accepts: Accepts, text_model: TextModel) -> SyncPlan:
-    """The changes among the files `accepts` takes; then converts and chunks the new and edited text files in
-    memory and looks their chunk hashes up among the stored vectors. Reads the model's tokenizer, never its
-    weights."""
-    plan = SyncPlan(pending_sync(collection, accepts).changes)
-    changes = plan.changes
-    extractor = IsolatedExtractor(collection.layout_weights, timeout_s=collection.convert_timeout_s)
-    chunker = text_model.chunker()
-    stored_chunks = chunks_store(collection, text_model.chunker_version())
-    hashes: list[str] = []
-    texts: dict[str, str] = {}  # chunk hash -> text, of the new and edited files
-    for path in changes.added + changes.edited + [new for _, new in changes.renamed]:
-        if not is_supported(path):  # a page image: the visual branch's, not the text branch's
-            continue
-        with collection.files.local_file(path) as file:
-            extraction = extractor.extract(file)
-        if extraction.status == ExtractionStatus.FAILURE:
-            plan.failures[path] = extraction.error or "unknown error"
-            continue
-        chunks = chunker.chunk(extraction.document, path, "")
-        hashes += [chunk.chunk_hash for chunk in chunks]
-        texts |= {chunk.chunk_hash: chunk.text for chunk in chunks}
-    for path in changes.edited + changes.deleted + [old for old, _ in changes.renamed]:
-        plan.rows_to_delete += stored_chunks.row_count(shard_of(path, collection.shards), path) or 0
-    extractor.close()
-    store = embeddings_store(collection, text_model.index_version(), text_model.dimension)
-    stored = lookup_vectors(store, hashes)
-    to_embed = [text for chunk_hash, text in texts.items() if chunk_hash not in stored]
-    plan.chunks_to_embed = len(to_embed)
-    plan.chunks_to_reuse = len(hashes) - plan.chunks_to_embed
-    plan.cost = text_model.estimate(to_embed)
+class Estimating:
+    """A model as a dry run uses it: asked for vectors, it adds up what embedding them would cost (a served
+    model's tokens, requests, seconds, money) and answers unit vectors; everything else is the model's own."""
+
+    def __init__(self, model):
+        self.model, self.cost = model, Counter()
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+    def verify_identity(self) -> None:
+        """Nothing is embedded, so nothing can go into the version under a wrong model."""
+
+    def within_budget(self, spent: int, texts: list[str]) -> int:
+        return spent  # the plan reports what a sync would send; the budget stops the sync, not the plan
+
+    def _unit(self, rows: int) -> np.ndarray:
+        return np.full((rows, self.model.dimension), self.model.dimension**-0.5, dtype=np.float32)
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        self.cost.update(self.model.estimate(texts))
+        return self._unit(len(texts))
+
+    def embed_pages(self, images: list) -> list[np.ndarray]:
+        return [self._unit(1) for _ in images]
+
+
+def plan_sync(
+    collection: Collection, accepts: Accepts, models: list[tuple[IndexFamily, object]], conn: psycopg.Connection
+) -> SyncPlan:
+    """The changes among the files `accepts` takes, then each family's steps run dry over every shard."""
+    pending = pending_sync(collection, accepts)
+    plan = SyncPlan(pending.changes)
+    with tempfile.TemporaryDirectory(prefix="embed-pipelines-plan-") as scratch:
+        stores = Stores(collection, Location.of(scratch), listings=pending.files_by_shard)
+        with conn.transaction():  # rolled back, whatever ends it
+            for family, model in models:
+                estimating = Estimating(model)
+                for step in family.steps(stores, estimating, model.versions(), conn):
+                    plan.steps[f"{family.name}/{type(step).__name__}"] = sync_shards(step, collection.shard_keys)
+                plan.cost.update(estimating.cost)
+            raise psycopg.Rollback()
     return plan

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.rows import Page
 from embed_pipelines.pipeline.incremental import Failed, Wanted
 from embed_pipelines.pipeline.steps import StoreSync
-from embed_pipelines.storage.stores import page_images_store
+from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.sync.listing import Accepts
 from embed_pipelines.visual.rendering import PageImage, render_pages
 
@@ -39,9 +38,9 @@ def _page_batches(path: str, sha256: str, pages: Iterator[PageImage]) -> Iterato
 class RenderPages(StoreSync):
     """A document's pages are current when they were rendered from these bytes at this DPI."""
 
-    def __init__(self, collection: Collection, accepts: Accepts):
-        super().__init__(collection, accepts, page_images_store(collection), settings=f"dpi={collection.visual.dpi}")
-        self.dpi = collection.visual.dpi
+    def __init__(self, stores: Stores, accepts: Accepts):
+        self.dpi = stores.collection.visual.dpi
+        super().__init__(stores, accepts, stores.page_images(), settings=f"dpi={self.dpi}")
 
     def wanted(self, shard: str, path: str) -> Wanted:
         return Wanted(f"{self.sources[path].sha256}|dpi={self.dpi}")

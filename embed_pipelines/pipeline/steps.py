@@ -6,11 +6,11 @@ import hashlib
 import uuid
 from collections.abc import Hashable
 
-from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.rows import SourceFile
 from embed_pipelines.pipeline.incremental import InStepRecord, ShardSync
+from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.storage.parquet import DocumentStore
-from embed_pipelines.sync.listing import Accepts, listing_digest, read_listing
+from embed_pipelines.sync.listing import Accepts, listing_digest
 
 
 def made_from(item_hashes: list[str]) -> str:
@@ -20,15 +20,16 @@ def made_from(item_hashes: list[str]) -> str:
 
 
 class ListedFilesSync(ShardSync):
-    """A step over the files of a shard that `accepts` takes, as `source_files` last listed them."""
+    """A step over the files of a shard that `accepts` takes, as `source_files` last listed them (or, in a
+    dry run, as a scan found them)."""
 
-    def __init__(self, collection: Collection, accepts: Accepts):
+    def __init__(self, stores: Stores, accepts: Accepts):
         super().__init__()
-        self.collection, self.accepts = collection, accepts
+        self.stores, self.collection, self.accepts = stores, stores.collection, accepts
         self.sources: dict[str, SourceFile] = {}
 
     def start_shard(self, shard: str) -> list[str]:
-        self.sources = {file.path: file for file in read_listing(self.collection, shard, self.accepts)}
+        self.sources = {file.path: file for file in self.stores.listing(shard, self.accepts)}
         return list(self.sources)
 
 
@@ -45,13 +46,13 @@ class StoreSync(ListedFilesSync):
 
     def __init__(
         self,
-        collection: Collection,
+        stores: Stores,
         accepts: Accepts,
         store: DocumentStore,
         settings: str = "",
         upstream: DocumentStore | None = None,
     ):
-        super().__init__(collection, accepts)
+        super().__init__(stores, accepts)
         self.store, self.settings, self.upstream = store, settings, upstream
         self.records: dict[str, str | None] = {}  # shard -> what it is made from now; None: upstream not in step
 

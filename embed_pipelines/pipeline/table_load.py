@@ -17,11 +17,12 @@ from collections.abc import Hashable, Iterator
 
 import psycopg
 
-from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.fingerprints import Versions
 from embed_pipelines.pipeline.incremental import Failed, InStepRecord, Wanted
 from embed_pipelines.pipeline.steps import ListedFilesSync
+from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.storage.parquet import DocumentStore
-from embed_pipelines.storage.registry import record_shard_failure, record_shard_sync
+from embed_pipelines.storage.registry import ensure_version, record_shard_failure, record_shard_sync
 from embed_pipelines.storage.tables import (
     count_rows,
     delete_document,
@@ -44,19 +45,18 @@ class TableSync(ListedFilesSync):
     rows_per_batch = 256  # vectors read at a time: memory stays bounded whatever the document's size
 
     def __init__(
-        self,
-        conn: psycopg.Connection,
-        collection: Collection,
-        family: IndexFamily,
-        version: str,
-        vectors: DocumentStore,
+        self, conn: psycopg.Connection, stores: Stores, family: IndexFamily, model, versions: Versions, vectors
     ):
-        """`vectors`: the store of the version's vectors, which the family's vectors asset writes."""
-        super().__init__(collection, family.accepts)
-        self.conn, self.version, self.layout = conn, version, family.layout
-        self.view, self.vectors_asset = family.view(collection.name), family.vectors_asset
-        self.vectors = vectors
-        self.table = family.table(collection.name, version)
+        """`vectors`: the store of the version's vectors, which the family's vectors asset writes. The
+        version's table and registry entry are made here if need be, with what search needs of `model`."""
+        super().__init__(stores, family.accepts)
+        name = stores.collection.name
+        self.conn, self.version, self.layout = conn, versions.index, family.layout
+        self.view, self.vectors_asset = family.view(name), family.vectors_asset
+        self.vectors: DocumentStore = vectors
+        self.table = ensure_version(
+            conn, self.view, versions.index, model.dimension, self.layout, model.query_settings(), versions.chunker
+        )
         self.indexed: dict[str, tuple[str, list[str]]] = {}
         self.records: dict[str, str | None] = {}  # shard -> what its rows are made from now (see in_step)
         self.record_name = f"indexed-{self.table}"
@@ -158,4 +158,5 @@ class TableSync(ListedFilesSync):
             record_shard_sync(self.conn, self.view, self.version, shard, changed, listing_digest(self.sources.values()))
 
     def finish(self) -> None:
-        ensure_hnsw_index(self.conn, self.table, self.layout)
+        if not self.stores.dry_run:  # a dry run's rows are rolled back: an index of them is work for nothing
+            ensure_hnsw_index(self.conn, self.table, self.layout)

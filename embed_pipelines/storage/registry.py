@@ -21,9 +21,9 @@ from embed_pipelines.storage.tables import TableLayout, ensure_table, table_name
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS embed_pipelines_versions (
-    collection text NOT NULL,
+    collection text NOT NULL,                  -- the family's view: <collection>, <collection>_pages
     version text NOT NULL,
-    model jsonb NOT NULL,                      -- the TextEmbeddingModel settings that embed queries for it
+    model jsonb NOT NULL,                      -- the settings of the model that embeds questions for it
     dimension integer NOT NULL,
     chunker_version text NOT NULL,
     synced_shards text[] NOT NULL DEFAULT '{}',

@@ -23,7 +23,7 @@ def lookup_stored(store: DocumentStore, hashes: list[str], key: str, values: lis
     wanted = pa.table({"wanted": sorted(set(hashes))})
     with duckdb.connect() as db:
         db.register("wanted", wanted)
-        db.register("stored", store.root.dataset(files))
+        db.register("stored", store.dataset(files))
         columns = "".join(f', any_value("{value}")' for value in values)
         found = db.execute(
             f'SELECT "{key}"{columns} FROM stored WHERE "{key}" IN (SELECT wanted FROM wanted) GROUP BY "{key}"'

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 
 from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.rows import SourceFile
 from embed_pipelines.core.shards import shard_of
 from embed_pipelines.sync.changes import SourceChanges, compare_scans
 from embed_pipelines.sync.listing import Accepts, read_all_listings
@@ -17,6 +18,7 @@ class PendingSync:
     changes: SourceChanges
     shards: frozenset[str]  # shards whose files changed, or whose listing is out of date (touched files)
     fingerprint: str  # names this exact state of the changed files: one run per state
+    files_by_shard: dict[str, list[SourceFile]]  # what the scan found, as `source_files` would list it
 
     def __bool__(self) -> bool:
         return bool(self.shards)
@@ -36,4 +38,5 @@ def pending_sync(collection: Collection, accepts: Accepts) -> PendingSync:
         changes=changes,
         shards=frozenset(shard_of(path, collection.shards) for path in paths),
         fingerprint=hashlib.sha256(repr(state).encode()).hexdigest()[:16],
+        files_by_shard=scan.files_by_shard,
     )

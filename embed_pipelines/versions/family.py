@@ -27,6 +27,8 @@ class IndexFamily:
     gate: Sequence[Callable[..., Any]]  # checks a version must pass before its view serves it (versions/gate.py)
     model_from: Callable[[dict], Any]  # model settings (configured, or the registry's) -> the plain model
     settings_of: Callable[[Collection], dict | None]  # the collection's model settings; None: branch is off
+    # (stores, model, versions, connection) -> its steps after `source_files`, in order (pipeline/)
+    steps: Callable[..., list]
     search: Callable[..., list]  # (conn, version table, embedded question, k, **options) -> hits, best first
     view_asset: str  # the asset whose materializations are its view's changes
     model_resource: str  # its model resource is `<collection>_<model_resource>`

@@ -18,12 +18,12 @@ CHILD = textwrap.dedent(
     """
     import os, signal, sys
     from embed_pipelines import api
-    from embed_pipelines.assets import source_files
+    from embed_pipelines.sync import refresh
     from embed_pipelines.pipeline import table_load
     from embed_pipelines.core.location import Location
     from embed_pipelines.versions import lifecycle
 
-    module, name = {"after_listing": (source_files, "write_listing"),
+    module, name = {"after_listing": (refresh, "write_listing"),
                     "mid_swap": (table_load, "replace_document"),
                     "after_view_swap": (lifecycle, "point_view"),
                     "drop_after_vectors": (Location, "delete_tree"),
