@@ -19,6 +19,31 @@ def made_from(item_hashes: list[str]) -> str:
     return hashlib.sha256(",".join(item_hashes).encode()).hexdigest()
 
 
+class InStepRecords:
+    """The in-step records a step keeps in a store (under `name`): what each shard's outputs were made from at
+    its last clean sync. A step asks whether a shard still matches, forgets the record before it changes the
+    shard, and records it again once every document of the shard is in step."""
+
+    def __init__(self, store: DocumentStore, name: str = "in-step"):
+        self.store, self.name = store, name
+        self.inputs: dict[str, str | None] = {}  # shard -> what it is made from now; None: not known yet
+
+    def matching(self, shard: str, *parts: str | None) -> InStepRecord | None:
+        """The shard's record when it was made from `parts` (None among them: an upstream not in step)."""
+        self.inputs[shard] = None if None in parts else InStepRecord.inputs_of(*parts)
+        recorded = InStepRecord.parse(self.store.in_step_record(shard, self.name))
+        if self.inputs[shard] is None or recorded is None or recorded.inputs != self.inputs[shard]:
+            return None
+        return recorded
+
+    def forget(self, shard: str) -> None:
+        self.store.forget_in_step(shard, self.name)
+
+    def record(self, shard: str, detail: str) -> None:
+        if self.inputs.get(shard) is not None:
+            self.store.record_in_step(shard, str(InStepRecord(self.inputs[shard], detail)), self.name)
+
+
 class ListedFilesSync(ShardSync):
     """A step over the files of a shard that `accepts` takes, as `source_files` last listed them (or, in a
     dry run, as a scan found them)."""
@@ -54,7 +79,7 @@ class StoreSync(ListedFilesSync):
     ):
         super().__init__(stores, accepts)
         self.store, self.settings, self.upstream = store, settings, upstream
-        self.records: dict[str, str | None] = {}  # shard -> what it is made from now; None: upstream not in step
+        self.records = InStepRecords(store)
 
     def current(self, shard: str, path: str) -> Hashable | None:
         return self.store.made_from(shard, path)
@@ -65,16 +90,13 @@ class StoreSync(ListedFilesSync):
     def in_step(self, shard: str) -> bool:
         upstream = self.upstream.in_step_record(shard) if self.upstream else ""
         listing = listing_digest(self.sources.values())
-        self.records[shard] = None if upstream is None else InStepRecord.inputs_of(listing, self.settings, upstream)
-        recorded = InStepRecord.parse(self.store.in_step_record(shard))
-        return recorded is not None and recorded.inputs == self.records[shard]
+        return self.records.matching(shard, listing, self.settings, upstream) is not None
 
     def forget_in_step(self, shard: str) -> None:
-        self.store.forget_in_step(shard)
+        self.records.forget(shard)
 
     def settle(self, clean: list[str]) -> None:
         """The manifests first: a shard recorded in step is read from its manifest next time it changes."""
         self.store.seal()
         for shard in clean:
-            if self.records.get(shard) is not None:
-                self.store.record_in_step(shard, str(InStepRecord(self.records[shard], uuid.uuid4().hex)))
+            self.records.record(shard, uuid.uuid4().hex)

@@ -18,8 +18,8 @@ from collections.abc import Hashable, Iterator
 import psycopg
 
 from embed_pipelines.core.fingerprints import Versions
-from embed_pipelines.pipeline.incremental import Failed, InStepRecord, Wanted
-from embed_pipelines.pipeline.steps import ListedFilesSync
+from embed_pipelines.pipeline.incremental import Failed, Wanted
+from embed_pipelines.pipeline.steps import InStepRecords, ListedFilesSync
 from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.storage.parquet import DocumentStore
 from embed_pipelines.storage.registry import ensure_version, record_shard_failure, record_shard_sync
@@ -58,8 +58,7 @@ class TableSync(ListedFilesSync):
             conn, self.view, versions.index, model.dimension, self.layout, model.query_settings(), versions.chunker
         )
         self.indexed: dict[str, tuple[str, list[str]]] = {}
-        self.records: dict[str, str | None] = {}  # shard -> what its rows are made from now (see in_step)
-        self.record_name = f"indexed-{self.table}"
+        self.records = InStepRecords(vectors, f"indexed-{self.table}")  # beside the vectors' own records
         self.loaded_rows: dict[str, int] = {}  # shard -> rows the table holds once its documents are loaded
 
     @abstractmethod
@@ -83,25 +82,27 @@ class TableSync(ListedFilesSync):
         return self.indexed.get(path)
 
     def in_step(self, shard: str) -> bool:
-        vectors = self.vectors.in_step_record(shard)
+        """As the table's last clean load of the shard left it: same listing, same vectors, and still exactly
+        its documents and row count (a table re-created or rows deleted by hand make it look again)."""
         listing = listing_digest(self.sources.values())
-        self.records[shard] = None if vectors is None else InStepRecord.inputs_of(listing, vectors)
-        recorded = InStepRecord.parse(self.vectors.in_step_record(shard, self.record_name))
-        if recorded is None or self.records[shard] is None or recorded.inputs != self.records[shard]:
-            return False
-        return set(self.indexed) == set(self.sources) and self.rows_indexed() == int(recorded.detail)
+        recorded = self.records.matching(shard, listing, self.vectors.in_step_record(shard))
+        return (
+            recorded is not None
+            and set(self.indexed) == set(self.sources)
+            and self.rows_indexed() == int(recorded.detail)
+        )
 
     def rows_indexed(self) -> int:
         """Rows the table holds for the shard begun last."""
         return sum(len(hashes) for _, hashes in self.indexed.values())
 
     def forget_in_step(self, shard: str) -> None:
-        self.vectors.forget_in_step(shard, self.record_name)
+        self.records.forget(shard)
 
     def settle(self, clean: list[str]) -> None:
         for shard, rows in self.loaded_rows.items():
-            if shard in clean and self.records.get(shard) is not None:
-                self.vectors.record_in_step(shard, str(InStepRecord(self.records[shard], str(rows))), self.record_name)
+            if shard in clean:
+                self.records.record(shard, str(rows))
 
     def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
         """Raising rolls the document back to its old rows. A document whose rows PostgreSQL refuses fails
