@@ -12,7 +12,7 @@ from pydantic import Field
 from embed_pipelines.assets.common import asset_key
 from embed_pipelines.assets.reporting import actor, outcome_metadata, report_gate
 from embed_pipelines.core.collection import Collection
-from embed_pipelines.pipeline.families import family_named
+from embed_pipelines.pipeline.families import FAMILIES, family_named
 from embed_pipelines.resources import PostgresResource
 from embed_pipelines.versions import lifecycle
 from embed_pipelines.versions.lifecycle import Outcome
@@ -21,7 +21,7 @@ JOB_NAMES = {"promote": "promote_{}", "rollback": "rollback_{}", "drop": "drop_v
 
 
 def _family() -> str:
-    return Field(default="text", description="the index family: text, or pages (the visual branch)")
+    return Field(default="text", description=f"the index family: one of {', '.join(FAMILIES)}")
 
 
 class PromoteConfig(dg.Config):

@@ -225,3 +225,12 @@ def test_a_refused_chunk_fails_its_document_alone_and_it_keeps_its_vectors(colle
     tally = embed(collection, model)
     assert tally.failed == {"a.md": "chunk 0: too long"} and tally.rebuilt == 1
     assert stored.made_from(shard, "a.md") == before, "the refused document keeps its last vectors"
+
+
+def test_no_two_families_share_a_view_a_vectors_folder_or_a_model_resource():
+    """Each would silently overwrite the other's: a view, the vectors' state folder, the model resource key."""
+    from embed_pipelines.pipeline.families import FAMILIES
+
+    for attribute in ("view_suffix", "vectors_asset", "model_resource", "view_asset"):
+        values = [getattr(family, attribute) for family in FAMILIES.values()]
+        assert len(set(values)) == len(values), attribute

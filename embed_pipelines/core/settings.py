@@ -35,11 +35,11 @@ class Declared:
     """What a collection setting's field declares besides its name (its YAML key) and default."""
 
     description: str
-    env: str = ""  # the environment variable that sets it for the collection the environment describes
-    parse: Parse | None = None  # None: the value as written
+    env: str  # the environment variable that sets it for the collection the environment describes; "": none
+    parse: Parse  # checks the value as written, naming where it was written when it refuses it
 
 
-def setting(default: Any = dataclasses.MISSING, *, doc: str, env: str = "", parse: Parse | None = None, factory=None):
+def setting(default: Any = dataclasses.MISSING, *, doc: str, parse: Parse, env: str = "", factory=None):
     """A collection setting: a dataclass field whose metadata the readers and the docs walk."""
     metadata = {"setting": Declared(doc, env, parse)}
     if factory is not None:

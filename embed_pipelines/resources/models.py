@@ -7,14 +7,14 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from embed_pipelines.pipeline.families import family_named
+from embed_pipelines.pipeline.families import FAMILIES, family_named
 
 
 class ModelResource(dg.ConfigurableResource):
     """The model of one index family of a collection (text, pages): `get_model` makes it from its settings.
     The model itself loads its weights only on the first call that needs them, once per process."""
 
-    family: str = Field(description="The index family the model embeds for: text or pages.")
+    family: str = Field(description=f"The index family the model embeds for: one of {', '.join(FAMILIES)}.")
     settings: dict[str, Any] = Field(
         description="The model's settings: a folder or hub id with its options, or a served model's endpoint."
     )
