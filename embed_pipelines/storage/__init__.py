@@ -1,1 +1,2 @@
-"""Where things are kept: Parquet state, row declarations, pgvector tables and the version registry."""
+"""Where things are kept: Parquet stores (and a dry run's scratch view of them), pgvector tables, the version
+registry and the database. Never torch."""

@@ -1,1 +1,1 @@
-"""Which files a source holds, what changed since the last sync, and the loop that syncs only that."""
+"""Which files a source holds, their listings, and what changed since the last sync."""

@@ -1,1 +1,2 @@
-"""Text from documents: docling extraction, chunking, and the transformer encoder."""
+"""Text from documents: docling extraction, chunking, and the text models (in process or served) behind one
+Protocol. Never PostgreSQL."""

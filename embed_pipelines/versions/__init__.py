@@ -1,1 +1,2 @@
-"""Index versions: identity, families, the promotion gate, and promote / rollback / drop."""
+"""Index versions: the family type, a served model's identity by probes, the promotion gate, and promote /
+rollback / drop."""

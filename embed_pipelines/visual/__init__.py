@@ -1,1 +1,1 @@
-"""Page images: rendering, the ColPali-family encoder, and the region vectors that find candidates."""
+"""Page images: rendering, the ColPali-family model and encoder, and the region vectors that find candidates."""
