@@ -161,7 +161,9 @@ def search(
         if version is None:
             raise LookupError(f"collection {collection!r} serves no {family.name} index yet: index it first")
         record = find_version(conn, view, version)
-        query = family.model_from(record.model).embed_query(question)
+        model = family.model_from(record.model)
+        model.verify_serves(version)  # a served model swapped behind its name would answer wrongly
+        query = model.embed_query(question)
         return family.search(conn, record.table, query, k, **options)
 
 

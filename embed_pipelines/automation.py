@@ -180,9 +180,11 @@ def build_nightly_schedule(collection: Collection, job_name: str) -> dg.Schedule
 
 
 def build_automation_sensor(collection: Collection) -> dg.AutomationConditionSensorDefinition:
-    """Evaluates the downstream assets' eager conditions, so a re-materialized upstream propagates."""
+    """Evaluates the downstream assets' eager conditions, so a re-materialized upstream propagates. Its runs
+    carry the collection's tag, so Dagster's queue serializes them with the CLI's and the sensors' syncs."""
     return dg.AutomationConditionSensorDefinition(
         f"{collection.name}_automation",
         target=dg.AssetSelection.groups(collection.name),
         default_status=dg.DefaultSensorStatus.RUNNING,
+        run_tags={COLLECTION_TAG: collection.name},
     )

@@ -4,6 +4,7 @@ import dagster as dg
 from support import definitions
 
 from embed_pipelines.assets.common import asset_key
+from embed_pipelines.automation import COLLECTION_TAG
 from embed_pipelines.core.collection import Collection
 
 
@@ -25,6 +26,7 @@ def test_sensors_and_the_nightly_schedule_are_on_by_default(tmp_path):
     defs = definitions(Collection("auto", tmp_path, shards=2, nightly_cron="30 3 * * *", timezone="Europe/Zurich"))
     sensors = {sensor.name: sensor for sensor in defs.sensors}
     assert set(sensors) == {"auto_source_changes", "auto_automation"}
+    assert sensors["auto_automation"].run_tags == {COLLECTION_TAG: "auto"}, "queued with the collection's syncs"
     assert all(sensor.default_status == dg.DefaultSensorStatus.RUNNING for sensor in sensors.values())
     (schedule,) = defs.schedules
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("30 3 * * *", "Europe/Zurich")

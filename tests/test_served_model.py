@@ -78,7 +78,8 @@ def test_a_sync_edit_noop_cycle_through_the_server_gives_the_local_model_s_rows(
         assert [row[:3] for row in indexed_rows(registry, "served")] == [
             row[:3] for row in indexed_rows(registry, "in_process")
         ]
-    assert rounds[2]["chunks_embedded"] == 0 and rounds[2]["server_requests"] == 0, "the no-op asked nothing"
+    # The no-op embeds nothing; its one request is the probe check that catches a model swapped behind its name.
+    assert rounds[2]["chunks_embedded"] == 0 and rounds[2]["server_requests"] == 1
     assert rounds[1]["chunks_embedded"] >= 1 and rounds[1]["server_tokens"] > 0
     with registry.connect() as conn:
         stored = {
@@ -129,7 +130,9 @@ def test_another_model_behind_the_same_name_is_refused_then_gets_its_own_version
     rows = indexed_rows(registry, "swapped")
     server = EmbeddingServer(perturbed, "swapped", port=server.port)  # the same name and URL
     try:
-        (source / "brood.md").write_text("# Brood\n\nA new paragraph that needs a vector.")
+        # No file changed: search and the sync still ask the server, and refuse.
+        with pytest.raises(ConfigurationError, match="changed behind the name"):
+            api.search("When do swarms leave?", "swapped", postgres=registry)
         refused = api.index(source, "swapped", shard_count=4, instance=instance, text_model=model, postgres=registry)
         assert not refused.success
         failures = [
@@ -137,6 +140,7 @@ def test_another_model_behind_the_same_name_is_refused_then_gets_its_own_version
         ]
         assert any("changed behind the name" in message for message in failures), failures
         assert indexed_rows(registry, "swapped") == rows, "nothing mixed into the old version"
+        (source / "brood.md").write_text("# Brood\n\nA new paragraph that needs a vector.")
         assert model.index_version() != first
         run_index(source, "swapped", instance, model, registry)  # the new version builds beside the old one
         assert latest_metadata(instance, "swapped", "embeddings")["index_version"] == model.index_version()

@@ -49,16 +49,18 @@ class EmbedChunks(StoreSync):
             self.finish()
 
     def finish(self) -> None:
-        """Look up, embed and write what is pending; earlier batches are on disk by now."""
+        """Look up, embed and write what is pending; earlier batches are on disk by now. Once a sync, with or
+        without chunks to embed, the model is checked to still be the version's (a served model swapped
+        behind its name fails the sync, which says so, even when no file changed)."""
+        if not self.verified:
+            self.model.verify_identity()
+            self.verified = True
         texts = {chunk.chunk_hash: chunk.text for _, _, chunks in self.pending for chunk in chunks}
         vectors = lookup_vectors(self.store, list(texts))
         to_embed = {chunk_hash: text for chunk_hash, text in texts.items() if chunk_hash not in vectors}
         refused: dict[str, str] = {}  # chunk hash -> why the model refused it
         if to_embed:
             started = time.perf_counter()
-            if not self.verified:
-                self.model.verify_identity()  # before the first vector goes into the version
-                self.verified = True
             self.tokens = self.model.within_budget(self.tokens, list(to_embed.values()))  # raises past it
             try:
                 computed = self.model.embed_documents(list(to_embed.values()))

@@ -41,7 +41,7 @@ def text_model(settings: dict) -> TextModel:
     """The in-process model of a folder (or hub id), or a served one (settings with a `provider`), whose
     probes are recorded in the default database (EMBED_PIPELINES_DSN, else the embedded server)."""
     if "provider" in settings:
-        return ServedEmbeddingModel(**settings).identified_by(ProbeRegistry(Database().connect))
+        return ServedEmbeddingModel(**settings).identified_by(ProbeRegistry(Database()))
     return TextEmbeddingModel(**settings)
 
 

@@ -136,6 +136,9 @@ class TextEmbeddingModel(BaseModel):
     def normalizes(self) -> bool:
         return self.folder_config().normalize
 
+    def verify_serves(self, version: str) -> None:
+        """Nothing to ask: the registry's settings name the files that made the version."""
+
     def verify_identity(self) -> None:
         """Nothing to ask: the model is its files (fingerprinted in the version), its dtype is checked when
         it loads (see `encoder`)."""

@@ -32,7 +32,10 @@ class TextModel(Protocol):
         """What the registry keeps so that search embeds questions the way the version's documents were."""
 
     def verify_identity(self) -> None:
-        """Before the first vector of a sync: raises if the model is no longer the version's."""
+        """Once a sync: raises if the model is no longer the configured version's."""
+
+    def verify_serves(self, version: str) -> None:
+        """Before search embeds a question for `version`: raises if the model no longer computes its vectors."""
 
     def embed_documents(self, texts: list[str]) -> np.ndarray: ...
     def embed_query(self, question: str) -> np.ndarray: ...

@@ -62,6 +62,10 @@ PROBES = (
 )
 
 
+PROBE_CHECK_INTERVAL_S = 300  # how long a search process trusts a served model's last probe check
+_probes_checked: dict[tuple[str, str], float] = {}  # (settings, version) -> when the probes last matched
+
+
 class ProbeRegistry(Protocol):
     """Where the probes of earlier versions are recorded (versions/probes.py)."""
 
@@ -70,6 +74,9 @@ class ProbeRegistry(Protocol):
 
     def check(self, model: ServedEmbeddingModel, facts: dict) -> None:
         """Raises ConfigurationError when the server no longer computes the version's probes."""
+
+    def check_version(self, model: ServedEmbeddingModel, version: str) -> None:
+        """The same, for a version known by name alone (search: read only)."""
 
 
 @dataclass
@@ -283,8 +290,16 @@ class ServedEmbeddingModel(BaseModel):
     def _measure_facts(self) -> dict:
         return self._probes().identify(self)
 
+    def verify_serves(self, version: str) -> None:
+        """Before a question is embedded for `version`'s vectors: the server still computes that version's
+        probes (asked once per process and settings every PROBE_CHECK_INTERVAL_S)."""
+        key = (json.dumps(self.query_settings(), sort_keys=True), version)
+        if time.monotonic() - _probes_checked.get(key, -math.inf) > PROBE_CHECK_INTERVAL_S:
+            self._probes().check_version(self, version)
+            _probes_checked[key] = time.monotonic()
+
     def verify_identity(self) -> None:
-        """Before the first vector of a sync: the server still serves the model of the configured version."""
+        """Once a sync, before its first vector: the server still serves the model of the configured version."""
         facts, cache_file = self.facts()
         try:
             self._probes().check(self, facts)

@@ -13,13 +13,13 @@ vectors: a rounding boundary would turn a server's numeric noise (batching, kern
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 
 import numpy as np
 import psycopg
 
 from embed_pipelines.core.fingerprints import index_version, min_cosine
 from embed_pipelines.core.settings import ConfigurationError
+from embed_pipelines.storage.database import Database
 from embed_pipelines.text.chunking import chunker_settings
 from embed_pipelines.text.served_model import PROBES, ServedEmbeddingModel
 
@@ -40,18 +40,22 @@ CREATE TABLE IF NOT EXISTS embed_pipelines_probes (
 
 
 class ProbeRegistry:
-    """The probes recorded in the database `connect` opens: what identifies a served model."""
+    """The probes recorded in a database: what identifies a served model."""
 
-    def __init__(self, connect: Callable[[], psycopg.Connection]):
-        self.connect = connect
+    def __init__(self, database: Database):
+        self.database = database
 
     def identify(self, model: ServedEmbeddingModel) -> dict:
-        with self.connect() as conn:
+        with self.database.connect() as conn:
             return identify(model, conn)
 
     def check(self, model: ServedEmbeddingModel, facts: dict) -> None:
-        with self.connect() as conn:
+        with self.database.connect() as conn:
             check_probes(model, facts, conn)
+
+    def check_version(self, model: ServedEmbeddingModel, version: str) -> None:
+        with self.database.connect(ddl=False) as conn:  # search's role may only read
+            check_version_probes(model, version, conn)
 
 
 def identify(model, conn: psycopg.Connection) -> dict:
@@ -93,15 +97,29 @@ def identify(model, conn: psycopg.Connection) -> dict:
 def check_probes(model, facts: dict, conn: psycopg.Connection) -> None:
     """Raises when the server no longer computes the vectors recorded for the version (a model swapped
     behind the same name): nothing of it may go into that version's table."""
-    vectors, reported = _probe(model)
     _ensure_table(conn)
     recorded = _recorded(conn, facts["identity"]).get(facts["version"])
+    then = "Nothing was embedded; the next run identifies the server again and builds a new version"
+    _refuse_unless_reproduced(model, facts["version"], recorded, then)
+
+
+def check_version_probes(model, version: str, conn: psycopg.Connection) -> None:
+    """The same for search, which knows the version it serves and only reads."""
+    row = conn.execute(
+        "SELECT vectors FROM embed_pipelines_probes WHERE version = %s ORDER BY recorded_at LIMIT 1", (version,)
+    ).fetchone()
+    recorded = None if row is None else np.asarray(row[0], dtype=np.float32).reshape(len(PROBES), -1)
+    then = "search would compare questions embedded by another model with its vectors; sync to build a new version"
+    _refuse_unless_reproduced(model, version, recorded, then)
+
+
+def _refuse_unless_reproduced(model, version: str, recorded: np.ndarray | None, then: str) -> None:
+    vectors, reported = _probe(model)
     if recorded is None or recorded.shape != vectors.shape or min_cosine(recorded, vectors) < MIN_PROBE_COSINE:
         found = "no probes" if recorded is None or recorded.shape != vectors.shape else "other vectors"
         raise ConfigurationError(
             f"{model.base_url} serves {model.model!r} (reported as {reported!r}), but its probe texts give "
-            f"{found} than index version {facts['version']}: the model changed behind the name. Nothing was "
-            "embedded; the next run identifies the server again and builds a new version"
+            f"{found} than index version {version}: the model changed behind the name. {then}"
         )
 
 
