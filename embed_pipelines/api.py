@@ -31,6 +31,7 @@ from embed_pipelines.storage.page_tables import PageHit
 from embed_pipelines.storage.registry import VersionRecord, find_version, serving_version
 from embed_pipelines.storage.registry import list_versions as registry_versions
 from embed_pipelines.storage.tables import Hit
+from embed_pipelines.sync_locks import holding_shards, setting_up
 from embed_pipelines.text.model import TextModel
 from embed_pipelines.version_jobs import build_version_jobs, version_job_name, version_op_name
 
@@ -47,7 +48,8 @@ def dagster_instance() -> dg.DagsterInstance:
     if not config.exists():  # the repository's dagster.yaml, copied there, documents the full settings
         config.write_text("telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
+    with setting_up():
+        return dg.DagsterInstance.get()
 
 
 def shards_in_range(collection: Collection, shard_range: tuple[str, str] | None) -> list[str]:
@@ -90,19 +92,22 @@ def index(
     spec = resolve_collection(collection, source_dir, shard_count)
     shards = shards_in_range(spec, shard_range)
     instance = instance or dagster_instance()
-    if running := running_sync(instance, index_job_name(spec), shards):  # two writers race on the same shards
-        raise SyncRunning(f"another sync of {spec.name} is running (run {running}): sync again when it has ended")
     models = {TEXT.name: text_model} if text_model else None
     job = build_definitions(spec, postgres, models).resolve_job_def(index_job_name(spec))
-    return job.with_logger_defs({"progress": progress_logger}).execute_in_process(
-        instance=instance,
-        tags={**shard_range_tags(spec, shards), **_requested_by(), **process_tag()},
-        run_config={
-            "loggers": {"progress": {"config": {"log_level": "INFO"}}},
-            **source_files_config(spec, repair or spec.verify_hashes == "always", allow_mass_delete),
-        },
-        raise_on_error=False,
-    )
+    with holding_shards(spec.name, shards) as held:  # before the check: two at one instant cannot both pass
+        if not held:
+            raise SyncRunning(f"another sync of {spec.name} is running on this host: sync again when it has ended")
+        if running := running_sync(instance, spec, index_job_name(spec), shards):
+            raise SyncRunning(f"another sync of {spec.name} is running (run {running}): sync again when it has ended")
+        return job.with_logger_defs({"progress": progress_logger}).execute_in_process(
+            instance=instance,
+            tags={**shard_range_tags(spec, shards), **_requested_by(), **process_tag()},
+            run_config={
+                "loggers": {"progress": {"config": {"log_level": "INFO"}}},
+                **source_files_config(spec, repair or spec.verify_hashes == "always", allow_mass_delete),
+            },
+            raise_on_error=False,
+        )
 
 
 def plan(

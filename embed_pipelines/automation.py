@@ -14,6 +14,7 @@ from embed_pipelines.core.collection import Collection
 from embed_pipelines.pipeline.families import accepted_by
 from embed_pipelines.resources import PostgresResource
 from embed_pipelines.sync.pending import pending_sync
+from embed_pipelines.sync_locks import any_held_elsewhere
 from embed_pipelines.versions.family import IndexFamily
 from embed_pipelines.versions.progress import unfinished_shards
 
@@ -36,21 +37,22 @@ def process_tag() -> dict[str, str]:
     return {PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}"}
 
 
-def _died(run: dg.DagsterRun) -> bool:
-    """A run executed in a process of this host that no longer exists (killed): it will never end itself."""
-    host, _, pid = run.tags.get(PROCESS_TAG, "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+def _died(run: dg.DagsterRun, collection: Collection) -> bool:
+    """A run executed in a process of this host whose shard locks nobody holds (killed, in whatever PID
+    namespace): it will never end itself."""
+    host = run.tags.get(PROCESS_TAG, "").rpartition(":")[0]
+    return host == socket.gethostname() and not any_held_elsewhere(collection.name, _shards_of(run, collection))
 
 
-def running_sync(instance: dg.DagsterInstance, job_name: str, shards: Iterable[str] | None = None) -> str | None:
+def _shards_of(run: dg.DagsterRun, collection: Collection) -> list[str]:
+    first = run.tags.get(ASSET_PARTITION_RANGE_START_TAG, collection.shard_keys[0])
+    last = run.tags.get(ASSET_PARTITION_RANGE_END_TAG, collection.shard_keys[-1])
+    return [shard for shard in collection.shard_keys if first <= shard <= last]
+
+
+def running_sync(
+    instance: dg.DagsterInstance, collection: Collection, job_name: str, shards: Iterable[str] | None = None
+) -> str | None:
     """The id of a queued or running sync of the job over any of `shards` (any shard when None), or None. A
     run whose process was killed is marked failed on the way, so that it does not block syncs forever."""
     wanted = set(shards) if shards is not None else None
@@ -58,7 +60,7 @@ def running_sync(instance: dg.DagsterInstance, job_name: str, shards: Iterable[s
         run = record.dagster_run
         if wanted is not None and not _overlaps(run, wanted):
             continue
-        if not _died(run):
+        if not _died(run, collection):
             return run.run_id
         instance.report_run_failed(run, "its process ended without finishing the run")
     return None
@@ -141,7 +143,7 @@ def build_change_sensor(
         "Stats every file; reads only those whose size or mtime changed.",
     )
     def source_changes(context: dg.SensorEvaluationContext):
-        if running := running_sync(context.instance, job_name):  # its shards look unfinished until it ends
+        if running := running_sync(context.instance, collection, job_name):  # its shards look unfinished until it ends
             return dg.SkipReason(f"a sync of {collection.name} is running (run {running})")
         pending = pending_sync(collection, accepts)
         try:

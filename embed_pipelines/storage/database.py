@@ -38,7 +38,9 @@ class Database:
         source = f"${self.dsn_env_var}" if os.environ.get(self.dsn_env_var) else "the embedded server"
         conn = connect(uri, source, self.limits)
         if ddl and uri not in _PREPARED:  # DDL once per process and database, not on every search
-            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            with conn.transaction():  # two first syncs at once: one creates the extension, the other waits
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext('embed_pipelines_setup'))")
+                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
             ensure_registry(conn)
             _PREPARED.add(uri)
         register_vector(conn)
