@@ -49,7 +49,7 @@ def collection_from_environment(
     elif not os.environ.get(settings.SOURCE_ENV):
         sample = ensure_sample_corpus(settings.sample_corpus_dir()).resolve()
         given["source"] = sample
-        if not os.environ.get("EMBED_PIPELINES_GOLDEN_QUERIES"):
+        if not os.environ.get(settings.GOLDEN_QUERIES_ENV):
             given["promotion"] = PromotionPolicy(golden_queries=SAMPLE_QUESTIONS)
     if shard_count is not None:
         given["shards"] = shard_count

@@ -59,7 +59,7 @@ class PromotionPolicy:
     golden_queries: Path | None = setting(
         None,
         parse=path,
-        env="EMBED_PIPELINES_GOLDEN_QUERIES",
+        env=settings.GOLDEN_QUERIES_ENV,
         doc='JSON list of {"question": ..., "expected": "<document path>"}; the sample corpus has its own',
     )
     golden_k: int = setting(5, parse=integer(), doc="hits looked at for each golden question")

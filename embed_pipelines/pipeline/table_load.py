@@ -24,7 +24,6 @@ from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.storage.parquet import DocumentStore
 from embed_pipelines.storage.registry import ensure_version, record_shard_failure, record_shard_sync
 from embed_pipelines.storage.tables import (
-    count_rows,
     delete_document,
     ensure_hnsw_index,
     indexed_documents,
@@ -60,6 +59,7 @@ class TableSync(ListedFilesSync):
         self.indexed: dict[str, tuple[str, list[str]]] = {}
         self.records = InStepRecords(vectors, f"indexed-{self.table}")  # beside the vectors' own records
         self.loaded_rows: dict[str, int] = {}  # shard -> rows the table holds once its documents are loaded
+        self._before: tuple[int, int] = (0, 0)  # rows written and deleted before the current shard
 
     @abstractmethod
     def table_row(self, shard: str, row, vector):
@@ -74,7 +74,7 @@ class TableSync(ListedFilesSync):
 
     def start_shard(self, shard: str) -> list[str]:
         self.indexed = indexed_documents(self.conn, self.table, shard, self.layout)
-        self._changed_before = self._changed()
+        self._before = (self.figures["rows_written"], self.figures["rows_deleted"])
         self.shard_failed = False
         return super().start_shard(shard)
 
@@ -141,9 +141,6 @@ class TableSync(ListedFilesSync):
                     raise VectorsBehind(f"{ordinal} {getattr(vector, ordinal)} has no current vector")
                 yield self.table_row(shard, row, vector)
 
-    def _changed(self) -> int:
-        return self.figures["rows_written"] + self.figures["rows_deleted"]
-
     def prune(self, shard: str, keep: list[str]) -> int:
         gone = sorted(set(self.indexed) - set(keep))
         for path in gone:
@@ -151,8 +148,10 @@ class TableSync(ListedFilesSync):
         return len(gone)
 
     def end_shard(self, shard: str) -> None:
-        self.loaded_rows[shard] = count_rows(self.conn, self.table, shard)
-        changed = self._changed() > self._changed_before
+        written = self.figures["rows_written"] - self._before[0]
+        deleted = self.figures["rows_deleted"] - self._before[1]
+        self.loaded_rows[shard] = self.rows_indexed() + written - deleted  # the figures count committed rows only
+        changed = written + deleted > 0
         if self.shard_failed:  # not synced, whatever an earlier run said; the listing's watermark stays behind
             record_shard_failure(self.conn, self.view, self.version, shard)
         else:

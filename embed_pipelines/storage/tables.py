@@ -95,11 +95,6 @@ def indexed_documents(
     return {path: (sha256, hashes) for path, sha256, hashes in conn.execute(query, (shard,))}
 
 
-def count_rows(conn: psycopg.Connection, table: str, shard: str) -> int:
-    query = sql.SQL("SELECT count(*) FROM {} WHERE shard = %s").format(sql.Identifier(table))
-    return conn.execute(query, (shard,)).fetchone()[0]
-
-
 def replace_document(
     conn: psycopg.Connection, table: str, path: str, rows: Iterable, layout: TableLayout = CHUNK_TABLE
 ) -> tuple[int, int]:

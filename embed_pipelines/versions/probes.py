@@ -108,14 +108,14 @@ def check_version_probes(model, version: str, conn: psycopg.Connection) -> None:
     row = conn.execute(
         "SELECT vectors FROM embed_pipelines_probes WHERE version = %s ORDER BY recorded_at LIMIT 1", (version,)
     ).fetchone()
-    recorded = None if row is None else np.asarray(row[0], dtype=np.float32).reshape(len(PROBES), -1)
+    recorded = None if row is None else _unflattened(row[0])
     then = "search would compare questions embedded by another model with its vectors; sync to build a new version"
     _refuse_unless_reproduced(model, version, recorded, then)
 
 
 def _refuse_unless_reproduced(model, version: str, recorded: np.ndarray | None, then: str) -> None:
     vectors, reported = _probe(model)
-    if recorded is None or recorded.shape != vectors.shape or min_cosine(recorded, vectors) < MIN_PROBE_COSINE:
+    if recorded is None or not _reproduces(vectors, recorded):
         found = "no probes" if recorded is None or recorded.shape != vectors.shape else "other vectors"
         raise ConfigurationError(
             f"{model.base_url} serves {model.model!r} (reported as {reported!r}), but its probe texts give "
@@ -131,9 +131,18 @@ def _probe(model) -> tuple[np.ndarray, str]:
 def _matching_version(conn: psycopg.Connection, identity: str, vectors: np.ndarray) -> str | None:
     """The earliest recorded version of this identity whose probes the vectors reproduce."""
     for version, recorded in _recorded(conn, identity).items():
-        if recorded.shape == vectors.shape and min_cosine(recorded, vectors) >= MIN_PROBE_COSINE:
+        if _reproduces(vectors, recorded):
             return version
     return None
+
+
+def _reproduces(vectors: np.ndarray, recorded: np.ndarray) -> bool:
+    return recorded.shape == vectors.shape and min_cosine(recorded, vectors) >= MIN_PROBE_COSINE
+
+
+def _unflattened(flat: list[float]) -> np.ndarray:
+    """Recorded probe vectors, one row per probe text."""
+    return np.asarray(flat, dtype=np.float32).reshape(len(PROBES), -1)
 
 
 def _recorded(conn: psycopg.Connection, identity: str) -> dict[str, np.ndarray]:
@@ -141,7 +150,7 @@ def _recorded(conn: psycopg.Connection, identity: str) -> dict[str, np.ndarray]:
         "SELECT version, vectors FROM embed_pipelines_probes WHERE identity = %s ORDER BY recorded_at, version",
         (identity,),
     ).fetchall()
-    return {version: np.asarray(flat, dtype=np.float32).reshape(len(PROBES), -1) for version, flat in rows}
+    return {version: _unflattened(flat) for version, flat in rows}
 
 
 def _ensure_table(conn: psycopg.Connection) -> None:
