@@ -65,3 +65,22 @@ def test_syncs_of_one_collection_run_one_at_a_time(tmp_path):
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
     assert {"key": COLLECTION_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
+
+
+def test_a_run_launched_from_the_ui_queues_as_a_sync_of_its_collection(tmp_path):
+    """A materialization launched in the UI (as its GraphQL mutation does it, against the code location in a
+    process of its own) is a run of Dagster's implicit asset job; dagster.yaml's coordinator queues it with
+    the collection's tag, so the one-sync-per-collection limit holds it back."""
+    from dagster_graphql.test.utils import define_out_of_process_context, materialize_assets
+
+    from embed_pipelines.automation import COLLECTION_TAG
+
+    (tmp_path / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    location = str(ROOT / "embed_pipelines" / "definitions.py")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        with define_out_of_process_context(location, "defs", instance) as context:
+            (launched,) = materialize_assets(context, [dg.AssetKey(["sample", "chunks"])], partition_keys=["03"])
+        assert launched.data["launchPipelineExecution"]["__typename"] == "LaunchRunSuccess", launched.data
+        (run,) = instance.get_runs()
+    assert run.status == dg.DagsterRunStatus.QUEUED  # no daemon here to dequeue it
+    assert run.tags[COLLECTION_TAG] == "sample"

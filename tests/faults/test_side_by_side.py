@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 from support import SMALL_CORPUS, write_corpus
 
@@ -97,3 +98,24 @@ def test_two_syncs_started_at_one_instant_in_a_fresh_home_and_database(tmp_path,
     again = subprocess.run([sys.executable, "-m", "embed_pipelines.cli", "index", str(source), "--collection",
                             "instant", "--shards", "2"], env=env, capture_output=True)  # fmt: skip
     assert again.returncode == 0, again.stderr.decode()[-3000:]
+
+
+def test_a_slice_of_the_suite_passes_beside_a_loop_of_syncs(tmp_path):
+    """Part of this suite, in a process of its own, while syncs of the same install under other homes start
+    one at a time and in pairs and get killed (some with their PID namespace): every test passes, and every
+    unkilled sync ends in success or a refusal, leaving its home's mode alone (benchmarks/side_by_side.py)."""
+    root = Path(__file__).resolve().parents[2]
+    loop = subprocess.Popen(
+        [sys.executable, str(root / "benchmarks" / "side_by_side.py"), "--seconds", "60", "--homes", "2",
+         "--root", str(tmp_path / "loop"), "--seed", "7"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    part = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "part"),
+         "tests/faults/test_embedded_server.py", "tests/test_loop.py"],
+        cwd=root, capture_output=True, text=True,
+    )  # fmt: skip
+    looped, _ = loop.communicate(timeout=900)
+    assert part.returncode == 0, part.stdout[-3000:]
+    assert loop.returncode == 0, looped[-3000:]
+    assert " succeeded" in looped, looped  # the loop did sync, not only fail to start
