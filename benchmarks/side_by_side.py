@@ -4,10 +4,11 @@ own PID namespace (`unshare --pid`, a container-like kill that takes a server st
 until `--seconds` pass, then prints what every sync did and whether any home folder's mode changed.
 
 An unkilled sync must end with success or a refusal because another sync of its collection runs; anything
-else is counted as a failure and its last line is printed. Run it beside `.ci/run`:
+else is counted as a failure and its last line is printed. Run it beside `.ci/run` (SIGTERM ends
+it after the round under way, with its report):
 
-    .venv/bin/python benchmarks/side_by_side.py --seconds 1800 &
-    .ci/run
+    .venv/bin/python benchmarks/side_by_side.py --seconds 7200 & loop=$!
+    .ci/run; kill $loop; wait $loop
 """
 
 from __future__ import annotations
@@ -122,8 +123,10 @@ def main() -> None:
     rng = random.Random(args.seed)
     outcomes: Counter = Counter()
     failures: list[str] = []
+    stopping = []  # SIGTERM: finish the round, then report
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     started = time.monotonic()
-    while time.monotonic() - started < args.seconds:
+    while time.monotonic() - started < args.seconds and not stopping:
         run_round(homes, rng, outcomes, failures)
     print(
         f"side by side for {time.monotonic() - started:.0f} s under {root}: "

@@ -93,11 +93,12 @@ def index(
     shards = shards_in_range(spec, shard_range)
     instance = instance or dagster_instance()
     models = {TEXT.name: text_model} if text_model else None
+    postgres = postgres or PostgresResource()
     job = build_definitions(spec, postgres, models).resolve_job_def(index_job_name(spec))
-    with holding_shards(spec.name, shards) as held:  # before the check: two at one instant cannot both pass
+    with holding_shards(postgres, spec.name, shards) as held:  # before the check: two at once cannot both pass
         if not held:
-            raise SyncRunning(f"another sync of {spec.name} is running on this host: sync again when it has ended")
-        if running := running_sync(instance, spec, index_job_name(spec), shards):
+            raise SyncRunning(f"another sync of {spec.name} is running: sync again when it has ended")
+        if running := running_sync(instance, spec, index_job_name(spec), shards, postgres):
             raise SyncRunning(f"another sync of {spec.name} is running (run {running}): sync again when it has ended")
         return job.with_logger_defs({"progress": progress_logger}).execute_in_process(
             instance=instance,

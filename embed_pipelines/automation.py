@@ -14,7 +14,7 @@ from embed_pipelines.core.collection import Collection
 from embed_pipelines.pipeline.families import accepted_by
 from embed_pipelines.resources import PostgresResource
 from embed_pipelines.sync.pending import pending_sync
-from embed_pipelines.sync_locks import any_held_elsewhere
+from embed_pipelines.sync_locks import held_elsewhere
 from embed_pipelines.versions.family import IndexFamily
 from embed_pipelines.versions.progress import unfinished_shards
 
@@ -30,18 +30,17 @@ ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 COLLECTION_TAG = "embed_pipelines/collection"  # one sync of a collection's shards at a time (dagster.yaml)
 
 
-PROCESS_TAG = "embed_pipelines/process"  # host:pid of a run executed in the calling process (CLI, API)
+PROCESS_TAG = "embed_pipelines/process"  # host:pid of a run executed in the calling process (CLI, API), for people
 
 
 def process_tag() -> dict[str, str]:
     return {PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}"}
 
 
-def _died(run: dg.DagsterRun, collection: Collection) -> bool:
-    """A run executed in a process of this host whose shard locks nobody holds (killed, in whatever PID
-    namespace): it will never end itself."""
-    host = run.tags.get(PROCESS_TAG, "").rpartition(":")[0]
-    return host == socket.gethostname() and not any_held_elsewhere(collection.name, _shards_of(run, collection))
+def _died(run: dg.DagsterRun, collection: Collection, conn: psycopg.Connection) -> bool:
+    """A run executed in a CLI or API process, on any host, whose shard leases nobody holds (killed, in
+    whatever PID namespace or container, or its machine gone): it will never end itself."""
+    return PROCESS_TAG in run.tags and not held_elsewhere(conn, collection.name, _shards_of(run, collection))
 
 
 def _shards_of(run: dg.DagsterRun, collection: Collection) -> list[str]:
@@ -51,18 +50,24 @@ def _shards_of(run: dg.DagsterRun, collection: Collection) -> list[str]:
 
 
 def running_sync(
-    instance: dg.DagsterInstance, collection: Collection, job_name: str, shards: Iterable[str] | None = None
+    instance: dg.DagsterInstance,
+    collection: Collection,
+    job_name: str,
+    shards: Iterable[str] | None = None,
+    postgres: PostgresResource | None = None,
 ) -> str | None:
     """The id of a queued or running sync of the job over any of `shards` (any shard when None), or None. A
     run whose process was killed is marked failed on the way, so that it does not block syncs forever."""
     wanted = set(shards) if shards is not None else None
-    for record in instance.get_run_records(filters=dg.RunsFilter(job_name=job_name, statuses=WAITING_OR_RUNNING)):
-        run = record.dagster_run
-        if wanted is not None and not _overlaps(run, wanted):
-            continue
-        if not _died(run, collection):
-            return run.run_id
-        instance.report_run_failed(run, "its process ended without finishing the run")
+    records = instance.get_run_records(filters=dg.RunsFilter(job_name=job_name, statuses=WAITING_OR_RUNNING))
+    runs = [record.dagster_run for record in records if wanted is None or _overlaps(record.dagster_run, wanted)]
+    if not any(PROCESS_TAG in run.tags for run in runs):  # Dagster's run monitoring watches the others
+        return runs[0].run_id if runs else None
+    with (postgres or PostgresResource()).connect() as conn:
+        for run in runs:
+            if not _died(run, collection, conn):
+                return run.run_id
+            instance.report_run_failed(run, "its process ended without finishing the run (it holds no lease)")
     return None
 
 
@@ -128,9 +133,13 @@ class UnfinishedSyncs:
 
 
 def build_change_sensor(
-    collection: Collection, job_name: str, unfinished: Callable[[], dict[str, list[str]]] | None = None
+    collection: Collection,
+    job_name: str,
+    unfinished: Callable[[], dict[str, list[str]]] | None = None,
+    postgres: PostgresResource | None = None,
 ) -> dg.SensorDefinition:
-    """`unfinished`: the shards an earlier sync did not finish (none when not given)."""
+    """`unfinished`: the shards an earlier sync did not finish (none when not given); `postgres`: where the
+    leases of CLI syncs are."""
     accepts = accepted_by(collection)
 
     @dg.sensor(
@@ -143,13 +152,13 @@ def build_change_sensor(
         "Stats every file; reads only those whose size or mtime changed.",
     )
     def source_changes(context: dg.SensorEvaluationContext):
-        if running := running_sync(context.instance, collection, job_name):  # its shards look unfinished until it ends
-            return dg.SkipReason(f"a sync of {collection.name} is running (run {running})")
-        pending = pending_sync(collection, accepts)
         try:
+            if running := running_sync(context.instance, collection, job_name, postgres=postgres):
+                return dg.SkipReason(f"a sync of {collection.name} is running (run {running})")  # looks unfinished
             left = unfinished() if unfinished else {}
         except psycopg.OperationalError as error:  # a sync would fail too; the message holds no secret
             return dg.SkipReason(f"waiting for PostgreSQL: {error}")
+        pending = pending_sync(collection, accepts)
         shards = pending.shards | set(left)
         if not shards:
             return dg.SkipReason("no changes")

@@ -73,7 +73,7 @@ def build_definitions(
         assets=assets,
         jobs=[index_job, reindex_job, *build_version_jobs(collection)],
         sensors=[
-            build_change_sensor(collection, index_job.name, UnfinishedSyncs(postgres, collection, targets)),
+            build_change_sensor(collection, index_job.name, UnfinishedSyncs(postgres, collection, targets), postgres),
             build_automation_sensor(collection),
         ],
         schedules=[build_nightly_schedule(collection, index_job.name)],

@@ -1,75 +1,68 @@
-"""Which process syncs a collection's shards on this host: the one holding their locks.
+"""Which process syncs a collection's shards: the one holding their leases in PostgreSQL.
 
-A sync run executed in a CLI or API process holds an `flock` on one file per shard it syncs, under the Dagster
-instance, taken before it looks for other running syncs and kept until it ends. The kernel lets the locks go
-when the process ends, however it ends (SIGKILL, a container's PID namespace torn down), so a sync is alive
-exactly while its locks are held: no PID is trusted, and two syncs started at the same instant cannot both
-pass the check. First-time set-up of the instance is serialized by a lock of its own."""
+A sync run executed in a CLI or API process holds a session advisory lock per shard in the index's database,
+on a connection of its own, taken before it looks for other running syncs and kept until it ends. PostgreSQL
+drops a session's locks when the session ends: at once when the process ends on any host, however it ends
+(SIGKILL, a container's PID namespace torn down), and within about a minute (TCP keepalives, set on both
+sides of the session) when its machine is gone. So a sync is alive exactly while its leases are held, seen
+alike from every host sharing the database and the Dagster instance: no PID or host name is trusted, and two
+syncs started at the same instant cannot both pass the check. First-time set-up of a Dagster instance on
+this host is serialized by a lock file of its own."""
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
+
+import psycopg
 
 from embed_pipelines.core import settings
+from embed_pipelines.resources.postgres import PostgresResource
+from embed_pipelines.storage.connect import KEEPALIVES
 
-_held: set[Path] = set()  # lock files this process holds: another run cannot hold them too
+# The server's side of the session's TCP keepalives, as the client's (ignored on a Unix socket): without them
+# PostgreSQL notices a vanished machine only after the system's default of two hours.
+SERVER_KEEPALIVES = {f"tcp_{name}": str(KEEPALIVES[name]) for name in ("keepalives_idle", "keepalives_interval",
+                                                                       "keepalives_count")}  # fmt: skip
+LEASES = 0x53594E43  # the first key of every lease: this package's sync leases, apart from other advisory locks
+_own_sessions: set[int] = set()  # backend PIDs of the sessions holding this process's leases
 
 
-def _lock_file(collection: str, shard: str) -> Path:
-    folder = settings.dagster_home() / "locks" / collection
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{shard}.lock"
-
-
-def _try_lock(path: Path) -> int | None:
-    """An open descriptor holding the file's lock, or None when another process holds it."""
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(descriptor)
-        return None
-    return descriptor
+def _key(collection: str, shard: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{collection}/{shard}".encode()).digest()[:4], "big") & 0x7FFFFFFF
 
 
 @contextmanager
-def holding_shards(collection: str, shards: Iterable[str]) -> Iterator[bool]:
-    """Holds the shards' locks while the block runs; yields False (holding none) when another process holds
+def holding_shards(postgres: PostgresResource, collection: str, shards: Iterable[str]) -> Iterator[bool]:
+    """Holds the shards' leases while the block runs; yields False (holding none) when another session holds
     any of them."""
-    paths = [_lock_file(collection, shard) for shard in sorted(shards)]
-    held: list[int] = []
-    try:
-        for path in paths:
-            descriptor = _try_lock(path)
-            if descriptor is None:
+    with postgres.connect() as conn:  # its own session: closing it ends the leases
+        for name, value in SERVER_KEEPALIVES.items():
+            conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+        for shard in sorted(shards):
+            if not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (LEASES, _key(collection, shard))).fetchone()[0]:
                 yield False
                 return
-            held.append(descriptor)
-        _held.update(paths)
+        session = conn.info.backend_pid
+        _own_sessions.add(session)
         try:
             yield True
         finally:
-            _held.difference_update(paths)
-    finally:
-        for descriptor in held:
-            os.close(descriptor)  # closing the descriptor releases its lock
+            _own_sessions.discard(session)
 
 
-def any_held_elsewhere(collection: str, shards: Iterable[str]) -> bool:
-    """Whether another live process of this host holds a lock of any of the shards."""
-    for shard in shards:
-        path = _lock_file(collection, shard)
-        if path in _held:
-            continue
-        descriptor = _try_lock(path)
-        if descriptor is None:
-            return True
-        os.close(descriptor)
-    return False
+def held_elsewhere(conn: psycopg.Connection, collection: str, shards: Iterable[str]) -> bool:
+    """Whether a session of another process, on any host, holds a lease of any of the shards."""
+    keys = [_key(collection, shard) for shard in shards]
+    row = conn.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s "
+        "AND objid = ANY(%s) AND objsubid = 2 AND pid <> ALL(%s)",
+        (LEASES, keys, list(_own_sessions)),
+    ).fetchone()
+    return row[0] > 0
 
 
 @contextmanager

@@ -76,7 +76,10 @@ def test_two_promotions_of_one_version_swap_the_view_once(postgres, tmp_path, st
 def test_a_second_sync_of_a_collection_waits_for_the_first_and_a_killed_one_blocks_nothing(
     tmp_path, state_dir, instance, tiny_model, postgres
 ):
-    import socket
+    """The first sync runs on another machine that shares the database and the Dagster instance: its run is
+    alive while its process holds the shards' leases in PostgreSQL, and once the process is gone (kill -9) the
+    run no longer blocks, whatever host or PID it was recorded with."""
+    import os
     import subprocess
     import sys
 
@@ -89,23 +92,22 @@ def test_a_second_sync_of_a_collection_waits_for_the_first_and_a_killed_one_bloc
 
     source = write_corpus(tmp_path / "docs", SMALL_CORPUS)
 
-    def started_run(pid: int) -> dg.DagsterRun:
-        run = dg.DagsterRun(
-            job_name="index_busy",
-            status=dg.DagsterRunStatus.STARTED,
-            tags={PROCESS_TAG: f"{socket.gethostname()}:{pid}"},
-        )
-        return instance.add_run(run)
+    def started_run() -> dg.DagsterRun:
+        tags = {PROCESS_TAG: "another-machine:4242"}
+        return instance.add_run(dg.DagsterRun(job_name="index_busy", status=dg.DagsterRunStatus.STARTED, tags=tags))
 
-    # A sync's process holds its shards' locks for as long as it lives (sync_locks.py).
+    # A sync's process holds its shards' leases for as long as it lives (sync_locks.py).
     holder = "import time\nfrom embed_pipelines.sync_locks import holding_shards\n"
-    holder += "with holding_shards('busy', ['0', '1']) as held:\n    print(held, flush=True)\n    time.sleep(60)\n"
-    alive = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True)
+    holder += "from embed_pipelines.resources import PostgresResource\n"
+    holder += "with holding_shards(PostgresResource(), 'busy', ['0', '1']) as held:\n"
+    holder += "    print(held, flush=True)\n    time.sleep(60)\n"
+    env = {**os.environ, "EMBED_PIPELINES_DSN": postgres.database().uri()}
+    alive = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert alive.stdout.readline().strip() == "True"
-        running = started_run(alive.pid)
-        with pytest.raises(api.SyncRunning, match="another sync of busy is running"):
+        with pytest.raises(api.SyncRunning, match="another sync of busy is running"):  # holding the leases
             api.index(source, "busy", 2, instance=instance, text_model=tiny_model, postgres=postgres)
+        running = started_run()
     finally:
         alive.kill()
         alive.wait()

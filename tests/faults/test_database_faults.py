@@ -8,10 +8,13 @@ import time
 import dagster as dg
 import psycopg
 import pytest
-from support import SMALL_CORPUS, write_corpus
+from support import SMALL_CORPUS, definitions, write_corpus
 
 from embed_pipelines import api, cli
+from embed_pipelines.automation import shard_range_tags
+from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.settings import ConfigurationError
+from embed_pipelines.factory import index_job_name
 from embed_pipelines.resources import PostgresResource
 
 PASSWORD = "pl4nted-Secret"
@@ -71,9 +74,12 @@ def test_a_planted_password_never_reaches_logs_errors_or_the_terminal(dsn, tmp_p
     terminal = capfd.readouterr()
     assert PASSWORD not in terminal.out + terminal.err
     assert "EMBED_PIPELINES_DSN" in terminal.out + terminal.err, "the failure says where to look"
+    collection = Collection("leaky", source.resolve(), 2)  # a run the sensor starts meets the database inside it
+    job = definitions(collection, postgres=PostgresResource()).resolve_job_def(index_job_name(collection))
     with dg.DagsterInstance.from_config(str(tmp_path / "home" / "dagster")) as instance:
-        (run,) = instance.get_runs()
+        run = job.execute_in_process(instance=instance, tags=shard_range_tags(collection), raise_on_error=False)
         events = instance.all_logs(run.run_id)
+    assert not run.success
     assert events and not [event for event in events if PASSWORD in str(event)]
     with pytest.raises((ConfigurationError, psycopg.OperationalError)) as raised:
         api.search("tamp", "leaky")

@@ -23,7 +23,9 @@ def test_the_sensor_alone_recovers_a_sync_that_failed_on_the_database(
 
     monkeypatch.setenv("BROKEN_DSN", "postgresql://nobody@127.0.0.1:9/none?connect_timeout=2")  # nothing listens
     unreachable = PostgresResource(dsn_env_var="BROKEN_DSN")
-    failed = api.index(source, "recover", SHARDS, instance=instance, text_model=tiny_model, postgres=unreachable)
+    collection = Collection("recover", source.resolve(), SHARDS)
+    job = definitions(collection, tiny_model, unreachable).resolve_job_def(index_job_name(collection))
+    failed = job.execute_in_process(instance=instance, tags=shard_range_tags(collection), raise_on_error=False)
     assert not failed.success
     assert "guide/new.md" not in {row[0] for row in indexed_rows(postgres, "recover")}
     shard = shard_of("guide/new.md", SHARDS)
@@ -32,7 +34,6 @@ def test_the_sensor_alone_recovers_a_sync_that_failed_on_the_database(
     assert f"unfinished by an earlier sync: shards {shard}" in plan.summary()
     assert "  unfinished: guide/new.md" in plan.summary()
 
-    collection = Collection("recover", source.resolve(), SHARDS)
     defs = definitions(collection, tiny_model, postgres)
     (sensor,) = [s for s in defs.sensors if s.name == "recover_source_changes"]
     requests = sensor(dg.build_sensor_context(instance=instance, definitions=defs))
