@@ -83,12 +83,14 @@ def index(
     allow_mass_delete: bool = False,
     repair: bool = False,
     shard_range: tuple[str, str] | None = None,
+    show_log: bool = False,
 ) -> dg.ExecuteInProcessResult:
     """Sync every shard of the collection (or those of `shard_range`, first and last included) in one Dagster
     run: only what changed is converted, chunked, embedded and written; the model loads once, and only if
     something needs embedding. Runs over disjoint ranges may run at once, on as many machines. A sync that
     would delete more than the collection's max_delete_share of its documents is refused unless
-    `allow_mass_delete`. `repair` reads every file, as the nightly sync does (edits that kept size and mtime)."""
+    `allow_mass_delete`. `repair` reads every file, as the nightly sync does (edits that kept size and mtime).
+    `show_log`: a failed step's full report on the terminal, not its one-line reason."""
     spec = resolve_collection(collection, source_dir, shard_count)
     shards = shards_in_range(spec, shard_range)
     instance = instance or dagster_instance()
@@ -104,7 +106,7 @@ def index(
             instance=instance,
             tags={**shard_range_tags(spec, shards), **_requested_by(), **process_tag()},
             run_config={
-                "loggers": {"progress": {"config": {"log_level": "INFO"}}},
+                "loggers": {"progress": {"config": {"log_level": "INFO", "details": show_log}}},
                 **source_files_config(spec, repair or spec.verify_hashes == "always", allow_mass_delete),
             },
             raise_on_error=False,
@@ -160,6 +162,7 @@ def search(
     where `options` may ask for `exact` scoring of every page or `candidates_per_token`), from the serving
     index version unless `version` names another. The question is embedded by the model that made that
     version's vectors, whatever is configured now."""
+    check_question(question, k)
     collection, family = settings.collection_name(collection), family_named(family)
     view = family.view(collection)
     with (postgres or PostgresResource()).connect(ddl=False) as conn:
@@ -173,14 +176,33 @@ def search(
         return family.search(conn, record.table, query, k, **options)
 
 
+MAX_HITS = 1000
+
+
+def check_question(question: str, k: int) -> None:
+    """Refuse what no search can answer, before a model loads or a query runs."""
+    if not 1 <= k <= MAX_HITS:
+        raise ConfigurationError(f"k, the number of hits, must be 1 to {MAX_HITS}, not {k}")
+    if not question.strip():
+        raise ConfigurationError("the question is empty: ask something")
+    try:
+        question.encode("utf-8")
+    except UnicodeEncodeError as error:  # bytes the terminal's encoding could not decode (surrogate escapes)
+        raise ConfigurationError(
+            f"the question is not UTF-8 text (position {error.start}): set the terminal's encoding to UTF-8"
+        ) from None
+
+
 def _run_version_job(
-    spec: Collection, action: str, config: dict, instance: dg.DagsterInstance | None, postgres
+    spec: Collection, action: str, config: dict, instance: dg.DagsterInstance | None, postgres, show_log: bool
 ) -> dg.ExecuteInProcessResult:
-    """Run one version job: its definitions hold the PostgreSQL resource only, so no model is looked at."""
+    """Run one version job: its definitions hold the PostgreSQL resource only, so no model is looked at. Its
+    Dagster log goes to the terminal only when `show_log` (it is kept in the instance either way)."""
     definitions = dg.Definitions(jobs=build_version_jobs(spec), resources={"postgres": postgres or PostgresResource()})
+    console = {"console": {"config": {"log_level": "DEBUG" if show_log else "CRITICAL"}}}
     return definitions.resolve_job_def(version_job_name(spec, action)).execute_in_process(
         instance=instance or dagster_instance(),
-        run_config={"ops": {version_op_name(spec, action): {"config": config}}},
+        run_config={"ops": {version_op_name(spec, action): {"config": config}}, "loggers": console},
         tags=_requested_by(),
         raise_on_error=False,
     )
@@ -195,12 +217,13 @@ def promote(
     shard_count: int | None = None,
     instance: dg.DagsterInstance | None = None,
     postgres: PostgresResource | None = None,
+    show_log: bool = False,
 ) -> dg.ExecuteInProcessResult:
     """Serve `version` of the family's index if it passes its promotion gate (`skip_gate` serves it
     unchecked)."""
     config = {"version": version, "skip_gate": skip_gate, "family": family_named(family).name}
     return _run_version_job(
-        resolve_collection(collection, shard_count=shard_count), "promote", config, instance, postgres
+        resolve_collection(collection, shard_count=shard_count), "promote", config, instance, postgres, show_log
     )
 
 
@@ -210,10 +233,11 @@ def rollback(
     family: str = TEXT.name,
     instance: dg.DagsterInstance | None = None,
     postgres: PostgresResource | None = None,
+    show_log: bool = False,
 ) -> dg.ExecuteInProcessResult:
     """Serve the version of the family's index that served before the last change again."""
     config = {"family": family_named(family).name}
-    return _run_version_job(resolve_collection(collection), "rollback", config, instance, postgres)
+    return _run_version_job(resolve_collection(collection), "rollback", config, instance, postgres, show_log)
 
 
 def drop_version(
@@ -223,10 +247,11 @@ def drop_version(
     family: str = TEXT.name,
     instance: dg.DagsterInstance | None = None,
     postgres: PostgresResource | None = None,
+    show_log: bool = False,
 ) -> dg.ExecuteInProcessResult:
     """Remove a version of the family's index that is not serving: tables, registry entry, stored vectors."""
     config = {"version": version, "family": family_named(family).name}
-    return _run_version_job(resolve_collection(collection), "drop", config, instance, postgres)
+    return _run_version_job(resolve_collection(collection), "drop", config, instance, postgres, show_log)
 
 
 def list_versions(

@@ -13,12 +13,14 @@ from contextlib import contextmanager
 import psycopg
 
 from embed_pipelines import api
+from embed_pipelines.assets.reporting import failed_documents, failure_reason, interrupted_run
 from embed_pipelines.core import settings
 from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.pipeline.families import FAMILIES, PAGES
 from embed_pipelines.sample_corpus import sample_questions, write_sample_corpus
 from embed_pipelines.storage.page_tables import PageHit
 from embed_pipelines.storage.tables import Hit
+from embed_pipelines.terminal import safe_output
 
 
 def print_hits(hits: list[Hit] | list[PageHit]) -> None:
@@ -36,10 +38,14 @@ def print_hits(hits: list[Hit] | list[PageHit]) -> None:
         print(textwrap.indent(textwrap.shorten(snippet, width=200, placeholder=" ..."), "      "))
 
 
+# Exit codes of `index` (the README lists them).
+INDEXED, SYNC_FAILED, REFUSED, FILES_FAILED, INTERRUPTED = 0, 1, 2, 3, 130
+
+
 def _index(args: argparse.Namespace) -> int:
     if args.plan:
         print(api.plan(args.path, collection=args.collection, shard_count=args.shards).summary())
-        return 0
+        return INDEXED
     result = api.index(
         args.path,
         collection=args.collection,
@@ -47,16 +53,26 @@ def _index(args: argparse.Namespace) -> int:
         allow_mass_delete=args.allow_mass_delete,
         repair=args.repair,
         shard_range=tuple(args.shard_range.split("-", 1)) if args.shard_range else None,
+        show_log=args.verbose,
     )
-    print(f"Run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
     if result.success:
-        return 0
+        failed = failed_documents(result)
+        if not failed:
+            print(f"Run {result.run_id}: succeeded")
+            return INDEXED
+        counts = ", ".join(f"{step}: {count}" for step, count in failed.items())
+        print(f"Run {result.run_id}: succeeded, but files failed ({counts}); each is named above with its reason "
+              "and keeps its last indexed rows")  # fmt: skip
+        return FILES_FAILED
+    interrupted = interrupted_run(result)
+    print(f"Run {result.run_id}: {'interrupted' if interrupted else 'FAILED'}")
     try:
         left = api.unfinished(args.collection, args.path, args.shards)
-        print(f"Left unfinished: shards {', '.join(left) or 'none'}; they stay pending until a sync finishes them")
+        print(f"Left unfinished: shards {', '.join(left) or 'none'}; nothing indexed is lost, and they stay pending "
+              "until a sync finishes them")  # fmt: skip
     except Exception as error:  # noqa: BLE001 (the database may be what failed the run)
         print(f"Which shards are left unfinished cannot be told now: {type(error).__name__}", file=sys.stderr)
-    return 1
+    return INTERRUPTED if interrupted else SYNC_FAILED
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -98,25 +114,30 @@ def _report_run(result, done: str) -> int:
         print(f"{done} (run {result.run_id})")
         return 0
     failure = result.get_step_failure_events()[0].step_failure_data
-    reason = failure.user_failure_data.description if failure.user_failure_data else failure.error.message
+    reason = failure.user_failure_data.description if failure.user_failure_data else failure_reason(failure.error)
     print(f"Nothing changed: {reason.strip()} (run {result.run_id})", file=sys.stderr)
     return 1
 
 
 def _versions_promote(args: argparse.Namespace) -> int:
     result = api.promote(
-        args.version, args.collection, skip_gate=args.skip_gate, family=args.family, shard_count=args.shards
+        args.version,
+        args.collection,
+        skip_gate=args.skip_gate,
+        family=args.family,
+        shard_count=args.shards,
+        show_log=args.verbose,
     )
     return _report_run(result, f"{args.collection} now serves {args.version}")
 
 
 def _versions_rollback(args: argparse.Namespace) -> int:
-    result = api.rollback(args.collection, family=args.family)
+    result = api.rollback(args.collection, family=args.family, show_log=args.verbose)
     return _report_run(result, f"{args.collection} rolled back to the version it served before")
 
 
 def _versions_drop(args: argparse.Namespace) -> int:
-    result = api.drop_version(args.version, args.collection, family=args.family)
+    result = api.drop_version(args.version, args.collection, family=args.family, show_log=args.verbose)
     return _report_run(result, f"dropped {args.collection} version {args.version}")
 
 
@@ -141,8 +162,15 @@ def add_family_flag(parser: argparse.ArgumentParser, text: str) -> None:
     parser.add_argument("--family", choices=sorted(FAMILIES), default="text", help=f"{text} (default text)")
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error in one line, as every other failure (`--help` shows the usage); exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="embed-pipelines", description=__doc__)
+    parser = OneLineParser(prog="embed-pipelines", description=__doc__)
     parser.add_argument("--verbose", action="store_true", help="show libraries' warnings and progress bars")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -229,14 +257,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if "collection" in args:
         args.collection = settings.collection_name(args.collection)
-    with library_noise(args.verbose):
+    with library_noise(args.verbose), safe_output():
         try:
             return args.handler(args)
         except (ConfigurationError, psycopg.OperationalError) as error:  # one line, no DSN (storage/connect.py)
             if args.verbose:
                 raise
             print(f"embed-pipelines: {error}", file=sys.stderr)
-            return 2 if isinstance(error, ConfigurationError) else 1
+            return REFUSED if isinstance(error, ConfigurationError) else SYNC_FAILED
+        except KeyboardInterrupt:  # outside a run (a run reports its own interruption)
+            print("embed-pipelines: interrupted", file=sys.stderr)
+            return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -17,24 +17,64 @@ MAX_LISTED_ROWS = 50
 
 
 class _ProgressFormatter(logging.Formatter):
-    """`<asset>: <message>`: a run's own words without Dagster's prefix; failures keep their details."""
+    """`<asset>: <message>`: a run's own words without Dagster's prefix. A failed step is one line, its reason
+    (the error at the bottom of Dagster's wrapping), unless `details` asks for Dagster's full report."""
+
+    def __init__(self, details: bool):
+        super().__init__()
+        self.details = details
 
     def format(self, record: logging.LogRecord) -> str:
         meta = getattr(record, "dagster_meta", None) or {}
-        if meta.get("dagster_event") is not None or "orig_message" not in meta:
-            return record.getMessage()
         step = (meta.get("step_key") or "").rsplit("__", 1)[-1]
+        event = meta.get("dagster_event")
+        if event is not None and event.is_step_failure and not self.details:
+            return f"{step}: failed: {failure_reason(event.step_failure_data.error)}"
+        if event is not None or "orig_message" not in meta:
+            return record.getMessage()
         return f"{step}: {meta['orig_message']}" if step else meta["orig_message"]
 
 
+def failure_reason(error) -> str:
+    """The message of the error at the bottom of Dagster's wrapping (a SerializableErrorInfo), without its
+    class name; an interrupted step says so."""
+    while error.cause is not None:
+        error = error.cause
+    if error.cls_name == "DagsterExecutionInterruptedError":
+        return "interrupted"
+    message = error.message.strip()
+    return message.removeprefix(f"{error.cls_name}: ") if error.cls_name else message
+
+
+def failed_documents(result: dg.ExecuteInProcessResult) -> dict[str, int]:
+    """Per step that reported any, how many documents failed in a finished run (all shards together)."""
+    failed: dict[str, int] = {}
+    for event in result.get_asset_materialization_events():
+        count = event.materialization.metadata.get("documents_failed")
+        if count is not None and count.value:
+            step = event.asset_key.path[-1]
+            failed[step] = failed.get(step, 0) + count.value
+    return failed
+
+
+def interrupted_run(result: dg.ExecuteInProcessResult) -> bool:
+    return any(
+        event.step_failure_data.error is not None and failure_reason(event.step_failure_data.error) == "interrupted"
+        for event in result.get_step_failure_events()
+    )
+
+
 @dg.logger(
-    config_schema={"log_level": dg.Field(str, default_value="INFO")},
+    config_schema={
+        "log_level": dg.Field(str, default_value="INFO"),
+        "details": dg.Field(bool, default_value=False, description="a failed step's full report"),
+    },
     description="A run's progress on the terminal, one short line per message.",
 )
 def progress_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
     logger = logging.Logger("embed_pipelines.progress", level=init_context.logger_config["log_level"])
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_ProgressFormatter())
+    handler.setFormatter(_ProgressFormatter(init_context.logger_config["details"]))
     logger.addHandler(handler)
     return logger
 

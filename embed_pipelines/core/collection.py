@@ -20,14 +20,22 @@ VerifyHashes = Literal["always", "nightly", "never"]  # which syncs read every f
 VisualFamily = Literal["colpali", "colqwen2", "colqwen2_5", "colidefics3"]
 
 # Table and index names derived from it (`<name>__<12 hex>_embedding_hnsw`) stay within PostgreSQL's 63 bytes.
-_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,31}$")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+# Names PostgreSQL or this package already use: a view named so would shadow a catalog (pg_class is read from
+# pg_catalog first) or the version registry's tables.
+RESERVED_PREFIXES = ("pg_", "embed_pipelines")
 
 
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME.match(name):
         raise ConfigurationError(
             f"Invalid collection name {name!r}: use lowercase letters, digits and '_', "
-            "starting with a letter or '_', at most 32 characters"
+            "starting with a letter, at most 32 characters"
+        )
+    if name.startswith(RESERVED_PREFIXES):
+        raise ConfigurationError(
+            f"Invalid collection name {name!r}: names starting with {' or '.join(RESERVED_PREFIXES)} are "
+            "PostgreSQL's or this package's own tables; choose another"
         )
     return name
 

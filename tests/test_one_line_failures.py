@@ -1,0 +1,113 @@
+"""What the command line tells a user when something is wrong: one line that names the file or setting, the
+reason and what to do, and an exit code that says whether everything was indexed; nothing it prints can act
+on the terminal."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from support import write_corpus
+
+from embed_pipelines import cli
+
+
+@pytest.fixture
+def cli_env(tmp_path, monkeypatch, postgres, tiny_model):
+    """The CLI as a user runs it, on the session's server and the tiny model (fast, random vectors)."""
+    monkeypatch.setenv("EMBED_PIPELINES_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("EMBED_PIPELINES_STATE_DIR", raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))
+    monkeypatch.setenv("EMBED_PIPELINES_DSN", postgres.database().uri())
+    monkeypatch.setenv("EMBED_PIPELINES_MODEL", tiny_model.model)
+    return tmp_path
+
+
+def exit_code(arguments: list[str]) -> int:
+    """The exit code of the command line, usage errors (which argparse ends with SystemExit) included."""
+    try:
+        return cli.main(arguments)
+    except SystemExit as exit:
+        return exit.code
+
+
+def test_control_characters_in_names_and_text_reach_the_terminal_escaped(cli_env, capsys):
+    hostile = "x\x1b]0;OWNED\x07\x1b[2J\x1b[31mFAKE\u202e"
+    source = write_corpus(cli_env / "docs", {f"{hostile}.md": f"# Title {hostile}\n\nCoffee {hostile} notes."})
+    assert cli.main(["index", str(source), "--collection", "hostile", "--shards", "1"]) == 0
+    assert cli.main(["search", "coffee", "--collection", "hostile", "-k", "1"]) == 0
+    printed = capsys.readouterr()
+    terminal = printed.out + printed.err
+    assert not any(character in terminal for character in "\x1b\x07\u202e")
+    assert "x\\x1b]0;OWNED\\x07\\x1b[2J\\x1b[31mFAKE\\u202e.md" in printed.out  # the name, shown escaped
+
+
+@pytest.mark.parametrize("name", ["_x", "pg_class", "embed_pipelines_versions"])
+def test_a_name_that_would_fail_at_the_last_step_is_refused_up_front(cli_env, capsys, name):
+    source = write_corpus(cli_env / "docs", {"a.md": "# A\n\nText."})
+    assert cli.main(["index", str(source), "--collection", name]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"Invalid collection name {name!r}" in line
+
+
+@pytest.mark.parametrize(
+    "arguments, reason",
+    [
+        (["search", "coffee", "-k", "-1"], "must be 1 to 1000, not -1"),
+        (["search", "coffee", "-k", "0"], "must be 1 to 1000, not 0"),
+        (["search", "coffee", "-k", "many"], "invalid int value: 'many'"),
+        (["search", "   ", "-k", "3"], "the question is empty"),
+        (["search", "caf\udcff", "-k", "3"], "not UTF-8"),
+        (["versions", "drop", "000000000000"], "000000000000"),
+        (["versions", "promote", "000000000000"], "000000000000"),
+        (["versions", "rollback"], "no earlier version to roll back to"),
+    ],
+)
+def test_search_and_version_misuse_is_one_line(cli_env, capsys, arguments, reason):
+    source = write_corpus(cli_env / "docs", {"a.md": "# Coffee\n\nGrind fine, tamp level."})
+    assert cli.main(["index", str(source), "--collection", "misuse", "--shards", "1"]) == 0
+    capsys.readouterr()
+    assert exit_code([*arguments, "--collection", "misuse"]) != 0
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    (line,) = printed.err.splitlines()
+    assert reason in line and "Error" not in line, line
+
+
+def test_index_exits_3_when_files_failed_and_names_each(cli_env, capsys):
+    source = write_corpus(cli_env / "docs", {"good.md": "# Good\n\nCoffee notes.", "broken.docx": "not a zip at all"})
+    assert exit_code(["index", str(source), "--collection", "partly", "--shards", "1"]) == 3
+    printed = capsys.readouterr()
+    assert any("broken.docx" in line for line in printed.err.splitlines()), printed.err
+    assert "succeeded, but files failed (documents: 1)" in printed.out
+    assert "Traceback" not in printed.err
+
+
+INTERRUPTED = textwrap.dedent(
+    """
+    import os, signal, sys
+    from embed_pipelines import cli
+    from embed_pipelines.sync import refresh
+
+    original = refresh.write_listing
+
+    def then_interrupt(*args, **kwargs):  # Ctrl-C once the listing is written, mid-run
+        original(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    refresh.write_listing = then_interrupt
+    sys.exit(cli.main(["index", sys.argv[1], "--collection", "interrupted", "--shards", "2"]))
+    """
+)
+
+
+def test_ctrl_c_during_index_is_one_line_and_loses_nothing(cli_env):
+    source = write_corpus(cli_env / "docs", {"a.md": "# A\n\nCoffee.", "b.md": "# B\n\nTea."})
+    ran = subprocess.run([sys.executable, "-c", INTERRUPTED, str(source)], capture_output=True, text=True,
+                         env=os.environ)  # fmt: skip
+    assert ran.returncode == 130, ran.stderr[-3000:]
+    assert "Traceback" not in ran.stderr and "KeyboardInterrupt" not in ran.stderr, ran.stderr[-3000:]
+    assert "source_files: failed: interrupted" in ran.stderr.splitlines()
+    assert ran.stdout.splitlines()[0].endswith(": interrupted")
+    assert "nothing indexed is lost" in ran.stdout
