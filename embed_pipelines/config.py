@@ -24,7 +24,7 @@ import yaml
 
 from embed_pipelines.core import settings
 from embed_pipelines.core.collection import Collection, PromotionPolicy
-from embed_pipelines.core.config import from_environment, from_mapping, warn_ignored_environment
+from embed_pipelines.core.config import from_environment, from_mapping, parse_setting, warn_ignored_environment
 from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.core.sources import source_of
 from embed_pipelines.pipeline.families import check_models
@@ -52,7 +52,7 @@ def collection_from_environment(
         if not os.environ.get(settings.GOLDEN_QUERIES_ENV):
             given["promotion"] = PromotionPolicy(golden_queries=SAMPLE_QUESTIONS)
     if shard_count is not None:
-        given["shards"] = shard_count
+        given["shards"] = parse_setting(Collection, "shards", shard_count, "--shards")
     return _checked(from_environment(Collection, given))
 
 

@@ -132,7 +132,7 @@ def test_every_variable_sets_the_environments_collection(tmp_path, monkeypatch):
     ("body", "says"),
     [
         ("collections:\n  - {name: bad, source: /x, shards: 0}\n", "collection 'bad': `shards` must be an integer"),
-        ("collections:\n  - {name: bad, source: /x, shards: many}\n", "`shards` must be an integer of at least 1"),
+        ("collections:\n  - {name: bad, source: /x, shards: many}\n", "`shards` must be an integer from 1 to 4096"),
         ("collections:\n  - {name: bad, source: /x, shard: 4}\n", "unknown settings ['shard']"),
         ("collections:\n  - {name: bad, source: /x, promotion: {golden: 1}}\n", "`promotion`: unknown settings"),
         ("collections:\n  - {name: bad}\n", "needs `source`"),

@@ -28,8 +28,9 @@ class _ProgressFormatter(logging.Formatter):
         meta = getattr(record, "dagster_meta", None) or {}
         step = (meta.get("step_key") or "").rsplit("__", 1)[-1]
         event = meta.get("dagster_event")
-        if event is not None and event.is_step_failure and not self.details:
-            return f"{step}: failed: {failure_reason(event.step_failure_data.error)}"
+        if event is not None and (event.is_step_failure or event.is_run_failure) and not self.details:
+            error = getattr(event.event_specific_data, "error", None)
+            return f"{step or 'run'}: failed: {failure_reason(error) if error else event.message}"
         if event is not None or "orig_message" not in meta:
             return record.getMessage()
         return f"{step}: {meta['orig_message']}" if step else meta["orig_message"]
@@ -58,10 +59,12 @@ def failed_documents(result: dg.ExecuteInProcessResult) -> dict[str, int]:
 
 
 def interrupted_run(result: dg.ExecuteInProcessResult) -> bool:
-    return any(
-        event.step_failure_data.error is not None and failure_reason(event.step_failure_data.error) == "interrupted"
-        for event in result.get_step_failure_events()
-    )
+    """Whether Ctrl-C (SIGINT) ended the run, inside a step or between them."""
+    for event in result.all_events:
+        error = getattr(event.event_specific_data, "error", None) if event.is_failure else None
+        if error is not None and failure_reason(error) == "interrupted":
+            return True
+    return False
 
 
 @dg.logger(

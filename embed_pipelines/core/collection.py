@@ -24,6 +24,8 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 # Names PostgreSQL or this package already use: a view named so would shadow a catalog (pg_class is read from
 # pg_catalog first) or the version registry's tables.
 RESERVED_PREFIXES = ("pg_", "embed_pipelines")
+# Each shard is a partition of every asset: beyond a few thousand, Dagster's pages, sensors and backfills crawl.
+MAX_SHARDS = 4096
 
 
 def check_name(name: str) -> str:
@@ -108,7 +110,12 @@ class Collection:
         env=settings.SOURCE_ENV,
         doc="a local folder, or an object-store prefix (`s3://bucket/docs`, `gs://`, `abfs://`)",
     )
-    shards: int = setting(16, parse=integer(), env="EMBED_PIPELINES_SHARDS", doc="number of hash shards (partitions)")
+    shards: int = setting(
+        16,
+        parse=integer(maximum=MAX_SHARDS),
+        env="EMBED_PIPELINES_SHARDS",
+        doc=f"number of hash shards (partitions), at most {MAX_SHARDS}",
+    )
     model: str | dict[str, Any] = setting(
         "",
         parse=_model,

@@ -71,6 +71,12 @@ def from_environment(kind: type, given: Mapping[str, Any] | None = None):
     return kind(**values)
 
 
+def parse_setting(kind: type, name: str, value: Any, where: str) -> Any:
+    """One setting given outside YAML and the environment (a command-line flag), read by its declaration."""
+    field = next(field for field in dataclasses.fields(kind) if field.name == name)
+    return declared(field).parse(value, where)
+
+
 def declared_settings(kind: type = Collection, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field]]:
     """(YAML key, field) of every setting, nested ones as `promotion.golden_k`."""
     for field in dataclasses.fields(kind):

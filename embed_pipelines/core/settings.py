@@ -55,11 +55,12 @@ def declared(field: dataclasses.Field) -> Declared | None:
 # Parsers: each takes the value as YAML or the environment gives it (a string there) and where it came from.
 
 
-def integer(minimum: int = 1) -> Parse:
+def integer(minimum: int = 1, maximum: int | None = None) -> Parse:
     def parse(value: Any, where: str) -> int:
         text = str(value).strip()
-        if isinstance(value, bool) or not text.isdigit() or int(text) < minimum:
-            raise ConfigurationError(f"{where} must be an integer of at least {minimum}, not {value!r}")
+        if isinstance(value, bool) or not text.isdigit() or not minimum <= int(text) <= (maximum or int(text)):
+            bounds = f"from {minimum} to {maximum}" if maximum else f"of at least {minimum}"
+            raise ConfigurationError(f"{where} must be an integer {bounds}, not {value!r}")
         return int(text)
 
     return parse

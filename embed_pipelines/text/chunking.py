@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 
+LONG_SEQUENCE_WARNING = "sequence-length-is-longer-than-the-specified-maximum"  # transformers' key for it
+
+
 def storable(text: str) -> str:
     """Text as PostgreSQL can store it: without NUL characters, which a text column refuses."""
     return text.replace("\x00", "")
@@ -49,6 +52,9 @@ class DocumentChunker:
         if tokenizer is None:
             self._tokenizer = _counting(max_tokens, count_tokens)
         else:
+            # Whole sections are counted before they are split, so longer than the model's window by design:
+            # transformers' warning that such a sequence would break the model (once per tokenizer) only alarms.
+            tokenizer.deprecation_warnings[LONG_SEQUENCE_WARNING] = True
             self._tokenizer = HuggingFaceTokenizer(tokenizer=tokenizer, max_tokens=max_tokens)
         self._chunker = HybridChunker(tokenizer=self._tokenizer, merge_peers=merge_peers)
 

@@ -20,7 +20,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
-import openvino as ov
+import openvino as ov  # without its telemetry: see __init__.py
 
 from embed_pipelines.core.fingerprints import index_version, min_cosine
 from embed_pipelines.text.encoder import TokenBatch
