@@ -11,7 +11,7 @@ import dagster as dg
 import psycopg
 
 from embed_pipelines.core.collection import Collection
-from embed_pipelines.pipeline.families import accepted_by
+from embed_pipelines.pipeline.families import TEXT, accepted_by
 from embed_pipelines.resources import PostgresResource
 from embed_pipelines.sync.pending import pending_sync
 from embed_pipelines.sync_locks import held_elsewhere
@@ -77,9 +77,16 @@ def _overlaps(run: dg.DagsterRun, shards: set[str]) -> bool:
 
 
 def source_files_config(collection: Collection, rehash: bool = False, allow_mass_delete: bool = False) -> dict:
-    """Run config of a sync's `source_files` step."""
-    op = dg.AssetKey([collection.name, "source_files"]).to_python_identifier()
-    return {"ops": {op: {"config": {"rehash": rehash, "allow_mass_delete": allow_mass_delete}}}}
+    """Run config of a sync: its `source_files` step reads every file when `rehash` (a repair, the nightly
+    sync), and then its `documents` step also converts again every file that failed."""
+    ops = {_op(collection, "source_files"): {"config": {"rehash": rehash, "allow_mass_delete": allow_mass_delete}}}
+    if TEXT.enabled(collection):
+        ops[_op(collection, "documents")] = {"config": {"retry_failed": rehash}}
+    return {"ops": ops}
+
+
+def _op(collection: Collection, asset: str) -> str:
+    return dg.AssetKey([collection.name, asset]).to_python_identifier()
 
 
 def shard_range_tags(collection: Collection, shards: Iterable[str] | None = None) -> dict[str, str]:

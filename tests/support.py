@@ -41,11 +41,13 @@ def run_index(
     postgres: PostgresResource,
     shard_count: int = 4,
     allow_mass_delete: bool = False,
+    repair: bool = False,
 ) -> dg.ExecuteInProcessResult:
     result = api.index(
         source,
         collection,
         shard_count=shard_count,
+        repair=repair,
         instance=instance,
         text_model=text_model,
         postgres=postgres,

@@ -47,8 +47,8 @@ def synced(tmp_path, state_dir, instance, tiny_model, postgres):
     )
     collection = f"inc_{hashlib.sha256(str(tmp_path).encode()).hexdigest()[:8]}"
 
-    def sync():
-        run_index(source, collection, instance, tiny_model, postgres)
+    def sync(repair: bool = False):
+        run_index(source, collection, instance, tiny_model, postgres, repair=repair)
         return {
             asset: latest_metadata(instance, collection, asset) for asset in ("documents", "embeddings", "vector_index")
         }
@@ -208,7 +208,9 @@ def test_a_noop_sync_reads_no_document_state_and_an_edit_reads_its_own_files_and
         assert files == {f"{document_key('note-3.md')}.parquet"}, store
 
 
-def test_a_conversion_that_failed_once_and_then_works_on_the_same_bytes_is_rechunked(synced, postgres, monkeypatch):
+def test_a_conversion_that_failed_once_and_then_works_on_the_same_bytes_is_rechunked_on_repair(
+    synced, postgres, monkeypatch
+):
     source, collection, sync, _ = synced
     (source / "notes/shop.md").write_text("# Shop\n\nThe shop opens at nine.")
     real = IsolatedExtractor.result
@@ -219,7 +221,8 @@ def test_a_conversion_that_failed_once_and_then_works_on_the_same_bytes_is_rechu
     monkeypatch.setattr(IsolatedExtractor, "result", flaky)
     assert sync()["documents"]["documents_failed"] == 1  # keeps its last good conversion, and so its old chunks
     monkeypatch.setattr(IsolatedExtractor, "result", real)
-    sync()  # the same bytes convert now: the chunks and rows follow, although the listing did not change
+    assert sync()["documents"]["failed_before"] == 1  # the same bytes wait: they failed once
+    sync(repair=True)  # a repair (or the nightly sync) converts them: the chunks and rows follow
     assert any("nine" in text for text in _texts(postgres, collection, "notes/shop.md"))
 
 

@@ -3,6 +3,7 @@ reason and what to do, and an exit code that says whether everything was indexed
 on the terminal."""
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -82,6 +83,11 @@ def test_index_exits_3_when_files_failed_and_names_each(cli_env, capsys):
     assert any("broken.docx" in line for line in printed.err.splitlines()), printed.err
     assert "succeeded, but files failed (documents: 1)" in printed.out
     assert "Traceback" not in printed.err
+    # nothing changed: the file is not converted again, and the sync still says it fails
+    assert exit_code(["index", str(source), "--collection", "partly", "--shards", "1"]) == 3
+    again = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("documents: Still failing broken.docx: ") for line in again), again
+    assert "documents: unchanged 1, failed 1, failed_before 1" in again
 
 
 INTERRUPTED = textwrap.dedent(
@@ -151,3 +157,28 @@ def test_nothing_phones_home_and_no_library_warns(tmp_path):
     assert ran.returncode == 0, ran.stderr[-2000:]
     assert ran.stdout.split() == ["openvino.tools.ovc.telemetry_stub"]
     assert ran.stderr == ""
+
+
+def test_a_truncated_model_file_is_named_in_one_line(cli_env, capsys, monkeypatch, tiny_model):
+    model = cli_env / "model"
+    shutil.copytree(tiny_model.model, model)
+    source = write_corpus(cli_env / "docs", {"a.md": "# Coffee\n\nGrind fine, tamp level."})
+    monkeypatch.setenv("EMBED_PIPELINES_MODEL", str(model))
+    assert exit_code(["index", str(source), "--collection", "damaged", "--shards", "1"]) == 0
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a download cut short
+
+    def command(*arguments: str) -> subprocess.CompletedProcess:  # a new process, as a user runs each command
+        cli_module = [sys.executable, "-m", "embed_pipelines.cli"]
+        return subprocess.run([*cli_module, *arguments], capture_output=True, text=True, env=os.environ)
+
+    search = command("search", "coffee", "--collection", "damaged")  # the serving version's model
+    assert search.returncode == 2
+    (line,) = search.stderr.splitlines()
+    assert f"{weights}: cannot be read as safetensors" in line and "download the model again" in line
+
+    (source / "b.md").write_text("# Tea\n\nSteep four minutes.")  # something to embed
+    index = command("index", str(source), "--collection", "damaged", "--shards", "1")
+    assert index.returncode == 1
+    failed = [line for line in index.stderr.splitlines() if "failed" in line][0]
+    assert "cannot be read as safetensors" in failed and "Traceback" not in index.stderr, index.stderr

@@ -7,12 +7,12 @@ from collections.abc import Hashable
 from contextlib import ExitStack
 
 from embed_pipelines.core.rows import Document
-from embed_pipelines.pipeline.incremental import Failed, Wanted, WorkAhead
+from embed_pipelines.pipeline.incremental import Failed, FailedBefore, Wanted, WorkAhead
 from embed_pipelines.pipeline.steps import StoreSync
 from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.sync.listing import Accepts
 from embed_pipelines.text.formats import Extraction, ExtractionStatus
-from embed_pipelines.text.isolation import IsolatedExtractor, over_limit
+from embed_pipelines.text.isolation import IsolatedExtractor
 
 
 def _converted(path: str, sha256: str, extraction: Extraction) -> Document:
@@ -40,13 +40,16 @@ def _failed(path: str, sha256: str, extraction: Extraction, last_good: Document 
 
 class ConvertDocuments(StoreSync):
     """A document is current when it was converted from these bytes in this mode and its latest attempt
-    succeeded; a failed one is tried again every sync, unless it ran over a per-file limit (the same bytes
-    would again): that waits until its bytes change. Conversions run in a child process with those limits."""
+    succeeded. One that failed is not converted again on the same bytes (it would fail again, at a
+    conversion's cost on every sync): it waits until they change, until the per-file limits it ran over change,
+    or until a repair (`retry_failed`) tries every failed file. Conversions run in a child process with those
+    limits."""
 
-    def __init__(self, stores: Stores, accepts: Accepts):
+    def __init__(self, stores: Stores, accepts: Accepts, retry_failed: bool = False):
         collection = stores.collection
         layout = f"layout={collection.layout_weights}"  # what decides the conversion mode of a file
         super().__init__(stores, accepts, stores.documents(), settings=layout)
+        self.retry_failed = retry_failed
         workers = collection.convert_workers
         self.extractor = IsolatedExtractor(
             collection.layout_weights, timeout_s=collection.convert_timeout_s, workers=workers
@@ -72,8 +75,9 @@ class ConvertDocuments(StoreSync):
         previous = facts[0]
         if previous.failed_sha256 is None:
             return previous.source_sha256, previous.mode
-        if previous.failed_sha256 == self.sources[path].sha256 and over_limit(previous.error):
-            return self.wanted(shard, path).signature
+        same_bytes = previous.failed_sha256 == self.sources[path].sha256
+        if same_bytes and not self.retry_failed and self.extractor.would_fail_again(previous.error):
+            raise FailedBefore(previous.error or "unknown error")
         return None
 
     def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:

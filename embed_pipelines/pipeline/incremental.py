@@ -27,6 +27,11 @@ class Failed(Exception):
     """The document could not be rebuilt: it keeps what it had, and the reason is reported."""
 
 
+class FailedBefore(Exception):
+    """Raised by `current`: the document failed on these very inputs at an earlier sync and is not tried again
+    until they change (or a repair asks). It keeps what it had and is reported as failed, with the reason."""
+
+
 @dataclass(frozen=True)
 class Wanted:
     """What a document's output must be made from (`signature`), and the input that makes it (`value`)."""
@@ -166,10 +171,17 @@ def sync_shards(step: ShardSync, shards: Iterable[str], warn: Callable[[str], No
         for path in paths:
             try:
                 wanted = step.wanted(shard, path)
+                current = step.current(shard, path)
             except Missing as missing:
                 tally.without_input[path] = str(missing)
                 continue
-            if step.current(shard, path) == wanted.signature:
+            except FailedBefore as before:
+                tally.failed[path] = f"{before} (failed before on these bytes: tried again when they change)"
+                tally.figures["failed_before"] += 1
+                if warn:
+                    warn(f"Still failing {path}: {before}")
+                continue
+            if current == wanted.signature:
                 tally.unchanged += 1
             else:
                 stale.append((path, wanted))

@@ -16,14 +16,14 @@ from pathlib import Path
 
 from embed_pipelines.text.formats import Extraction, ExtractionMode, ExtractionStatus, conversion_mode
 
-OVER_LIMIT = "over the per-file limit"  # in a failure's reason: the same bytes would fail again
+OVER_LIMIT = "over the per-file limit"  # in a failure's reason, with the limits: the same bytes would fail again
 
 
 def over_limit(reason: str | None) -> bool:
     return bool(reason) and OVER_LIMIT in reason
 
 
-def _serve(conn: Connection, layout_weights: Path | None, memory_bytes: int) -> None:
+def _serve(conn: Connection, layout_weights: Path | None, memory_bytes: int, limits: str) -> None:
     from embed_pipelines.text.extraction import DocumentExtractor  # imported by the parent before the fork
 
     if memory_bytes:
@@ -34,7 +34,7 @@ def _serve(conn: Connection, layout_weights: Path | None, memory_bytes: int) -> 
             conn.send(extractor.extract(Path(path)))
         except MemoryError:
             mode = extractor.mode_for(path)
-            conn.send(Extraction(mode, ExtractionStatus.FAILURE, None, f"ran out of memory ({OVER_LIMIT})"))
+            conn.send(Extraction(mode, ExtractionStatus.FAILURE, None, f"ran out of memory ({limits})"))
 
 
 @dataclass
@@ -64,12 +64,18 @@ class IsolatedExtractor:
         workers: int = 1,
     ):
         self.layout_weights, self.timeout_s, self.memory_bytes = layout_weights, timeout_s, memory_bytes
+        self.limits = f"{OVER_LIMIT}: {timeout_s:g} s, {memory_bytes // 2**20} MiB"
         self.workers: list[_Worker | None] = [None] * workers
         self.queued: deque[tuple[Hashable, str]] = deque()
         self.done: dict[Hashable, Extraction] = {}
 
     def mode_for(self, path: Path | str) -> ExtractionMode:
         return conversion_mode(path, self.layout_weights)
+
+    def would_fail_again(self, reason: str | None) -> bool:
+        """Whether a file that failed for `reason` would fail again on the same bytes: yes, unless it ran over
+        limits other than these (a setting changed since)."""
+        return not over_limit(reason) or self.limits in reason
 
     def submit(self, key: Hashable, path: Path) -> None:
         self.queued.append((key, str(path)))
@@ -87,7 +93,7 @@ class IsolatedExtractor:
                 if worker.conn in ready:
                     self._collect(worker)
                 elif time.monotonic() >= worker.job[2]:
-                    self._fail(worker, f"the conversion took longer than {self.timeout_s:g} s ({OVER_LIMIT})")
+                    self._fail(worker, f"the conversion took longer than {self.timeout_s:g} s ({self.limits})")
         return self.done.pop(key)
 
     def extract(self, path: Path) -> Extraction:
@@ -111,7 +117,7 @@ class IsolatedExtractor:
             self.done[key] = worker.conn.recv()
             worker.job = None
         except EOFError:  # the child died: killed for its memory, or crashed
-            reason = f"the conversion died ({OVER_LIMIT} of {self.memory_bytes // 2**20} MiB, or a crash)"
+            reason = f"the conversion died ({self.limits}; or a crash)"
             self._fail(worker, reason)
 
     def _fail(self, worker: _Worker, reason: str) -> None:
@@ -128,7 +134,8 @@ class IsolatedExtractor:
 
         context = multiprocessing.get_context("fork")
         conn, child_end = context.Pipe()
-        child = context.Process(target=_serve, args=(child_end, self.layout_weights, self.memory_bytes), daemon=True)
+        arguments = (child_end, self.layout_weights, self.memory_bytes, self.limits)
+        child = context.Process(target=_serve, args=arguments, daemon=True)
         child.start()
         child_end.close()
         return _Worker(child, conn)

@@ -22,7 +22,7 @@ from embed_pipelines.core.fingerprints import (
 )
 from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.text.chunking import DocumentChunker, chunker_settings
-from embed_pipelines.text.model_folder import ModelFolderConfig, read_model_folder
+from embed_pipelines.text.model_folder import ModelFolderConfig, check_weights, read_model_folder
 
 if TYPE_CHECKING:
     import torch
@@ -69,6 +69,7 @@ def _load_encoder(folder: Path, device: str, backend: str, token_budget: int, ma
     from embed_pipelines.text.encoder import TextEncoder  # the tensor work, loaded only to embed
 
     config = read_model_folder(folder)
+    check_weights(folder)
     return TextEncoder(folder, config, _runtime(folder, config, pick_device(device), backend), token_budget, max_batch)
 
 

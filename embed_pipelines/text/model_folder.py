@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from embed_pipelines.core.settings import ConfigurationError
+
 _log = logging.getLogger(__name__)
 
 Pooling = Literal["mean", "cls", "lasttoken", "max"]
@@ -72,3 +74,19 @@ def _pooling_from(config: dict) -> Pooling:
     if len(enabled) != 1:
         raise ValueError(f"Unsupported pooling configuration {config}: exactly one of {POOLING_MODES} must be enabled.")
     return enabled[0]  # type: ignore[return-value]
+
+
+def check_weights(folder: Path) -> None:
+    """Every safetensors file of the model opens (its header, and as many bytes as the header declares): a
+    truncated or damaged download is named here, in one line, instead of failing deep inside transformers."""
+    from safetensors import SafetensorError, safe_open
+
+    for file in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(file, framework="numpy"):
+                pass
+        except (SafetensorError, OSError) as error:
+            raise ConfigurationError(
+                f"{file}: cannot be read as safetensors ({error}): the file is damaged or incomplete; copy or "
+                "download the model again"
+            ) from None

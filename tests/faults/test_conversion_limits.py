@@ -1,9 +1,11 @@
 """A file that makes docling run away (deeply nested HTML) fails alone once it passes the per-file time limit,
-is not tried again until its bytes change, and the other files are indexed."""
+is not tried again until its bytes or the limits change (or a repair asks), and the other files are indexed."""
+
+import dataclasses
 
 from support import definitions, indexed_rows, latest_metadata, write_corpus
 
-from embed_pipelines.automation import shard_range_tags
+from embed_pipelines.automation import shard_range_tags, source_files_config
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.factory import index_job_name
 from embed_pipelines.text.formats import ExtractionStatus
@@ -12,22 +14,34 @@ from embed_pipelines.text.isolation import IsolatedExtractor
 DEPTH = 3000  # docling spends about 11 s on it here, then fails on Python's recursion limit
 
 
-def test_a_runaway_conversion_fails_alone_and_waits_for_new_bytes(tmp_path, state_dir, instance, tiny_model, postgres):
+def test_a_runaway_conversion_fails_alone_and_waits_for_new_bytes_or_limits(
+    tmp_path, state_dir, instance, tiny_model, postgres
+):
+    """A file that failed is not converted again on the same bytes (still reported failed, every sync), but is
+    once the limit it ran over changes, on a repair, and when its bytes change."""
     source = write_corpus(tmp_path / "docs", {"ok.md": "# Fine\n\nAn ordinary page."})
     (source / "deep.html").write_text("<html><body>" + "<div>" * DEPTH + "deep" + "</div>" * DEPTH + "</body></html>")
     collection = Collection("deep", source, shards=2, convert_timeout_s=2)
-    job = definitions(collection, tiny_model, postgres).resolve_job_def(index_job_name(collection))
 
-    def sync() -> dict:
-        assert job.execute_in_process(instance=instance, tags=shard_range_tags(collection)).success
+    def sync(collection: Collection, repair: bool = False) -> dict:
+        job = definitions(collection, tiny_model, postgres).resolve_job_def(index_job_name(collection))
+        tags, config = shard_range_tags(collection), source_files_config(collection, rehash=repair)
+        assert job.execute_in_process(instance=instance, tags=tags, run_config=config).success
         return latest_metadata(instance, "deep", "documents")
 
-    first = sync()
+    first = sync(collection)
     assert first["documents_failed"] == 1 and "took longer than 2 s" in first["failed_files"]
     assert {row[0] for row in indexed_rows(postgres, "deep")} == {"ok.md"}
-    assert sync()["documents_unchanged"] == 2, "the same bytes are not converted again"
+    again = sync(collection)  # the same bytes under the same limits: not converted, still reported
+    assert (again["documents_unchanged"], again["documents_failed"], again.get("failed_before")) == (1, 1, 1)
+    assert "failed before on these bytes" in again["failed_files"]
+    longer = dataclasses.replace(collection, convert_timeout_s=3)  # the limit it ran over changed: tried again
+    retried = sync(longer)
+    assert "failed_before" not in retried and "took longer than 3 s" in retried["failed_files"]
+    assert sync(longer).get("failed_before") == 1
+    assert "failed_before" not in sync(longer, repair=True), "a repair tries every failed file"
     (source / "deep.html").write_text("<html><body><p>Flat now.</p></body></html>")
-    assert sync()["converted_simple"] == 1
+    assert sync(longer)["converted_simple"] == 1
     assert {row[0] for row in indexed_rows(postgres, "deep")} == {"ok.md", "deep.html"}
 
 
