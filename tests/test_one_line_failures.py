@@ -12,6 +12,8 @@ import pytest
 from support import write_corpus
 
 from embed_pipelines import cli
+from embed_pipelines.config import load_collections
+from embed_pipelines.core.settings import ConfigurationError
 
 
 @pytest.fixture
@@ -94,6 +96,8 @@ INTERRUPTED = textwrap.dedent(
     """
     import os, signal, sys
     from embed_pipelines import cli
+from embed_pipelines.config import load_collections
+from embed_pipelines.core.settings import ConfigurationError
     from embed_pipelines.sync import refresh
 
     original = refresh.write_listing
@@ -182,3 +186,11 @@ def test_a_truncated_model_file_is_named_in_one_line(cli_env, capsys, monkeypatc
     assert index.returncode == 1
     failed = [line for line in index.stderr.splitlines() if "failed" in line][0]
     assert "cannot be read as safetensors" in failed and "Traceback" not in index.stderr, index.stderr
+
+
+def test_a_served_model_must_say_how_its_chunks_are_counted(tmp_path):
+    config = tmp_path / "collections.yaml"
+    served = "{provider: openai_compatible, base_url: 'http://127.0.0.1:9/v1', model: m}"
+    config.write_text(f"collections:\n  - name: served\n    source: {tmp_path}\n    model: {served}\n")
+    with pytest.raises(ConfigurationError, match="say how chunks are counted: `tokenizer:`"):
+        load_collections(config)

@@ -188,7 +188,7 @@ def test_chunks_are_sized_by_the_server_s_own_tokenize(tmp_path, minilm_server, 
         chunks = [by_model.chunker().chunk(document, "season.md", "sha") for by_model in (by_server, by_folder)]
         assert len(chunks[0]) > 3
         assert [(c.text, c.token_count) for c in chunks[0]] == [(c.text, c.token_count) for c in chunks[1]]
-        by_characters = served(proxy.base_url, tokenizer="")
+        by_characters = served(proxy.base_url, tokenizer="", chars_per_token=4)
         assert by_server.chunker_version() not in (by_folder.chunker_version(), by_characters.chunker_version())
     finally:
         proxy.stop()

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from embed_pipelines.core import settings
 from embed_pipelines.core.fingerprints import Versions, cached_facts
@@ -152,10 +152,15 @@ class ServedEmbeddingModel(BaseModel):
     tokenizer: str = Field(
         default="",
         description="What sizes chunks and batches: a local tokenizer folder, 'server' for the server's own "
-        "/tokenize (text-embeddings-inference, vLLM), or nothing for a character budget.",
+        "/tokenize (text-embeddings-inference, vLLM), or nothing, with chars_per_token, for a character budget.",
     )
     chunk_tokens: int = Field(default=256, description="Tokens a chunk may hold.")
-    chars_per_token: float = Field(default=4.0, description="Without a tokenizer: characters counted as a token.")
+    chars_per_token: float | None = Field(
+        default=None,
+        gt=0,
+        description="Without a tokenizer, and then required: characters counted as a token (an estimate, 4 for "
+        "English prose; chunks of denser text may run past the model's window, which servers cut without a word).",
+    )
     max_batch_tokens: int = Field(default=8192, description="Tokens of one request, at most.")
     max_batch_inputs: int = Field(default=64, description="Inputs of one request, at most.")
     max_concurrency: int = Field(default=4, description="Requests in flight.")
@@ -167,6 +172,19 @@ class ServedEmbeddingModel(BaseModel):
     max_tokens_per_sync: int | None = Field(default=None, description="A sync stops before sending more.")
 
     _registry: ProbeRegistry | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _counting_is_chosen(self) -> ServedEmbeddingModel:
+        """How chunks are counted is a choice, not a silent default: the character estimate makes other chunks
+        than the model's own tokenizer (553 against 641 for 17 tutorial pages) and may overrun its window."""
+        if not self.tokenizer and self.chars_per_token is None:
+            raise ValueError(
+                "say how chunks are counted: `tokenizer:` (a local tokenizer folder, or 'server' for the "
+                "server's /tokenize), or `chars_per_token:` (an estimate, e.g. 4 for English prose)"
+            )
+        if self.tokenizer and self.chars_per_token is not None:
+            raise ValueError("`chars_per_token` counts only without a tokenizer: set one of the two")
+        return self
 
     def identified_by(self, registry: ProbeRegistry) -> ServedEmbeddingModel:
         """The registry that tells which index version the server's probes reproduce."""
