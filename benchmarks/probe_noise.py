@@ -72,7 +72,7 @@ def measure() -> None:
     folder = bundled_model_folder()
     server = EmbeddingServer(folder, "minilm")
     try:
-        model = ServedEmbeddingModel(base_url=server.base_url, model="minilm")
+        model = ServedEmbeddingModel(base_url=server.base_url, model="minilm", tokenizer=str(folder))
 
         def ask(inputs: list[str]) -> np.ndarray:
             return np.asarray(model.answer(inputs)[0], dtype=np.float32)
