@@ -194,3 +194,18 @@ def test_a_served_model_must_say_how_its_chunks_are_counted(tmp_path):
     config.write_text(f"collections:\n  - name: served\n    source: {tmp_path}\n    model: {served}\n")
     with pytest.raises(ConfigurationError, match="say how chunks are counted: `tokenizer:`"):
         load_collections(config)
+
+
+def test_an_encrypted_pdf_is_called_encrypted(tmp_path):
+    from fpdf import FPDF
+
+    from embed_pipelines.text.extraction import DocumentExtractor
+
+    pdf = FPDF(format="A4")
+    pdf.set_font("helvetica", size=24)
+    pdf.add_page()
+    pdf.multi_cell(0, 12, text="Secret coffee notes")
+    pdf.set_encryption(owner_password="owner", user_password="user")
+    pdf.output(str(tmp_path / "secret.pdf"))
+    extraction = DocumentExtractor().extract(tmp_path / "secret.pdf")
+    assert extraction.error == "the PDF is encrypted (it needs a password): decrypt it, or leave it out of the folder"

@@ -83,6 +83,8 @@ class DocumentExtractor:
             return _failed(mode, f"cannot read: {exc.strerror or exc}")
         if size == 0:
             return _failed(mode, "file is empty")
+        if suffix == ".pdf" and (refusal := _unopenable_pdf(path)):
+            return _failed(mode, refusal)
         source: Path | DocumentStream = path
         if named := _TEXT_FORMATS.get(InputFormat(SUPPORTED_SUFFIXES[suffix])):
             if size > self.max_file_bytes:
@@ -111,6 +113,20 @@ class DocumentExtractor:
             ExtractionStatus.SUCCESS if result.status == ConversionStatus.SUCCESS else ExtractionStatus.PARTIAL_SUCCESS
         )
         return Extraction(mode, status, result.document)
+
+
+def _unopenable_pdf(path: Path) -> str | None:
+    """An encrypted PDF said plainly (docling only says it "could not load document <hash>"); other damage is
+    left to docling's own parser, which may read what PDFium refuses. Opening reads the cross-reference table
+    only: milliseconds."""
+    import pypdfium2 as pdfium
+
+    try:
+        pdfium.PdfDocument(path).close()
+    except pdfium.PdfiumError as error:
+        if "password" in str(error).lower():
+            return "the PDF is encrypted (it needs a password): decrypt it, or leave it out of the folder"
+    return None
 
 
 def _failed(mode: ExtractionMode, reason: str) -> Extraction:
