@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import textwrap
@@ -248,6 +249,7 @@ def library_noise(shown: bool) -> Iterator[None]:
 
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     transformers_logging.disable_progress_bar()
+    logging.getLogger("docling").setLevel(logging.CRITICAL)  # its reasons reach the run's own failure lines
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield

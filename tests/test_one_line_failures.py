@@ -209,3 +209,12 @@ def test_an_encrypted_pdf_is_called_encrypted(tmp_path):
     pdf.output(str(tmp_path / "secret.pdf"))
     extraction = DocumentExtractor().extract(tmp_path / "secret.pdf")
     assert extraction.error == "the PDF is encrypted (it needs a password): decrypt it, or leave it out of the folder"
+
+
+def test_a_failed_conversion_is_said_once_by_the_run_not_by_docling(cli_env):
+    source = write_corpus(cli_env / "docs", {"a.md": "# A\n\nCoffee.", "broken.docx": "not a zip at all"})
+    index = [sys.executable, "-m", "embed_pipelines.cli", "index", str(source), "--collection", "quiet"]
+    ran = subprocess.run(index, capture_output=True, text=True, env=os.environ)
+    assert ran.returncode == 3, ran.stderr[-2000:]
+    assert "Input document" not in ran.stderr  # docling's own log line about the same file
+    assert [line for line in ran.stderr.splitlines() if "broken.docx" in line][0].startswith("documents: ")
