@@ -96,8 +96,6 @@ INTERRUPTED = textwrap.dedent(
     """
     import os, signal, sys
     from embed_pipelines import cli
-from embed_pipelines.config import load_collections
-from embed_pipelines.core.settings import ConfigurationError
     from embed_pipelines.sync import refresh
 
     original = refresh.write_listing
