@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 import dagster as dg
 import psycopg
 
+from embed_pipelines.assets.common import asset_key
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.pipeline.families import TEXT, accepted_by
 from embed_pipelines.resources import PostgresResource
@@ -79,14 +80,11 @@ def _overlaps(run: dg.DagsterRun, shards: set[str]) -> bool:
 def source_files_config(collection: Collection, rehash: bool = False, allow_mass_delete: bool = False) -> dict:
     """Run config of a sync: its `source_files` step reads every file when `rehash` (a repair, the nightly
     sync), and then its `documents` step also converts again every file that failed."""
-    ops = {_op(collection, "source_files"): {"config": {"rehash": rehash, "allow_mass_delete": allow_mass_delete}}}
+    source_files = asset_key(collection, "source_files").to_python_identifier()
+    ops = {source_files: {"config": {"rehash": rehash, "allow_mass_delete": allow_mass_delete}}}
     if TEXT.enabled(collection):
-        ops[_op(collection, "documents")] = {"config": {"retry_failed": rehash}}
+        ops[asset_key(collection, "documents").to_python_identifier()] = {"config": {"retry_failed": rehash}}
     return {"ops": ops}
-
-
-def _op(collection: Collection, asset: str) -> str:
-    return dg.AssetKey([collection.name, asset]).to_python_identifier()
 
 
 def shard_range_tags(collection: Collection, shards: Iterable[str] | None = None) -> dict[str, str]:

@@ -36,12 +36,20 @@ class _ProgressFormatter(logging.Formatter):
         return f"{step}: {meta['orig_message']}" if step else meta["orig_message"]
 
 
-def failure_reason(error) -> str:
-    """The message of the error at the bottom of Dagster's wrapping (a SerializableErrorInfo), without its
-    class name; an interrupted step says so."""
+INTERRUPTED = "DagsterExecutionInterruptedError"  # what Dagster raises in a run on SIGINT
+
+
+def _innermost(error):
+    """The error at the bottom of Dagster's wrapping (SerializableErrorInfo chained by `cause`)."""
     while error.cause is not None:
         error = error.cause
-    if error.cls_name == "DagsterExecutionInterruptedError":
+    return error
+
+
+def failure_reason(error) -> str:
+    """The innermost error's message without its class name; an interrupted step says so."""
+    error = _innermost(error)
+    if error.cls_name == INTERRUPTED:
         return "interrupted"
     message = error.message.strip()
     return message.removeprefix(f"{error.cls_name}: ") if error.cls_name else message
@@ -62,7 +70,7 @@ def interrupted_run(result: dg.ExecuteInProcessResult) -> bool:
     """Whether Ctrl-C (SIGINT) ended the run, inside a step or between them."""
     for event in result.all_events:
         error = getattr(event.event_specific_data, "error", None) if event.is_failure else None
-        if error is not None and failure_reason(error) == "interrupted":
+        if error is not None and _innermost(error).cls_name == INTERRUPTED:
             return True
     return False
 
