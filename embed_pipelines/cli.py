@@ -16,6 +16,7 @@ import psycopg
 from embed_pipelines import api
 from embed_pipelines.assets.reporting import failed_documents, failure_reason, interrupted_run
 from embed_pipelines.core import settings
+from embed_pipelines.core.files import DiskFull, disk_full, free_bytes
 from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.pipeline.families import FAMILIES, PAGES
 from embed_pipelines.sample_corpus import sample_questions, write_sample_corpus
@@ -270,6 +271,25 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:  # outside a run (a run reports its own interruption)
             print("embed-pipelines: interrupted", file=sys.stderr)
             return INTERRUPTED
+        except Exception as error:
+            if args.verbose or not (full := _full_disk(error)):
+                raise
+            print(f"embed-pipelines: {full}", file=sys.stderr)
+            return SYNC_FAILED
+
+
+def _full_disk(error: BaseException) -> DiskFull | None:
+    """Ours names its folder. Any other is the Dagster instance's (SQLite's storage): it says "database or
+    disk is full", or only "disk I/O error" where it cannot even open its journal, so that one counts when the
+    instance's disk has next to nothing free."""
+    found, home = disk_full(error), settings.dagster_home()
+    if isinstance(found, DiskFull):
+        return found
+    if found or ("disk I/O error" in str(error) and free_bytes(home) < 2**20):
+        return DiskFull(
+            home, "free space there and run again (a run this left started is marked failed by the next sync)"
+        )
+    return None
 
 
 if __name__ == "__main__":

@@ -179,6 +179,9 @@ def test_a_truncated_model_file_is_named_in_one_line(cli_env, capsys, monkeypatc
     (line,) = search.stderr.splitlines()
     assert f"{weights}: cannot be read as safetensors" in line and "download the model again" in line
 
+    plan = command("index", str(source), "--collection", "damaged", "--shards", "1", "--plan")
+    assert plan.returncode == 2 and plan.stderr.splitlines() == [line], plan.stderr
+
     (source / "b.md").write_text("# Tea\n\nSteep four minutes.")  # something to embed
     index = command("index", str(source), "--collection", "damaged", "--shards", "1")
     assert index.returncode == 1
@@ -216,3 +219,15 @@ def test_a_failed_conversion_is_said_once_by_the_run_not_by_docling(cli_env):
     assert ran.returncode == 3, ran.stderr[-2000:]
     assert "Input document" not in ran.stderr  # docling's own log line about the same file
     assert [line for line in ran.stderr.splitlines() if "broken.docx" in line][0].startswith("documents: ")
+
+
+def test_the_plan_for_a_new_model_counts_every_chunk_it_embeds(cli_env, capsys, monkeypatch, tiny_model):
+    from tiny_model import build_tiny_model
+
+    source = write_corpus(cli_env / "docs", {"a.md": "# Coffee\n\nGrind fine.", "b.md": "# Tea\n\nSteep well."})
+    assert exit_code(["index", str(source), "--collection", "newmodel", "--shards", "1"]) == 0
+    monkeypatch.setenv("EMBED_PIPELINES_MODEL", str(build_tiny_model(cli_env / "other", hidden_size=48, seed=1)))
+    capsys.readouterr()
+    assert exit_code(["index", str(source), "--collection", "newmodel", "--shards", "1", "--plan"]) == 0
+    (embedding,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("text/EmbedChunks")]
+    assert "chunks_embedded 2" in embedding

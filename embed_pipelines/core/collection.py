@@ -148,6 +148,19 @@ class Collection:
     keep_versions: int = setting(
         2, parse=integer(), env="EMBED_PIPELINES_KEEP_VERSIONS", doc="index versions kept, the serving one included"
     )
+    retired_vectors_days: int = setting(
+        30,
+        parse=integer(minimum=0),
+        env="EMBED_PIPELINES_RETIRED_VECTORS_DAYS",
+        doc="days the vectors of replaced or deleted documents stay reusable (a revert or a rename then costs no "
+        "model call) in each index version's `retired/` folder",
+    )
+    retired_vectors_mib: int = setting(
+        1024,
+        parse=integer(minimum=0),
+        env="EMBED_PIPELINES_RETIRED_VECTORS_MIB",
+        doc="most MiB of retired vectors kept per index version; the oldest go first",
+    )
     visual: VisualBranch | None = setting(
         None, parse=VisualBranch, doc="PDF pages and images through a ColPali-family model"
     )
@@ -184,6 +197,13 @@ class Collection:
         doc="files converted (each in its own child process) and documents chunked at once; default one per core, at "
         "most 4",
     )
+    stream_text_over_mib: int = setting(
+        4,
+        parse=integer(minimum=0),
+        env="EMBED_PIPELINES_STREAM_TEXT_OVER_MIB",
+        doc="text files (`.txt`, `.md`, `.rst`) larger than this are read and chunked as a stream, with flat memory, "
+        "instead of parsed whole by docling (~10 s per MB); 0: all of them",
+    )
     runs_per_sync: int = setting(
         1,
         parse=integer(),
@@ -212,6 +232,10 @@ class Collection:
     def shard_keys(self) -> list[str]:
         """The partition keys of every asset."""
         return shard_keys(self.shards)
+
+    @property
+    def stream_over_bytes(self) -> int:
+        return self.stream_text_over_mib * 2**20
 
     @property
     def files(self) -> LocalFolder | ObjectPrefix:

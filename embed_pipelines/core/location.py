@@ -25,7 +25,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from embed_pipelines.core.files import replace_durably, sweep_debris, temporary_beside
+from embed_pipelines.core.files import DiskFull, disk_full, replace_durably, sweep_debris, temporary_beside
 
 _COPY_CHUNK = 8 << 20  # bytes per read and write when copying to or from an object store
 
@@ -71,6 +71,16 @@ class Location:
             (Location(self.fs, info.path) for info in found if info.is_file and info.path.endswith(suffix)),
             key=lambda location: location.path,
         )
+
+    def sizes(self, suffix: str = ".parquet", recursive: bool = False) -> dict[str, tuple[int, float]]:
+        """Name -> (bytes, modified in seconds since the epoch) of the files in this folder whose names end in
+        `suffix` (below it, with `recursive`: names are then paths under this folder); one listing."""
+        selector = pafs.FileSelector(self.path, recursive=recursive, allow_not_found=True)
+        return {
+            info.path.removeprefix(f"{self.path}/"): (info.size, info.mtime.timestamp())
+            for info in self.fs.get_file_info(selector)
+            if info.is_file and info.path.endswith(suffix)
+        }
 
     def folders(self) -> list[Location]:
         """The folders in this folder; none when it does not exist."""
@@ -125,8 +135,10 @@ class Location:
             scratch = Path(name)
         try:
             yield scratch
-        except BaseException:
+        except BaseException as error:
             scratch.unlink(missing_ok=True)
+            if disk_full(error):
+                raise DiskFull(scratch.parent, f"{self} was left as it was; free space there and sync again") from error
             raise
 
     def sweep_debris(self, older_than: float) -> int:
@@ -144,10 +156,13 @@ class Location:
 
     def move_to(self, target: Location) -> None:
         """A rename on local disk; a copy, then a delete, in an object store (callers name targets by content,
-        so a move cut short and done again leaves one copy)."""
+        so a move cut short and done again leaves one copy). The target is modified at the move, as an object
+        store's copy is: a retired file's age counts from its retirement."""
         if self.local:
             Path(target.path).parent.mkdir(parents=True, exist_ok=True)
         self.fs.move(self.path, target.path)
+        if self.local:
+            os.utime(target.path)
 
     def dataset(self, files: list[Location]) -> ds.Dataset:
         """The Parquet `files` (of this filesystem) as one dataset for DuckDB or Arrow to scan in place."""

@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Hashable
 from contextlib import ExitStack
+from pathlib import Path
 
 from embed_pipelines.core.rows import Document
 from embed_pipelines.pipeline.incremental import Failed, FailedBefore, Wanted, WorkAhead
 from embed_pipelines.pipeline.steps import StoreSync
 from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.sync.listing import Accepts
-from embed_pipelines.text.formats import Extraction, ExtractionStatus
+from embed_pipelines.text.formats import Extraction, ExtractionMode, ExtractionStatus, streams
 from embed_pipelines.text.isolation import IsolatedExtractor
+from embed_pipelines.text.streaming import NotText, count_text
 
 
 def _converted(path: str, sha256: str, extraction: Extraction) -> Document:
@@ -24,9 +26,20 @@ def _converted(path: str, sha256: str, extraction: Extraction) -> Document:
         status=extraction.status.value,
         error=None,
         failed_sha256=None,
-        text_chars=len(document.export_to_text()),
-        docling_json=document.model_dump_json(),
+        text_chars=extraction.text_chars if document is None else len(document.export_to_text()),
+        docling_json=None if document is None else document.model_dump_json(),
     )
+
+
+def _measured(local: Path) -> Extraction:
+    """A streamed file is only read through here (its chunks are made from the file itself): for its size in
+    characters, and to refuse one that is not text."""
+    mode = ExtractionMode.STREAMED_TEXT
+    try:
+        with local.open("rb") as stream:
+            return Extraction(mode, ExtractionStatus.SUCCESS, None, text_chars=count_text(stream))
+    except (OSError, NotText) as error:
+        return Extraction(mode, ExtractionStatus.FAILURE, None, getattr(error, "strerror", None) or str(error))
 
 
 def _failed(path: str, sha256: str, extraction: Extraction, last_good: Document | None) -> Document:
@@ -43,12 +56,12 @@ class ConvertDocuments(StoreSync):
     succeeded. One that failed is not converted again on the same bytes (it would fail again, at a
     conversion's cost on every sync): it waits until they change, until the per-file limits it ran over change,
     or until a repair (`retry_failed`) tries every failed file. Conversions run in a child process with those
-    limits."""
+    limits; a text file too large to parse is streamed instead (see text/streaming.py)."""
 
     def __init__(self, stores: Stores, accepts: Accepts, retry_failed: bool = False):
         collection = stores.collection
-        layout = f"layout={collection.layout_weights}"  # what decides the conversion mode of a file
-        super().__init__(stores, accepts, stores.documents(), settings=layout)
+        modes = f"layout={collection.layout_weights};stream_over={collection.stream_over_bytes}"  # decide a file's mode
+        super().__init__(stores, accepts, stores.documents(), settings=modes)
         self.retry_failed = retry_failed
         workers = collection.convert_workers
         self.extractor = IsolatedExtractor(
@@ -63,10 +76,13 @@ class ConvertDocuments(StoreSync):
         return local
 
     def prepare(self, shard: str, stale: list[tuple[str, Wanted]]) -> None:
-        self.ahead.plan(shard, stale)
+        self.ahead.plan(shard, [(path, wanted) for path, wanted in stale if not _streamed(wanted)])
 
     def wanted(self, shard: str, path: str) -> Wanted:
-        return Wanted((self.sources[path].sha256, self.extractor.mode_for(path).value))
+        source = self.sources[path]
+        if streams(path, source.size, self.collection.stream_over_bytes):
+            return Wanted((source.sha256, ExtractionMode.STREAMED_TEXT.value))
+        return Wanted((source.sha256, self.extractor.mode_for(path).value))
 
     def current(self, shard: str, path: str) -> Hashable | None:
         facts = self.store.read(shard, path, "source_sha256", "mode", "failed_sha256", "error")  # not the JSON
@@ -82,8 +98,12 @@ class ConvertDocuments(StoreSync):
 
     def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
         sha256 = self.sources[path].sha256
-        with self.ahead.take(path):
-            extraction = self.extractor.result(path)
+        if _streamed(wanted):
+            with self.collection.files.local_file(path) as local:
+                extraction = _measured(local)
+        else:
+            with self.ahead.take(path):
+                extraction = self.extractor.result(path)
         if extraction.status == ExtractionStatus.FAILURE:
             self.store.write(shard, path, [_failed(path, sha256, extraction, self.store.read_row(shard, path))])
             raise Failed(extraction.error or "unknown error")
@@ -94,3 +114,7 @@ class ConvertDocuments(StoreSync):
         self.extractor.close()
         for local in self.ahead.started.values():  # none, unless a rebuild raised
             local.close()
+
+
+def _streamed(wanted: Wanted) -> bool:
+    return wanted.signature[1] == ExtractionMode.STREAMED_TEXT.value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
 from embed_pipelines.core.fingerprints import Versions
 from embed_pipelines.core.rows import Chunk, ChunkVector
@@ -38,8 +39,8 @@ class LoadChunks(TableSync):
         signature = (chunks[0].source_sha256, [chunk.chunk_hash for chunk in chunks]) if chunks else None
         return Wanted(signature)
 
-    def stored_rows(self, shard: str, path: str, wanted: Wanted) -> list[Chunk]:
-        return self.chunks.read(shard, path)
+    def stored_batches(self, shard: str, path: str, wanted: Wanted) -> Iterator[list[Chunk]]:
+        return self.chunks.iter_batches(shard, path, self.rows_per_batch)
 
     def in_step(self, shard: str) -> bool:
         if not super().in_step(shard):

@@ -89,7 +89,9 @@ class Estimating:
         return getattr(self.model, name)
 
     def verify_identity(self) -> None:
-        """Nothing is embedded, so nothing can go into the version under a wrong model."""
+        """Nothing is embedded, so nothing can go into the version under a wrong model; a model file that
+        cannot be read is said all the same (the sync would fail on it)."""
+        self.model.verify_files()
 
     def within_budget(self, spent: int, texts: list[str]) -> int:
         return spent  # the plan reports what a sync would send; the budget stops the sync, not the plan

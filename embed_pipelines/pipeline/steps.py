@@ -80,6 +80,7 @@ class StoreSync(ListedFilesSync):
         super().__init__(stores, accepts)
         self.store, self.settings, self.upstream = store, settings, upstream
         self.records = InStepRecords(store)
+        self.changed: list[str] = []  # shards this run looked at again (they were not in step)
 
     def current(self, shard: str, path: str) -> Hashable | None:
         return self.store.made_from(shard, path)
@@ -94,9 +95,15 @@ class StoreSync(ListedFilesSync):
 
     def forget_in_step(self, shard: str) -> None:
         self.records.forget(shard)
+        self.changed.append(shard)
 
     def settle(self, clean: list[str]) -> None:
-        """The manifests first: a shard recorded in step is read from its manifest next time it changes."""
+        """The manifests first: a shard recorded in step is read from its manifest next time it changes. A
+        store that keeps retired files prunes them to the collection's retention first, once a run changed
+        some shard (only a change retires files; a no-op sync reads no state)."""
+        if self.store.retired is not None and self.changed:
+            days, mib = self.collection.retired_vectors_days, self.collection.retired_vectors_mib
+            self.figures.update(self.store.prune_retired(self.changed, days * 86_400, mib * 2**20))
         self.store.seal()
         for shard in clean:
             self.records.record(shard, uuid.uuid4().hex)

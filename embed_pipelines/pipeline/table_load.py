@@ -13,7 +13,7 @@ exactly its documents' (same documents, same row count), is skipped without read
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 
 import psycopg
 
@@ -65,9 +65,10 @@ class TableSync(ListedFilesSync):
     def table_row(self, shard: str, row, vector):
         """A stored row completed with its shard and vector: a row of the layout's kind."""
 
-    def stored_rows(self, shard: str, path: str, wanted: Wanted) -> list:
-        """The document's stored rows to load: `wanted.value`, unless a branch reads them only now."""
-        return wanted.value
+    def stored_batches(self, shard: str, path: str, wanted: Wanted) -> Iterable[list]:
+        """The document's stored rows to load, in order: `wanted.value`, unless a branch reads them only now
+        (a batch at a time, for a document of millions of rows)."""
+        return [wanted.value]
 
     def after_rows(self, path: str) -> None:  # noqa: B027 (optional hook)
         """Inside the document's transaction, once its rows are in (tables beside the version table)."""
@@ -108,13 +109,13 @@ class TableSync(ListedFilesSync):
         """Raising rolls the document back to its old rows. A document whose rows PostgreSQL refuses fails
         alone: it keeps its last good rows, the other documents go on, and its shard counts as not synced
         (so the version is not promoted over it, and the sensor asks for the shard again)."""
-        rows = self.stored_rows(shard, path, wanted)
+        expected = len(wanted.signature[1]) if wanted.signature else 0  # (source bytes, item hashes), or none
         try:
             with self.conn.transaction():
-                table_rows = self._joined(shard, path, rows)
+                table_rows = self._joined(shard, path, self.stored_batches(shard, path, wanted))
                 deleted, written = replace_document(self.conn, self.table, path, table_rows, self.layout)
-                if written != len(rows):
-                    raise VectorsBehind(f"{written} of {len(rows)} rows have current vectors")
+                if written != expected:
+                    raise VectorsBehind(f"{written} of {expected} rows have current vectors")
                 self.after_rows(path)
         except VectorsBehind as behind:  # its vectors failed (see the vectors asset's failures) or never ran
             self.shard_failed = True
@@ -126,20 +127,22 @@ class TableSync(ListedFilesSync):
             ) from error
         self.figures.update(rows_deleted=deleted, rows_written=written)
 
-    def _joined(self, shard: str, path: str, rows: list) -> Iterator:
-        """The document's rows with their vectors. A vector made from other input is an error, not a row: it
-        means the vectors are older than the rows for this document (a row without a vector is counted
-        by `rebuild`); the document then fails alone and keeps its last good rows."""
+    def _joined(self, shard: str, path: str, batches: Iterable[list]) -> Iterator:
+        """The document's rows with their vectors, both read in order of the layout's ordinal. A vector made
+        from other input is an error, not a row: it means the vectors are older than the rows for this
+        document (a row without a vector is counted by `rebuild`); the document then fails alone and keeps its
+        last good rows."""
         ordinal, item_hash = self.layout.ordinal, self.layout.item_hash
-        by_ordinal = {getattr(row, ordinal): row for row in rows}
-        for batch in self.vectors.iter_batches(shard, path, self.rows_per_batch):
-            for vector in batch:
-                row = by_ordinal.get(getattr(vector, ordinal))
-                if row is None:  # the vectors of a longer version of the document; not asked for
-                    continue
-                if getattr(row, item_hash) != getattr(vector, item_hash):
-                    raise VectorsBehind(f"{ordinal} {getattr(vector, ordinal)} has no current vector")
-                yield self.table_row(shard, row, vector)
+        vectors = (vector for batch in self.vectors.iter_batches(shard, path, self.rows_per_batch) for vector in batch)
+        vector = next(vectors, None)
+        for row in (row for batch in batches for row in batch):
+            while vector is not None and getattr(vector, ordinal) < getattr(row, ordinal):
+                vector = next(vectors, None)  # the vector of a row not asked for
+            if vector is None or getattr(vector, ordinal) != getattr(row, ordinal):
+                continue
+            if getattr(row, item_hash) != getattr(vector, item_hash):
+                raise VectorsBehind(f"{ordinal} {getattr(vector, ordinal)} has no current vector")
+            yield self.table_row(shard, row, vector)
 
     def prune(self, shard: str, keep: list[str]) -> int:
         gone = sorted(set(self.indexed) - set(keep))

@@ -5,7 +5,9 @@ One file per document means an edit rewrites that document's files only, never a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Generic
 
@@ -230,17 +232,42 @@ class DocumentStore(Generic[Row]):
         if fact not in self.facts:
             raise ValueError(f"{fact} is not one of the store's facts {sorted(self.facts)}")
         values, found, named = set(values), [], set()
+        listed = {path.name: path for path in self.retired.files()} if self.retired else {}  # retention may prune
         for folder in self.root.folders():
             manifest = self.manifest(folder.name)
             if manifest is None:
                 found += folder.files()
                 continue
             current, retired = manifest.holding(fact, values)
-            found += [folder / name for name in current] + [self.retired / name for name in retired]
+            found += [folder / name for name in current] + [listed[name] for name in retired if name in listed]
             named |= manifest.retired.keys()
-        if self.retired:
-            found += [path for path in self.retired.files() if path.name not in named]
-        return found
+        return found + [path for name, path in listed.items() if name not in named]
+
+    def prune_retired(self, shards: Iterable[str], max_age_s: float, max_bytes: int) -> dict[str, int]:
+        """Retention of the retired files, a cache of vectors no current file holds (the versions' tables are
+        loaded from current files only): those retired more than `max_age_s` ago go, then the oldest until the
+        rest take at most `max_bytes`. The manifests of `shards` (those this writer holds) forget what went;
+        another may still name a file that went, which `files_holding` leaves out. Returns figures: retired
+        files removed, bytes left in retired files, bytes of current files."""
+        retired = self.retired.sizes()
+        kept = sum(size for size, _ in retired.values())
+        removed, oldest_first = 0, sorted(retired, key=lambda name: retired[name][1])
+        for name in oldest_first:
+            size, retired_at = retired[name]
+            if retired_at >= time.time() - max_age_s and kept <= max_bytes:
+                break
+            with contextlib.suppress(FileNotFoundError):  # another writer's retention came first
+                (self.retired / name).delete()
+            kept, removed = kept - size, removed + 1
+        left = set(oldest_first[removed:])
+        for shard in shards if removed else ():
+            manifest = self.manifest(shard)
+            if manifest and (gone := manifest.retired.keys() - left):
+                manifest = self._changing(shard)
+                for name in gone:
+                    del manifest.retired[name]
+        current = sum(size for size, _ in self.root.sizes(recursive=True).values())
+        return {"retired_files_removed": removed, "retired_bytes": kept, "current_bytes": current}
 
     def _retire(self, manifest: Manifest, path: Location) -> None:
         """Named by content, so retiring the same rows twice keeps one copy."""

@@ -9,6 +9,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING
 
 from embed_pipelines.core.rows import Chunk
+from embed_pipelines.text.streaming import Section, split_section
 
 if TYPE_CHECKING:
     from docling_core.types.doc import DoclingDocument
@@ -68,20 +69,35 @@ class DocumentChunker:
             text = storable(self._chunker.contextualize(chunk=piece))
             if not text.strip():
                 continue
-            chunks.append(
-                Chunk(
-                    document_path=path,
-                    source_sha256=source_sha256,
-                    chunk_ordinal=len(chunks),
-                    text=text,
-                    headings=[storable(heading) for heading in piece.meta.headings or []],
-                    pages=sorted({prov.page_no for item in piece.meta.doc_items for prov in item.prov}),
-                    char_count=len(text),
-                    token_count=self._tokenizer.count_tokens(text),
-                    chunk_hash=chunk_hash(text),
-                )
-            )
+            headings = [storable(heading) for heading in piece.meta.headings or []]
+            pages = sorted({prov.page_no for item in piece.meta.doc_items for prov in item.prov})
+            tokens = self._tokenizer.count_tokens(text)
+            chunks.append(chunk_row(path, source_sha256, len(chunks), (headings, text, tokens), pages))
         return chunks
+
+    def chunk_sections(self, sections: list[Section]) -> list[Piece]:
+        """A streamed file's sections (see streaming.py) as chunk texts with their headings and token counts."""
+        count = self._tokenizer.count_tokens
+        pieces = [piece for section in sections for piece in split_section(section, self.max_tokens, count)]
+        return [(headings, storable(text), count(text)) for headings, text in pieces]
+
+
+Piece = tuple[list[str], str, int]  # a chunk's headings, text and tokens
+
+
+def chunk_row(path: str, source_sha256: str, ordinal: int, piece: Piece, pages: list[int] = ()) -> Chunk:
+    headings, text, tokens = piece
+    return Chunk(
+        document_path=path,
+        source_sha256=source_sha256,
+        chunk_ordinal=ordinal,
+        text=text,
+        headings=headings,
+        pages=list(pages),
+        char_count=len(text),
+        token_count=tokens,
+        chunk_hash=chunk_hash(text),
+    )
 
 
 def _counting(max_tokens: int, count: Callable[[str], int]):
@@ -115,6 +131,10 @@ def _chunk_json(docling_json: str, path: str, source_sha256: str) -> list[Chunk]
     return _worker_chunker.chunk(DoclingDocument.model_validate_json(docling_json), path, source_sha256)
 
 
+def _chunk_sections(sections: list[Section]) -> list[Piece]:
+    return _worker_chunker.chunk_sections(sections)
+
+
 class ChunkingPool:
     """Documents chunked in `workers` forked processes, each with a copy of `chunker`: parsing a docling JSON
     and HybridChunker are pure Python, one core each. Forked, so the tokenizer is not loaded again."""
@@ -125,6 +145,9 @@ class ChunkingPool:
 
     def submit(self, docling_json: str, path: str, source_sha256: str) -> Future[list[Chunk]]:
         return self.executor.submit(_chunk_json, docling_json, path, source_sha256)
+
+    def submit_sections(self, sections: list[Section]) -> Future[list[Piece]]:
+        return self.executor.submit(_chunk_sections, sections)
 
     def close(self) -> None:
         self.executor.shutdown(cancel_futures=True)

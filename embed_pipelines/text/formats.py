@@ -36,6 +36,7 @@ class ExtractionMode(str, Enum):
     SIMPLE = "simple"  # docling SimplePipeline: office, markup and text formats
     NATIVE_PDF = "native_pdf"  # model-free PDF text with page numbers, no layout analysis
     LAYOUT_PDF = "layout_pdf"  # docling's layout model from a local weights folder
+    STREAMED_TEXT = "streamed_text"  # a text file too large to parse: read and chunked as a stream, no docling
 
 
 class ExtractionStatus(str, Enum):
@@ -48,12 +49,22 @@ class ExtractionStatus(str, Enum):
 class Extraction:
     mode: ExtractionMode
     status: ExtractionStatus
-    document: DoclingDocument | None
+    document: DoclingDocument | None  # None for a streamed file: it is read again when chunked
     error: str | None = None
+    text_chars: int = 0  # of a streamed file
 
 
 def is_supported(path: Path | str) -> bool:
     return Path(path).suffix.lower() in SUPPORTED_SUFFIXES
+
+
+# Text formats docling reads as Markdown (see SUPPORTED_SUFFIXES): past a size, streamed instead.
+STREAMABLE_SUFFIXES = frozenset(suffix for suffix, format_ in SUPPORTED_SUFFIXES.items() if format_ == "md")
+
+
+def streams(path: Path | str, size: int, stream_over_bytes: int) -> bool:
+    """Whether a file is read as a stream rather than parsed by docling (see text/streaming.py)."""
+    return size > stream_over_bytes and Path(path).suffix.lower() in STREAMABLE_SUFFIXES
 
 
 def conversion_mode(path: Path | str, layout_weights: Path | None) -> ExtractionMode:

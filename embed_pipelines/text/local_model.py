@@ -142,7 +142,12 @@ class TextEmbeddingModel(BaseModel):
 
     def verify_identity(self) -> None:
         """Nothing to ask: the model is its files (fingerprinted in the version), its dtype is checked when
-        it loads (see `encoder`)."""
+        it loads (see `encoder`). A weights file that cannot be read (a download cut short) is said now, in
+        one line, before anything is converted for it."""
+        self.verify_files()
+
+    def verify_files(self) -> None:
+        check_weights(self.folder)
 
     def usage(self) -> dict[str, float]:
         """Requests and tokens sent to a server: none, in process."""

