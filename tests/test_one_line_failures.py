@@ -3,6 +3,7 @@ reason and what to do, and an exit code that says whether everything was indexed
 on the terminal."""
 
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -231,3 +232,12 @@ def test_the_plan_for_a_new_model_counts_every_chunk_it_embeds(cli_env, capsys, 
     assert exit_code(["index", str(source), "--collection", "newmodel", "--shards", "1", "--plan"]) == 0
     (embedding,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("text/EmbedChunks")]
     assert "chunks_embedded 2" in embedding
+
+
+def test_binary_bytes_under_a_text_suffix_are_called_not_text(tmp_path):
+    from embed_pipelines.text.extraction import DocumentExtractor
+
+    binary = tmp_path / "random.md"
+    binary.write_bytes(random.Random(0).randbytes(65536))
+    extraction = DocumentExtractor().extract(binary)
+    assert extraction.error == "not text in UTF-8 or cp1252 (binary data, or another encoding): save it as UTF-8"

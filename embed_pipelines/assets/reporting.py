@@ -166,8 +166,10 @@ def outcome_metadata(outcome: Outcome) -> dict:
 
 def report_gate(context: dg.OpExecutionContext, view_key: dg.AssetKey, outcome: Outcome) -> None:
     """Gate checks as asset check evaluations of the view's asset; a failed gate also as an observation
-    with the reasons, so both show on the asset's page."""
-    context.log.info(outcome.note)
+    with the reasons, so both show on the asset's page. The outcome is said once: a warning when the gate
+    failed."""
+    failed = outcome.gate is not None and not outcome.gate.passed
+    (context.log.warning if failed else context.log.info)(outcome.note)
     if outcome.gate is None:
         return
     for check in outcome.gate.checks:
@@ -181,6 +183,5 @@ def report_gate(context: dg.OpExecutionContext, view_key: dg.AssetKey, outcome: 
                 severity=dg.AssetCheckSeverity.ERROR,
             )
         )
-    if not outcome.gate.passed:
-        context.log.warning(outcome.note)
+    if failed:
         context.log_event(dg.AssetObservation(asset_key=view_key, metadata=outcome_metadata(outcome)))

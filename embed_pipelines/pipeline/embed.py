@@ -41,10 +41,10 @@ class EmbedChunks(StoreSync):
 
     def wanted(self, shard: str, path: str) -> Wanted:
         """From the chunks' hashes alone (the shard's manifest): their text is read only to embed them."""
-        chunks = self.chunks.read(shard, path, "chunk_hash")
+        chunks = self.chunks.read_columns(shard, path, "chunk_hash")
         if chunks is None:
             raise Missing("not chunked yet")
-        return Wanted(_made_from(chunks))
+        return Wanted(made_from(chunks["chunk_hash"]))
 
     def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
         if self.chunks.row_count(shard, path) > TEXTS_PER_MODEL_CALL:

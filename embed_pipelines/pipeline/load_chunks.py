@@ -32,12 +32,12 @@ class LoadChunks(TableSync):
 
     def wanted(self, shard: str, path: str) -> Wanted:
         """From the chunks' hashes alone: their text and the rest are read only to load them."""
-        chunks = self.chunks.read(shard, path, "source_sha256", "chunk_hash")
+        chunks = self.chunks.read_columns(shard, path, "source_sha256", "chunk_hash")
         if chunks is None:
             raise Missing("not chunked yet")
-        self.expected_rows[shard] += len(chunks)
-        signature = (chunks[0].source_sha256, [chunk.chunk_hash for chunk in chunks]) if chunks else None
-        return Wanted(signature)
+        hashes = chunks["chunk_hash"]
+        self.expected_rows[shard] += len(hashes)
+        return Wanted((chunks["source_sha256"][0], hashes) if hashes else None)
 
     def stored_batches(self, shard: str, path: str, wanted: Wanted) -> Iterator[list[Chunk]]:
         return self.chunks.iter_batches(shard, path, self.rows_per_batch)

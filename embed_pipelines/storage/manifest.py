@@ -39,8 +39,18 @@ class FileFacts:
         """Count in a further batch of the file's rows."""
         self.rows += table.num_rows
         for name, stored in names.items():
-            self.columns[name].extend(table.column(stored).to_pylist())
+            self.columns[name].extend(_shared_values(table.column(stored)))
         return self
+
+
+def _shared_values(column: pa.ChunkedArray) -> list:
+    """A column's values, one object per distinct string (a document's source hash is on each of its rows:
+    one copy, not a million)."""
+    if not pa.types.is_string(column.type):
+        return column.to_pylist()
+    encoded = column.combine_chunks().dictionary_encode()
+    distinct = encoded.dictionary.to_pylist()
+    return [None if index is None else distinct[index] for index in encoded.indices.to_pylist()]
 
 
 @dataclass

@@ -112,16 +112,27 @@ class DocumentStore(Generic[Row]):
 
     def read(self, shard: str, relative_path: str, *fields: str) -> list[Row] | None:
         """A document's rows (only `fields`, when named: a PNG column left out is most of a page file), or
-        None when it has no file. Fields that are all facts come from the shard's manifest."""
-        manifest = self.manifest(shard) if fields and set(fields) <= self.facts.keys() else None
+        None when it has no file."""
+        if fields:
+            columns = self.read_columns(shard, relative_path, *fields)
+            return None if columns is None else self.kind.from_columns(columns)
+        path = self._file(shard, relative_path)
+        return self.kind.from_arrow(path.read_table(schema=self.schema)) if path.exists() else None
+
+    def read_columns(self, shard: str, relative_path: str, *fields: str) -> dict[str, list] | None:
+        """Some fields of a document's rows as columns (field -> values in row order), or None when it has no
+        file: no object per row (a streamed file has millions). Fields that are all facts come from the
+        shard's manifest."""
+        manifest = self.manifest(shard) if set(fields) <= self.facts.keys() else None
         if manifest is not None:
             facts = manifest.current.get(self._file(shard, relative_path).name)
-            return None if facts is None else self.kind.from_columns({f: facts.columns[f] for f in fields})
+            return None if facts is None else {field: facts.columns[field] for field in fields}
         path = self._file(shard, relative_path)
         if not path.exists():
             return None
-        columns = self.kind.stored_names(*fields) if fields else None
-        return self.kind.from_arrow(path.read_table(columns=columns, schema=None if fields else self.schema))
+        stored = self.kind.stored_names(*fields)
+        table = path.read_table(columns=stored)
+        return {field: table.column(name).to_pylist() for field, name in zip(fields, stored, strict=True)}
 
     def read_row(self, shard: str, relative_path: str) -> Row | None:
         """The one row of a one-row-per-document store (documents), or None."""

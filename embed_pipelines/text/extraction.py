@@ -18,6 +18,7 @@ from embed_pipelines.text.formats import (
     ExtractionStatus,
     conversion_mode,
 )
+from embed_pipelines.text.streaming import UTF16_MARKS
 
 _log = logging.getLogger(__name__)
 
@@ -25,12 +26,12 @@ _log = logging.getLogger(__name__)
 # suffix, so that its content sniffing cannot override the suffix (it took prose with a comma on every line
 # for CSV and refused it, and HTML holding a NUL byte for UTF-16).
 _TEXT_FORMATS = {InputFormat.MD: ".md", InputFormat.CSV: ".csv", InputFormat.HTML: ".html"}
-_UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+_UNDECODABLE = "cannot be decoded reliably"  # docling's words for a text file in no encoding it knows
 
 
 def _text_bytes(data: bytes) -> bytes:
     """UTF-8 without NUL characters (which nothing downstream can store); UTF-16 files by their byte mark."""
-    if data.startswith(_UTF16_MARKS):
+    if data.startswith(UTF16_MARKS):
         data = data.decode("utf-16").encode("utf-8")
     return data.replace(b"\x00", b"")
 
@@ -108,6 +109,8 @@ class DocumentExtractor:
             return _failed(mode, f"{type(exc).__name__}: {exc}")
         if result.status not in (ConversionStatus.SUCCESS, ConversionStatus.PARTIAL_SUCCESS):
             reasons = "; ".join(e.error_message for e in result.errors) or result.status.value
+            if _UNDECODABLE in reasons:  # docling's advice (a backend option) is for its own API's users
+                return _failed(mode, "not text in UTF-8 or cp1252 (binary data, or another encoding): save it as UTF-8")
             return _failed(mode, f"docling could not convert the file: {reasons}")
         status = (
             ExtractionStatus.SUCCESS if result.status == ConversionStatus.SUCCESS else ExtractionStatus.PARTIAL_SUCCESS
