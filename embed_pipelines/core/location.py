@@ -65,22 +65,20 @@ class Location:
 
     def files(self, suffix: str = ".parquet", recursive: bool = False) -> list[Location]:
         """The files in this folder whose names end in `suffix`; none when it does not exist."""
-        selector = pafs.FileSelector(self.path, recursive=recursive, allow_not_found=True)
-        found = self.fs.get_file_info(selector)
-        return sorted(
-            (Location(self.fs, info.path) for info in found if info.is_file and info.path.endswith(suffix)),
-            key=lambda location: location.path,
-        )
+        found = (Location(self.fs, info.path) for info in self._file_infos(suffix, recursive))
+        return sorted(found, key=lambda location: location.path)
 
     def sizes(self, suffix: str = ".parquet", recursive: bool = False) -> dict[str, tuple[int, float]]:
-        """Name -> (bytes, modified in seconds since the epoch) of the files in this folder whose names end in
-        `suffix` (below it, with `recursive`: names are then paths under this folder); one listing."""
-        selector = pafs.FileSelector(self.path, recursive=recursive, allow_not_found=True)
+        """Name -> (bytes, modified in seconds since the epoch) of the files `files` lists (with `recursive`,
+        names are paths under this folder); one listing."""
         return {
             info.path.removeprefix(f"{self.path}/"): (info.size, info.mtime.timestamp())
-            for info in self.fs.get_file_info(selector)
-            if info.is_file and info.path.endswith(suffix)
+            for info in self._file_infos(suffix, recursive)
         }
+
+    def _file_infos(self, suffix: str, recursive: bool) -> Iterator[pafs.FileInfo]:
+        selector = pafs.FileSelector(self.path, recursive=recursive, allow_not_found=True)
+        return (info for info in self.fs.get_file_info(selector) if info.is_file and info.path.endswith(suffix))
 
     def folders(self) -> list[Location]:
         """The folders in this folder; none when it does not exist."""

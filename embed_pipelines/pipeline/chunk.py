@@ -72,8 +72,7 @@ class ChunkDocuments(StoreSync):
 
         def rows(pieces: list[Piece]) -> list[Chunk]:
             nonlocal ordinal
-            ordinal += len(pieces)
-            first = ordinal - len(pieces)
+            first, ordinal = ordinal, ordinal + len(pieces)
             return [chunk_row(path, source_sha256, first + i, piece) for i, piece in enumerate(pieces)]
 
         with self.collection.files.local_file(path) as local, local.open("rb") as raw:

@@ -80,9 +80,9 @@ class ConvertDocuments(StoreSync):
 
     def wanted(self, shard: str, path: str) -> Wanted:
         source = self.sources[path]
-        if streams(path, source.size, self.collection.stream_over_bytes):
-            return Wanted((source.sha256, ExtractionMode.STREAMED_TEXT.value))
-        return Wanted((source.sha256, self.extractor.mode_for(path).value))
+        streamed = streams(path, source.size, self.collection.stream_over_bytes)
+        mode = ExtractionMode.STREAMED_TEXT if streamed else self.extractor.mode_for(path)
+        return Wanted((source.sha256, mode.value))
 
     def current(self, shard: str, path: str) -> Hashable | None:
         facts = self.store.read(shard, path, "source_sha256", "mode", "failed_sha256", "error")  # not the JSON

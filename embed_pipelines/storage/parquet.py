@@ -263,9 +263,10 @@ class DocumentStore(Generic[Row]):
         retired = self.retired.sizes()
         kept = sum(size for size, _ in retired.values())
         removed, oldest_first = 0, sorted(retired, key=lambda name: retired[name][1])
+        cutoff = time.time() - max_age_s
         for name in oldest_first:
             size, retired_at = retired[name]
-            if retired_at >= time.time() - max_age_s and kept <= max_bytes:
+            if retired_at >= cutoff and kept <= max_bytes:
                 break
             with contextlib.suppress(FileNotFoundError):  # another writer's retention came first
                 (self.retired / name).delete()
