@@ -5,8 +5,9 @@ every later step reads and writes it a batch at a time; this measures that memor
 keeps its speed as the file grows. For each size (MB) a file of Python-documentation sentences in random
 order (distinct chunks, headings every 60 paragraphs) is indexed by `api.index` in a fresh process and a
 fresh home; printed: the chunks step's throughput (MB/s, from Dagster's step timings), the whole run's wall
-time and its peak RSS (the run's process and its children: chunking workers, conversion children; the
-PostgreSQL server is not counted). The throughput at each size is compared with the smallest's.
+time and its peak RSS (the largest process among the run's process and its children: chunking workers,
+conversion children; the PostgreSQL server is not counted), then each step's peak of the run's process and
+its children together (PSS, sampled every 2 s). The throughput at each size is compared with the smallest's.
 
 The model: all-MiniLM-L6-v2's own tokenizer (so chunks are its 254-token chunks) in front of a random-weight
 encoder of one small layer, so that the encoder's cost does not hide the pipeline's (the model's speed is
@@ -25,8 +26,11 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+
+import psutil
 
 DOCS = Path("/usr/share/doc/python3.11/html/_sources/library")
 RUN = """
@@ -37,7 +41,8 @@ instance = api.dagster_instance()
 started = time.perf_counter()
 result = api.index(source, collection, shard_count=1, instance=instance)
 seconds = time.perf_counter() - started
-steps = {s.step_key.split("__")[-1]: s.end_time - s.start_time for s in instance.get_run_step_stats(result.run_id)}
+stats = instance.get_run_step_stats(result.run_id)
+steps = {s.step_key.split("__")[-1]: (s.start_time, s.end_time) for s in stats}
 print(json.dumps({"success": result.success, "seconds": seconds, "steps": steps}))
 """
 
@@ -78,6 +83,27 @@ def bench_model(folder: Path) -> Path:
     return folder
 
 
+def sampled_rss(pid: int, every_s: float, samples: list[tuple[float, float]]) -> None:
+    """(time, MiB) of the process and its children, until it ends: their proportional set size (PSS), which
+    counts a page shared by forked workers once, not once per process as RSS does."""
+    try:
+        process = psutil.Process(pid)
+        while process.is_running():
+            tree = [process, *process.children(recursive=True)]
+            samples.append((time.time(), sum(p.memory_full_info().pss for p in tree if p.is_running()) / 2**20))
+            time.sleep(every_s)
+    except psutil.Error:  # the run ended between two looks
+        return
+
+
+def step_peaks(steps: dict[str, tuple[float, float]], samples: list[tuple[float, float]]) -> dict[str, float]:
+    """Each step's peak RSS (MiB) among the samples taken while it ran."""
+    return {
+        step: max((rss for at, rss in samples if start <= at <= end), default=0.0)
+        for step, (start, end) in sorted(steps.items(), key=lambda item: item[1][0])
+    }
+
+
 def run(source: Path, home: Path, model: Path) -> dict:
     env = os.environ | {
         "PYTHONWARNINGS": "ignore",
@@ -88,11 +114,16 @@ def run(source: Path, home: Path, model: Path) -> dict:
     }
     (home / "dagster").mkdir(parents=True)
     child = subprocess.Popen([sys.executable, "-c", RUN, str(source), "large"], env=env, stdout=subprocess.PIPE)
+    samples: list[tuple[float, float]] = []
+    sampler = threading.Thread(target=sampled_rss, args=(child.pid, 2.0, samples), daemon=True)
+    sampler.start()
     output = child.stdout.read()
     _, status, usage = os.wait4(child.pid, 0)
+    sampler.join()
     if status != 0:
         raise SystemExit(f"the index run failed (status {status})")
-    return json.loads(output.decode().strip().splitlines()[-1]) | {"peak_rss_mb": usage.ru_maxrss / 1024}
+    figures = json.loads(output.decode().strip().splitlines()[-1])
+    return figures | {"peak_rss_mb": usage.ru_maxrss / 1024, "step_peaks": step_peaks(figures["steps"], samples)}
 
 
 def main() -> None:
@@ -115,7 +146,7 @@ def main() -> None:
             write_text(source / "large.txt", megabytes, pool)
             print(f"  (wrote {megabytes:g} MB in {time.perf_counter() - started:.1f} s)", file=sys.stderr)
             figures = run(source, scratch / f"home-{megabytes:g}", model)
-            chunk_seconds = figures["steps"]["chunks"]
+            chunk_seconds = figures["steps"]["chunks"][1] - figures["steps"]["chunks"][0]
             rate = megabytes / chunk_seconds
             first = first or rate
             print(
@@ -123,6 +154,8 @@ def main() -> None:
                 f"{figures['seconds']:>8.1f} {figures['peak_rss_mb']:>11.0f}",
                 flush=True,
             )
+            peaks = ", ".join(f"{step} {rss:,.0f}" for step, rss in figures["step_peaks"].items())
+            print(f"  (peak PSS MiB of the run and its children, by step: {peaks})", flush=True)
             (source / "large.txt").unlink()
 
 

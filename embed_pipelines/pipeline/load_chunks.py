@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from embed_pipelines.core.fingerprints import Versions
 from embed_pipelines.core.rows import Chunk, ChunkVector
 from embed_pipelines.pipeline.incremental import Missing, Wanted
+from embed_pipelines.pipeline.steps import made_from
 from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.pipeline.table_load import TableSync
 from embed_pipelines.storage.tables import ShardHealth, shard_health
@@ -31,13 +32,16 @@ class LoadChunks(TableSync):
         return super().start_shard(shard)
 
     def wanted(self, shard: str, path: str) -> Wanted:
-        """From the chunks' hashes alone: their text and the rest are read only to load them."""
-        chunks = self.chunks.read_columns(shard, path, "source_sha256", "chunk_hash")
-        if chunks is None:
+        """From the chunks' hashes alone (read a batch at a time): their text and the rest are read only to load
+        them."""
+        rows = self.chunks.row_count(shard, path)
+        if rows is None:
             raise Missing("not chunked yet")
-        hashes = chunks["chunk_hash"]
-        self.expected_rows[shard] += len(hashes)
-        return Wanted((chunks["source_sha256"][0], hashes) if hashes else None)
+        self.expected_rows[shard] += rows
+        if not rows:
+            return Wanted(None)
+        source_sha256 = next(self.chunks.iter_values(shard, path, "source_sha256"))
+        return Wanted((source_sha256, made_from(self.chunks.iter_values(shard, path, "chunk_hash")), rows))
 
     def stored_batches(self, shard: str, path: str, wanted: Wanted) -> Iterator[list[Chunk]]:
         return self.chunks.iter_batches(shard, path, self.rows_per_batch)

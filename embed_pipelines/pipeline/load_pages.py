@@ -11,6 +11,7 @@ from embed_pipelines.core.fingerprints import Versions
 from embed_pipelines.core.rows import Page, PageVectors
 from embed_pipelines.pipeline.incremental import Missing, Wanted
 from embed_pipelines.pipeline.render import PAGES_PER_BATCH
+from embed_pipelines.pipeline.steps import made_from
 from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.pipeline.table_load import TableSync
 from embed_pipelines.storage.page_tables import as_halfvecs, ensure_page_search, write_regions
@@ -35,7 +36,7 @@ class LoadPages(TableSync):
         pages = self.images.read(shard, path, *PAGE_FACTS)
         if not pages:
             raise Missing("not rendered yet")
-        return Wanted((pages[0].source_sha256, [page.image_sha256 for page in pages]), pages)
+        return Wanted((pages[0].source_sha256, made_from(page.image_sha256 for page in pages), len(pages)), pages)
 
     def table_row(self, shard: str, page: Page, vectors: PageVectors) -> Page:
         """A page completed with its shard and token vectors; its regions are kept for `after_rows`."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 
 from embed_pipelines.core.rows import SourceFile
 from embed_pipelines.pipeline.incremental import InStepRecord, ShardSync
@@ -13,10 +13,15 @@ from embed_pipelines.storage.parquet import DocumentStore
 from embed_pipelines.sync.listing import Accepts, listing_digest
 
 
-def made_from(item_hashes: list[str]) -> str:
+def made_from(item_hashes: Iterable[str]) -> str:
     """What a per-document output made of items (chunks, pages) is current with: exactly these item hashes,
-    in this order."""
-    return hashlib.sha256(",".join(item_hashes).encode()).hexdigest()
+    in this order (the SHA-256 of them joined by commas, as `tables.indexed_documents` computes it in SQL).
+    Taken an item at a time: a streamed file's millions need not be in memory together."""
+    digest, separator = hashlib.sha256(), b""
+    for item_hash in item_hashes:
+        digest.update(separator + item_hash.encode())
+        separator = b","
+    return digest.hexdigest()
 
 
 class InStepRecords:

@@ -1,10 +1,11 @@
 """Keep a version table equal to the stored documents of its shards: the one loader behind `vector_index` and
 `page_index`.
 
-A document's rows are swapped in one transaction when what they were made from (source bytes and item
-hashes, read from the table itself) differs from the store: its stored rows joined with their vectors, by the
-layout's ordinal and item hash. Rows of documents that left the shard are deleted; unchanged documents are not
-touched. Each synced shard is recorded in the registry, and the HNSW index is built after the first bulk load.
+A document's rows are swapped in one transaction when what they were made from (source bytes, the digest of
+its item hashes and their count, computed by PostgreSQL from the table itself) differs from the store: its
+stored rows joined with their vectors, by the layout's ordinal and item hash. Rows of documents that left the
+shard are deleted; unchanged documents are not touched. Each synced shard is recorded in the registry, and the
+HNSW index is built after the first bulk load.
 
 A shard whose listing and vectors are those of the table's last clean load, and whose table rows are still
 exactly its documents' (same documents, same row count), is skipped without reading its stored rows.
@@ -56,7 +57,7 @@ class TableSync(ListedFilesSync):
         self.table = ensure_version(
             conn, self.view, versions.index, model.dimension, self.layout, model.query_settings(), versions.chunker
         )
-        self.indexed: dict[str, tuple[str, list[str]]] = {}
+        self.indexed: dict[str, tuple[str, str, int]] = {}  # path -> (source sha256, items' made_from, rows)
         self.records = InStepRecords(vectors, f"indexed-{self.table}")  # beside the vectors' own records
         self.loaded_rows: dict[str, int] = {}  # shard -> rows the table holds once its documents are loaded
         self._before: tuple[int, int] = (0, 0)  # rows written and deleted before the current shard
@@ -95,7 +96,7 @@ class TableSync(ListedFilesSync):
 
     def rows_indexed(self) -> int:
         """Rows the table holds for the shard begun last."""
-        return sum(len(hashes) for _, hashes in self.indexed.values())
+        return sum(rows for _, _, rows in self.indexed.values())
 
     def forget_in_step(self, shard: str) -> None:
         self.records.forget(shard)
@@ -109,7 +110,7 @@ class TableSync(ListedFilesSync):
         """Raising rolls the document back to its old rows. A document whose rows PostgreSQL refuses fails
         alone: it keeps its last good rows, the other documents go on, and its shard counts as not synced
         (so the version is not promoted over it, and the sensor asks for the shard again)."""
-        expected = len(wanted.signature[1]) if wanted.signature else 0  # (source bytes, item hashes), or none
+        expected = wanted.signature[2] if wanted.signature else 0  # (source bytes, items' digest, rows), or none
         try:
             with self.conn.transaction():
                 table_rows = self._joined(shard, path, self.stored_batches(shard, path, wanted))

@@ -19,16 +19,19 @@ import pyarrow as pa
 from embed_pipelines.core.location import Location
 
 SUFFIX = ".manifest"  # not ".parquet": a listing of document files leaves it out
+# A file of more rows keeps no facts in the manifest (it answers for itself, a batch at a time): a streamed
+# text file has millions of chunks, whose facts would hold memory in every step that reads the manifest.
+MAX_FACT_ROWS = 100_000
 
 
 @dataclass
 class FileFacts:
     """What the manifest knows of one file: its footer's `made_from`, its row count, and per fact field the
-    values of its rows, in order."""
+    values of its rows, in order (`columns` None: not kept, the file has more than MAX_FACT_ROWS rows)."""
 
     made_from: str
     rows: int = 0
-    columns: dict[str, list] = field(default_factory=dict)
+    columns: dict[str, list] | None = field(default_factory=dict)
 
     @classmethod
     def of_table(cls, table: pa.Table, made_from: str, names: dict[str, str]) -> FileFacts:
@@ -38,7 +41,9 @@ class FileFacts:
     def add(self, table: pa.Table, names: dict[str, str]) -> FileFacts:
         """Count in a further batch of the file's rows."""
         self.rows += table.num_rows
-        for name, stored in names.items():
+        if self.rows > MAX_FACT_ROWS:
+            self.columns = None
+        for name, stored in names.items() if self.columns is not None else ():
             self.columns[name].extend(_shared_values(table.column(stored)))
         return self
 
@@ -65,9 +70,14 @@ class Manifest:
             self.retired[retired_name] = self.current.pop(name)
 
     def holding(self, fact: str, values: set) -> tuple[list[str], list[str]]:
-        """(current, retired) names of the files holding any of `values` in the fact column `fact`."""
+        """(current, retired) names of the files that may hold any of `values` in the fact column `fact`: those
+        that do, and those whose facts are not kept."""
         return tuple(  # type: ignore[return-value]
-            [name for name, facts in files.items() if not values.isdisjoint(facts.columns[fact])]
+            [
+                name
+                for name, facts in files.items()
+                if facts.columns is None or not values.isdisjoint(facts.columns[fact])
+            ]
             for files in (self.current, self.retired)
         )
 
@@ -80,7 +90,10 @@ class Manifest:
             "made_from": [facts.made_from for _, facts, _ in entries],
             "rows": [facts.rows for _, facts, _ in entries],
         }
-        columns |= {f"fact.{fact}": [facts.columns[fact] for _, facts, _ in entries] for fact in fact_types}
+        columns |= {
+            f"fact.{fact}": [None if facts.columns is None else facts.columns[fact] for _, facts, _ in entries]
+            for fact in fact_types
+        }
         return pa.Table.from_pydict(columns, schema=schema(fact_types))
 
     @classmethod
@@ -90,7 +103,8 @@ class Manifest:
         fixed = [table[column] for column in ("name", "retired", "made_from", "rows")]
         for name, retired, made_from, rows, *values in zip(*fixed, *(table[f"fact.{f}"] for f in facts), strict=True):
             files = manifest.retired if retired else manifest.current
-            files[name] = FileFacts(made_from, rows, dict(zip(facts, values, strict=True)))
+            kept = rows <= MAX_FACT_ROWS  # an older manifest may hold them all the same
+            files[name] = FileFacts(made_from, rows, dict(zip(facts, values, strict=True)) if kept else None)
         return manifest
 
 

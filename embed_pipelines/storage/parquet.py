@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from embed_pipelines.core.location import Location
 from embed_pipelines.core.rows import Row, RowKind
-from embed_pipelines.storage.manifest import SUFFIX, FileFacts, Manifest
+from embed_pipelines.storage.manifest import MAX_FACT_ROWS, SUFFIX, FileFacts, Manifest
 
 
 def document_key(relative_path: str) -> str:
@@ -121,18 +121,35 @@ class DocumentStore(Generic[Row]):
 
     def read_columns(self, shard: str, relative_path: str, *fields: str) -> dict[str, list] | None:
         """Some fields of a document's rows as columns (field -> values in row order), or None when it has no
-        file: no object per row (a streamed file has millions). Fields that are all facts come from the
-        shard's manifest."""
+        file: no object per row."""
+        if self.row_count(shard, relative_path) is None:
+            return None
+        columns: dict[str, list] = {field: [] for field in fields}
+        for batch in self.iter_columns(shard, relative_path, MAX_FACT_ROWS, *fields):
+            for field in fields:
+                columns[field] += batch[field]
+        return columns
+
+    def iter_columns(self, shard: str, relative_path: str, rows: int, *fields: str) -> Iterator[dict[str, list]]:
+        """Like `read_columns`, `rows` at a time (a streamed file has millions); nothing when it has no file.
+        Fields that are all facts come from the shard's manifest where it keeps them for the file."""
         manifest = self.manifest(shard) if set(fields) <= self.facts.keys() else None
-        if manifest is not None:
-            facts = manifest.current.get(self._file(shard, relative_path).name)
-            return None if facts is None else {field: facts.columns[field] for field in fields}
+        facts = manifest.current.get(self._file(shard, relative_path).name) if manifest else None
+        if manifest is not None and (facts is None or facts.columns is not None):
+            if facts is not None:
+                yield {field: facts.columns[field] for field in fields}
+            return
         path = self._file(shard, relative_path)
         if not path.exists():
-            return None
+            return
         stored = self.kind.stored_names(*fields)
-        table = path.read_table(columns=stored)
-        return {field: table.column(name).to_pylist() for field, name in zip(fields, stored, strict=True)}
+        for batch in path.parquet_file().iter_batches(batch_size=rows, columns=stored):
+            yield {field: batch.column(name).to_pylist() for field, name in zip(fields, stored, strict=True)}
+
+    def iter_values(self, shard: str, relative_path: str, field: str) -> Iterator:
+        """One field of a document's rows, in row order, read a batch at a time."""
+        for batch in self.iter_columns(shard, relative_path, MAX_FACT_ROWS, field):
+            yield from batch[field]
 
     def read_row(self, shard: str, relative_path: str) -> Row | None:
         """The one row of a one-row-per-document store (documents), or None."""
@@ -197,12 +214,15 @@ class DocumentStore(Generic[Row]):
         return self._manifests[shard]
 
     def _manifest_from_files(self, shard: str) -> Manifest:
-        """Each current file's facts read from the file (retired files are found by listing instead)."""
+        """Each current file's facts read from the file, a batch at a time (retired files are found by listing
+        instead)."""
         manifest = Manifest()
         for path in (self.root / shard).files():
-            table = path.read_table(columns=list(self.facts.values()))
-            made_from = (table.schema.metadata or {}).get(b"made_from", b"").decode()
-            manifest.current[path.name] = FileFacts.of_table(table, made_from, self.facts)
+            file = path.parquet_file()
+            facts = FileFacts(_made_from(file.metadata), columns={name: [] for name in self.facts})
+            for batch in file.iter_batches(batch_size=MAX_FACT_ROWS, columns=list(self.facts.values())):
+                facts.add(pa.Table.from_batches([batch]), self.facts)
+            manifest.current[path.name] = facts
         return manifest
 
     def seal(self) -> None:

@@ -32,9 +32,9 @@ class ScratchStore(DocumentStore[Row]):
         source = self._source(shard, relative_path)
         return None if source is None else source.read(shard, relative_path, *fields)
 
-    def read_columns(self, shard: str, relative_path: str, *fields: str) -> dict[str, list] | None:
+    def iter_columns(self, shard: str, relative_path: str, rows: int, *fields: str) -> Iterator[dict[str, list]]:
         source = self._source(shard, relative_path)
-        return None if source is None else source.read_columns(shard, relative_path, *fields)
+        return iter(()) if source is None else source.iter_columns(shard, relative_path, rows, *fields)
 
     def iter_batches(self, shard: str, relative_path: str, rows: int, *fields: str) -> Iterator[list[Row]]:
         source = self._source(shard, relative_path)

@@ -84,15 +84,17 @@ def ensure_table(
 
 def indexed_documents(
     conn: psycopg.Connection, table: str, shard: str, layout: TableLayout = CHUNK_TABLE
-) -> dict[str, tuple[str, list[str]]]:
-    """path -> (source sha256, item hashes in order) of what the table holds for a shard."""
+) -> dict[str, tuple[str, str, int]]:
+    """path -> (source sha256, `steps.made_from` of its item hashes in order, rows) of what the table holds for
+    a shard: PostgreSQL digests the hashes, so a document of millions of rows sends three values."""
     query = sql.SQL(
-        "SELECT document_path, min(source_sha256), array_agg({item_hash} ORDER BY {ordinal}) "
+        "SELECT document_path, min(source_sha256), "
+        "encode(sha256(convert_to(string_agg({item_hash}, ',' ORDER BY {ordinal}), 'UTF8')), 'hex'), count(*) "
         "FROM {table} WHERE shard = %s GROUP BY document_path"
     ).format(
         item_hash=sql.Identifier(layout.item_hash), ordinal=sql.Identifier(layout.ordinal), table=sql.Identifier(table)
     )
-    return {path: (sha256, hashes) for path, sha256, hashes in conn.execute(query, (shard,))}
+    return {path: (sha256, digest, rows) for path, sha256, digest, rows in conn.execute(query, (shard,))}
 
 
 def replace_document(
