@@ -1,4 +1,4 @@
-"""Exact k-NN over Parquet (DuckDB) and recall@k, which the promotion gate judges HNSW by."""
+"""Exact k-NN over Parquet and recall@k, which the promotion gate judges HNSW by."""
 
 import numpy as np
 import pyarrow as pa
