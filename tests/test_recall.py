@@ -2,9 +2,9 @@
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from embed_pipelines.core.location import Location
 from embed_pipelines.versions.recall import exact_neighbours, recall_at_k, sample_vectors
 
 
@@ -22,7 +22,7 @@ def _write_vectors(folder, vectors: np.ndarray, files: int = 3) -> list:
         )
         paths.append(folder / f"{part}.parquet")
         pq.write_table(table, paths[-1])
-    return ds.dataset([str(path) for path in paths], format="parquet")
+    return [Location.of(path) for path in paths]
 
 
 def test_exact_neighbours_equal_a_brute_force_search(tmp_path):

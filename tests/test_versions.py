@@ -152,6 +152,8 @@ def test_a_failing_gate_keeps_the_served_version_and_says_why(
     assert not passed and figures["hit_rate"] < figures["serving_hit_rate"] - 0.05
     observation = instance.fetch_observations(asset_key(collection, "search_view"), limit=1).records[0]
     assert "golden_queries" in observation.asset_observation.metadata["note"].value
+    said = [event for event in instance.all_logs(second.run_id) if event.dagster_event is None]
+    assert len([event for event in said if "golden_queries" in event.user_message]) == 1, "the refusal said once"
 
     # Nothing changed: the next sync does not re-run the gate; asking explicitly reports why it refuses.
     assert gate_checks(sync(collection, tiny_model, postgres, instance)) == {}

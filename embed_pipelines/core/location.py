@@ -4,7 +4,7 @@
 pyarrow's filesystems rather than fsspec: pyarrow is already how every state file is read and written, it
 reaches S3, GCS and Azure with each SDK's standard environment (for S3 `AWS_ACCESS_KEY_ID`,
 `AWS_SECRET_ACCESS_KEY`, `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL`), so no credential ever passes through
-config, and DuckDB scans its datasets in place, reading only the columns and row groups a query needs.
+config, and a large file is read a row group at a time, only the columns a step needs.
 
 Writes are whole or absent. On local disk a file is written beside its target, flushed and renamed over it;
 an object store has no rename, but an object appears only once its upload completes, so the finished file is
@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -161,7 +160,3 @@ class Location:
         self.fs.move(self.path, target.path)
         if self.local:
             os.utime(target.path)
-
-    def dataset(self, files: list[Location]) -> ds.Dataset:
-        """The Parquet `files` (of this filesystem) as one dataset for DuckDB or Arrow to scan in place."""
-        return ds.dataset([file.path for file in files], filesystem=self.fs, format="parquet")

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Generic
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from embed_pipelines.core.location import Location
@@ -252,10 +251,6 @@ class DocumentStore(Generic[Row]):
 
     def _in_step(self, shard: str, step: str) -> Location:
         return self.root / f"{shard}.{step}"
-
-    def dataset(self, files: list[Location]) -> ds.Dataset:
-        """Files of this store (as `files_holding` names them) as one dataset to scan in place."""
-        return self.root.dataset(files)
 
     def files_holding(self, fact: str, values: Iterable) -> list[Location]:
         """The files, current or retired, that may hold any of `values` in the fact field `fact`: those the

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-import pyarrow.dataset as ds
-
 from embed_pipelines.core.location import Location
 from embed_pipelines.core.rows import Row
 from embed_pipelines.storage.parquet import DocumentStore, document_key
@@ -68,6 +66,3 @@ class ScratchStore(DocumentStore[Row]):
     def files_holding(self, fact: str, values: Iterable) -> list[Location]:
         """The store's files only: what the dry run wrote holds no vector worth finding."""
         return self.base.files_holding(fact, values)
-
-    def dataset(self, files: list[Location]) -> ds.Dataset:
-        return self.base.dataset(files)

@@ -1,4 +1,4 @@
-"""Vectors already computed for an index version, found by content hash (DuckDB over the Parquet files).
+"""Vectors already computed for an index version, found by content hash in its Parquet files.
 
 This is what makes a vector computed at most once per (index version, content hash): unchanged chunks of an
 edited file, a renamed file, identical chunks in other files, and the same page image anywhere all reuse a
@@ -7,28 +7,28 @@ stored vector.
 
 from __future__ import annotations
 
-import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from embed_pipelines.core.location import Location
 from embed_pipelines.storage.parquet import DocumentStore
 
 
 def lookup_stored(store: DocumentStore, hashes: list[str], key: str, values: list[str]) -> dict[str, tuple]:
-    """hash -> the stored `values` for the hashes found in the `key` column of any file of the store,
-    retired files included. Only the files the manifests say hold one of them are read."""
+    """hash -> the stored `values` for the hashes found in the `key` column of any file of the store, retired
+    files included. Only the files the manifests say may hold one of them are read, a row group at a time:
+    the key column, then the values of a group that holds a match. (A DuckDB query over the files as an Arrow
+    dataset read a file whole: 2.3 GB for a 2-million-row file; this held 180 MB, in half the time.)"""
     files = store.files_holding(key, hashes) if hashes else []
-    if not files:
-        return {}
-    wanted = pa.table({"wanted": sorted(set(hashes))})
-    with duckdb.connect() as db:
-        db.register("wanted", wanted)
-        db.register("stored", store.dataset(files))
-        columns = "".join(f', any_value("{value}")' for value in values)
-        found = db.execute(
-            f'SELECT "{key}"{columns} FROM stored WHERE "{key}" IN (SELECT wanted FROM wanted) GROUP BY "{key}"'
-        ).fetchall()
-    return {row[0]: row[1:] for row in found}
+    wanted, found = pa.array(sorted(set(hashes)), pa.string()), {}
+    for parquet in map(Location.parquet_file, files):
+        for group in range(parquet.num_row_groups):
+            matches = pc.is_in(parquet.read_row_group(group, columns=[key]).column(0), value_set=wanted)
+            if pc.any(matches).as_py():
+                for row in parquet.read_row_group(group, columns=[key, *values]).filter(matches).to_pylist():
+                    found.setdefault(row[key], tuple(row[value] for value in values))
+    return found
 
 
 def lookup_vectors(store: DocumentStore, chunk_hashes: list[str]) -> dict[str, np.ndarray]:

@@ -143,11 +143,10 @@ def recall_at_10(inputs: GateInputs) -> GateCheck:
     conn, collection, candidate = inputs.conn, inputs.collection, inputs.candidate
     current = inputs.family.vectors_folder(collection, candidate.version) / "current"
     files = current.files(recursive=True)
-    stored = current.dataset(files) if files else None
-    queries = sample_vectors(stored, collection.promotion.recall_queries) if stored else []
+    queries = sample_vectors(files, collection.promotion.recall_queries)
     if not len(queries):
         return GateCheck("recall_at_10", True, "no vectors to query", {"queries": 0})
-    exact = exact_neighbours(stored, queries, RECALL_K)
+    exact = exact_neighbours(files, queries, RECALL_K)
     approximate = [
         [(hit.document_path, hit.chunk_ordinal, hit.score) for hit in search(conn, candidate.table, query, RECALL_K)]
         for query in queries

@@ -11,7 +11,8 @@ import random
 from collections.abc import Sequence
 
 import numpy as np
-import pyarrow.dataset as ds
+
+from embed_pipelines.core.location import Location
 
 Neighbour = tuple[str, int, float]  # (document path, chunk ordinal, cosine similarity)
 
@@ -19,45 +20,41 @@ Neighbour = tuple[str, int, float]  # (document path, chunk ordinal, cosine simi
 TIE_TOLERANCE = 1e-5
 
 
-def sample_vectors(stored: ds.Dataset, count: int, seed: int = 0) -> np.ndarray:
+def sample_vectors(files: list[Location], count: int, seed: int = 0) -> np.ndarray:
     """Up to `count` stored vectors drawn at random, to use as queries: they follow the data's own
-    distribution. Only the row groups holding a drawn row are read: a sampling scan of every row (DuckDB's
-    reservoir over the dataset) held 1.7 GB for a 2-million-row file."""
-    groups = _row_groups(stored)
-    starts = np.cumsum([0] + [group.row_groups[0].num_rows for group in groups])
+    distribution. Only the row groups holding a drawn row are read (DuckDB's reservoir sample over the files
+    held 1.7 GB for a 2-million-row file)."""
+    groups: list[tuple[Location, int, int]] = []  # (file, row group, its rows)
+    for file in files:
+        metadata = file.parquet_metadata()
+        groups += [(file, group, metadata.row_group(group).num_rows) for group in range(metadata.num_row_groups)]
+    starts = np.cumsum([0] + [rows for _, _, rows in groups])
     drawn = sorted(random.Random(seed).sample(range(int(starts[-1])), min(count, int(starts[-1]))))
     vectors = []
-    for index, group in enumerate(groups):
+    for index, (file, group, _) in enumerate(groups):
         rows = [row - int(starts[index]) for row in drawn if starts[index] <= row < starts[index + 1]]
         if rows:
-            vectors += group.to_table(columns=["embedding"]).column(0).take(rows).to_pylist()
+            column = file.parquet_file().read_row_group(group, columns=["embedding"]).column(0)
+            vectors += column.take(rows).to_pylist()
     return np.asarray(vectors, dtype=np.float32)
 
 
-def _row_groups(stored: ds.Dataset) -> list[ds.ParquetFileFragment]:
-    """The dataset's row groups, each a fragment of its own: read one at a time, memory stays at one (a
-    writer's batch), where a scan of the dataset read a whole large file ahead."""
-    return [group for fragment in stored.get_fragments() for group in fragment.split_by_row_group()]
-
-
-def exact_neighbours(stored: ds.Dataset, queries: np.ndarray, k: int) -> list[list[Neighbour]]:
+def exact_neighbours(files: list[Location], queries: np.ndarray, k: int) -> list[list[Neighbour]]:
     """The k most cosine-similar stored vectors of each query, best first: one pass over the stored vectors, a
     row group at a time, keeping each query's best k (DuckDB's cross join of queries and vectors held 2 GB for
     a 2-million-row file)."""
     unit_queries = _unit(queries)
     best: list[list[Neighbour]] = [[] for _ in range(len(queries))]
-    for group in _row_groups(stored):
-        batch = group.to_table(columns=["path", "ordinal", "embedding"])
-        vectors = np.asarray(batch.column("embedding").combine_chunks().flatten(), dtype=np.float32).reshape(
-            batch.num_rows, -1
-        )
-        scores = unit_queries @ _unit(vectors).T
-        top = min(k, batch.num_rows)
-        candidates = np.argpartition(-scores, top - 1, axis=1)[:, :top]
-        paths, ordinals = batch.column("path"), batch.column("ordinal")
-        for query, rows in enumerate(candidates):
-            found = [(paths[row].as_py(), ordinals[row].as_py(), float(scores[query, row])) for row in rows]
-            best[query] = sorted(best[query] + found, key=lambda neighbour: -neighbour[2])[:k]
+    for parquet in map(Location.parquet_file, files):
+        for group in range(parquet.num_row_groups):
+            table = parquet.read_row_group(group, columns=["path", "ordinal", "embedding"])
+            vectors = np.asarray(table.column("embedding").combine_chunks().flatten(), dtype=np.float32)
+            scores = unit_queries @ _unit(vectors.reshape(table.num_rows, -1)).T
+            top = min(k, table.num_rows)
+            paths, ordinals = table.column("path"), table.column("ordinal")
+            for query, rows in enumerate(np.argpartition(-scores, top - 1, axis=1)[:, :top]):
+                found = [(paths[row].as_py(), ordinals[row].as_py(), float(scores[query, row])) for row in rows]
+                best[query] = sorted(best[query] + found, key=lambda neighbour: -neighbour[2])[:k]
     return best
 
 
