@@ -90,7 +90,9 @@ class Location:
         return pq.read_table(self.path, filesystem=self.fs, **options)
 
     def parquet_file(self) -> pq.ParquetFile:
-        return pq.ParquetFile(self.fs.open_input_file(self.path))
+        """Without pre-buffering: a pre-buffering reader keeps every range it read until it is closed, so
+        reading a 2-million-row file a batch at a time held 0.8 MB more per batch (1.6 GB by its end)."""
+        return pq.ParquetFile(self.fs.open_input_file(self.path), pre_buffer=False)
 
     def parquet_metadata(self) -> pq.FileMetaData:
         with self.fs.open_input_file(self.path) as handle:
