@@ -193,10 +193,6 @@ def test_a_noop_sync_reads_no_document_state_and_an_edit_reads_its_own_files_and
             return _original(self, *args, **kwargs)
 
         monkeypatch.setattr(Location, method, recording)
-    scanned = Location.dataset
-    monkeypatch.setattr(
-        Location, "dataset", lambda self, files: read.extend(f.path for f in files) or scanned(self, files)
-    )
     run_index(source, collection, instance, tiny_model, postgres, shard_count=1)
     stores = ("/documents/", "/chunks/", "/embeddings/")
     assert not [path for path in read if any(store in path for store in stores)], "every shard was in step"
