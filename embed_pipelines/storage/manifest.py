@@ -33,11 +33,6 @@ class FileFacts:
     rows: int = 0
     columns: dict[str, list] | None = field(default_factory=dict)
 
-    @classmethod
-    def of_table(cls, table: pa.Table, made_from: str, names: dict[str, str]) -> FileFacts:
-        """`names`: fact field -> its Parquet column."""
-        return cls(made_from, 0, {name: [] for name in names}).add(table, names)
-
     def add(self, table: pa.Table, names: dict[str, str]) -> FileFacts:
         """Count in a further batch of the file's rows."""
         self.rows += table.num_rows
