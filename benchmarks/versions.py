@@ -119,12 +119,12 @@ class Searcher:
         return seconds, answers
 
     def sql(self, relation: str | None = None) -> tuple[list[float], list[list]]:
-        from embed_pipelines.storage.tables import search
+        from embed_pipelines.storage.chunk_search import Question, search
 
         seconds, answers = [], []
         for vector in self.vectors:
             started = time.perf_counter()
-            hits = search(self.conn, relation or self.table, vector, 10)
+            hits = search(self.conn, relation or self.table, Question.of_vector(vector), 10)
             seconds.append(time.perf_counter() - started)
             answers.append([(h.document_path, h.chunk_ordinal) for h in hits])
         return seconds, answers

@@ -27,10 +27,10 @@ from embed_pipelines.factory import build_definitions, index_job_name
 from embed_pipelines.pipeline.families import TEXT, accepted_by, configured_models, family_named
 from embed_pipelines.pipeline.plan import SyncPlan, plan_sync
 from embed_pipelines.resources import PostgresResource
+from embed_pipelines.storage.chunk_search import Hit, Question
 from embed_pipelines.storage.page_tables import PageHit
 from embed_pipelines.storage.registry import VersionRecord, find_version, serving_version
 from embed_pipelines.storage.registry import list_versions as registry_versions
-from embed_pipelines.storage.tables import Hit
 from embed_pipelines.sync_locks import holding_shards, setting_up
 from embed_pipelines.text.model import TextModel
 from embed_pipelines.version_jobs import build_version_jobs, version_job_name, version_op_name
@@ -158,10 +158,11 @@ def search(
     postgres: PostgresResource | None = None,
     **options,
 ) -> list[Hit] | list[PageHit]:
-    """The family's nearest items to the question (text: chunks by cosine; pages: late interaction, MaxSim,
-    where `options` may ask for `exact` scoring of every page or `candidates_per_token`), from the serving
-    index version unless `version` names another. The question is embedded by the model that made that
-    version's vectors, whatever is configured now."""
+    """The family's best items for the question, from the serving index version unless `version` names
+    another. Text: `mode` dense (cosine), keyword (BM25) or hybrid (both fused); pages: late interaction,
+    MaxSim, where `options` may ask for `exact` scoring of every page or `candidates_per_token`. The question
+    is embedded, where the mode needs it, by the model that made that version's vectors, whatever is
+    configured now."""
     check_question(question, k)
     collection, family = settings.collection_name(collection), family_named(family)
     view = family.view(collection)
@@ -170,10 +171,13 @@ def search(
         if version is None:
             raise LookupError(f"collection {collection!r} serves no {family.name} index yet: index it first")
         record = find_version(conn, view, version)
-        model = family.model_from(record.model)
-        model.verify_serves(version)  # a served model swapped behind its name would answer wrongly
-        query = model.embed_query(question)
-        return family.search(conn, record.table, query, k, **options)
+
+        def embed(text: str):
+            model = family.model_from(record.model)
+            model.verify_serves(version)  # a served model swapped behind its name would answer wrongly
+            return model.embed_query(text)
+
+        return family.search(conn, record.table, Question(question, embed), k, **options)
 
 
 MAX_HITS = 1000

@@ -20,8 +20,8 @@ from embed_pipelines.core.files import DiskFull, disk_full, free_bytes
 from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.pipeline.families import FAMILIES, PAGES
 from embed_pipelines.sample_corpus import sample_questions, write_sample_corpus
+from embed_pipelines.storage.chunk_search import SEARCH_MODES, Hit
 from embed_pipelines.storage.page_tables import PageHit
-from embed_pipelines.storage.tables import Hit
 from embed_pipelines.terminal import safe_output
 
 
@@ -81,11 +81,12 @@ def _search(args: argparse.Namespace) -> int:
     options = {"exact": args.exact, "candidates_per_token": args.candidates_per_token}
     if args.family != PAGES.name and (args.exact or args.candidates_per_token is not None):
         raise ConfigurationError("--exact and --candidates-per-token score page images: add --family pages")
-    page_options = {name: value for name, value in options.items() if value not in (None, False)}
+    if args.family == PAGES.name and args.mode is not None:
+        raise ConfigurationError("--mode ranks text chunks: page images are searched by MaxSim only")
+    options["mode"] = args.mode
+    chosen = {name: value for name, value in options.items() if value not in (None, False)}
     try:
-        hits = api.search(
-            args.question, args.collection, args.k, family=args.family, version=args.version, **page_options
-        )
+        hits = api.search(args.question, args.collection, args.k, family=args.family, version=args.version, **chosen)
     except LookupError as error:
         print(error, file=sys.stderr)
         return 1
@@ -203,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("-k", type=int, default=5)
     search.add_argument("--version", default=None, help="an index version other than the serving one")
     add_family_flag(search, "which index: text chunks, or page images (late interaction, MaxSim)")
+    search.add_argument(
+        "--mode",
+        choices=SEARCH_MODES,
+        default=None,
+        help="text: dense (cosine of the vectors), keyword (BM25) or hybrid (both, fused by rank)",
+    )
     search.add_argument(
         "--exact", action="store_true", help="with --family pages: score every page, not HNSW candidates"
     )

@@ -182,7 +182,7 @@ def test_retention_keeps_the_last_versions_and_never_the_serving_one(
 
 def test_retention_never_drops_a_build_in_progress(tmp_path, state_dir, postgres):
     from embed_pipelines.storage.registry import point_view, register_version
-    from embed_pipelines.storage.tables import ensure_table
+    from embed_pipelines.storage.tables import CHUNK_TABLE, ensure_table
     from embed_pipelines.versions import lifecycle
 
     collection = Collection("building", tmp_path, shards=2, keep_versions=2)
@@ -190,7 +190,7 @@ def test_retention_never_drops_a_build_in_progress(tmp_path, state_dir, postgres
         for version in ("zzz", "aaa"):  # served in turn
             ensure_table(conn, "building", version, 3)
             register_version(conn, "building", version, {"model": ""}, 3, "c")
-            point_view(conn, "building", version, "promote", "test", {})
+            point_view(conn, "building", version, CHUNK_TABLE, "promote", "test", {})
         ensure_table(conn, "building", "bbb", 3)  # the configured model's version, half built
         register_version(conn, "building", "bbb", {"model": ""}, 3, "c")
 

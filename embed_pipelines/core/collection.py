@@ -204,6 +204,13 @@ class Collection:
         doc="text files (`.txt`, `.md`, `.rst`) larger than this are read and chunked as a stream, with flat memory, "
         "instead of parsed whole by docling (~10 s per MB); 0: all of them",
     )
+    text_search: str = setting(
+        "english",
+        parse=text,
+        env="EMBED_PIPELINES_TEXT_SEARCH",
+        doc="PostgreSQL text search configuration of the keyword column (`english`, `simple`, `german`, ...): its "
+        "stemming and stop words; a change rebuilds that column at the next sync, never the vectors",
+    )
     runs_per_sync: int = setting(
         1,
         parse=integer(),

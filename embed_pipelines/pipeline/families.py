@@ -21,11 +21,11 @@ from embed_pipelines.pipeline.load_chunks import LoadChunks
 from embed_pipelines.pipeline.load_pages import LoadPages
 from embed_pipelines.pipeline.render import RenderPages
 from embed_pipelines.pipeline.stores import Stores
+from embed_pipelines.storage.chunk_search import search as search_chunks
 from embed_pipelines.storage.database import Database
 from embed_pipelines.storage.page_tables import search_pages
 from embed_pipelines.storage.stores import PAGE_VECTORS, TEXT_VECTORS
 from embed_pipelines.storage.tables import CHUNK_TABLE, PAGE_TABLE
-from embed_pipelines.storage.tables import search as search_chunks
 from embed_pipelines.text.formats import is_supported
 from embed_pipelines.text.local_model import TextEmbeddingModel
 from embed_pipelines.text.model import TextModel
@@ -99,7 +99,7 @@ PAGES = IndexFamily(
     model_from=lambda settings: VisualEmbeddingModel(**settings),
     settings_of=_page_settings,
     steps=_page_steps,
-    search=search_pages,
+    search=lambda conn, table, question, k, **options: search_pages(conn, table, question.vector, k, **options),
     view_asset="page_view",
     model_resource="visual_model",
 )

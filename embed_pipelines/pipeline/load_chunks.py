@@ -11,6 +11,8 @@ from embed_pipelines.pipeline.incremental import Missing, Wanted
 from embed_pipelines.pipeline.steps import made_from
 from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.pipeline.table_load import TableSync
+from embed_pipelines.storage.keywords import ensure_keywords, refresh_term_statistics
+from embed_pipelines.storage.registry import widen_view
 from embed_pipelines.storage.tables import ShardHealth, shard_health
 from embed_pipelines.text.model import TextModel
 from embed_pipelines.versions.family import IndexFamily
@@ -18,12 +20,15 @@ from embed_pipelines.versions.family import IndexFamily
 
 class LoadChunks(TableSync):
     """A document's rows are current when they hold its source bytes' chunks, hash for hash, in order. Each
-    shard's health (rows, zero or NaN vectors, dimensions) is measured for the asset checks."""
+    shard's health (rows, zero or NaN vectors, dimensions) is measured for the asset checks, and its keyword
+    statistics are counted again where its rows changed."""
 
     def __init__(self, conn, stores: Stores, family: IndexFamily, model: TextModel, versions: Versions):
         vectors = stores.embeddings(versions.index, model.dimension)
         super().__init__(conn, stores, family, model, versions, vectors)
         self.chunks = stores.chunks(versions.chunker)
+        if not stores.dry_run and ensure_keywords(conn, self.table, stores.collection.text_search):
+            widen_view(conn, self.view, self.version)
         self.health: dict[str, ShardHealth] = {}
         self.expected_rows: dict[str, int] = {}
 
@@ -58,4 +63,6 @@ class LoadChunks(TableSync):
 
     def end_shard(self, shard: str) -> None:
         self.health[shard] = shard_health(self.conn, self.table, shard, list(self.sources))
+        if self.changed(shard) and not self.stores.dry_run:
+            refresh_term_statistics(self.conn, self.table, shard)
         super().end_shard(shard)

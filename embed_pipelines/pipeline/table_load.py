@@ -151,11 +151,15 @@ class TableSync(ListedFilesSync):
             self.figures["rows_deleted"] += delete_document(self.conn, self.table, path)
         return len(gone)
 
+    def changed(self, shard: str) -> bool:
+        """Whether rows of the shard begun last were written or deleted."""
+        return self.figures["rows_written"] + self.figures["rows_deleted"] > sum(self._before)
+
     def end_shard(self, shard: str) -> None:
         written = self.figures["rows_written"] - self._before[0]
         deleted = self.figures["rows_deleted"] - self._before[1]
         self.loaded_rows[shard] = self.rows_indexed() + written - deleted  # the figures count committed rows only
-        changed = written + deleted > 0
+        changed = self.changed(shard)
         if self.shard_failed:  # not synced, whatever an earlier run said; the listing's watermark stays behind
             record_shard_failure(self.conn, self.view, self.version, shard)
         else:

@@ -16,6 +16,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from embed_pipelines.core.settings import ConfigurationError
+from embed_pipelines.storage.keywords import KEYWORD_FUNCTIONS
 from embed_pipelines.storage.page_tables import MAX_SIM_FUNCTION
 from embed_pipelines.storage.tables import TableLayout, ensure_table, table_name
 
@@ -98,6 +99,7 @@ def ensure_registry(conn: psycopg.Connection) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('embed_pipelines_registry'))")
         conn.execute(_DDL)
         conn.execute(MAX_SIM_FUNCTION)
+        conn.execute(KEYWORD_FUNCTIONS)
 
 
 def register_version(
@@ -243,6 +245,7 @@ def point_view(
     conn: psycopg.Connection,
     view: str,
     version: str,
+    layout: TableLayout,
     action: str,
     actor: str,
     figures: dict,
@@ -259,7 +262,7 @@ def point_view(
         previous = serving_version(conn, view)
         if before_swap:
             before_swap(previous)
-        _swap_view(conn, view, table_name(view, version), ours=previous is not None)
+        _swap_view(conn, view, table_name(view, version), layout, ours=previous is not None)
         conn.execute(
             "INSERT INTO embed_pipelines_promotions (collection, version, previous_version, action, actor, figures) "
             "VALUES (%s, %s, %s, %s, %s, %s)",
@@ -268,10 +271,24 @@ def point_view(
     return previous, time.perf_counter() - started
 
 
-def _swap_view(conn: psycopg.Connection, view: str, table: str, ours: bool) -> None:
+def widen_view(conn: psycopg.Connection, view: str, version: str) -> None:
+    """A view serving the version takes the columns its table gained (the keyword column of a table made
+    before it); CREATE OR REPLACE keeps the view's grants and the views built on it."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"view/{view}",))
+        if serving_version(conn, view) == version and relation_exists(conn, view):
+            conn.execute(
+                sql.SQL("CREATE OR REPLACE VIEW {} AS SELECT * FROM {}").format(
+                    sql.Identifier(view), sql.Identifier(table_name(view, version))
+                )
+            )
+
+
+def _swap_view(conn: psycopg.Connection, view: str, table: str, layout: TableLayout, ours: bool) -> None:
     """Replace the view in place where the columns stay the same (views built on it and grants on it stay
     too); drop and create it where the dimension changes. A relation of that name that no promotion made is
-    never touched. Readers keep the grants the view had, on the view and on the version they now read."""
+    never touched. Readers keep the grants the view had, on the view and on the version they now read (its
+    table and the tables beside it that search reads)."""
     if relation_exists(conn, view) and not ours:
         raise ConfigurationError(
             f"a relation named {view!r} exists that embed-pipelines did not create: rename it, or index the "
@@ -284,7 +301,7 @@ def _swap_view(conn: psycopg.Connection, view: str, table: str, ours: bool) -> N
             conn.execute(create.format(sql.SQL("OR REPLACE"), sql.Identifier(view), sql.Identifier(table)))
     except psycopg.errors.InvalidTableDefinition:  # another dimension: the view's columns change
         _recreate_view(conn, view, create.format(sql.SQL(""), sql.Identifier(view), sql.Identifier(table)))
-    for relation in (view, table):
+    for relation in [view] + [name for name in layout.tables(table) if relation_exists(conn, name)]:
         for grantee, privilege in grants:
             conn.execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privilege), sql.Identifier(relation), grantee))
 

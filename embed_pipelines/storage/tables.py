@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import numpy as np
 import psutil
 import psycopg
 from psycopg import sql
 
 from embed_pipelines.core.collection import check_name
 from embed_pipelines.core.rows import Chunk, Page, RowKind
+from embed_pipelines.storage.keywords import TERMS_SUFFIX, TOTALS_SUFFIX
 
 HNSW_MAX_DIMENSIONS = 2000
 
@@ -43,7 +43,8 @@ class TableLayout:
         return [("id", "bigint", "row identity"), *loaded, ("indexed_at", "timestamptz", "when the row was written")]
 
 
-CHUNK_TABLE = TableLayout(Chunk.KIND, "chunk_ordinal", "chunk_hash")
+# Its keyword statistics live beside it (keywords.py).
+CHUNK_TABLE = TableLayout(Chunk.KIND, "chunk_ordinal", "chunk_hash", side_tables=(TERMS_SUFFIX, TOTALS_SUFFIX))
 # Its HNSW index is on the regions table beside it (page_tables.py).
 PAGE_TABLE = TableLayout(
     Page.KIND, "page_number", "image_sha256", side_tables=("_regions",), hnsw=("_regions", "region", "_regions_hnsw")
@@ -164,30 +165,6 @@ def hnsw_build_memory(rows: int, dimension: int, memory_total: int | None = None
     wanted = int(rows * (4 * dimension + 716) * 1.2)
     ceiling = (memory_total or psutil.virtual_memory().total) // 4
     return max(HNSW_BUILD_MIN_BYTES, min(wanted, ceiling))
-
-
-@dataclass(frozen=True)
-class Hit:
-    score: float
-    document_path: str
-    chunk_ordinal: int
-    headings: list[str]
-    pages: list[int]
-    text: str
-
-
-def search(conn: psycopg.Connection, relation: str, query: np.ndarray, k: int, ef_search: int = 100) -> list[Hit]:
-    """Cosine similarity through the HNSW index (ef_search raised above k so that k rows come back)."""
-    with conn.transaction():
-        conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(ef_search, k))))
-        rows = conn.execute(
-            sql.SQL(
-                """SELECT 1 - (embedding <=> %(q)s) AS score, document_path, chunk_ordinal, headings, pages, text
-                FROM {} ORDER BY embedding <=> %(q)s LIMIT %(k)s"""
-            ).format(sql.Identifier(relation)),
-            {"q": query.astype(np.float32), "k": k},
-        ).fetchall()
-    return [Hit(*row) for row in rows]
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ class IndexFamily:
     settings_of: Callable[[Collection], dict | None]  # the collection's model settings; None: branch is off
     # (stores, model, versions, connection) -> its steps after `source_files`, in order (pipeline/)
     steps: Callable[..., list]
-    search: Callable[..., list]  # (conn, version table, embedded question, k, **options) -> hits, best first
+    search: Callable[..., list]  # (conn, version table, Question, k, **options) -> hits, best first
     view_asset: str  # the asset whose materializations are its view's changes
     model_resource: str  # its model resource is `<collection>_<model_resource>`
 

@@ -15,9 +15,10 @@ from dataclasses import asdict, dataclass, field
 import psycopg
 
 from embed_pipelines.core.collection import Collection
+from embed_pipelines.storage.chunk_search import Question, search
 from embed_pipelines.storage.registry import VersionRecord
 from embed_pipelines.storage.stores import chunks_store
-from embed_pipelines.storage.tables import IndexHealth, search, shard_health
+from embed_pipelines.storage.tables import IndexHealth, shard_health
 from embed_pipelines.sync.listing import listed_paths, read_listing
 from embed_pipelines.versions.family import IndexFamily
 from embed_pipelines.versions.recall import exact_neighbours, recall_at_k, sample_vectors
@@ -148,7 +149,10 @@ def recall_at_10(inputs: GateInputs) -> GateCheck:
         return GateCheck("recall_at_10", True, "no vectors to query", {"queries": 0})
     exact = exact_neighbours(files, queries, RECALL_K)
     approximate = [
-        [(hit.document_path, hit.chunk_ordinal, hit.score) for hit in search(conn, candidate.table, query, RECALL_K)]
+        [
+            (hit.document_path, hit.chunk_ordinal, hit.score)
+            for hit in search(conn, candidate.table, Question.of_vector(query), RECALL_K)
+        ]
         for query in queries
     ]
     recall = recall_at_k(approximate, exact, RECALL_K)
@@ -199,6 +203,6 @@ def hit_rate(
     model = family.model_from(record.model)
     hits = 0
     for question, expected in pairs:
-        found = search(conn, record.table, model.embed_query(question), k)
+        found = search(conn, record.table, Question(question, model.embed_query), k)
         hits += any(hit.document_path == expected for hit in found)
     return hits / len(pairs) if pairs else 1.0

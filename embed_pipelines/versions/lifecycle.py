@@ -89,7 +89,7 @@ def promote(
         set_rejected(conn, view, version, False)
 
     figures = {"gate": gate.as_json() if gate else "skipped"}
-    previous, seconds = point_view(conn, view, version, "promote", actor, figures, still_not_serving)
+    previous, seconds = point_view(conn, view, version, family.layout, "promote", actor, figures, still_not_serving)
     dropped = apply_retention(conn, collection, family)
     return Outcome(
         view,
@@ -118,7 +118,7 @@ def promote_when_ready(
         if relation_exists(conn, view):  # retention again: a drop may have been cut short, or keep_versions cut
             dropped = tuple(apply_retention(conn, collection, family))
             return Outcome(view, version, serving, f"{version} is serving", dropped=dropped)
-        _, seconds = point_view(conn, view, version, "repair", actor, {"repaired": "the view was gone"})
+        _, seconds = point_view(conn, view, version, family.layout, "repair", actor, {"repaired": "the view was gone"})
         return Outcome(view, version, version, f"re-created the view of {version}", swap_ms=seconds * 1000)
     try:
         candidate = find_version(conn, view, version)
@@ -153,7 +153,9 @@ def rollback(conn: psycopg.Connection, collection: Collection, family: IndexFami
         set_rejected(conn, view, current, True)
         set_rejected(conn, view, target, False)
 
-    _, seconds = point_view(conn, view, target, "rollback", actor, {"rolled_back": current}, still_serving_current)
+    _, seconds = point_view(
+        conn, view, target, family.layout, "rollback", actor, {"rolled_back": current}, still_serving_current
+    )
     return Outcome(view, target, target, f"rolled back from {current}", replaced=current, swap_ms=seconds * 1000)
 
 

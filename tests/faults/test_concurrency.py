@@ -57,7 +57,7 @@ def test_two_promotions_of_one_version_swap_the_view_once(postgres, tmp_path, st
         for version in ("old", "new"):
             ensure_table(conn, "promoted", version, 3)
             register_version(conn, "promoted", version, {"model": ""}, 3, "c")
-        point_view(conn, "promoted", "old", "promote", "test", {})
+        point_view(conn, "promoted", "old", TEXT.layout, "promote", "test", {})
     both_looked = threading.Barrier(2)
     swap = lifecycle.point_view
 

@@ -1,5 +1,5 @@
-"""Search needs SELECT only: a reader role searches, and keeps reading the view and its version across a
-promotion (the swap re-grants what the view had)."""
+"""Search needs SELECT only: a reader role searches in every mode, and keeps reading the view and its version
+(with the tables beside it) across a promotion (the swap re-grants what the view had)."""
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from support import SMALL_CORPUS, run_index, write_corpus
@@ -30,5 +30,9 @@ def test_a_select_only_role_searches_across_a_promotion(
     assert serving == wider_tiny_model.index_version()
     hits = api.search("how hard should I tamp?", "readonly", k=2, postgres=reader)
     assert len(hits) == 2
+    for mode in ("keyword", "hybrid"):  # the keyword statistics beside the table are re-granted too
+        assert api.search("tamp level", "readonly", k=2, postgres=reader, mode=mode)[0].document_path == (
+            "guide/espresso.md"
+        )
     with reader.connect(ddl=False) as conn:
         assert conn.execute("SELECT count(*) FROM readonly").fetchone()[0] > 0, "the view's grant survived"

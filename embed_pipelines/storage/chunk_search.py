@@ -1,0 +1,147 @@
+"""Search over a chunk table, in SQL: dense (cosine through the HNSW index), keyword (BM25 over the keyword
+column, storage/keywords.py) or hybrid (both, fused by weighted reciprocal rank in the same statement).
+
+Each mode ranks row ids; one outer query joins the best k to their rows, so every mode returns the same hits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Literal, get_args
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from embed_pipelines.core.settings import ConfigurationError
+from embed_pipelines.storage.keywords import K1, KEYWORD_COLUMN, B, keyword_config, side_tables
+
+SearchMode = Literal["dense", "keyword", "hybrid"]
+SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
+RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al., 2009)
+
+
+@dataclass(frozen=True)
+class Hit:
+    score: float
+    document_path: str
+    chunk_ordinal: int
+    headings: list[str]
+    pages: list[int]
+    text: str
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question's text, and its vector made only if a mode asks for it (keyword search loads no model)."""
+
+    text: str
+    embed: Callable[[str], np.ndarray]
+
+    @cached_property
+    def vector(self) -> np.ndarray:
+        return self.embed(self.text).astype(np.float32)
+
+    @classmethod
+    def of_vector(cls, vector: np.ndarray) -> Question:
+        """A question given as its vector (the gate's recall check asks with stored vectors)."""
+        return cls("", lambda _: vector)
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """Weights of each side's reciprocal rank in hybrid search, and how many candidates each side ranks."""
+
+    dense: float = 1.0
+    keyword: float = 1.0
+    candidates: int = 50
+
+
+def search(
+    conn: psycopg.Connection,
+    table: str,
+    question: Question,
+    k: int,
+    mode: SearchMode = "dense",
+    fusion: Fusion = Fusion(),
+    ef_search: int = 100,
+) -> list[Hit]:
+    """The k best chunks by the mode, best first."""
+    if mode not in SEARCH_MODES:
+        raise ConfigurationError(f"search mode {mode!r}: choose one of {', '.join(SEARCH_MODES)}")
+    candidates = max(k, fusion.candidates)
+    params = {"k": k, "n": candidates if mode == "hybrid" else k, "question": question.text}
+    if mode != "keyword":
+        params["vector"] = question.vector
+    if mode != "dense":
+        params["config"] = _config(conn, table)
+        params |= {"k1": K1, "b": B}
+    ranked = {
+        "dense": lambda: _dense(table),
+        "keyword": lambda: _keyword(table),
+        "hybrid": lambda: _hybrid(table, fusion, params),
+    }[mode]()
+    statement = sql.SQL(
+        """WITH ranked AS ({ranked})
+           SELECT ranked.score, t.document_path, t.chunk_ordinal, t.headings, t.pages, t.text
+           FROM ranked JOIN {table} AS t ON t.id = ranked.id ORDER BY ranked.score DESC, t.id LIMIT %(k)s"""
+    ).format(ranked=ranked, table=sql.Identifier(table))
+    with conn.transaction():
+        conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(ef_search, candidates))))
+        rows = conn.execute(statement, params).fetchall()
+    return [Hit(*row) for row in rows]
+
+
+def _config(conn: psycopg.Connection, table: str) -> str:
+    config = keyword_config(conn, table)
+    if config is None:
+        raise ConfigurationError(
+            f"{table} has no keyword column yet (it was indexed before keyword search existed): sync the collection "
+            "once to add it (its vectors are kept), or search with --mode dense"
+        )
+    return config
+
+
+def _dense(table: str) -> sql.Composable:
+    return sql.SQL(
+        "SELECT id, 1 - (embedding <=> %(vector)s) AS score FROM {} ORDER BY embedding <=> %(vector)s LIMIT %(n)s"
+    ).format(sql.Identifier(table))
+
+
+def _keyword(table: str) -> sql.Composable:
+    """BM25: each query term's idf (Lucene's) from the term statistics, its frequency in a matching row from the
+    row's keywords, the row's length in tokens against the average."""
+    terms, totals = map(sql.Identifier, side_tables(table))
+    return sql.SQL(
+        """WITH query AS (SELECT embed_pipelines_keywords(%(config)s::regconfig, %(question)s) AS keywords),
+           query_terms AS (SELECT DISTINCT lexeme FROM query, unnest(query.keywords)),
+           totals AS (SELECT sum(rows)::float8 AS n, sum(tokens)::float8 / greatest(sum(rows), 1) AS avg_tokens
+                      FROM {totals}),
+           idf AS (SELECT q.lexeme, ln(1 + (totals.n - df.rows + 0.5) / (df.rows + 0.5)) AS idf
+                   FROM query_terms AS q CROSS JOIN totals
+                   CROSS JOIN LATERAL (SELECT coalesce(sum(rows), 0) AS rows FROM {terms}
+                                       WHERE lexeme = q.lexeme) AS df),
+           matched AS (SELECT id, {column} AS keywords, embed_pipelines_keyword_tokens({column}) AS tokens FROM {table}
+                       WHERE {column} @@ (SELECT embed_pipelines_any_of(keywords) FROM query))
+           SELECT m.id, sum(idf.idf * tf.n * (%(k1)s + 1)
+                            / (tf.n + %(k1)s * (1 - %(b)s + %(b)s * m.tokens / totals.avg_tokens))) AS score
+           FROM matched AS m CROSS JOIN totals
+           CROSS JOIN LATERAL (SELECT lexeme, coalesce(array_length(positions, 1), 1) AS n
+                               FROM unnest(m.keywords)) AS tf
+           JOIN idf ON idf.lexeme = tf.lexeme
+           GROUP BY m.id ORDER BY score DESC, m.id LIMIT %(n)s"""
+    ).format(terms=terms, totals=totals, column=sql.Identifier(KEYWORD_COLUMN), table=sql.Identifier(table))
+
+
+def _hybrid(table: str, fusion: Fusion, params: dict) -> sql.Composable:
+    params |= {"dense_weight": fusion.dense, "keyword_weight": fusion.keyword, "rrf_k": RRF_K}
+    return sql.SQL(
+        """WITH dense AS (SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank FROM ({dense}) AS d),
+           keyword AS (SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank FROM ({keyword}) AS kw)
+           SELECT coalesce(dense.id, keyword.id) AS id,
+                  coalesce(%(dense_weight)s / (%(rrf_k)s + dense.rank), 0)
+                  + coalesce(%(keyword_weight)s / (%(rrf_k)s + keyword.rank), 0) AS score
+           FROM dense FULL JOIN keyword ON dense.id = keyword.id"""
+    ).format(dense=_dense(table), keyword=_keyword(table))
