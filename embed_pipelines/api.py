@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import getpass
 import os
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
@@ -23,11 +24,12 @@ from embed_pipelines.config import resolve_collection
 from embed_pipelines.core import settings
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.settings import ConfigurationError
+from embed_pipelines.evaluation import Scores, read_questions, score
 from embed_pipelines.factory import build_definitions, index_job_name
 from embed_pipelines.pipeline.families import TEXT, accepted_by, configured_models, family_named
 from embed_pipelines.pipeline.plan import SyncPlan, plan_sync
 from embed_pipelines.resources import PostgresResource
-from embed_pipelines.storage.chunk_search import Hit, Question
+from embed_pipelines.storage.chunk_search import SEARCH_MODES, Hit, Question
 from embed_pipelines.storage.page_tables import PageHit
 from embed_pipelines.storage.registry import VersionRecord, find_version, serving_version
 from embed_pipelines.storage.registry import list_versions as registry_versions
@@ -171,13 +173,51 @@ def search(
         if version is None:
             raise LookupError(f"collection {collection!r} serves no {family.name} index yet: index it first")
         record = find_version(conn, view, version)
+        return family.search(conn, record.table, Question(question, _embedder(family, record)), k, **options)
 
-        def embed(text: str):
-            model = family.model_from(record.model)
-            model.verify_serves(version)  # a served model swapped behind its name would answer wrongly
-            return model.embed_query(text)
 
-        return family.search(conn, record.table, Question(question, embed), k, **options)
+def _embedder(family, record: VersionRecord):
+    """Embeds questions with the model that made the version's vectors, loaded on first use."""
+
+    def embed(text: str):
+        model = family.model_from(record.model)
+        model.verify_serves(record.version)  # a served model swapped behind its name would answer wrongly
+        return model.embed_query(text)
+
+    return embed
+
+
+def evaluate(
+    questions: str | Path,
+    collection: str | None = None,
+    *,
+    modes: tuple[str, ...] = SEARCH_MODES,
+    versions: tuple[str, ...] = (),
+    k: int = 10,
+    postgres: PostgresResource | None = None,
+) -> dict[tuple[str, str], Scores]:
+    """(version, mode) -> scores of the judged questions (evaluation.py), for each text index version named
+    (default: the serving one) and each search mode. A question is embedded once per version."""
+    judged = read_questions(Path(questions))
+    check_question("evaluation", k)
+    view = TEXT.view(settings.collection_name(collection))
+    results = {}
+    with (postgres or PostgresResource()).connect(ddl=False) as conn:
+        serving = serving_version(conn, view)
+        if not versions and serving is None:
+            raise LookupError(f"collection {view!r} serves no text index yet: index it first, or name a --version")
+        for version in versions or (serving,):
+            record = find_version(conn, view, version)
+            embed = _embedder(TEXT, record)
+            asked = {q.question: Question(q.question, embed) for q in judged}
+            for mode in modes:
+                ask = partial(_ask_text, conn, record.table, asked, k, mode)
+                results[(version, mode)] = score(judged, ask, k)
+    return results
+
+
+def _ask_text(conn, table: str, asked: dict[str, Question], k: int, mode: str, question: str) -> list[Hit]:
+    return TEXT.search(conn, table, asked[question], k, mode=mode)
 
 
 MAX_HITS = 1000

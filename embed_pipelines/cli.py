@@ -94,6 +94,29 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    try:
+        results = api.evaluate(
+            args.questions,
+            args.collection,
+            modes=tuple(args.mode or SEARCH_MODES),
+            versions=tuple(args.version or ()),
+            k=args.k,
+        )
+    except LookupError as error:
+        print(error, file=sys.stderr)
+        return 1
+    k = args.k
+    print(f"{'version':<14}{'mode':<9}{'hit@1':>7}{f'hit@{k}':>8}{f'MRR@{k}':>8}{f'nDCG@{k}':>9}{f'recall@{k}':>10}")
+    for (version, mode), scores in results.items():
+        print(
+            f"{version:<14}{mode:<9}{scores.hit_at_1:>7.3f}{scores.hit_at_k:>8.3f}{scores.mrr:>8.3f}"
+            f"{scores.ndcg:>9.3f}{scores.recall:>10.3f}"
+        )
+    print(f"({len(next(iter(results.values())).ranks)} questions)")
+    return 0
+
+
 def _versions_list(args: argparse.Namespace) -> int:
     serving, records = api.list_versions(args.collection, family=args.family)
     if not records:
@@ -220,6 +243,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --family pages: nearest regions per query token (default 20)",
     )
     search.set_defaults(handler=_search)
+
+    evaluate = commands.add_parser(
+        "eval", help="score search on judged questions: hit@1, hit@k, MRR, nDCG and recall, per mode and version"
+    )
+    evaluate.add_argument("questions", help='JSON or JSON Lines: {"question": ..., "relevant": [{"path", "span"}]}')
+    evaluate.add_argument("--collection", default=None, help=COLLECTION_HELP)
+    evaluate.add_argument(
+        "--mode", action="append", choices=SEARCH_MODES, default=None, help="repeat for several (default: all)"
+    )
+    evaluate.add_argument(
+        "--version", action="append", default=None, help="an index version; repeat for several (default: serving)"
+    )
+    evaluate.add_argument("-k", type=int, default=10)
+    evaluate.set_defaults(handler=_eval)
 
     versions = commands.add_parser("versions", help="list, promote, roll back and drop index versions")
     actions = versions.add_subparsers(dest="action", required=True)
