@@ -124,7 +124,7 @@ class Searcher:
         seconds, answers = [], []
         for vector in self.vectors:
             started = time.perf_counter()
-            hits = search(self.conn, relation or self.table, Question.of_vector(vector), 10)
+            hits = search(self.conn, relation or self.table, Question.of_vector(vector), 10, mode="dense")
             seconds.append(time.perf_counter() - started)
             answers.append([(h.document_path, h.chunk_ordinal) for h in hits])
         return seconds, answers

@@ -13,6 +13,7 @@ from support import latest_metadata, run_index, write_corpus
 
 from embed_pipelines import api
 from embed_pipelines.core.settings import ConfigurationError
+from embed_pipelines.storage.chunk_search import NAMES, QUESTIONS, Fusion, looks_like_a_name
 from embed_pipelines.storage.keywords import K1, B, ensure_keywords, keyword_config
 from embed_pipelines.text.local_model import _load_encoder
 
@@ -46,8 +47,8 @@ def indexed(tmp_path, state_dir, instance, tiny_model, postgres):
     return source, collection, table, sync
 
 
-def search(collection: str, question: str, postgres, mode: str = "keyword", k: int = 5):
-    return api.search(question, collection, k=k, postgres=postgres, mode=mode)
+def search(collection: str, question: str, postgres, mode: str | None = "keyword", k: int = 5):
+    return api.search(question, collection, k=k, postgres=postgres, **({"mode": mode} if mode else {}))
 
 
 def reference_bm25(conn, table: str, question: str) -> dict[tuple[str, int], float]:
@@ -125,7 +126,7 @@ def test_an_older_table_gains_keywords_and_a_new_configuration_rebuilds_them_wit
 ):
     _, collection, table, sync = indexed
     with postgres.connect() as conn:  # as a version indexed before keyword search existed
-        conn.execute(f'ALTER TABLE "{table}" DROP COLUMN keywords CASCADE')  # and the view on it
+        conn.execute(f'ALTER TABLE "{table}" DROP COLUMN keywords CASCADE, DROP COLUMN keyword_tokens')  # and its view
         conn.execute(f'CREATE VIEW "{collection}" AS SELECT * FROM "{table}"')
         conn.execute(f'DROP TABLE "{table}_terms", "{table}_term_totals"')
     with pytest.raises(ConfigurationError, match="no keyword column yet"):
@@ -145,3 +146,35 @@ def test_an_older_table_gains_keywords_and_a_new_configuration_rebuilds_them_wit
 def test_an_unknown_text_search_configuration_is_refused_by_name(postgres):
     with postgres.connect() as conn, pytest.raises(ConfigurationError, match="klingon.*choose one of.*english"):
         ensure_keywords(conn, "any_table", "klingon")
+
+
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ("git rebase --onto", True),
+        ("os.path.join", True),
+        ("copytree", True),
+        ("add_subparsers", True),
+        ("dpkg-reconfigure locales", True),
+        ("What is a Debian package?", False),
+        ("tea brewing temperature", False),
+        ("what does http.postBuffer really do?", False),  # a sentence that names something
+    ],
+)
+def test_names_and_questions_are_told_apart_for_fusion(query, name):
+    assert looks_like_a_name(query) is name
+    assert Fusion.for_question(query) == (NAMES if name else QUESTIONS)
+
+
+def test_the_default_mode_is_hybrid_and_dense_on_a_table_without_keywords(indexed, postgres):
+    _, collection, table, _ = indexed
+    question = "French press"
+    default = search(collection, question, postgres, mode=None)
+    hybrid = search(collection, question, postgres, mode="hybrid")
+    assert [(h.document_path, h.score) for h in default] == [(h.document_path, h.score) for h in hybrid]
+    with postgres.connect() as conn:  # as a version indexed before keyword search existed
+        conn.execute(f'ALTER TABLE "{table}" DROP COLUMN keywords CASCADE, DROP COLUMN keyword_tokens')
+    dense = search(collection, question, postgres, mode="dense")
+    assert [(h.document_path, h.score) for h in search(collection, question, postgres, mode=None)] == [
+        (h.document_path, h.score) for h in dense
+    ]

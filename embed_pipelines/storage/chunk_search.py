@@ -6,6 +6,7 @@ Each mode ranks row ids; one outer query joins the best k to their rows, so ever
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -16,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from embed_pipelines.core.settings import ConfigurationError
-from embed_pipelines.storage.keywords import K1, KEYWORD_COLUMN, B, keyword_config, side_tables
+from embed_pipelines.storage.keywords import K1, KEYWORD_COLUMN, TOKENS_COLUMN, B, keyword_config, side_tables
 
 SearchMode = Literal["dense", "keyword", "hybrid"]
 SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
@@ -58,19 +59,43 @@ class Fusion:
     keyword: float = 1.0
     candidates: int = 50
 
+    @classmethod
+    def for_question(cls, text: str) -> Fusion:
+        """Names lean on keywords, questions on meaning: the two kinds pull fusion in opposite directions.
+        Measured by benchmarks/retrieval.py (nDCG@10): on the Debian FAQ's and git's FAQ questions a keyword
+        weight of 0.1 gives 0.659 and 0.772 (dense alone 0.625 and 0.772; equal weights 0.623 and 0.700); on
+        git's option names a weight of 8 gives 0.624 (keyword alone 0.611, equal weights 0.575)."""
+        return NAMES if looks_like_a_name(text) else QUESTIONS
+
+
+QUESTIONS, NAMES = Fusion(dense=1.0, keyword=0.1), Fusion(dense=1.0, keyword=8.0)
+# A word written as code: dotted or slashed names, options, snake_case, camelCase, calls, hyphenated commands.
+_CODE_WORD = re.compile(r"\w[./:]\w|^--?\w|\w_\w|[a-z][A-Z]|\(\)|\w-\w")
+
+
+def looks_like_a_name(text: str) -> bool:
+    """A query of one word, or of up to four words one of which is written as code (`git rebase --onto`,
+    `os.path.join`, `add_subparsers`); not a sentence."""
+    words = text.split()
+    return len(words) == 1 or (len(words) <= 4 and any(_CODE_WORD.search(word) for word in words))
+
 
 def search(
     conn: psycopg.Connection,
     table: str,
     question: Question,
     k: int,
-    mode: SearchMode = "dense",
-    fusion: Fusion = Fusion(),
+    mode: SearchMode | None = None,
+    fusion: Fusion | None = None,
     ef_search: int = 100,
 ) -> list[Hit]:
-    """The k best chunks by the mode, best first."""
+    """The k best chunks by the mode, best first. No mode: hybrid, or dense on a table made before keyword
+    search (until a sync adds its keyword column). No fusion: as the question's kind asks."""
+    if mode is None:
+        mode = "hybrid" if keyword_config(conn, table) is not None else "dense"
     if mode not in SEARCH_MODES:
         raise ConfigurationError(f"search mode {mode!r}: choose one of {', '.join(SEARCH_MODES)}")
+    fusion = fusion or Fusion.for_question(question.text)
     candidates = max(k, fusion.candidates)
     params = {"k": k, "n": candidates if mode == "hybrid" else k, "question": question.text}
     if mode != "keyword":
@@ -112,27 +137,34 @@ def _dense(table: str) -> sql.Composable:
 
 def _keyword(table: str) -> sql.Composable:
     """BM25: each query term's idf (Lucene's) from the term statistics, its frequency in a matching row from the
-    row's keywords, the row's length in tokens against the average."""
+    row's keywords (`ts_rank_cd` with unit weights counts its positions), the row's length in tokens against
+    the average."""
     terms, totals = map(sql.Identifier, side_tables(table))
     return sql.SQL(
         """WITH query AS (SELECT embed_pipelines_keywords(%(config)s::regconfig, %(question)s) AS keywords),
            query_terms AS (SELECT DISTINCT lexeme FROM query, unnest(query.keywords)),
            totals AS (SELECT sum(rows)::float8 AS n, sum(tokens)::float8 / greatest(sum(rows), 1) AS avg_tokens
                       FROM {totals}),
-           idf AS (SELECT q.lexeme, ln(1 + (totals.n - df.rows + 0.5) / (df.rows + 0.5)) AS idf
+           idf AS (SELECT embed_pipelines_quoted(q.lexeme)::tsquery AS term,
+                          ln(1 + (totals.n - df.rows + 0.5) / (df.rows + 0.5)) AS idf
                    FROM query_terms AS q CROSS JOIN totals
                    CROSS JOIN LATERAL (SELECT coalesce(sum(rows), 0) AS rows FROM {terms}
                                        WHERE lexeme = q.lexeme) AS df),
-           matched AS (SELECT id, {column} AS keywords, embed_pipelines_keyword_tokens({column}) AS tokens FROM {table}
+           matched AS (SELECT id, {column} AS keywords, {tokens} AS tokens FROM {table}
                        WHERE {column} @@ (SELECT embed_pipelines_any_of(keywords) FROM query))
            SELECT m.id, sum(idf.idf * tf.n * (%(k1)s + 1)
                             / (tf.n + %(k1)s * (1 - %(b)s + %(b)s * m.tokens / totals.avg_tokens))) AS score
-           FROM matched AS m CROSS JOIN totals
-           CROSS JOIN LATERAL (SELECT lexeme, coalesce(array_length(positions, 1), 1) AS n
-                               FROM unnest(m.keywords)) AS tf
-           JOIN idf ON idf.lexeme = tf.lexeme
+           FROM matched AS m CROSS JOIN totals CROSS JOIN idf
+           CROSS JOIN LATERAL (SELECT ts_rank_cd('{{1,1,1,1}}', m.keywords, idf.term, 0) AS n) AS tf
+           WHERE tf.n > 0
            GROUP BY m.id ORDER BY score DESC, m.id LIMIT %(n)s"""
-    ).format(terms=terms, totals=totals, column=sql.Identifier(KEYWORD_COLUMN), table=sql.Identifier(table))
+    ).format(
+        terms=terms,
+        totals=totals,
+        column=sql.Identifier(KEYWORD_COLUMN),
+        tokens=sql.Identifier(TOKENS_COLUMN),
+        table=sql.Identifier(table),
+    )
 
 
 def _hybrid(table: str, fusion: Fusion, params: dict) -> sql.Composable:

@@ -5,7 +5,9 @@ PostgreSQL's own ranking (`ts_rank_cd`) has no inverse document frequency and ra
 each term's document count and the average document length, which a GIN index cannot give cheaply. So each
 version table has two tables beside it: `<table>_terms` (shard, lexeme, rows holding it), filled from
 `ts_stat` over the shard's rows after each load that changed it, and `<table>_term_totals` (shard, rows,
-tokens). A query's BM25 score (Lucene's idf, k1 1.2, b 0.75) is then one SQL statement.
+tokens); each row keeps its length in tokens (`keyword_tokens`). A query's BM25 score (Lucene's idf, k1 1.2,
+b 0.75) is then one SQL statement, a term's frequency in a row read by `ts_rank_cd` with unit weights (the
+number of its positions, found by binary search in the row's tsvector).
 
 Identifiers stay findable: PostgreSQL's parser keeps `os.path.join` or `/etc/apt/sources.list` as one token,
 so the keywords also hold their dot- and slash-separated parts (`os`, `path`, `join`); hyphenated words and
@@ -20,7 +22,7 @@ from psycopg import sql
 
 from embed_pipelines.core.settings import ConfigurationError
 
-KEYWORD_COLUMN = "keywords"
+KEYWORD_COLUMN, TOKENS_COLUMN = "keywords", "keyword_tokens"
 TERMS_SUFFIX, TOTALS_SUFFIX = "_terms", "_term_totals"
 K1, B = 1.2, 0.75
 
@@ -35,10 +37,13 @@ CREATE OR REPLACE FUNCTION embed_pipelines_keyword_tokens(keywords tsvector) RET
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT coalesce(sum(coalesce(array_length(positions, 1), 1)), 0)::integer FROM unnest(keywords)
 $$;
+CREATE OR REPLACE FUNCTION embed_pipelines_quoted(lexeme text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT '''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || ''''
+$$;
 CREATE OR REPLACE FUNCTION embed_pipelines_any_of(keywords tsvector) RETURNS tsquery
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT string_agg('''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''', ' | ')::tsquery
-    FROM unnest(tsvector_to_array(keywords)) AS lexeme
+    SELECT string_agg(embed_pipelines_quoted(lexeme), ' | ')::tsquery FROM unnest(tsvector_to_array(keywords)) AS lexeme
 $$"""
 
 
@@ -85,13 +90,15 @@ def ensure_keywords(conn: psycopg.Connection, table: str, config: str) -> bool:
         current = keyword_config(conn, table)
         if current == config:
             return False
-        column, name = sql.Identifier(KEYWORD_COLUMN), sql.Identifier(table)
+        name, column, tokens = sql.Identifier(table), sql.Identifier(KEYWORD_COLUMN), sql.Identifier(TOKENS_COLUMN)
         keywords = sql.SQL("embed_pipelines_keywords({}::regconfig, text)").format(sql.Literal(config))
+        length = sql.SQL("embed_pipelines_keyword_tokens({})").format(keywords)  # no column refers to another
         if current is None:
             conn.execute(
-                sql.SQL("ALTER TABLE {} ADD COLUMN {} tsvector GENERATED ALWAYS AS ({}) STORED").format(
-                    name, column, keywords
-                )
+                sql.SQL(
+                    "ALTER TABLE {} ADD COLUMN {} tsvector GENERATED ALWAYS AS ({}) STORED, "
+                    "ADD COLUMN {} integer GENERATED ALWAYS AS ({}) STORED"
+                ).format(name, column, keywords, tokens, length)
             )
             conn.execute(
                 sql.SQL("CREATE INDEX {} ON {} USING gin ({})").format(
@@ -100,7 +107,9 @@ def ensure_keywords(conn: psycopg.Connection, table: str, config: str) -> bool:
             )
         else:  # in place: the view on the table, and any view a user built on it, keep their columns
             conn.execute(
-                sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET EXPRESSION AS ({})").format(name, column, keywords)
+                sql.SQL(
+                    "ALTER TABLE {} ALTER COLUMN {} SET EXPRESSION AS ({}), ALTER COLUMN {} SET EXPRESSION AS ({})"
+                ).format(name, column, keywords, tokens, length)
             )
         conn.execute(sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(name, column, sql.Literal(config)))
         conn.execute(sql.SQL("TRUNCATE {}, {}").format(sql.Identifier(terms), sql.Identifier(totals)))
@@ -130,9 +139,9 @@ def _count_terms(conn: psycopg.Connection, table: str, shard: str) -> None:
     conn.execute(
         sql.SQL(
             "INSERT INTO {totals} (shard, rows, tokens) "
-            "SELECT %(shard)s, count(*), coalesce(sum(embed_pipelines_keyword_tokens({column})), 0) FROM {table} "
+            "SELECT %(shard)s, count(*), coalesce(sum({tokens}), 0) FROM {table} "
             "WHERE shard = %(shard)s "
             "ON CONFLICT (shard) DO UPDATE SET rows = excluded.rows, tokens = excluded.tokens"
-        ).format(totals=totals, column=sql.Identifier(KEYWORD_COLUMN), table=sql.Identifier(table)),
+        ).format(totals=totals, tokens=sql.Identifier(TOKENS_COLUMN), table=sql.Identifier(table)),
         {"shard": shard},
     )

@@ -151,7 +151,7 @@ def recall_at_10(inputs: GateInputs) -> GateCheck:
     approximate = [
         [
             (hit.document_path, hit.chunk_ordinal, hit.score)
-            for hit in search(conn, candidate.table, Question.of_vector(query), RECALL_K)
+            for hit in search(conn, candidate.table, Question.of_vector(query), RECALL_K, mode="dense")
         ]
         for query in queries
     ]
