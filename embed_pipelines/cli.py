@@ -27,7 +27,7 @@ from embed_pipelines.terminal import safe_output
 
 def print_hits(hits: list[Hit] | list[PageHit]) -> None:
     if not hits:
-        print("No results: is the collection indexed?")
+        print("No results: is the collection indexed, and do the filters match any of it?")
     for rank, hit in enumerate(hits, start=1):
         if isinstance(hit, PageHit):
             print(f"{rank:>2}. {hit.score:.3f}  {hit.document_path}  page {hit.page_number}")
@@ -81,9 +81,10 @@ def _search(args: argparse.Namespace) -> int:
     options = {"exact": args.exact, "candidates_per_token": args.candidates_per_token}
     if args.family != PAGES.name and (args.exact or args.candidates_per_token is not None):
         raise ConfigurationError("--exact and --candidates-per-token score page images: add --family pages")
-    if args.family == PAGES.name and args.mode is not None:
-        raise ConfigurationError("--mode ranks text chunks: page images are searched by MaxSim only")
-    options["mode"] = args.mode
+    text_options = {"mode": args.mode, "path": args.path, "formats": args.format, "heading": args.heading}
+    if args.family == PAGES.name and any(text_options.values()):
+        raise ConfigurationError("--mode, --path, --format and --heading search text chunks: leave out --family pages")
+    options |= text_options
     chosen = {name: value for name, value in options.items() if value not in (None, False)}
     try:
         hits = api.search(args.question, args.collection, args.k, family=args.family, version=args.version, **chosen)
@@ -231,8 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--mode",
         choices=SEARCH_MODES,
         default=None,
-        help="text: dense (cosine of the vectors), keyword (BM25) or hybrid (both, fused by rank)",
+        help="dense (cosine of the vectors), keyword (BM25) or hybrid (both, fused by rank; the default)",
     )
+    search.add_argument("--path", default=None, help="only documents whose path matches this glob: 'guides/**'")
+    search.add_argument(
+        "--format", action="append", default=None, help="only documents of this suffix (pdf, md, ...); repeatable"
+    )
+    search.add_argument("--heading", default=None, help="only chunks under a heading that contains this text")
     search.add_argument(
         "--exact", action="store_true", help="with --family pages: score every page, not HNSW candidates"
     )

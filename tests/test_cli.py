@@ -29,6 +29,13 @@ def test_index_plan_and_search_from_the_command_line(tmp_path, home, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(" 1. ") and "guide/espresso.md" in lines[0] and "Tamping" in lines[0]
 
+    filtered = ["search", "degrees", "--collection", "cli", "--mode", "keyword", "--path", "manuals/**"]
+    assert cli.main([*filtered, "--format", "pdf"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line[:3].strip(" .").isdigit()]
+    assert len(lines) == 1 and "manuals/roasting.pdf" in lines[0]  # milk.html says degrees too, outside the glob
+    assert cli.main(["search", "degrees", "--collection", "cli", "--family", "pages", "--path", "x/**"]) == 2
+    assert "leave out --family pages" in capsys.readouterr().err
+
 
 def test_versions_list_rollback_search_by_version_and_drop(
     tmp_path, home, capsys, monkeypatch, tiny_model, wider_tiny_model

@@ -7,7 +7,7 @@ Each mode ranks row ids; one outer query joins the best k to their rows, so ever
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal, get_args
@@ -17,6 +17,7 @@ import psycopg
 from psycopg import sql
 
 from embed_pipelines.core.settings import ConfigurationError
+from embed_pipelines.storage.filters import MAX_SCAN_TUPLES, Filters, exact_is_cheaper
 from embed_pipelines.storage.keywords import K1, KEYWORD_COLUMN, TOKENS_COLUMN, B, keyword_config, side_tables
 
 SearchMode = Literal["dense", "keyword", "hybrid"]
@@ -88,35 +89,49 @@ def search(
     mode: SearchMode | None = None,
     fusion: Fusion | None = None,
     ef_search: int = 100,
+    path: str | None = None,
+    formats: Sequence[str] = (),
+    heading: str | None = None,
 ) -> list[Hit]:
-    """The k best chunks by the mode, best first. No mode: hybrid, or dense on a table made before keyword
-    search (until a sync adds its keyword column). No fusion: as the question's kind asks."""
+    """The k best chunks by the mode, best first, among those that pass the filters (storage/filters.py). No
+    mode: hybrid, or dense on a table made before keyword search (until a sync adds its keyword column). No
+    fusion: as the question's kind asks."""
     if mode is None:
         mode = "hybrid" if keyword_config(conn, table) is not None else "dense"
     if mode not in SEARCH_MODES:
         raise ConfigurationError(f"search mode {mode!r}: choose one of {', '.join(SEARCH_MODES)}")
     fusion = fusion or Fusion.for_question(question.text)
     candidates = max(k, fusion.candidates)
-    params = {"k": k, "n": candidates if mode == "hybrid" else k, "question": question.text}
+    filters = Filters(path, tuple(formats), heading)
+    where, params = filters.where()
+    params |= {"k": k, "n": candidates if mode == "hybrid" else k, "question": question.text}
     if mode != "keyword":
         params["vector"] = question.vector
     if mode != "dense":
-        params["config"] = _config(conn, table)
-        params |= {"k1": K1, "b": B}
-    ranked = {
-        "dense": lambda: _dense(table),
-        "keyword": lambda: _keyword(table),
-        "hybrid": lambda: _hybrid(table, fusion, params),
-    }[mode]()
+        params |= {"config": _config(conn, table), "k1": K1, "b": B}
+    filtered = bool(filters) and mode != "keyword"  # the keyword side's own index finds only matching rows
+    exact = filtered and exact_is_cheaper(conn, table, where, params, params["n"])
+    rows = _ranked_rows(conn, table, mode, fusion, where, params, exact, ef_search)
+    if filtered and not exact and len(rows) < k:  # the iterative scan stopped short
+        rows = _ranked_rows(conn, table, mode, fusion, where, params, True, ef_search)
+    return [Hit(*row) for row in rows]
+
+
+def _ranked_rows(conn, table: str, mode: str, fusion: Fusion, where, params: dict, exact: bool, ef_search: int):
+    dense = _dense(table, where, exact)
+    ranked = {"dense": dense, "keyword": _keyword(table, where), "hybrid": _hybrid(dense, _keyword(table, where))}
+    if mode == "hybrid":
+        params |= {"dense_weight": fusion.dense, "keyword_weight": fusion.keyword, "rrf_k": RRF_K}
     statement = sql.SQL(
         """WITH ranked AS ({ranked})
            SELECT ranked.score, t.document_path, t.chunk_ordinal, t.headings, t.pages, t.text
            FROM ranked JOIN {table} AS t ON t.id = ranked.id ORDER BY ranked.score DESC, t.id LIMIT %(k)s"""
-    ).format(ranked=ranked, table=sql.Identifier(table))
+    ).format(ranked=ranked[mode], table=sql.Identifier(table))
     with conn.transaction():
-        conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(ef_search, candidates))))
-        rows = conn.execute(statement, params).fetchall()
-    return [Hit(*row) for row in rows]
+        conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(ef_search, params["n"]))))
+        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")  # filtered scans walk on until n pass
+        conn.execute(sql.SQL("SET LOCAL hnsw.max_scan_tuples = {}").format(sql.Literal(MAX_SCAN_TUPLES)))
+        return conn.execute(statement, params).fetchall()
 
 
 def _config(conn: psycopg.Connection, table: str) -> str:
@@ -129,13 +144,18 @@ def _config(conn: psycopg.Connection, table: str) -> str:
     return config
 
 
-def _dense(table: str) -> sql.Composable:
+def _dense(table: str, where: sql.Composable, exact: bool) -> sql.Composable:
+    """Through the HNSW index (iterative where filtered; the outer query orders what its relaxed order found),
+    or, `exact`, over the matching rows only (a materialized set the planner cannot send to the index)."""
+    rows = sql.SQL("(SELECT id, embedding FROM {} WHERE {})").format(sql.Identifier(table), where)
+    source = sql.SQL("(WITH matching AS MATERIALIZED {} SELECT * FROM matching)").format(rows) if exact else rows
     return sql.SQL(
-        "SELECT id, 1 - (embedding <=> %(vector)s) AS score FROM {} ORDER BY embedding <=> %(vector)s LIMIT %(n)s"
-    ).format(sql.Identifier(table))
+        "SELECT id, 1 - (embedding <=> %(vector)s) AS score FROM {} AS candidates "
+        "ORDER BY embedding <=> %(vector)s LIMIT %(n)s"
+    ).format(source)
 
 
-def _keyword(table: str) -> sql.Composable:
+def _keyword(table: str, where: sql.Composable) -> sql.Composable:
     """BM25: each query term's idf (Lucene's) from the term statistics, its frequency in a matching row from the
     row's keywords (`ts_rank_cd` with unit weights counts its positions), the row's length in tokens against
     the average."""
@@ -151,7 +171,7 @@ def _keyword(table: str) -> sql.Composable:
                    CROSS JOIN LATERAL (SELECT coalesce(sum(rows), 0) AS rows FROM {terms}
                                        WHERE lexeme = q.lexeme) AS df),
            matched AS (SELECT id, {column} AS keywords, {tokens} AS tokens FROM {table}
-                       WHERE {column} @@ (SELECT embed_pipelines_any_of(keywords) FROM query))
+                       WHERE {column} @@ (SELECT embed_pipelines_any_of(keywords) FROM query) AND {where})
            SELECT m.id, sum(idf.idf * tf.n * (%(k1)s + 1)
                             / (tf.n + %(k1)s * (1 - %(b)s + %(b)s * m.tokens / totals.avg_tokens))) AS score
            FROM matched AS m CROSS JOIN totals CROSS JOIN idf
@@ -164,11 +184,11 @@ def _keyword(table: str) -> sql.Composable:
         column=sql.Identifier(KEYWORD_COLUMN),
         tokens=sql.Identifier(TOKENS_COLUMN),
         table=sql.Identifier(table),
+        where=where,
     )
 
 
-def _hybrid(table: str, fusion: Fusion, params: dict) -> sql.Composable:
-    params |= {"dense_weight": fusion.dense, "keyword_weight": fusion.keyword, "rrf_k": RRF_K}
+def _hybrid(dense: sql.Composable, keyword: sql.Composable) -> sql.Composable:
     return sql.SQL(
         """WITH dense AS (SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank FROM ({dense}) AS d),
            keyword AS (SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank FROM ({keyword}) AS kw)
@@ -176,4 +196,4 @@ def _hybrid(table: str, fusion: Fusion, params: dict) -> sql.Composable:
                   coalesce(%(dense_weight)s / (%(rrf_k)s + dense.rank), 0)
                   + coalesce(%(keyword_weight)s / (%(rrf_k)s + keyword.rank), 0) AS score
            FROM dense FULL JOIN keyword ON dense.id = keyword.id"""
-    ).format(dense=_dense(table), keyword=_keyword(table))
+    ).format(dense=dense, keyword=keyword)
