@@ -25,6 +25,10 @@ from embed_pipelines.core.settings import ConfigurationError
 KEYWORD_COLUMN, TOKENS_COLUMN = "keywords", "keyword_tokens"
 TERMS_SUFFIX, TOTALS_SUFFIX = "_terms", "_term_totals"
 K1, B = 1.2, 0.75
+KEYWORD_COLUMNS = (
+    (KEYWORD_COLUMN, "tsvector", "the text's lexemes in the collection's text search configuration (GIN index)"),
+    (TOKENS_COLUMN, "integer", "the text's length in lexeme positions, for BM25"),
+)
 
 KEYWORD_FUNCTIONS = r"""
 CREATE OR REPLACE FUNCTION embed_pipelines_keywords(config regconfig, body text) RETURNS tsvector

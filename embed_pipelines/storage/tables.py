@@ -16,7 +16,7 @@ from psycopg import sql
 
 from embed_pipelines.core.collection import check_name
 from embed_pipelines.core.rows import Chunk, Page, RowKind
-from embed_pipelines.storage.keywords import TERMS_SUFFIX, TOTALS_SUFFIX
+from embed_pipelines.storage.keywords import KEYWORD_COLUMNS, TERMS_SUFFIX, TOTALS_SUFFIX
 
 HNSW_MAX_DIMENSIONS = 2000
 
@@ -30,6 +30,7 @@ class TableLayout:
     item_hash: str  # what a row was made from
     side_tables: tuple[str, ...] = ()  # suffixes of tables that live and die with it
     hnsw: tuple[str, str, str] = ("", "embedding", "_embedding_hnsw")  # (table suffix, column, index suffix)
+    generated: tuple[tuple[str, str, str], ...] = ()  # (name, SQL type, description) of columns PostgreSQL computes
 
     def tables(self, table: str) -> list[str]:
         """The version table and the tables beside it, dependents first (the order they drop in)."""
@@ -40,11 +41,18 @@ class TableLayout:
         loaded = [
             (c.name, c.sql_type(dimension).removesuffix(" NOT NULL"), c.description) for c in self.kind.sql_columns
         ]
-        return [("id", "bigint", "row identity"), *loaded, ("indexed_at", "timestamptz", "when the row was written")]
+        written = ("indexed_at", "timestamptz", "when the row was written")
+        return [("id", "bigint", "row identity"), *loaded, written, *self.generated]
 
 
-# Its keyword statistics live beside it (keywords.py).
-CHUNK_TABLE = TableLayout(Chunk.KIND, "chunk_ordinal", "chunk_hash", side_tables=(TERMS_SUFFIX, TOTALS_SUFFIX))
+# Its keyword columns are generated from `text`, their statistics live beside it (keywords.py).
+CHUNK_TABLE = TableLayout(
+    Chunk.KIND,
+    "chunk_ordinal",
+    "chunk_hash",
+    side_tables=(TERMS_SUFFIX, TOTALS_SUFFIX),
+    generated=KEYWORD_COLUMNS,
+)
 # Its HNSW index is on the regions table beside it (page_tables.py).
 PAGE_TABLE = TableLayout(
     Page.KIND, "page_number", "image_sha256", side_tables=("_regions",), hnsw=("_regions", "region", "_regions_hnsw")
