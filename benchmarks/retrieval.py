@@ -11,7 +11,7 @@ Question sets (each installable offline: `apt-get install debian-faq git-doc`):
   FAQ, the same way; nothing was chosen by it, it checks what the sets above chose.
 
 Each corpus is indexed by `api.index` with the bundled all-MiniLM-L6-v2 in a fresh home, then every question
-is asked in each mode through `api.evaluate` (nDCG@10, MRR@10 and the rest; evaluation.py), and the same
+is asked in each mode through `api.evaluate` (nDCG@10, MRR@10 and the rest; versions/evaluation.py), and the same
 chunks are ranked by the reference BM25 (`bm25s`, the same k1/b, Snowball English stemmer and English stop
 words) for the keyword side's check. Latency: each mode's questions asked one after another, p50/p99.
 
@@ -142,8 +142,8 @@ def bm25_reference(chunks: list[tuple[str, str]], questions: list[dict], k: int)
     import bm25s
     import Stemmer
 
-    from embed_pipelines.evaluation import read_questions, score
     from embed_pipelines.storage.keywords import K1, B
+    from embed_pipelines.versions.evaluation import read_questions, score
 
     stemmer = Stemmer.Stemmer("english")
     retriever = bm25s.BM25(k1=K1, b=B, method="lucene")

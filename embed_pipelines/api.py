@@ -24,7 +24,6 @@ from embed_pipelines.config import resolve_collection
 from embed_pipelines.core import settings
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.settings import ConfigurationError
-from embed_pipelines.evaluation import Scores, read_questions, score
 from embed_pipelines.factory import build_definitions, index_job_name
 from embed_pipelines.pipeline.families import TEXT, accepted_by, configured_models, family_named
 from embed_pipelines.pipeline.plan import SyncPlan, plan_sync
@@ -36,6 +35,7 @@ from embed_pipelines.storage.registry import list_versions as registry_versions
 from embed_pipelines.sync_locks import holding_shards, setting_up
 from embed_pipelines.text.model import TextModel
 from embed_pipelines.version_jobs import build_version_jobs, version_job_name, version_op_name
+from embed_pipelines.versions.evaluation import Scores, read_questions, score
 
 
 class SyncRunning(ConfigurationError):
@@ -196,7 +196,7 @@ def evaluate(
     k: int = 10,
     postgres: PostgresResource | None = None,
 ) -> dict[tuple[str, str], Scores]:
-    """(version, mode) -> scores of the judged questions (evaluation.py), for each text index version named
+    """(version, mode) -> scores of the judged questions (versions/evaluation.py), for each text index version named
     (default: the serving one) and each search mode. A question is embedded once per version."""
     judged = read_questions(Path(questions))
     check_question("evaluation", k)

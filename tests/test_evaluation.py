@@ -13,7 +13,7 @@ from support import run_index, write_corpus
 
 from embed_pipelines import api, cli
 from embed_pipelines.core.settings import ConfigurationError
-from embed_pipelines.evaluation import JudgedQuestion, Judgment, gains, read_questions, score
+from embed_pipelines.versions.evaluation import JudgedQuestion, Judgment, gains, read_questions, score
 
 CORPUS = {
     "brewing.md": "# Brewing\n\n## Espresso\n\nEspresso is brewed at nine bar for about 25 seconds from a fine "

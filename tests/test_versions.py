@@ -150,6 +150,7 @@ def test_a_failing_gate_keeps_the_served_version_and_says_why(
     assert checks["gate_complete"][0] and checks["gate_vectors_sane"][0] and checks["gate_recall_at_10"][0]
     passed, figures = checks["gate_golden_queries"]
     assert not passed and figures["hit_rate"] < figures["serving_hit_rate"] - 0.05
+    assert figures["ndcg@1"] < figures["serving_ndcg"] - 0.05  # what the gate judges: nDCG@k, k = golden_k
     observation = instance.fetch_observations(asset_key(collection, "search_view"), limit=1).records[0]
     assert "golden_queries" in observation.asset_observation.metadata["note"].value
     said = [event for event in instance.all_logs(second.run_id) if event.dagster_event is None]

@@ -70,11 +70,14 @@ class PromotionPolicy:
         None,
         parse=path,
         env=settings.GOLDEN_QUERIES_ENV,
-        doc='JSON list of {"question": ..., "expected": "<document path>"}; the sample corpus has its own',
+        doc='judged questions (JSON or JSON Lines: {"question": ..., "relevant": [{"path": ..., "span": ...}]}, or '
+        '{"question": ..., "expected": "<document path>"}); the sample corpus has its own',
     )
-    golden_k: int = setting(5, parse=integer(), doc="hits looked at for each golden question")
+    golden_k: int = setting(5, parse=integer(), doc="hits looked at for each judged question (nDCG@k)")
     golden_tolerance: float = setting(
-        0.05, parse=share, doc="how much lower than the serving version's golden hit rate a new one may be"
+        0.05,
+        parse=share,
+        doc="how much lower than the serving version's nDCG@k a new version may score",
     )
 
 

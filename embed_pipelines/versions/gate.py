@@ -3,23 +3,24 @@
 Each check looks at one thing and says what it found. A family picks its checks: text versions must be
 complete (rows == chunks in every shard, no rows of missing files), have sane vectors (dimension, no
 zero/NaN, unit norm where the model normalizes), an HNSW index that finds the exact nearest neighbours
-(recall@10) and, where the collection declares golden questions, answer them about as well as the version
-they replace; page versions must have synced every shard holding pages.
+(recall@10) and, where the collection declares judged questions, rank their answers about as well (nDCG) as
+the version they replace; page versions must have synced every shard holding pages.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 
 import psycopg
 
 from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.storage.chunk_search import Question, search
 from embed_pipelines.storage.registry import VersionRecord
 from embed_pipelines.storage.stores import chunks_store
 from embed_pipelines.storage.tables import IndexHealth, shard_health
 from embed_pipelines.sync.listing import listed_paths, read_listing
+from embed_pipelines.versions.evaluation import JudgedQuestion, Scores, read_questions, score
 from embed_pipelines.versions.family import IndexFamily
 from embed_pipelines.versions.recall import exact_neighbours, recall_at_k, sample_vectors
 
@@ -166,43 +167,36 @@ def recall_at_10(inputs: GateInputs) -> GateCheck:
 
 
 def golden_queries(inputs: GateInputs) -> GateCheck | None:
-    """Where the collection declares golden questions: a hit rate@k no worse than the serving version's."""
+    """Where the collection declares judged questions (versions/evaluation.py: by span, or the golden form
+    `{question, expected}`): nDCG@k, in the default search mode, no lower than the serving version's by more
+    than the tolerance. Every score is a figure of the check, so the UI plots quality per version."""
     conn, candidate, serving, family = inputs.conn, inputs.candidate, inputs.serving, inputs.family
     policy = inputs.collection.promotion
     if not policy.golden_queries:
         return None
     try:
-        questions = json.loads(policy.golden_queries.read_text())
-        pairs = [(item["question"], item["expected"]) for item in questions]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        return GateCheck(
-            "golden_queries",
-            False,
-            f"{policy.golden_queries}: not a JSON list of {{question, expected}} ({error})",
-            {},
-        )
-    rate = hit_rate(conn, family, candidate, pairs, policy.golden_k)
-    figures = {"hit_rate": rate, "questions": len(pairs), "k": policy.golden_k}
+        questions = read_questions(policy.golden_queries)
+    except ConfigurationError as error:
+        return GateCheck("golden_queries", False, str(error), {})
+    k = policy.golden_k
+    scores = judged_scores(conn, family, candidate, questions, k)
+    figures = scores.as_metadata() | {"hit_rate": scores.hit_at_k, "k": k}
     if serving is None or serving.version == candidate.version:
-        return GateCheck("golden_queries", True, f"hit rate@{policy.golden_k} {rate:.3f}, nothing to compare", figures)
-    serving_rate = hit_rate(conn, family, serving, pairs, policy.golden_k)
-    figures |= {"serving_version": serving.version, "serving_hit_rate": serving_rate}
+        return GateCheck("golden_queries", True, f"nDCG@{k} {scores.ndcg:.3f}, nothing to compare", figures)
+    served = judged_scores(conn, family, serving, questions, k)
+    figures |= {"serving_version": serving.version, "serving_ndcg": served.ndcg, "serving_hit_rate": served.hit_at_k}
     return GateCheck(
         "golden_queries",
-        rate >= serving_rate - policy.golden_tolerance,
-        f"hit rate@{policy.golden_k} {rate:.3f} vs {serving_rate:.3f} for serving version {serving.version} "
-        f"(tolerance {policy.golden_tolerance}, {len(pairs)} questions)",
+        scores.ndcg >= served.ndcg - policy.golden_tolerance,
+        f"nDCG@{k} {scores.ndcg:.3f} vs {served.ndcg:.3f} for serving version {serving.version} "
+        f"(tolerance {policy.golden_tolerance}, {len(questions)} questions)",
         figures,
     )
 
 
-def hit_rate(
-    conn: psycopg.Connection, family: IndexFamily, record: VersionRecord, pairs: list[tuple[str, str]], k: int
-) -> float:
-    """Share of questions whose expected document is among the top k chunks, embedded by the version's model."""
+def judged_scores(
+    conn: psycopg.Connection, family: IndexFamily, record: VersionRecord, questions: list[JudgedQuestion], k: int
+) -> Scores:
+    """The version's default search on the questions, embedded by the version's own model."""
     model = family.model_from(record.model)
-    hits = 0
-    for question, expected in pairs:
-        found = search(conn, record.table, Question(question, model.embed_query), k)
-        hits += any(hit.document_path == expected for hit in found)
-    return hits / len(pairs) if pairs else 1.0
+    return score(questions, lambda text: search(conn, record.table, Question(text, model.embed_query), k), k)
