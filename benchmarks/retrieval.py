@@ -31,6 +31,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from functools import partial
 from pathlib import Path
 
 DEBIAN_FAQ = Path("/usr/share/doc/debian/FAQ/debian-faq.en.txt.gz")
@@ -168,10 +169,12 @@ def bm25_reference(chunks: list[tuple[str, str]], questions: list[dict], k: int)
     return score(read_questions(Path(file.name)), search, k).ndcg
 
 
-def measure(name: str, files: dict[str, str], sets: dict[str, list[dict]], k: int, home: Path) -> None:
+def measure(name: str, files: dict[str, str], sets: dict[str, list[dict]], k: int, home: Path) -> tuple[str, list]:
+    """Index the corpus, print each set's figures per mode; returns the version table and the questions asked
+    (embedded), for the scaled measurements."""
     from embed_pipelines import api
     from embed_pipelines.resources import PostgresResource
-    from embed_pipelines.storage.chunk_search import Question, search
+    from embed_pipelines.storage.chunk_search import Question
     from embed_pipelines.storage.registry import find_version, serving_version
 
     folder = home / name
@@ -198,12 +201,7 @@ def measure(name: str, files: dict[str, str], sets: dict[str, list[dict]], k: in
             for question in asked:
                 question.vector  # noqa: B018 (embedded before the clock starts: latency is the database's)
             for (_, mode), scores in results.items():
-                seconds = []
-                for question in asked:
-                    began = time.perf_counter()
-                    search(conn, record.table, question, k, mode=mode)
-                    seconds.append(time.perf_counter() - began)
-                p50, p99 = (statistics.quantiles(seconds, n=100)[i] * 1000 for i in (49, 98))
+                p50, p99 = latency(asked, partial(ask, conn, record.table, k, mode, None))
                 print(
                     f"{set_name:<13}{len(questions):>5} {mode:<9}{scores.ndcg:>8.3f}{scores.mrr:>8.3f}"
                     f"{scores.hit_at_1:>8.3f}{scores.hit_at_k:>8.3f}{p50:>8.1f}{p99:>8.1f}"
@@ -212,6 +210,102 @@ def measure(name: str, files: dict[str, str], sets: dict[str, list[dict]], k: in
             print(f"{set_name:<13}{len(questions):>5} {'bm25s':<9}{bm25_reference(chunks, questions, k):>8.3f}")
         except ImportError:
             print("  (bm25s reference skipped: .venv/bin/pip install --isolated bm25s PyStemmer)")
+    return record.table, asked
+
+
+def latency(questions: list, ask) -> tuple[float, float]:
+    """p50 and p99 milliseconds of asking each question once, one after another."""
+    seconds = []
+    for question in questions:
+        began = time.perf_counter()
+        ask(question)
+        seconds.append(time.perf_counter() - began)
+    return tuple(statistics.quantiles(seconds, n=100)[i] * 1000 for i in (49, 98))
+
+
+def scaled(table: str, rows: int, questions: list, k: int) -> None:
+    """The corpus's rows copied to `rows` (vectors jittered by 0.01 so that copies are not duplicates; each row
+    in one of 1,000 path buckets `b000/`..`b999/` for filters of 10 %, 1 % and 0.1 %), indexed as the loader
+    indexes a table, then each mode's latency, and filtered searches with and without iterative scans."""
+    from psycopg import sql
+
+    from embed_pipelines.resources import PostgresResource
+    from embed_pipelines.storage.chunk_search import SEARCH_MODES
+    from embed_pipelines.storage.keywords import ensure_keywords
+    from embed_pipelines.storage.tables import ensure_hnsw_index
+
+    copy = f"{table}_x{rows}"
+    with PostgresResource().connect() as conn:
+        dimension = conn.execute(f'SELECT vector_dims(embedding) FROM "{table}" LIMIT 1').fetchone()[0]
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(copy)))
+        conn.execute(
+            sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(sql.Identifier(copy), sql.Identifier(table))
+        )
+        conn.execute(
+            sql.SQL("ALTER TABLE {} DROP COLUMN keywords, DROP COLUMN keyword_tokens").format(sql.Identifier(copy))
+        )
+        began = time.perf_counter()
+        conn.execute(
+            sql.SQL(
+                """INSERT INTO {copy} (id, document_path, source_sha256, chunk_ordinal, text, headings, pages,
+                                       chunk_hash, shard, embedding, indexed_at)
+                   SELECT n, format('b%s/%s/%s', lpad((n % 1000)::text, 3, '0'), n / {size}, document_path),
+                          source_sha256, chunk_ordinal, text, headings, pages, chunk_hash, shard,
+                          (SELECT array_agg(x + (random()::real - 0.5) * 0.01) FROM unnest(embedding::real[]) AS x
+                           WHERE n > 0)::vector({dimension}), indexed_at
+                   FROM (SELECT t.*, row_number() OVER () AS n
+                         FROM {table} AS t CROSS JOIN generate_series(1, ceil({rows}::float / {size})::int)) AS c
+                   WHERE n <= {rows}"""
+            ).format(
+                copy=sql.Identifier(copy),
+                table=sql.Identifier(table),
+                dimension=sql.Literal(dimension),
+                rows=sql.Literal(rows),
+                size=sql.Literal(conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]),
+            )
+        )
+        conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (id)").format(sql.Identifier(copy)))
+        ensure_keywords(conn, copy, "english")
+        loaded = time.perf_counter()
+        ensure_hnsw_index(conn, copy)
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(copy)))
+        print(
+            f"\n{rows:,} rows ({dimension} dimensions): copied with keywords and statistics in "
+            f"{loaded - began:.0f} s, HNSW built in {time.perf_counter() - loaded:.0f} s"
+        )
+        for mode in SEARCH_MODES:
+            p50, p99 = latency(questions, partial(ask, conn, copy, k, mode, None))
+            print(f"  {mode:<8} p50 {p50:7.1f} ms  p99 {p99:7.1f} ms")
+        for share, glob in (("10 %", "b0??/**"), ("1 %", "b00?/**"), ("0.1 %", "b000/**")):
+            figures = []
+            for search in (partial(ask, conn, copy, k, "dense", glob), partial(plain_filtered, conn, copy, k, glob)):
+                found: list[int] = []
+                p50, p99 = latency(questions, lambda q, search=search, found=found: found.append(len(search(q))))
+                figures.append(f"{min(found)}-{max(found)} rows, p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+            print(f"  filter {share:>5}: this search {figures[0]}; plain HNSW {figures[1]}")
+
+
+def ask(conn, table: str, k: int, mode: str, glob: str | None, question) -> list:
+    """One search of `table` (a path glob where given)."""
+    from embed_pipelines.storage.chunk_search import search
+
+    return search(conn, table, question, k, mode=mode, **({"path": glob} if glob else {}))
+
+
+def plain_filtered(conn, table: str, k: int, glob: str, question) -> list:
+    """A filtered search as one would write it against the view before iterative scans."""
+    from psycopg import sql
+
+    from embed_pipelines.storage.filters import glob_pattern
+
+    with conn.transaction():
+        conn.execute("SET LOCAL hnsw.iterative_scan = off")
+        return conn.execute(
+            sql.SQL("SELECT id FROM {} WHERE document_path ~ %s ORDER BY embedding <=> %s LIMIT %s").format(
+                sql.Identifier(table)
+            ),
+            (glob_pattern(glob), question.vector, k),
+        ).fetchall()
 
 
 def main() -> None:
@@ -224,6 +318,9 @@ def main() -> None:
         help="repeat for several (default: debian-faq and git; python-faq is the held-out check)",
     )
     parser.add_argument("-k", type=int, default=10)
+    parser.add_argument(
+        "--scale", type=int, action="append", default=[], help="rows of a scaled copy of the last corpus (100000, ...)"
+    )
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="retrieval-"))
     os.environ["EMBED_PIPELINES_HOME"] = str(home / "home")
@@ -231,7 +328,9 @@ def main() -> None:
     corpora = {"debian-faq": debian_faq, "git": git_docs, "python-faq": python_faq}
     for name in args.corpus or ["debian-faq", "git"]:
         files, sets = corpora[name]()
-        measure(name, files, sets, args.k, home)
+        table, asked = measure(name, files, sets, args.k, home)
+    for rows in args.scale:
+        scaled(table, rows, asked[:100], args.k)
 
 
 if __name__ == "__main__":

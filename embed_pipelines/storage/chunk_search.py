@@ -165,7 +165,7 @@ def _keyword(table: str, where: sql.Composable) -> sql.Composable:
            query_terms AS (SELECT DISTINCT lexeme FROM query, unnest(query.keywords)),
            totals AS (SELECT sum(rows)::float8 AS n, sum(tokens)::float8 / greatest(sum(rows), 1) AS avg_tokens
                       FROM {totals}),
-           idf AS (SELECT embed_pipelines_quoted(q.lexeme)::tsquery AS term,
+           idf AS MATERIALIZED (SELECT embed_pipelines_quoted(q.lexeme)::tsquery AS term,
                           ln(1 + (totals.n - df.rows + 0.5) / (df.rows + 0.5)) AS idf
                    FROM query_terms AS q CROSS JOIN totals
                    CROSS JOIN LATERAL (SELECT coalesce(sum(rows), 0) AS rows FROM {terms}
@@ -175,7 +175,7 @@ def _keyword(table: str, where: sql.Composable) -> sql.Composable:
            SELECT m.id, sum(idf.idf * tf.n * (%(k1)s + 1)
                             / (tf.n + %(k1)s * (1 - %(b)s + %(b)s * m.tokens / totals.avg_tokens))) AS score
            FROM matched AS m CROSS JOIN totals CROSS JOIN idf
-           CROSS JOIN LATERAL (SELECT ts_rank_cd('{{1,1,1,1}}', m.keywords, idf.term, 0) AS n) AS tf
+           CROSS JOIN LATERAL (SELECT ts_rank_cd('{{1,1,1,1}}', m.keywords, idf.term, 0) AS n OFFSET 0) AS tf
            WHERE tf.n > 0
            GROUP BY m.id ORDER BY score DESC, m.id LIMIT %(n)s"""
     ).format(
