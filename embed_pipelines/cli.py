@@ -81,10 +81,9 @@ def _search(args: argparse.Namespace) -> int:
     options = {"exact": args.exact, "candidates_per_token": args.candidates_per_token}
     if args.family != PAGES.name and (args.exact or args.candidates_per_token is not None):
         raise ConfigurationError("--exact and --candidates-per-token score page images: add --family pages")
-    text_options = {"mode": args.mode, "path": args.path, "formats": args.format, "heading": args.heading}
-    if args.family == PAGES.name and any(text_options.values()):
-        raise ConfigurationError("--mode, --path, --format and --heading search text chunks: leave out --family pages")
-    options |= text_options
+    if args.family == PAGES.name and (args.mode or args.heading):
+        raise ConfigurationError("--mode and --heading search text chunks: leave out --family pages")
+    options |= {"mode": args.mode, "path": args.path, "formats": args.format, "heading": args.heading}
     chosen = {name: value for name, value in options.items() if value not in (None, False)}
     try:
         hits = api.search(args.question, args.collection, args.k, family=args.family, version=args.version, **chosen)

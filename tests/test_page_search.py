@@ -70,3 +70,18 @@ def test_reranked_candidates_equal_exact_search_on_a_small_collection(postgres, 
             reranked = search_pages(conn, page_table, query, k=5)
             assert [hit.document_path for hit in reranked] == [hit.document_path for hit in exact]
             assert [hit.score for hit in reranked] == pytest.approx([hit.score for hit in exact], abs=1e-6)
+
+
+def test_a_filtered_page_search_returns_min_k_matching_pages(postgres, pages, page_table):
+    """Path and format filters apply to pages too: among the pages that pass (exactly, where the candidates
+    of the query's tokens hold fewer than k of them)."""
+    query = _unit(np.resize(pages[3], (12, 128)))
+    with postgres.connect() as conn:
+        few = search_pages(conn, page_table, query, k=5, path="doc-1?.pdf", candidates_per_token=1)
+        exact = search_pages(conn, page_table, query, k=5, path="doc-1?.pdf", exact=True)
+        one = search_pages(conn, page_table, query, k=5, path="doc-7.pdf")
+        none = search_pages(conn, page_table, query, k=5, formats=["docx"])
+    assert [hit.document_path for hit in few] == [hit.document_path for hit in exact]
+    assert len(few) == 5 and all(hit.document_path.startswith("doc-1") for hit in few)
+    assert [hit.document_path for hit in one] == ["doc-7.pdf"]
+    assert none == []

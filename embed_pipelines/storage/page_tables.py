@@ -10,12 +10,15 @@ scores every page instead. The regions themselves are computed in visual/regions
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import psycopg
 from pgvector import HalfVector
 from psycopg import sql
+
+from embed_pipelines.storage.filters import Filters
 
 MAX_SIM_FUNCTION = """
 CREATE OR REPLACE FUNCTION embed_pipelines_max_sim(page halfvec[], query halfvec[]) RETURNS double precision
@@ -89,28 +92,40 @@ def search_pages(
     candidates_per_token: int = 20,
     exact: bool = False,
     ef_search: int = 100,
+    path: str | None = None,
+    formats: Sequence[str] = (),
 ) -> list[PageHit]:
     """Top k pages by MaxSim: over the pages of each query token's nearest regions, or every page when
-    `exact`."""
-    params = {
+    `exact`; with filters (path glob, file suffixes: storage/filters.py), among the pages that pass them, and
+    exactly over those pages where the candidates come up short of k."""
+    filters = Filters(path, tuple(formats))
+    where, params = filters.where()
+    params |= {
         "query": as_halfvecs(query_tokens),
         "token_vectors": list(query_tokens.astype(np.float32)),
         "per_token": candidates_per_token,
         "k": k,
     }
+    rows = _scored_pages(conn, pages_table, where, params, exact, max(ef_search, candidates_per_token))
+    if filters and not exact and len(rows) < k:
+        rows = _scored_pages(conn, pages_table, where, params, True, max(ef_search, candidates_per_token))
+    return [PageHit(*row) for row in rows]
+
+
+def _scored_pages(conn, pages_table: str, where: sql.Composable, params: dict, exact: bool, ef_search: int):
     scored = sql.SQL(
         "SELECT embed_pipelines_max_sim(tokens, %(query)s::halfvec[]) AS score, document_path, page_number FROM {} "
-    ).format(sql.Identifier(pages_table))
+        "WHERE {} "
+    ).format(sql.Identifier(pages_table), where)
     if exact:
         query = scored + sql.SQL("ORDER BY score DESC LIMIT %(k)s")
     else:
         query = scored + sql.SQL(
-            """WHERE id IN (SELECT nearest.page_id FROM unnest(%(token_vectors)s::vector[]) AS q(token)
-                            CROSS JOIN LATERAL (SELECT page_id FROM {} ORDER BY region <=> q.token
-                                                LIMIT %(per_token)s) AS nearest)
+            """AND id IN (SELECT nearest.page_id FROM unnest(%(token_vectors)s::vector[]) AS q(token)
+                          CROSS JOIN LATERAL (SELECT page_id FROM {} ORDER BY region <=> q.token
+                                              LIMIT %(per_token)s) AS nearest)
                ORDER BY score DESC LIMIT %(k)s"""
         ).format(sql.Identifier(regions_table(pages_table)))
     with conn.transaction():
-        conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(ef_search, candidates_per_token))))
-        rows = conn.execute(query, params).fetchall()
-    return [PageHit(*row) for row in rows]
+        conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef_search)))
+        return conn.execute(query, params).fetchall()
