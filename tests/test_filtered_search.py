@@ -113,3 +113,19 @@ def test_path_globs(glob, matches, misses):
     pattern = glob_pattern(glob)
     assert all(re.match(pattern, path) for path in matches)
     assert not any(re.match(pattern, path) for path in misses)
+
+
+def test_terms_in_nearly_every_row_score_without_selecting_candidates(postgres, big_table, monkeypatch):
+    """`row` is in all 100k rows: it selects no candidates (else every row would be scored), yet the hits and
+    their scores are those of scoring every row that holds any query term."""
+    from embed_pipelines.storage import chunk_search
+
+    question = Question("row 77 or row 1077", lambda _: None)
+    with postgres.connect() as conn:
+        bounds = chunk_search._term_bounds(conn, big_table, {"config": "english", "question": question.text, "k1": 1.2})
+        assert chunk_search._selecting_terms(bounds)[0] == ["1077", "77"]
+        pruned = search(conn, big_table, question, 10, mode="keyword")
+        monkeypatch.setattr(chunk_search, "_selecting_terms", lambda bounds: ([lexeme for lexeme, _ in bounds], 0.0))
+        every = search(conn, big_table, question, 10, mode="keyword")
+    assert [(h.document_path, h.score) for h in pruned] == [(h.document_path, h.score) for h in every]
+    assert {h.text for h in pruned[:2]} == {"row 77", "row 1077"}

@@ -178,3 +178,14 @@ def test_the_default_mode_is_hybrid_and_dense_on_a_table_without_keywords(indexe
     assert [(h.document_path, h.score) for h in search(collection, question, postgres, mode=None)] == [
         (h.document_path, h.score) for h in dense
     ]
+
+
+def test_only_terms_that_together_add_little_are_left_out_of_selecting():
+    from embed_pipelines.storage.chunk_search import _selecting_terms
+
+    assert _selecting_terms([("git", 1e-5), ("onto", 6.6), ("rebas", 8.8)]) == (["onto", "rebas"], 1e-5)
+    assert _selecting_terms([("packag", 2.2), ("install", 3.3), ("sourc", 4.4)]) == (
+        ["packag", "install", "sourc"],
+        0.0,
+    )  # idf 2 at most: a term adding up to 2.2 is not little
+    assert _selecting_terms([("the", 0.1)]) == (["the"], 0.0)  # the rarest term always selects

@@ -107,31 +107,86 @@ def search(
     params |= {"k": k, "n": candidates if mode == "hybrid" else k, "question": question.text}
     if mode != "keyword":
         params["vector"] = question.vector
+    rest_bound = 0.0  # the most any row could score from the query terms that do not select candidates
     if mode != "dense":
         params |= {"config": _config(conn, table), "k1": K1, "b": B}
+        bounds = _term_bounds(conn, table, params)
+        params["selecting"], rest_bound = _selecting_terms(bounds)
     filtered = bool(filters) and mode != "keyword"  # the keyword side's own index finds only matching rows
     exact = filtered and exact_is_cheaper(conn, table, where, params, params["n"])
-    rows = _ranked_rows(conn, table, mode, fusion, where, params, exact, ef_search)
-    if filtered and not exact and len(rows) < k:  # the iterative scan stopped short
-        rows = _ranked_rows(conn, table, mode, fusion, where, params, True, ef_search)
-    return [Hit(*row) for row in rows]
+    while True:
+        rows = _ranked_rows(conn, table, mode, fusion, where, params, exact, ef_search)
+        keyword_rows, keyword_floor = rows[0][-2:] if rows else (0, None)
+        if rest_bound and (keyword_rows < params["n"] or keyword_floor < rest_bound):
+            params["selecting"], rest_bound = [lexeme for lexeme, _ in bounds], 0.0  # a row left out could rank
+        elif filtered and not exact and len(rows) < k:  # the iterative scan stopped short
+            exact = True
+        else:
+            return [Hit(*row[:-2]) for row in rows]
 
 
 def _ranked_rows(conn, table: str, mode: str, fusion: Fusion, where, params: dict, exact: bool, ef_search: int):
-    dense = _dense(table, where, exact)
-    ranked = {"dense": dense, "keyword": _keyword(table, where), "hybrid": _hybrid(dense, _keyword(table, where))}
+    """The best k rows by the mode, each with the keyword side's count of candidates and its lowest score."""
+    sides = {"dense": _dense(table, where, exact), "keyword": _keyword(table, where)}
+    used = ("dense", "keyword") if mode == "hybrid" else (mode,)
+    ctes = sql.SQL(", ").join(sql.SQL("{} AS ({})").format(sql.Identifier(side), sides[side]) for side in used)
+    ranked = _HYBRID if mode == "hybrid" else sql.SQL("SELECT id, score FROM {}").format(sql.Identifier(mode))
+    check = _KEYWORD_CHECK if "keyword" in used else sql.SQL("0, NULL::float8")
     if mode == "hybrid":
         params |= {"dense_weight": fusion.dense, "keyword_weight": fusion.keyword, "rrf_k": RRF_K}
     statement = sql.SQL(
-        """WITH ranked AS ({ranked})
-           SELECT ranked.score, t.document_path, t.chunk_ordinal, t.headings, t.pages, t.text
+        """WITH {ctes}, ranked AS ({ranked})
+           SELECT ranked.score, t.document_path, t.chunk_ordinal, t.headings, t.pages, t.text, {check}
            FROM ranked JOIN {table} AS t ON t.id = ranked.id ORDER BY ranked.score DESC, t.id LIMIT %(k)s"""
-    ).format(ranked=ranked[mode], table=sql.Identifier(table))
+    ).format(ctes=ctes, ranked=ranked, check=check, table=sql.Identifier(table))
     with conn.transaction():
         conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(ef_search, params["n"]))))
         conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")  # filtered scans walk on until n pass
         conn.execute(sql.SQL("SET LOCAL hnsw.max_scan_tuples = {}").format(sql.Literal(MAX_SCAN_TUPLES)))
         return conn.execute(statement, params).fetchall()
+
+
+_KEYWORD_CHECK = sql.SQL("(SELECT count(*) FROM keyword), (SELECT min(score) FROM keyword)")
+_HYBRID = sql.SQL(
+    """SELECT coalesce(d.id, kw.id) AS id,
+              coalesce(%(dense_weight)s / (%(rrf_k)s + d.rank), 0)
+              + coalesce(%(keyword_weight)s / (%(rrf_k)s + kw.rank), 0) AS score
+       FROM (SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank FROM dense) AS d
+       FULL JOIN (SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank FROM keyword) AS kw
+       ON d.id = kw.id"""
+)
+
+
+def _term_bounds(conn: psycopg.Connection, table: str, params: dict) -> list[tuple[str, float]]:
+    """Each query term with the most it can add to a row's BM25 score: idf x (k1 + 1), as tf grows."""
+    terms, totals = map(sql.Identifier, side_tables(table))
+    return conn.execute(
+        sql.SQL(
+            """WITH query AS (SELECT embed_pipelines_keywords(%(config)s::regconfig, %(question)s) AS keywords),
+               totals AS (SELECT coalesce(sum(rows), 0)::float8 AS n FROM {totals})
+               SELECT q.lexeme, ln(1 + (totals.n - df.rows + 0.5) / (df.rows + 0.5)) * (%(k1)s + 1)
+               FROM (SELECT DISTINCT lexeme FROM query, unnest(query.keywords)) AS q CROSS JOIN totals
+               CROSS JOIN LATERAL (SELECT coalesce(sum(rows), 0) AS rows FROM {terms} WHERE lexeme = q.lexeme) AS df
+               ORDER BY 2, 1"""
+        ).format(terms=terms, totals=totals),
+        params,
+    ).fetchall()
+
+
+def _selecting_terms(bounds: list[tuple[str, float]]) -> tuple[list[str], float]:
+    """MaxScore's split: the terms so common that all of them together can add less than half of what the
+    rarest term's idf gives one occurrence (`git` in git's manual, `debian` in Debian's FAQ) do not select
+    candidate rows, or every row would be scored; they still count in each candidate's score. Returns the
+    selecting terms and the bound on what the others can add: a candidate list that ends above that bound
+    (checked after) is exact, else the search runs again with every term."""
+    if not bounds:
+        return [], 0.0
+    rarest_idf = bounds[-1][1] / (K1 + 1)
+    left_out, total = 0, 0.0
+    while left_out < len(bounds) - 1 and total + bounds[left_out][1] < rarest_idf / 2:
+        total += bounds[left_out][1]
+        left_out += 1
+    return [lexeme for lexeme, _ in bounds[left_out:]], total
 
 
 def _config(conn: psycopg.Connection, table: str) -> str:
@@ -171,7 +226,8 @@ def _keyword(table: str, where: sql.Composable) -> sql.Composable:
                    CROSS JOIN LATERAL (SELECT coalesce(sum(rows), 0) AS rows FROM {terms}
                                        WHERE lexeme = q.lexeme) AS df),
            matched AS (SELECT id, {column} AS keywords, {tokens} AS tokens FROM {table}
-                       WHERE {column} @@ (SELECT embed_pipelines_any_of(keywords) FROM query) AND {where})
+                       WHERE {column} @@ (SELECT string_agg(embed_pipelines_quoted(lexeme), ' | ')::tsquery
+                                          FROM unnest(%(selecting)s::text[]) AS lexeme) AND {where})
            SELECT m.id, sum(idf.idf * tf.n * (%(k1)s + 1)
                             / (tf.n + %(k1)s * (1 - %(b)s + %(b)s * m.tokens / totals.avg_tokens))) AS score
            FROM matched AS m CROSS JOIN totals CROSS JOIN idf
@@ -186,14 +242,3 @@ def _keyword(table: str, where: sql.Composable) -> sql.Composable:
         table=sql.Identifier(table),
         where=where,
     )
-
-
-def _hybrid(dense: sql.Composable, keyword: sql.Composable) -> sql.Composable:
-    return sql.SQL(
-        """WITH dense AS (SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank FROM ({dense}) AS d),
-           keyword AS (SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank FROM ({keyword}) AS kw)
-           SELECT coalesce(dense.id, keyword.id) AS id,
-                  coalesce(%(dense_weight)s / (%(rrf_k)s + dense.rank), 0)
-                  + coalesce(%(keyword_weight)s / (%(rrf_k)s + keyword.rank), 0) AS score
-           FROM dense FULL JOIN keyword ON dense.id = keyword.id"""
-    ).format(dense=dense, keyword=keyword)

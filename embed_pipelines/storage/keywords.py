@@ -44,11 +44,8 @@ $$;
 CREATE OR REPLACE FUNCTION embed_pipelines_quoted(lexeme text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT '''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || ''''
-$$;
-CREATE OR REPLACE FUNCTION embed_pipelines_any_of(keywords tsvector) RETURNS tsquery
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT string_agg(embed_pipelines_quoted(lexeme), ' | ')::tsquery FROM unnest(tsvector_to_array(keywords)) AS lexeme
-$$"""
+$$
+"""
 
 
 def side_tables(table: str) -> tuple[str, str]:
