@@ -2,6 +2,7 @@
 column, storage/keywords.py) or hybrid (both, fused by weighted reciprocal rank in the same statement).
 
 Each mode ranks row ids; one outer query joins the best k to their rows, so every mode returns the same hits.
+Keyword candidates are the rows holding a query term that matters (`_selecting_terms`), scored by every term.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def search(
     filtered = bool(filters) and mode != "keyword"  # the keyword side's own index finds only matching rows
     exact = filtered and exact_is_cheaper(conn, table, where, params, params["n"])
     while True:
-        rows = _ranked_rows(conn, table, mode, fusion, where, params, exact, ef_search)
+        rows = _ranked_rows(conn, table, mode, fusion, where, params, filtered, exact, ef_search)
         keyword_rows, keyword_floor = rows[0][-2:] if rows else (0, None)
         if rest_bound and (keyword_rows < params["n"] or keyword_floor < rest_bound):
             params["selecting"], rest_bound = [lexeme for lexeme, _ in bounds], 0.0  # a row left out could rank
@@ -125,7 +126,9 @@ def search(
             return [Hit(*row[:-2]) for row in rows]
 
 
-def _ranked_rows(conn, table: str, mode: str, fusion: Fusion, where, params: dict, exact: bool, ef_search: int):
+def _ranked_rows(
+    conn, table: str, mode: str, fusion: Fusion, where, params: dict, filtered: bool, exact: bool, ef_search: int
+):
     """The best k rows by the mode, each with the keyword side's count of candidates and its lowest score."""
     sides = {"dense": _dense(table, where, exact), "keyword": _keyword(table, where)}
     used = ("dense", "keyword") if mode == "hybrid" else (mode,)
@@ -141,8 +144,9 @@ def _ranked_rows(conn, table: str, mode: str, fusion: Fusion, where, params: dic
     ).format(ctes=ctes, ranked=ranked, check=check, table=sql.Identifier(table))
     with conn.transaction():
         conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(ef_search, params["n"]))))
-        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")  # filtered scans walk on until n pass
-        conn.execute(sql.SQL("SET LOCAL hnsw.max_scan_tuples = {}").format(sql.Literal(MAX_SCAN_TUPLES)))
+        if filtered:  # the scan walks on until n rows pass (pgvector 0.8; unfiltered search needs no 0.8)
+            conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            conn.execute(sql.SQL("SET LOCAL hnsw.max_scan_tuples = {}").format(sql.Literal(MAX_SCAN_TUPLES)))
         return conn.execute(statement, params).fetchall()
 
 
