@@ -5,6 +5,7 @@ version operations take an index family by name ("text", or "pages" for the visu
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
 from functools import partial
@@ -34,6 +35,7 @@ from embed_pipelines.storage.registry import VersionRecord, find_version, servin
 from embed_pipelines.storage.registry import list_versions as registry_versions
 from embed_pipelines.sync_locks import holding_shards, setting_up
 from embed_pipelines.text.model import TextModel
+from embed_pipelines.text.reranker import reranker_from
 from embed_pipelines.version_jobs import build_version_jobs, version_job_name, version_op_name
 from embed_pipelines.versions.evaluation import Scores, read_questions, score
 
@@ -158,22 +160,47 @@ def search(
     family: str = TEXT.name,
     version: str | None = None,
     postgres: PostgresResource | None = None,
+    rerank: int = 0,
     **options,
 ) -> list[Hit] | list[PageHit]:
     """The family's best items for the question, from the serving index version unless `version` names
     another. Text: `mode` dense (cosine), keyword (BM25) or hybrid (both fused); pages: late interaction,
     MaxSim, where `options` may ask for `exact` scoring of every page or `candidates_per_token`. The question
     is embedded, where the mode needs it, by the model that made that version's vectors, whatever is
-    configured now."""
+    configured now. `rerank`: that many candidates are re-ordered by the collection's reranker (text)."""
     check_question(question, k)
     collection, family = settings.collection_name(collection), family_named(family)
+    reranker = _reranker(collection, family, rerank)
     view = family.view(collection)
     with (postgres or PostgresResource()).connect(ddl=False) as conn:
         version = version or serving_version(conn, view)
         if version is None:
             raise LookupError(f"collection {collection!r} serves no {family.name} index yet: index it first")
         record = find_version(conn, view, version)
-        return family.search(conn, record.table, Question(question, _embedder(family, record)), k, **options)
+        asked = Question(question, _embedder(family, record))
+        hits = family.search(conn, record.table, asked, max(k, rerank), **options)
+    if reranker is None:
+        return hits
+    scores = reranker.scores(question, [hit.text for hit in hits])
+    ranked = sorted(zip(scores, hits, strict=True), key=lambda pair: pair[0], reverse=True)  # stable: ties keep order
+    return [dataclasses.replace(hit, score=score) for score, hit in ranked[:k]]
+
+
+def _reranker(collection: str, family, rerank: int):
+    """The collection's reranker where `rerank` candidates are to be re-ordered, checked before any query."""
+    if not rerank:
+        return None
+    if family is not TEXT:
+        raise ConfigurationError("--rerank re-orders text chunks: page images are scored by MaxSim already")
+    if not 1 <= rerank <= MAX_HITS:
+        raise ConfigurationError(f"--rerank, the candidates re-ordered, must be 1 to {MAX_HITS}, not {rerank}")
+    configured = resolve_collection(collection).reranker
+    if configured is None:
+        raise ConfigurationError(
+            f"collection {collection!r} has no reranker: set `reranker` (a cross-encoder folder or a served /rerank "
+            "endpoint) in its YAML, or EMBED_PIPELINES_RERANKER"
+        )
+    return reranker_from(configured)
 
 
 def _embedder(family, record: VersionRecord):

@@ -239,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--heading", default=None, help="only chunks under a heading that contains this text")
     search.add_argument(
+        "--rerank", type=int, default=0, metavar="N", help="re-order the N best by the collection's reranker"
+    )
+    search.add_argument(
         "--exact", action="store_true", help="with --family pages: score every page, not HNSW candidates"
     )
     search.add_argument(

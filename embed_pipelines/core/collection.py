@@ -55,6 +55,15 @@ def _model(value: Any, where: str) -> str | dict[str, Any]:
     return text(value, where)
 
 
+def _reranker(value: Any, where: str) -> str | dict[str, Any]:
+    """A cross-encoder folder, or a served reranker's settings (a mapping with its `base_url`)."""
+    if isinstance(value, dict):
+        if "base_url" not in value:
+            raise ConfigurationError(f"{where}: a served reranker needs its `base_url`, not {value!r}")
+        return dict(value)
+    return text(value, where)
+
+
 def _default_convert_workers() -> int:
     """One conversion child per core, up to 4 (docling's simple pipelines run on one core each)."""
     return min(4, os.cpu_count() or 1)
@@ -206,6 +215,13 @@ class Collection:
         env="EMBED_PIPELINES_STREAM_TEXT_OVER_MIB",
         doc="text files (`.txt`, `.md`, `.rst`) larger than this are read and chunked as a stream, with flat memory, "
         "instead of parsed whole by docling (~10 s per MB); 0: all of them",
+    )
+    reranker: str | dict[str, Any] | None = setting(
+        None,
+        parse=_reranker,
+        env="EMBED_PIPELINES_RERANKER",
+        doc="a cross-encoder folder (sentence-transformers `CrossEncoder` layout), or a served `/rerank` endpoint "
+        "(`{base_url: ..., model: ..., api_key_env: ...}`, YAML only): `search --rerank N` re-orders the N best by it",
     )
     text_search: str = setting(
         "english",
