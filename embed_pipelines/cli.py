@@ -84,7 +84,8 @@ def _search(args: argparse.Namespace) -> int:
     if args.family == PAGES.name and (args.mode or args.heading):
         raise ConfigurationError("--mode and --heading search text chunks: leave out --family pages")
     options |= {"mode": args.mode, "path": args.path, "formats": args.format, "heading": args.heading}
-    chosen = {name: value for name, value in options.items() if value not in (None, False)}
+    options["rerank"] = args.rerank
+    chosen = {name: value for name, value in options.items() if value not in (None, False, 0)}
     try:
         hits = api.search(args.question, args.collection, args.k, family=args.family, version=args.version, **chosen)
     except LookupError as error:

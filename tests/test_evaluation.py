@@ -122,3 +122,10 @@ def test_the_eval_command_prints_each_mode(tmp_path, state_dir, instance, tiny_m
     assert lines[0].split() == ["version", "mode", "hit@1", "hit@10", "MRR@10", "nDCG@10", "recall@10"]
     assert [line.split()[1] for line in lines[1:3]] == ["keyword", "dense"]
     assert lines[-1] == "(4 questions)"
+
+
+def test_one_hit_answering_two_judgments_fills_one_rank():
+    question = JudgedQuestion("q", (Judgment("a.md", "alpha beta gamma delta epsilon"), Judgment("a.md")))
+    scores = score([question], lambda _: [FakeHit("a.md", "alpha beta gamma delta epsilon zeta")], k=10)
+    assert scores.recall == 1.0
+    assert scores.ndcg == pytest.approx(1 / (1 + 1 / np.log2(3)))  # the second judgment had no rank of its own

@@ -133,6 +133,8 @@ def test_an_older_table_gains_keywords_and_a_new_configuration_rebuilds_them_wit
         search(collection, "tea", postgres)
     assert sync()["chunks_embedded"] == 0
     assert search(collection, "grinding", postgres)[0].document_path == "coffee.md"
+    with postgres.connect() as conn:  # the serving view shows the new columns too
+        assert "keywords" in [c.name for c in conn.execute(f'SELECT * FROM "{collection}" LIMIT 0').description]
 
     monkeypatch.setenv("EMBED_PIPELINES_TEXT_SEARCH", "simple")  # no stemming: `grinding` is its own word
     assert sync()["chunks_embedded"] == 0

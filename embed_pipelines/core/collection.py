@@ -59,7 +59,7 @@ def _reranker(value: Any, where: str) -> str | dict[str, Any]:
     """A cross-encoder folder, or a served reranker's settings (a mapping with its `base_url`)."""
     if isinstance(value, dict):
         if "base_url" not in value:
-            raise ConfigurationError(f"{where}: a served reranker needs its `base_url`, not {value!r}")
+            raise ConfigurationError(f"{where}: a served reranker needs its `base_url` (given: {sorted(value)})")
         return dict(value)
     return text(value, where)
 

@@ -11,7 +11,7 @@ from embed_pipelines.pipeline.incremental import Missing, Wanted
 from embed_pipelines.pipeline.steps import made_from
 from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.pipeline.table_load import TableSync
-from embed_pipelines.storage.keywords import ensure_keywords, refresh_term_statistics
+from embed_pipelines.storage.keywords import ensure_keywords, refresh_term_statistics, term_statistics_rows
 from embed_pipelines.storage.registry import widen_view
 from embed_pipelines.storage.tables import ShardHealth, shard_health
 from embed_pipelines.text.model import TextModel
@@ -27,8 +27,9 @@ class LoadChunks(TableSync):
         vectors = stores.embeddings(versions.index, model.dimension)
         super().__init__(conn, stores, family, model, versions, vectors)
         self.chunks = stores.chunks(versions.chunker)
-        if not stores.dry_run and ensure_keywords(conn, self.table, stores.collection.text_search):
-            widen_view(conn, self.view, self.version)
+        if not stores.dry_run:
+            ensure_keywords(conn, self.table, stores.collection.text_search)
+            widen_view(conn, self.view, self.version, family.layout)
         self.health: dict[str, ShardHealth] = {}
         self.expected_rows: dict[str, int] = {}
 
@@ -63,6 +64,11 @@ class LoadChunks(TableSync):
 
     def end_shard(self, shard: str) -> None:
         self.health[shard] = shard_health(self.conn, self.table, shard, list(self.sources))
-        if self.changed(shard) and not self.stores.dry_run:
+        if not self.stores.dry_run and self.statistics_behind(shard):
             refresh_term_statistics(self.conn, self.table, shard)
         super().end_shard(shard)
+
+    def statistics_behind(self, shard: str) -> bool:
+        """The shard's rows changed, or a run that died after committing rows, before counting them, left its
+        term statistics behind (not asked in a dry run, whose table may have none yet)."""
+        return self.changed(shard) or term_statistics_rows(self.conn, self.table, shard) != self.health[shard].rows

@@ -65,7 +65,7 @@ class Fusion:
     def for_question(cls, text: str) -> Fusion:
         """Names lean on keywords, questions on meaning: the two kinds pull fusion in opposite directions.
         Measured by benchmarks/retrieval.py (nDCG@10): on the Debian FAQ's and git's FAQ questions a keyword
-        weight of 0.1 gives 0.659 and 0.772 (dense alone 0.625 and 0.772; equal weights 0.623 and 0.700); on
+        weight of 0.1 gives 0.650 and 0.772 (dense alone 0.625 and 0.772; equal weights 0.623 and 0.700); on
         git's option names a weight of 8 gives 0.624 (keyword alone 0.611, equal weights 0.575)."""
         return NAMES if looks_like_a_name(text) else QUESTIONS
 
@@ -153,8 +153,8 @@ def _ranked_rows(
 _KEYWORD_CHECK = sql.SQL("(SELECT count(*) FROM keyword), (SELECT min(score) FROM keyword)")
 _HYBRID = sql.SQL(
     """SELECT coalesce(d.id, kw.id) AS id,
-              coalesce(%(dense_weight)s / (%(rrf_k)s + d.rank), 0)
-              + coalesce(%(keyword_weight)s / (%(rrf_k)s + kw.rank), 0) AS score
+              coalesce(%(dense_weight)s::float8 / (%(rrf_k)s + d.rank), 0)
+              + coalesce(%(keyword_weight)s::float8 / (%(rrf_k)s + kw.rank), 0) AS score
        FROM (SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank FROM dense) AS d
        FULL JOIN (SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank FROM keyword) AS kw
        ON d.id = kw.id"""
@@ -222,7 +222,8 @@ def _keyword(table: str, where: sql.Composable) -> sql.Composable:
     return sql.SQL(
         """WITH query AS (SELECT embed_pipelines_keywords(%(config)s::regconfig, %(question)s) AS keywords),
            query_terms AS (SELECT DISTINCT lexeme FROM query, unnest(query.keywords)),
-           totals AS (SELECT sum(rows)::float8 AS n, sum(tokens)::float8 / greatest(sum(rows), 1) AS avg_tokens
+           totals AS (SELECT coalesce(sum(rows), 0)::float8 AS n,
+                             greatest(coalesce(sum(tokens), 0)::float8 / greatest(sum(rows), 1), 1) AS avg_tokens
                       FROM {totals}),
            idf AS MATERIALIZED (SELECT embed_pipelines_quoted(q.lexeme)::tsquery AS term,
                           ln(1 + (totals.n - df.rows + 0.5) / (df.rows + 0.5)) AS idf

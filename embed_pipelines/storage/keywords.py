@@ -62,10 +62,10 @@ def keyword_config(conn: psycopg.Connection, table: str) -> str | None:
     return row[0] if row else None
 
 
-def ensure_keywords(conn: psycopg.Connection, table: str, config: str) -> bool:
+def ensure_keywords(conn: psycopg.Connection, table: str, config: str) -> None:
     """The table's keyword column in `config`, and its statistics: added to a table made before it, rebuilt
-    where the configuration changed (from the stored text: no vector changes). Under the table's lock.
-    Returns whether the column was added or rebuilt."""
+    where the configuration changed (from the stored text: no vector changes). Under the table's lock; the
+    table is rewritten meanwhile (searches of it wait)."""
     try:
         with conn.transaction():
             conn.execute("SELECT %s::text::regconfig", (config,))
@@ -90,7 +90,7 @@ def ensure_keywords(conn: psycopg.Connection, table: str, config: str) -> bool:
         )
         current = keyword_config(conn, table)
         if current == config:
-            return False
+            return
         name, column, tokens = sql.Identifier(table), sql.Identifier(KEYWORD_COLUMN), sql.Identifier(TOKENS_COLUMN)
         keywords = sql.SQL("embed_pipelines_keywords({}::regconfig, text)").format(sql.Literal(config))
         length = sql.SQL("embed_pipelines_keyword_tokens({})").format(keywords)  # no column refers to another
@@ -117,7 +117,14 @@ def ensure_keywords(conn: psycopg.Connection, table: str, config: str) -> bool:
         shards = [shard for (shard,) in conn.execute(sql.SQL("SELECT DISTINCT shard FROM {}").format(name))]
         for shard in shards:
             _count_terms(conn, table, shard)
-    return True
+
+
+def term_statistics_rows(conn: psycopg.Connection, table: str, shard: str) -> int:
+    """The rows the shard's term statistics were counted over (0 where never counted)."""
+    row = conn.execute(
+        sql.SQL("SELECT rows FROM {} WHERE shard = %s").format(sql.Identifier(side_tables(table)[1])), (shard,)
+    ).fetchone()
+    return row[0] if row else 0
 
 
 def refresh_term_statistics(conn: psycopg.Connection, table: str, shard: str) -> None:

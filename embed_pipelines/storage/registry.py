@@ -271,17 +271,21 @@ def point_view(
     return previous, time.perf_counter() - started
 
 
-def widen_view(conn: psycopg.Connection, view: str, version: str) -> None:
-    """A view serving the version takes the columns its table gained (the keyword column of a table made
-    before it); CREATE OR REPLACE keeps the view's grants and the views built on it."""
+def widen_view(conn: psycopg.Connection, view: str, version: str, layout: TableLayout) -> None:
+    """A view serving the version takes the columns its table gained since the view was made (the keyword
+    columns of a table made before them), and its readers the tables beside it; nothing when it has them."""
+    table = table_name(view, version)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"view/{view}",))
-        if serving_version(conn, view) == version and relation_exists(conn, view):
-            conn.execute(
-                sql.SQL("CREATE OR REPLACE VIEW {} AS SELECT * FROM {}").format(
-                    sql.Identifier(view), sql.Identifier(table_name(view, version))
-                )
-            )
+        if serving_version(conn, view) != version or not relation_exists(conn, view):
+            return
+        (missing,) = conn.execute(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped "
+            "AND attname NOT IN (SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s))",
+            (_quoted(conn, table), _quoted(conn, view)),
+        ).fetchone()
+        if missing:
+            _swap_view(conn, view, table, layout, ours=True)
 
 
 def _swap_view(conn: psycopg.Connection, view: str, table: str, layout: TableLayout, ours: bool) -> None:

@@ -73,15 +73,22 @@ class ServedReranker:
         body = json.dumps({"model": self.model, "query": question, "documents": texts, "return_documents": False})
         headers = {"Content-Type": "application/json"}
         if self.api_key_env:
-            headers["Authorization"] = f"Bearer {os.environ.get(self.api_key_env, '')}"
+            if not os.environ.get(self.api_key_env):
+                raise ConfigurationError(f"the reranker's key variable {self.api_key_env} is not set")
+            headers["Authorization"] = f"Bearer {os.environ[self.api_key_env]}"
         request = urllib.request.Request(f"{self.base_url.rstrip('/')}/rerank", body.encode(), headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 answer = json.loads(response.read())
         except (OSError, ValueError) as error:  # the URL only: a key never reaches the message
             raise ConfigurationError(f"the reranker at {self.base_url} did not answer: {error}") from None
-        results = answer["results"] if isinstance(answer, dict) else answer
-        scored = {int(item["index"]): float(item.get("relevance_score", item.get("score"))) for item in results}
+        try:
+            results = answer["results"] if isinstance(answer, dict) else answer
+            scored = {int(item["index"]): float(item.get("relevance_score", item.get("score"))) for item in results}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise ConfigurationError(
+                f"the reranker at {self.base_url} answered in no /rerank shape this reads (TEI, infinity, Cohere)"
+            ) from None
         if sorted(scored) != list(range(len(texts))):
             raise ConfigurationError(f"the reranker at {self.base_url} scored {len(scored)} of {len(texts)} texts")
         return [scored[i] for i in range(len(texts))]

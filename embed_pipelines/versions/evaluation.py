@@ -3,7 +3,8 @@
 A judgment names a document and, better, a span of its text. A hit answers a span judgment when it comes from
 that document and shares at least half of the shorter one's word 5-grams with the span, so a judgment by span
 survives re-chunking: every index version is scored on the same set. Each judgment counts once, at the first
-hit that answers it (gain 1); a question's ideal ranking puts all its judgments first.
+hit that answers it; a hit gains at most 1 (one hit answering two judgments fills one rank), and a question's
+ideal ranking answers one judgment at each of its first ranks.
 
 Questions file: JSON (a list) or JSON Lines, each item `{"question": ..., "relevant": [{"path": ...,
 "span": ...}, ...]}`; `"span"` may be left out (any chunk of the document answers), and `{"question": ...,
@@ -87,7 +88,7 @@ def _judged(item: dict) -> JudgedQuestion:
     if "expected" in item:
         relevant = (Judgment(str(item["expected"])),)
     else:
-        relevant = tuple(Judgment(str(j["path"]), j.get("span")) for j in item["relevant"])
+        relevant = tuple(Judgment(str(j["path"]), str(j["span"]) if j.get("span") else None) for j in item["relevant"])
     if not relevant or not str(item["question"]).strip():
         raise ValueError(f"a question and at least one judgment, not {item!r}")
     return JudgedQuestion(str(item["question"]), relevant)
@@ -110,7 +111,7 @@ def score(questions: Sequence[JudgedQuestion], search: Callable[[str], Sequence]
         found = gains(question, list(search(question.question))[:k])
         first = next((rank for rank, gain in enumerate(found, 1) if gain), None)
         ideal = sum(1 / math.log2(rank + 1) for rank in range(1, min(len(question.relevant), k) + 1))
-        dcg = sum(gain / math.log2(rank + 1) for rank, gain in enumerate(found, 1))
+        dcg = sum(min(gain, 1) / math.log2(rank + 1) for rank, gain in enumerate(found, 1))  # one item a rank
         per_question.append((first, dcg / ideal, sum(found) / len(question.relevant)))
     firsts = [first for first, _, _ in per_question]
     return Scores(
