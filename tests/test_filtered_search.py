@@ -129,3 +129,17 @@ def test_terms_in_nearly_every_row_score_without_selecting_candidates(postgres, 
         every = search(conn, big_table, question, 10, mode="keyword")
     assert [(h.document_path, h.score) for h in pruned] == [(h.document_path, h.score) for h in every]
     assert {h.text for h in pruned[:2]} == {"row 77", "row 1077"}
+
+
+def test_a_hybrid_search_whose_dense_side_stops_short_asks_again_exactly(postgres, big_table, monkeypatch):
+    """The keyword side alone can fill k rows; the dense side's share must still be the nearest matching rows."""
+    from embed_pipelines.storage import chunk_search
+
+    question = Question("row", lambda _: query().vector)
+    with postgres.connect() as conn:
+        monkeypatch.setattr(chunk_search, "exact_is_cheaper", lambda *args: True)
+        exact = search(conn, big_table, question, 10, mode="hybrid", path="rare/**")
+        monkeypatch.setattr(chunk_search, "exact_is_cheaper", lambda *args: False)
+        monkeypatch.setattr(chunk_search, "MAX_SCAN_TUPLES", 100)  # the walk gives up after 100 rows
+        walked = search(conn, big_table, question, 10, mode="hybrid", path="rare/**")
+    assert [(h.document_path, h.score) for h in walked] == [(h.document_path, h.score) for h in exact]

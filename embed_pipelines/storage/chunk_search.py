@@ -117,24 +117,30 @@ def search(
     exact = filtered and exact_is_cheaper(conn, table, where, params, params["n"])
     while True:
         rows = _ranked_rows(conn, table, mode, fusion, where, params, filtered, exact, ef_search)
-        keyword_rows, keyword_floor = rows[0][-2:] if rows else (0, None)
+        dense_rows, keyword_rows, keyword_floor = rows[0][-3:] if rows else (0, 0, None)
         if rest_bound and (keyword_rows < params["n"] or keyword_floor < rest_bound):
             params["selecting"], rest_bound = [lexeme for lexeme, _ in bounds], 0.0  # a row left out could rank
-        elif filtered and not exact and len(rows) < k:  # the iterative scan stopped short
+        elif filtered and not exact and dense_rows < params["n"]:  # the iterative scan stopped short
             exact = True
         else:
-            return [Hit(*row[:-2]) for row in rows]
+            return [Hit(*row[:-3]) for row in rows]
 
 
 def _ranked_rows(
     conn, table: str, mode: str, fusion: Fusion, where, params: dict, filtered: bool, exact: bool, ef_search: int
 ):
-    """The best k rows by the mode, each with the keyword side's count of candidates and its lowest score."""
+    """The best k rows by the mode, each with the count of each side's candidates and the keyword side's lowest
+    score: what `search` checks to decide whether to ask again."""
     sides = {"dense": _dense(table, where, exact), "keyword": _keyword(table, where)}
     used = ("dense", "keyword") if mode == "hybrid" else (mode,)
     ctes = sql.SQL(", ").join(sql.SQL("{} AS ({})").format(sql.Identifier(side), sides[side]) for side in used)
     ranked = _HYBRID if mode == "hybrid" else sql.SQL("SELECT id, score FROM {}").format(sql.Identifier(mode))
-    check = _KEYWORD_CHECK if "keyword" in used else sql.SQL("0, NULL::float8")
+    check = sql.SQL(", ").join(
+        [
+            sql.SQL("(SELECT count(*) FROM dense)" if "dense" in used else "0"),
+            _KEYWORD_CHECK if "keyword" in used else sql.SQL("0, NULL::float8"),
+        ]
+    )
     if mode == "hybrid":
         params |= {"dense_weight": fusion.dense, "keyword_weight": fusion.keyword, "rrf_k": RRF_K}
     statement = sql.SQL(
