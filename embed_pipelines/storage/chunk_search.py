@@ -97,8 +97,9 @@ def search(
     """The k best chunks by the mode, best first, among those that pass the filters (storage/filters.py). No
     mode: hybrid, or dense on a table made before keyword search (until a sync adds its keyword column). No
     fusion: as the question's kind asks."""
+    config = keyword_config(conn, table)
     if mode is None:
-        mode = "hybrid" if keyword_config(conn, table) is not None else "dense"
+        mode = "hybrid" if config is not None else "dense"
     if mode not in SEARCH_MODES:
         raise ConfigurationError(f"search mode {mode!r}: choose one of {', '.join(SEARCH_MODES)}")
     fusion = fusion or Fusion.for_question(question.text)
@@ -110,8 +111,15 @@ def search(
         params["vector"] = question.vector
     rest_bound = 0.0  # the most any row could score from the query terms that do not select candidates
     if mode != "dense":
-        params |= {"config": _config(conn, table), "k1": K1, "b": B}
-        bounds = _term_bounds(conn, table, params)
+        if config is None:
+            raise ConfigurationError(
+                f"{table} has no keyword column yet (it was indexed before keyword search existed): sync the "
+                "collection once to add it (its vectors are kept), or search with --mode dense"
+            )
+        params |= {"config": config, "k1": K1, "b": B}
+        idfs = _term_idfs(conn, table, params)
+        params |= {"lexemes": [lexeme for lexeme, _ in idfs], "idfs": [idf for _, idf in idfs]}
+        bounds = [(lexeme, idf * (K1 + 1)) for lexeme, idf in idfs]  # the most a term adds, as tf grows
         params["selecting"], rest_bound = _selecting_terms(bounds)
     filtered = bool(filters) and mode != "keyword"  # the keyword side's own index finds only matching rows
     exact = filtered and exact_is_cheaper(conn, table, where, params, params["n"])
@@ -167,14 +175,15 @@ _HYBRID = sql.SQL(
 )
 
 
-def _term_bounds(conn: psycopg.Connection, table: str, params: dict) -> list[tuple[str, float]]:
-    """Each query term with the most it can add to a row's BM25 score: idf x (k1 + 1), as tf grows."""
+def _term_idfs(conn: psycopg.Connection, table: str, params: dict) -> list[tuple[str, float]]:
+    """Each query term (the question through the keyword function) with its idf (Lucene's) from the term
+    statistics, least informative first: asked once, for the candidate split and for the scoring."""
     terms, totals = map(sql.Identifier, side_tables(table))
     return conn.execute(
         sql.SQL(
             """WITH query AS (SELECT embed_pipelines_keywords(%(config)s::regconfig, %(question)s) AS keywords),
                totals AS (SELECT coalesce(sum(rows), 0)::float8 AS n FROM {totals})
-               SELECT q.lexeme, ln(1 + (totals.n - df.rows + 0.5) / (df.rows + 0.5)) * (%(k1)s + 1)
+               SELECT q.lexeme, ln(1 + (totals.n - df.rows + 0.5) / (df.rows + 0.5))
                FROM (SELECT DISTINCT lexeme FROM query, unnest(query.keywords)) AS q CROSS JOIN totals
                CROSS JOIN LATERAL (SELECT coalesce(sum(rows), 0) AS rows FROM {terms} WHERE lexeme = q.lexeme) AS df
                ORDER BY 2, 1"""
@@ -199,16 +208,6 @@ def _selecting_terms(bounds: list[tuple[str, float]]) -> tuple[list[str], float]
     return [lexeme for lexeme, _ in bounds[left_out:]], total
 
 
-def _config(conn: psycopg.Connection, table: str) -> str:
-    config = keyword_config(conn, table)
-    if config is None:
-        raise ConfigurationError(
-            f"{table} has no keyword column yet (it was indexed before keyword search existed): sync the collection "
-            "once to add it (its vectors are kept), or search with --mode dense"
-        )
-    return config
-
-
 def _dense(table: str, where: sql.Composable, exact: bool) -> sql.Composable:
     """Through the HNSW index (iterative where filtered; the outer query orders what its relaxed order found),
     or, `exact`, over the matching rows only (a materialized set the planner cannot send to the index)."""
@@ -221,21 +220,15 @@ def _dense(table: str, where: sql.Composable, exact: bool) -> sql.Composable:
 
 
 def _keyword(table: str, where: sql.Composable) -> sql.Composable:
-    """BM25: each query term's idf (Lucene's) from the term statistics, its frequency in a matching row from the
-    row's keywords (`ts_rank_cd` with unit weights counts its positions), the row's length in tokens against
-    the average."""
-    terms, totals = map(sql.Identifier, side_tables(table))
+    """BM25: each query term's idf (`_term_idfs`, as parameters), its frequency in a matching row from the row's
+    keywords (`ts_rank_cd` with unit weights counts its positions), the row's length in tokens against the
+    average."""
+    totals = sql.Identifier(side_tables(table)[1])
     return sql.SQL(
-        """WITH query AS (SELECT embed_pipelines_keywords(%(config)s::regconfig, %(question)s) AS keywords),
-           query_terms AS (SELECT DISTINCT lexeme FROM query, unnest(query.keywords)),
-           totals AS (SELECT coalesce(sum(rows), 0)::float8 AS n,
-                             greatest(coalesce(sum(tokens), 0)::float8 / greatest(sum(rows), 1), 1) AS avg_tokens
+        """WITH totals AS (SELECT greatest(coalesce(sum(tokens), 0)::float8 / greatest(sum(rows), 1), 1) AS avg_tokens
                       FROM {totals}),
-           idf AS MATERIALIZED (SELECT embed_pipelines_quoted(q.lexeme)::tsquery AS term,
-                          ln(1 + (totals.n - df.rows + 0.5) / (df.rows + 0.5)) AS idf
-                   FROM query_terms AS q CROSS JOIN totals
-                   CROSS JOIN LATERAL (SELECT coalesce(sum(rows), 0) AS rows FROM {terms}
-                                       WHERE lexeme = q.lexeme) AS df),
+           idf AS MATERIALIZED (SELECT embed_pipelines_quoted(lexeme)::tsquery AS term, idf
+                                FROM unnest(%(lexemes)s::text[], %(idfs)s::float8[]) AS q(lexeme, idf)),
            matched AS (SELECT id, {column} AS keywords, {tokens} AS tokens FROM {table}
                        WHERE {column} @@ (SELECT string_agg(embed_pipelines_quoted(lexeme), ' | ')::tsquery
                                           FROM unnest(%(selecting)s::text[]) AS lexeme) AND {where})
@@ -246,7 +239,6 @@ def _keyword(table: str, where: sql.Composable) -> sql.Composable:
            WHERE tf.n > 0
            GROUP BY m.id ORDER BY score DESC, m.id LIMIT %(n)s"""
     ).format(
-        terms=terms,
         totals=totals,
         column=sql.Identifier(KEYWORD_COLUMN),
         tokens=sql.Identifier(TOKENS_COLUMN),
