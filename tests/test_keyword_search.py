@@ -191,3 +191,37 @@ def test_only_terms_that_together_add_little_are_left_out_of_selecting():
         0.0,
     )  # idf 2 at most: a term adding up to 2.2 is not little
     assert _selecting_terms([("the", 0.1)]) == (["the"], 0.0)  # the rarest term always selects
+
+
+def test_quotes_backslashes_and_query_operators_in_a_question_are_only_words(indexed, postgres):
+    _, collection, _, _ = indexed
+    for question in ("it's \\ a 'grind' & | ! (coffee) <-> :*", "'''", "\\\\"):
+        for mode in ("keyword", "hybrid"):
+            hits = search(collection, question, postgres, mode=mode)
+            assert hits[0].document_path == "coffee.md" if question.startswith("it") else hits == [] or mode == "hybrid"
+
+
+def test_statistics_a_dead_run_left_behind_are_counted_at_the_next_sync(
+    indexed, postgres, instance, tiny_model, monkeypatch
+):
+    """A run that committed a document's new rows and died before counting them: the next sync, which finds
+    the rows current and loads nothing, counts them."""
+    from embed_pipelines.pipeline import load_chunks
+
+    source, collection, table, sync = indexed
+    (source / "water.md").write_text("# Water\n\nHard water scales the boiler; descale it monthly.")
+
+    def killed(*args):
+        raise RuntimeError("killed before counting")
+
+    monkeypatch.setattr(load_chunks, "refresh_term_statistics", killed)
+    died = api.index(source, collection, shard_count=2, instance=instance, text_model=tiny_model, postgres=postgres)
+    assert not died.success
+    monkeypatch.undo()
+    with postgres.connect() as conn:
+        assert "descal" not in dict(conn.execute(f'SELECT lexeme, rows FROM "{table}_terms"').fetchall())
+    sync()
+    with postgres.connect() as conn:
+        terms = dict(conn.execute(f'SELECT lexeme, sum(rows) FROM "{table}_terms" GROUP BY lexeme').fetchall())
+        counted = dict(conn.execute(f"SELECT word, ndoc FROM ts_stat('SELECT keywords FROM \"{table}\"')").fetchall())
+    assert terms == counted and "descal" in terms

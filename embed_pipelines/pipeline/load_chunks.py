@@ -11,7 +11,7 @@ from embed_pipelines.pipeline.incremental import Missing, Wanted
 from embed_pipelines.pipeline.steps import made_from
 from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.pipeline.table_load import TableSync
-from embed_pipelines.storage.keywords import ensure_keywords, refresh_term_statistics, term_statistics_rows
+from embed_pipelines.storage.keywords import ensure_keywords, refresh_term_statistics, term_statistics_current
 from embed_pipelines.storage.registry import widen_view
 from embed_pipelines.storage.tables import ShardHealth, shard_health
 from embed_pipelines.text.model import TextModel
@@ -71,4 +71,4 @@ class LoadChunks(TableSync):
     def statistics_behind(self, shard: str) -> bool:
         """The shard's rows changed, or a run that died after committing rows, before counting them, left its
         term statistics behind (not asked in a dry run, whose table may have none yet)."""
-        return self.changed(shard) or term_statistics_rows(self.conn, self.table, shard) != self.health[shard].rows
+        return self.changed(shard) or not term_statistics_current(self.conn, self.table, shard)

@@ -85,7 +85,8 @@ def ensure_keywords(conn: psycopg.Connection, table: str, config: str) -> None:
         )
         conn.execute(
             sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} (shard text PRIMARY KEY, rows bigint NOT NULL, tokens bigint NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS {} (shard text PRIMARY KEY, rows bigint NOT NULL, tokens bigint NOT NULL, "
+                "counted_at timestamptz NOT NULL)"
             ).format(sql.Identifier(totals))
         )
         current = keyword_config(conn, table)
@@ -119,12 +120,17 @@ def ensure_keywords(conn: psycopg.Connection, table: str, config: str) -> None:
             _count_terms(conn, table, shard)
 
 
-def term_statistics_rows(conn: psycopg.Connection, table: str, shard: str) -> int:
-    """The rows the shard's term statistics were counted over (0 where never counted)."""
+def term_statistics_current(conn: psycopg.Connection, table: str, shard: str) -> bool:
+    """Whether the shard's term statistics were counted over its rows as they are: as many, none written
+    since (a run that committed rows and died before counting them leaves them behind)."""
     row = conn.execute(
-        sql.SQL("SELECT rows FROM {} WHERE shard = %s").format(sql.Identifier(side_tables(table)[1])), (shard,)
+        sql.SQL(
+            "SELECT s.rows = count(t.*) AND coalesce(max(t.indexed_at) <= s.counted_at, true) "
+            "FROM {} AS s LEFT JOIN {} AS t ON t.shard = s.shard WHERE s.shard = %s GROUP BY s.rows, s.counted_at"
+        ).format(sql.Identifier(side_tables(table)[1]), sql.Identifier(table)),
+        (shard,),
     ).fetchone()
-    return row[0] if row else 0
+    return bool(row and row[0])
 
 
 def refresh_term_statistics(conn: psycopg.Connection, table: str, shard: str) -> None:
@@ -146,10 +152,11 @@ def _count_terms(conn: psycopg.Connection, table: str, shard: str) -> None:
     )
     conn.execute(
         sql.SQL(
-            "INSERT INTO {totals} (shard, rows, tokens) "
-            "SELECT %(shard)s, count(*), coalesce(sum({tokens}), 0) FROM {table} "
+            "INSERT INTO {totals} (shard, rows, tokens, counted_at) "
+            "SELECT %(shard)s, count(*), coalesce(sum({tokens}), 0), now() FROM {table} "
             "WHERE shard = %(shard)s "
-            "ON CONFLICT (shard) DO UPDATE SET rows = excluded.rows, tokens = excluded.tokens"
+            "ON CONFLICT (shard) DO UPDATE SET rows = excluded.rows, tokens = excluded.tokens, "
+            "counted_at = excluded.counted_at"
         ).format(totals=totals, tokens=sql.Identifier(TOKENS_COLUMN), table=sql.Identifier(table)),
         {"shard": shard},
     )
