@@ -288,15 +288,16 @@ def scaled(table: str, rows: int, questions: list, k: int) -> None:
 def ask(conn, table: str, k: int, mode: str, glob: str | None, question) -> list:
     """One search of `table` (a path glob where given)."""
     from embed_pipelines.storage.chunk_search import search
+    from embed_pipelines.storage.filters import Filters
 
-    return search(conn, table, question, k, mode=mode, **({"path": glob} if glob else {}))
+    return search(conn, table, question, k, mode=mode, filters=Filters(path=glob))
 
 
 def plain_filtered(conn, table: str, k: int, glob: str, question) -> list:
     """A filtered search as one would write it against the view before iterative scans."""
     from psycopg import sql
 
-    from embed_pipelines.storage.filters import glob_pattern
+    from embed_pipelines.core.paths import glob_pattern
 
     with conn.transaction():
         conn.execute("SET LOCAL hnsw.iterative_scan = off")

@@ -30,6 +30,7 @@ from embed_pipelines.pipeline.families import TEXT, accepted_by, configured_mode
 from embed_pipelines.pipeline.plan import SyncPlan, plan_sync
 from embed_pipelines.resources import PostgresResource
 from embed_pipelines.storage.chunk_search import SEARCH_MODES, Hit, Question
+from embed_pipelines.storage.filters import FILTER_NAMES, Filters
 from embed_pipelines.storage.page_tables import PageHit
 from embed_pipelines.storage.registry import VersionRecord, find_version, serving_version
 from embed_pipelines.storage.registry import list_versions as registry_versions
@@ -165,10 +166,13 @@ def search(
 ) -> list[Hit] | list[PageHit]:
     """The family's best items for the question, from the serving index version unless `version` names
     another. Text: `mode` dense (cosine), keyword (BM25) or hybrid (both fused); pages: late interaction,
-    MaxSim, where `options` may ask for `exact` scoring of every page or `candidates_per_token`. The question
-    is embedded, where the mode needs it, by the model that made that version's vectors, whatever is
-    configured now. `rerank`: that many candidates are re-ordered by the collection's reranker (text)."""
+    MaxSim, where `options` may ask for `exact` scoring of every page or `candidates_per_token`. Filters, as
+    keyword arguments (storage/filters.py): `path` (a glob), `formats`, `heading`, `where` (metadata field ->
+    value), `modified_after`, `modified_before`. The question is embedded, where the mode needs it, by the
+    model that made that version's vectors, whatever is configured now. `rerank`: that many candidates are
+    re-ordered by the collection's reranker (text)."""
     check_question(question, k)
+    filters = Filters(**{name: options.pop(name) for name in FILTER_NAMES if name in options})
     collection, family = settings.collection_name(collection), family_named(family)
     reranker = _reranker(collection, family, rerank)
     view = family.view(collection)
@@ -178,7 +182,7 @@ def search(
             raise LookupError(f"collection {collection!r} serves no {family.name} index yet: index it first")
         record = find_version(conn, view, version)
         asked = Question(question, _embedder(family, record))
-        hits = family.search(conn, record.table, asked, max(k, rerank), **options)
+        hits = family.search(conn, record.table, asked, max(k, rerank), filters=filters, **options)
     if reranker is None:
         return hits
     scores = reranker.scores(question, [hit.text for hit in hits])

@@ -10,6 +10,7 @@ import textwrap
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import PurePosixPath
 
 import psycopg
 
@@ -35,7 +36,8 @@ def print_hits(hits: list[Hit] | list[PageHit]) -> None:
         where = " > ".join(hit.headings)
         if hit.pages:
             where += f" (page {', '.join(map(str, hit.pages))})"
-        print(f"{rank:>2}. {hit.score:.3f}  {hit.document_path}  {where}".rstrip())
+        title = f" - {hit.title}" if hit.title and hit.title != PurePosixPath(hit.document_path).stem else ""
+        print(f"{rank:>2}. {hit.score:.3f}  {hit.document_path}{title}  {where}".rstrip())
         snippet = " ".join(hit.text.split())
         print(textwrap.indent(textwrap.shorten(snippet, width=200, placeholder=" ..."), "      "))
 
@@ -84,6 +86,8 @@ def _search(args: argparse.Namespace) -> int:
     if args.family == PAGES.name and (args.mode or args.heading):
         raise ConfigurationError("--mode and --heading search text chunks: leave out --family pages")
     options |= {"mode": args.mode, "path": args.path, "formats": args.format, "heading": args.heading}
+    options |= {"where": _metadata_conditions(args.where or []), "modified_after": args.modified_after}
+    options["modified_before"] = args.modified_before
     options["rerank"] = args.rerank
     chosen = {name: value for name, value in options.items() if value not in (None, False, 0)}
     try:
@@ -93,6 +97,17 @@ def _search(args: argparse.Namespace) -> int:
         return 1
     print_hits(hits)
     return 0
+
+
+def _metadata_conditions(pairs: list[str]) -> dict[str, str]:
+    """`--where team=search --where year=2026` as a mapping (values as text; filters.py matches numbers too)."""
+    conditions = {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        if not equals or not name.strip():
+            raise ConfigurationError(f"--where {pair!r}: expected FIELD=VALUE, e.g. --where team=search")
+        conditions[name.strip()] = value
+    return conditions
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -239,6 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", action="append", default=None, help="only documents of this suffix (pdf, md, ...); repeatable"
     )
     search.add_argument("--heading", default=None, help="only chunks under a heading that contains this text")
+    search.add_argument(
+        "--where",
+        action="append",
+        metavar="FIELD=VALUE",
+        help="only documents whose metadata field equals (or, a list, holds) VALUE; repeatable, all must hold",
+    )
+    search.add_argument("--modified-after", metavar="DATE", help="only documents modified at or after (ISO 8601)")
+    search.add_argument("--modified-before", metavar="DATE", help="only documents modified before (ISO 8601)")
     search.add_argument(
         "--rerank", type=int, default=0, metavar="N", help="re-order the N best by the collection's reranker"
     )

@@ -64,7 +64,7 @@ def test_a_plain_hnsw_scan_returns_fewer_rows_under_a_selective_filter(postgres,
     ("filters", "matching"),
     [
         ({"path": "rare/**"}, 100),  # 0.1 %
-        ({"formats": ["pdf"]}, 1_000),  # 1 %
+        ({"formats": ("pdf",)}, 1_000),  # 1 %
         ({"path": "tenth/*"}, 10_000),  # 10 %
         ({"path": "rare/1000.md"}, 1),
         ({"path": "rare/*", "heading": "part 3"}, 15),  # i % 1000 == 0 and i % 7 == 3
@@ -73,8 +73,9 @@ def test_a_plain_hnsw_scan_returns_fewer_rows_under_a_selective_filter(postgres,
 @pytest.mark.parametrize("mode", ["dense", "hybrid"])
 def test_a_filtered_search_returns_min_k_matching_rows(postgres, big_table, filters, matching, mode):
     with postgres.connect() as conn:
-        hits = search(conn, big_table, query(), 10, mode=mode, **filters)
-        where, params = Filters(filters.get("path"), tuple(filters.get("formats", ())), filters.get("heading")).where()
+        chosen = Filters(**filters)
+        hits = search(conn, big_table, query(), 10, mode=mode, filters=chosen)
+        where, params = chosen.condition()
         with conn.transaction():
             conn.execute("SET LOCAL enable_indexscan = off")  # exact: every matching row's distance
             nearest = conn.execute(
@@ -139,8 +140,8 @@ def test_a_hybrid_search_whose_dense_side_stops_short_asks_again_exactly(postgre
     question = Question("row", lambda _: query().vector)
     with postgres.connect() as conn:
         monkeypatch.setattr(chunk_search, "exact_is_cheaper", lambda *args: True)
-        exact = search(conn, big_table, question, 10, mode="hybrid", path="rare/**")
+        exact = search(conn, big_table, question, 10, mode="hybrid", filters=Filters(path="rare/**"))
         monkeypatch.setattr(chunk_search, "exact_is_cheaper", lambda *args: False)
         monkeypatch.setattr(chunk_search, "MAX_SCAN_TUPLES", 100)  # the walk gives up after 100 rows
-        walked = search(conn, big_table, question, 10, mode="hybrid", path="rare/**")
+        walked = search(conn, big_table, question, 10, mode="hybrid", filters=Filters(path="rare/**"))
     assert [(h.document_path, h.score) for h in walked] == [(h.document_path, h.score) for h in exact]

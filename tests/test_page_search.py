@@ -6,6 +6,7 @@ import torch
 from colpali_engine.utils.processing_utils import BaseVisualRetrieverProcessor
 
 from embed_pipelines.core.rows import Page
+from embed_pipelines.storage.filters import Filters
 from embed_pipelines.storage.page_tables import as_halfvecs, ensure_page_search, search_pages, write_regions
 from embed_pipelines.storage.tables import PAGE_TABLE, ensure_hnsw_index, ensure_table, replace_document
 from embed_pipelines.visual.regions import regions_of
@@ -77,10 +78,10 @@ def test_a_filtered_page_search_returns_min_k_matching_pages(postgres, pages, pa
     of the query's tokens hold fewer than k of them)."""
     query = _unit(np.resize(pages[3], (12, 128)))
     with postgres.connect() as conn:
-        few = search_pages(conn, page_table, query, k=5, path="doc-1?.pdf", candidates_per_token=1)
-        exact = search_pages(conn, page_table, query, k=5, path="doc-1?.pdf", exact=True)
-        one = search_pages(conn, page_table, query, k=5, path="doc-7.pdf")
-        none = search_pages(conn, page_table, query, k=5, formats=["docx"])
+        few = search_pages(conn, page_table, query, k=5, filters=Filters(path="doc-1?.pdf"), candidates_per_token=1)
+        exact = search_pages(conn, page_table, query, k=5, filters=Filters(path="doc-1?.pdf"), exact=True)
+        one = search_pages(conn, page_table, query, k=5, filters=Filters(path="doc-7.pdf"))
+        none = search_pages(conn, page_table, query, k=5, filters=Filters(formats=("docx",)))
     assert [hit.document_path for hit in few] == [hit.document_path for hit in exact]
     assert len(few) == 5 and all(hit.document_path.startswith("doc-1") for hit in few)
     assert [hit.document_path for hit in one] == ["doc-7.pdf"]

@@ -35,6 +35,7 @@ YAML_VALUES = {
     "convert_workers": 2,
     "stream_text_over_mib": 16,
     "text_search": "simple",
+    "metadata_from_path": ["{team}/**"],
     "reranker": "/srv/cross-encoder",
     "runs_per_sync": 2,
     "run_gpus": 1,
@@ -68,6 +69,8 @@ def test_every_declared_setting_is_read_from_yaml(tmp_path):
             value = {name: Path(v) if name == "golden_queries" else v for name, v in value.items()}
         elif key == "layout_weights":
             value = Path(value)
+        elif isinstance(value, list):
+            value = tuple(value)
         assert read == value, key
 
 
@@ -114,6 +117,7 @@ def test_every_variable_sets_the_environments_collection(tmp_path, monkeypatch):
         "EMBED_PIPELINES_CONVERT_WORKERS": ("convert_workers", "3", 3),
         "EMBED_PIPELINES_STREAM_TEXT_OVER_MIB": ("stream_text_over_mib", "0", 0),
         "EMBED_PIPELINES_TEXT_SEARCH": ("text_search", "german", "german"),
+        "EMBED_PIPELINES_METADATA_FROM_PATH": ("metadata_from_path", "{a}/**,x/{b}/*", ("{a}/**", "x/{b}/*")),
         "EMBED_PIPELINES_RERANKER": ("reranker", "/srv/ce", "/srv/ce"),
         "EMBED_PIPELINES_RETIRED_VECTORS_DAYS": ("retired_vectors_days", "0", 0),
         "EMBED_PIPELINES_RETIRED_VECTORS_MIB": ("retired_vectors_mib", "64", 64),

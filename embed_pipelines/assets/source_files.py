@@ -47,6 +47,8 @@ def build_source_files(collection: Collection, accepts: Callable[[Path], bool]) 
             context.log.info(f"Not indexed: {path}: {reason}")
         for path, reason in scan.unreadable.items():
             context.log.warning(f"Kept as it was: {path}: {reason}")
+        for path, reason in scan.without_properties.items():
+            context.log.warning(f"Indexed without its metadata: {path}: {reason}")
         context.log.info(f"{changes.summary()}; {scan.hashed} files hashed")
         return dg.MaterializeResult(metadata=_listing_metadata(refreshed, collection.shards))
 
@@ -69,4 +71,6 @@ def _listing_metadata(refreshed: Refreshed, shards: int) -> dict:
         "not_indexed": failures_table(scan.ignored),
         "files_unreadable": len(scan.unreadable),
         "unreadable_kept": failures_table(scan.unreadable),
+        "files_without_properties": len(scan.without_properties),
+        "without_properties": failures_table(scan.without_properties),
     }

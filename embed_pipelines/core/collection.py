@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from embed_pipelines.core import settings
 from embed_pipelines.core.location import Location
+from embed_pipelines.core.paths import path_rules
 from embed_pipelines.core.settings import ConfigurationError, choice, integer, path, setting, share, text
 from embed_pipelines.core.shards import shard_keys
 from embed_pipelines.core.sources import FollowLinks, LocalFolder, ObjectPrefix, open_source, source_of
@@ -222,6 +223,14 @@ class Collection:
         env="EMBED_PIPELINES_RERANKER",
         doc="a cross-encoder folder (sentence-transformers `CrossEncoder` layout), or a served `/rerank` endpoint "
         "(`{base_url: ..., model: ..., api_key_env: ...}`, YAML only): `search --rerank N` re-orders the N best by it",
+    )
+    metadata_from_path: tuple[str, ...] = setting(
+        (),
+        parse=path_rules,
+        env="EMBED_PIPELINES_METADATA_FROM_PATH",
+        doc="path patterns whose `{name}` parts become metadata fields (`{team}/{project}/**`; the first that "
+        "matches; comma-separated in the environment): they override what files say of themselves, and a change "
+        "updates rows at the next sync without calling the model",
     )
     text_search: str = setting(
         "english",

@@ -58,13 +58,16 @@ class RowKind(Generic[Row]):
     """What derives from a row declaration: Arrow schema and tables, SQL columns, COPY rows. Fields are in
     Parquet order (the files on disk); `sql_order` names the table's column order where it differs."""
 
-    def __init__(self, row_type: type[Row], sql_order: tuple[str, ...] = ()):
+    def __init__(self, row_type: type[Row], sql_order: tuple[str, ...] = (), sql_added: tuple[str, ...] = ()):
+        """`sql_added`: columns a table gains after it is made (ALTER TABLE, table.ensure_added_columns), so
+        that every table has them at the same place whatever its age, and views can move between tables."""
         self.row_type = row_type
         self.columns = tuple(Column(f.name, **f.metadata["column"]) for f in dataclasses.fields(row_type))
         in_sql = [c.name for c in self.columns if c.sql is not None]
-        if sql_order and sorted(sql_order) != sorted(in_sql):
+        if sql_order and sorted(sql_order + sql_added) != sorted(in_sql):
             raise ValueError(f"{row_type.__name__}: sql_order {sql_order} must name the SQL columns {in_sql}")
-        self.sql_order = sql_order or tuple(in_sql)
+        self.sql_order = (sql_order or tuple(name for name in in_sql if name not in sql_added)) + sql_added
+        self.sql_added = sql_added
 
     @cached_property
     def parquet_columns(self) -> tuple[Column, ...]:
@@ -74,6 +77,11 @@ class RowKind(Generic[Row]):
     def sql_columns(self) -> tuple[Column, ...]:
         by_name = {c.name: c for c in self.columns}
         return tuple(by_name[name] for name in self.sql_order)
+
+    @cached_property
+    def created_columns(self) -> tuple[Column, ...]:
+        """The columns a table is made with; the added ones follow (see `sql_added`)."""
+        return tuple(c for c in self.sql_columns if c.name not in self.sql_added)
 
     def arrow_schema(self, dimension: int = 0) -> pa.Schema:
         def arrow_type(c: Column) -> pa.DataType:
@@ -103,12 +111,6 @@ class RowKind(Generic[Row]):
         by_name = {c.name: c for c in self.columns}
         return [by_name[name].stored_as for name in fields]
 
-    def copy_types(self) -> list[str]:
-        return [c.copy for c in self.sql_columns]
-
-    def copy_row(self, row: Row) -> tuple:
-        return tuple(getattr(row, c.name) for c in self.sql_columns)
-
 
 def vector(dimension: int) -> pa.DataType:
     return pa.list_(pa.float32(), dimension)
@@ -126,6 +128,11 @@ class SourceFile:
     size: int = column("bytes", INT64)
     mtime_ns: int = column("modification time, ns", INT64)
     sha256: str = column("sha256 of the bytes", STRING)
+    title: str | None = column("the title the file gives itself (text/properties.py)", STRING, nullable=True)
+    metadata: str | None = column(
+        "JSON: the object store's user metadata and the file's own properties; null where never read",
+        STRING, nullable=True,
+    )  # fmt: skip
 
     KIND: ClassVar[RowKind]
 
@@ -147,7 +154,26 @@ class Document:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Chunk:
+class DocumentFacts:
+    """What every row of a version table says of its document besides its content, for filters and display
+    (pipeline/facts.py): from the source's listing and the collection's path rules, never from the model, so
+    a change of them alone rewrites rows with their stored vectors."""
+
+    format: str | None = column("the file's format: its suffix in lower case (pdf, md, docx)", sql="text", copy="text")
+    modified: Any = column("when the file was last modified (timestamptz)", sql="timestamptz", copy="timestamptz")
+    title: str | None = column("the document's own title, else its file name", sql="text", copy="text")
+    metadata: Any = column(
+        "JSON: the object store's user metadata, the file's own properties (front matter; DOCX, PPTX, XLSX and PDF "
+        "properties) and the fields of the collection's path rules, which win (jsonb, GIN index)",
+        sql="jsonb", copy="jsonb",
+    )  # fmt: skip
+
+
+FACT_COLUMNS = ("format", "modified", "title", "metadata")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Chunk(DocumentFacts):
     """A chunk as embedded: a row of the chunks store and, with its shard and vector, of a version table."""
 
     document_path: str = column(
@@ -189,7 +215,7 @@ class ChunkVector:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Page:
+class Page(DocumentFacts):
     """A rendered page: a row of the page images store (with its PNG) and, with its shard and token vectors,
     of a page table."""
 
@@ -235,10 +261,12 @@ Chunk.KIND = RowKind(
         "document_path", "chunk_ordinal", "shard", "text", "headings", "pages", "chunk_hash", "source_sha256",
         "embedding",
     ),
+    sql_added=FACT_COLUMNS,
 )  # fmt: skip
 Page.KIND = RowKind(
     Page,
     sql_order=(
         "document_path", "page_number", "shard", "width", "height", "image_sha256", "source_sha256", "tokens",
     ),
+    sql_added=FACT_COLUMNS,
 )  # fmt: skip

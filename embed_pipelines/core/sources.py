@@ -98,6 +98,9 @@ class LocalFolder:
     def local_file(self, relative: str) -> Iterator[Path]:
         yield self.root / relative
 
+    def user_metadata(self, relative: str) -> dict[str, str]:
+        return {}
+
 
 class ObjectPrefix:
     def __init__(self, root: Location):
@@ -138,10 +141,21 @@ class ObjectPrefix:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
+    def user_metadata(self, relative: str) -> dict[str, str]:
+        """An S3 object's user metadata (`x-amz-meta-*`, names in lower case), by one HEAD request: pyarrow's
+        filesystem does not return it. Other stores' metadata is not read."""
+        if self.root.fs.type_name != "s3":
+            return {}
+        import boto3  # the AWS SDK reads the same standard environment as pyarrow (AWS_ENDPOINT_URL, keys)
 
-def sha256_of(source: LocalFolder | ObjectPrefix, relative: str) -> str:
+        bucket, _, prefix = self.root.path.partition("/")
+        key = f"{prefix}/{relative}" if prefix else relative
+        return boto3.client("s3").head_object(Bucket=bucket, Key=key).get("Metadata", {})
+
+
+def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
-    with source.open(relative) as handle:
+    with path.open("rb") as handle:
         for block in iter(lambda: handle.read(2**20), b""):
             digest.update(block)
     return digest.hexdigest()

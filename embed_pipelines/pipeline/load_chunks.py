@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 
 from embed_pipelines.core.fingerprints import Versions
 from embed_pipelines.core.rows import Chunk, ChunkVector
 from embed_pipelines.pipeline.incremental import Missing, Wanted
-from embed_pipelines.pipeline.steps import made_from
 from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.pipeline.table_load import TableSync
 from embed_pipelines.storage.keywords import ensure_keywords, refresh_term_statistics, term_statistics_current
-from embed_pipelines.storage.registry import widen_view
 from embed_pipelines.storage.tables import ShardHealth, shard_health
 from embed_pipelines.text.model import TextModel
 from embed_pipelines.versions.family import IndexFamily
@@ -27,11 +24,11 @@ class LoadChunks(TableSync):
         vectors = stores.embeddings(versions.index, model.dimension)
         super().__init__(conn, stores, family, model, versions, vectors)
         self.chunks = stores.chunks(versions.chunker)
-        if not stores.dry_run:
-            ensure_keywords(conn, self.table, stores.collection.text_search)
-            widen_view(conn, self.view, self.version, family.layout)
         self.health: dict[str, ShardHealth] = {}
         self.expected_rows: dict[str, int] = {}
+
+    def extend_table(self) -> None:
+        ensure_keywords(self.conn, self.table, self.stores.collection.text_search)
 
     def start_shard(self, shard: str) -> list[str]:
         self.expected_rows[shard] = 0
@@ -47,7 +44,7 @@ class LoadChunks(TableSync):
         if not rows:
             return Wanted(None)
         source_sha256 = next(self.chunks.iter_values(shard, path, "source_sha256"))
-        return Wanted((source_sha256, made_from(self.chunks.iter_values(shard, path, "chunk_hash")), rows))
+        return Wanted(self.made_from(path, source_sha256, self.chunks.iter_values(shard, path, "chunk_hash"), rows))
 
     def stored_batches(self, shard: str, path: str, wanted: Wanted) -> Iterator[list[Chunk]]:
         return self.chunks.iter_batches(shard, path, self.rows_per_batch)
@@ -60,7 +57,7 @@ class LoadChunks(TableSync):
         return True
 
     def table_row(self, shard: str, chunk: Chunk, vector: ChunkVector) -> Chunk:
-        return dataclasses.replace(chunk, shard=shard, embedding=vector.embedding)
+        return self.completed(chunk, shard=shard, embedding=vector.embedding)
 
     def end_shard(self, shard: str) -> None:
         self.health[shard] = shard_health(self.conn, self.table, shard, list(self.sources))

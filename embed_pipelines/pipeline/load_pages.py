@@ -3,15 +3,12 @@ pages and their vectors."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from embed_pipelines.core.fingerprints import Versions
 from embed_pipelines.core.rows import Page, PageVectors
 from embed_pipelines.pipeline.incremental import Missing, Wanted
 from embed_pipelines.pipeline.render import PAGES_PER_BATCH
-from embed_pipelines.pipeline.steps import made_from
 from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.pipeline.table_load import TableSync
 from embed_pipelines.storage.page_tables import as_halfvecs, ensure_page_search, write_regions
@@ -36,12 +33,13 @@ class LoadPages(TableSync):
         pages = self.images.read(shard, path, *PAGE_FACTS)
         if not pages:
             raise Missing("not rendered yet")
-        return Wanted((pages[0].source_sha256, made_from(page.image_sha256 for page in pages), len(pages)), pages)
+        signature = self.made_from(path, pages[0].source_sha256, (page.image_sha256 for page in pages), len(pages))
+        return Wanted(signature, pages)
 
     def table_row(self, shard: str, page: Page, vectors: PageVectors) -> Page:
         """A page completed with its shard and token vectors; its regions are kept for `after_rows`."""
         self.regions.setdefault(page.document_path, {})[page.page_number] = np.asarray(vectors.regions, np.float32)
-        return dataclasses.replace(page, shard=shard, tokens=as_halfvecs(np.asarray(vectors.tokens, np.float32)))
+        return self.completed(page, shard=shard, tokens=as_halfvecs(np.asarray(vectors.tokens, np.float32)))
 
     def after_rows(self, path: str) -> None:
         """The pages' regions, in the transaction that wrote the pages."""

@@ -13,21 +13,26 @@ exactly its documents' (same documents, same row count), is skipped without read
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from abc import abstractmethod
 from collections.abc import Hashable, Iterable, Iterator
 
 import psycopg
 
+from embed_pipelines.core.facts import facts_key, facts_of
 from embed_pipelines.core.fingerprints import Versions
 from embed_pipelines.pipeline.incremental import Failed, Wanted
-from embed_pipelines.pipeline.steps import InStepRecords, ListedFilesSync
+from embed_pipelines.pipeline.steps import InStepRecords, ListedFilesSync, made_from
 from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.storage.parquet import DocumentStore
-from embed_pipelines.storage.registry import ensure_version, record_shard_failure, record_shard_sync
+from embed_pipelines.storage.registry import ensure_version, record_shard_failure, record_shard_sync, widen_view
 from embed_pipelines.storage.tables import (
     delete_document,
+    ensure_added_columns,
     ensure_hnsw_index,
     indexed_documents,
+    missing_added_columns,
     replace_document,
 )
 from embed_pipelines.sync.listing import listing_digest
@@ -57,14 +62,37 @@ class TableSync(ListedFilesSync):
         self.table = ensure_version(
             conn, self.view, versions.index, model.dimension, self.layout, model.query_settings(), versions.chunker
         )
-        self.indexed: dict[str, tuple[str, str, int]] = {}  # path -> (source sha256, items' made_from, rows)
+        self.facts_added = False  # the table gained the facts' columns now: every document's rows lack them
+        if not stores.dry_run:  # a dry run's transaction would hold the table's lock until it ends
+            self.extend_table()
+            self.facts_added = ensure_added_columns(conn, self.table, self.layout)
+            widen_view(conn, self.view, self.version, self.layout)
+        lacking = {c.name for c in missing_added_columns(conn, self.table, self.layout)}  # in a dry run only
+        self.with_facts = not lacking
+        self.written_columns = [c for c in self.layout.kind.sql_columns if c.name not in lacking]
+        self.path_rules = stores.collection.metadata_from_path
+        self.facts: dict[str, dict] = {}  # path -> the facts its rows are written with
+        self.indexed: dict[str, tuple] = {}  # path -> (source sha256, items' made_from, rows, facts' key)
         self.records = InStepRecords(vectors, f"indexed-{self.table}")  # beside the vectors' own records
         self.loaded_rows: dict[str, int] = {}  # shard -> rows the table holds once its documents are loaded
         self._before: tuple[int, int] = (0, 0)  # rows written and deleted before the current shard
 
+    def extend_table(self) -> None:  # noqa: B027 (optional hook)
+        """Columns and tables a branch keeps beside its rows (made before the document facts, so that every
+        table has its columns in the same order)."""
+
     @abstractmethod
     def table_row(self, shard: str, row, vector):
-        """A stored row completed with its shard and vector: a row of the layout's kind."""
+        """A stored row completed with its shard and vector: a row of the layout's kind (`completed`)."""
+
+    def completed(self, row, **table_only):
+        """A stored row with its table-only values and its document's facts."""
+        return dataclasses.replace(row, **table_only, **self.facts[row.document_path])
+
+    def made_from(self, path: str, source_sha256: str, item_hashes: Iterable[str], rows: int) -> tuple:
+        """A document's signature: its bytes, its items in order, their count, and its facts now."""
+        self.facts[path] = facts_of(self.sources[path], self.path_rules)
+        return source_sha256, made_from(item_hashes), rows, facts_key(**self.facts[path])
 
     def stored_batches(self, shard: str, path: str, wanted: Wanted) -> Iterable[list]:
         """The document's stored rows to load, in order: `wanted.value`, unless a branch reads them only now
@@ -75,7 +103,7 @@ class TableSync(ListedFilesSync):
         """Inside the document's transaction, once its rows are in (tables beside the version table)."""
 
     def start_shard(self, shard: str) -> list[str]:
-        self.indexed = indexed_documents(self.conn, self.table, shard, self.layout)
+        self.indexed = indexed_documents(self.conn, self.table, shard, self.layout, self.with_facts)
         self._before = (self.figures["rows_written"], self.figures["rows_deleted"])
         self.shard_failed = False
         return super().start_shard(shard)
@@ -87,16 +115,18 @@ class TableSync(ListedFilesSync):
         """As the table's last clean load of the shard left it: same listing, same vectors, and still exactly
         its documents and row count (a table re-created or rows deleted by hand make it look again)."""
         listing = listing_digest(self.sources.values())
-        recorded = self.records.matching(shard, listing, self.vectors.in_step_record(shard))
+        rules = json.dumps(self.path_rules)  # a change of them changes every document's facts
+        recorded = self.records.matching(shard, listing, rules, self.vectors.in_step_record(shard))
         return (
             recorded is not None
+            and not self.facts_added
             and set(self.indexed) == set(self.sources)
             and self.rows_indexed() == int(recorded.detail)
         )
 
     def rows_indexed(self) -> int:
         """Rows the table holds for the shard begun last."""
-        return sum(rows for _, _, rows in self.indexed.values())
+        return sum(signature[2] for signature in self.indexed.values())
 
     def forget_in_step(self, shard: str) -> None:
         self.records.forget(shard)
@@ -110,11 +140,13 @@ class TableSync(ListedFilesSync):
         """Raising rolls the document back to its old rows. A document whose rows PostgreSQL refuses fails
         alone: it keeps its last good rows, the other documents go on, and its shard counts as not synced
         (so the version is not promoted over it, and the sensor asks for the shard again)."""
-        expected = wanted.signature[2] if wanted.signature else 0  # (source bytes, items' digest, rows), or none
+        expected = wanted.signature[2] if wanted.signature else 0  # (bytes, items' digest, rows, facts), or none
         try:
             with self.conn.transaction():
                 table_rows = self._joined(shard, path, self.stored_batches(shard, path, wanted))
-                deleted, written = replace_document(self.conn, self.table, path, table_rows, self.layout)
+                deleted, written = replace_document(
+                    self.conn, self.table, path, table_rows, self.layout, self.written_columns
+                )
                 if written != expected:
                     raise VectorsBehind(f"{written} of {expected} rows have current vectors")
                 self.after_rows(path)

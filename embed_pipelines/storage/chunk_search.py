@@ -8,7 +8,7 @@ Keyword candidates are the rows holding a query term that matters (`_selecting_t
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal, get_args
@@ -18,8 +18,9 @@ import psycopg
 from psycopg import sql
 
 from embed_pipelines.core.settings import ConfigurationError
-from embed_pipelines.storage.filters import MAX_SCAN_TUPLES, Filters, exact_is_cheaper
+from embed_pipelines.storage.filters import MAX_SCAN_TUPLES, NO_FILTERS, Filters, exact_is_cheaper, facts_present
 from embed_pipelines.storage.keywords import K1, KEYWORD_COLUMN, TOKENS_COLUMN, B, keyword_config, side_tables
+from embed_pipelines.storage.tables import CHUNK_TABLE
 
 SearchMode = Literal["dense", "keyword", "hybrid"]
 SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
@@ -34,6 +35,7 @@ class Hit:
     headings: list[str]
     pages: list[int]
     text: str
+    title: str | None  # the document's (core/facts.py); None on a table not synced since it has titles
 
 
 @dataclass(frozen=True)
@@ -90,22 +92,20 @@ def search(
     mode: SearchMode | None = None,
     fusion: Fusion | None = None,
     ef_search: int = 100,
-    path: str | None = None,
-    formats: Sequence[str] = (),
-    heading: str | None = None,
+    filters: Filters = NO_FILTERS,
 ) -> list[Hit]:
     """The k best chunks by the mode, best first, among those that pass the filters (storage/filters.py). No
     mode: hybrid, or dense on a table made before keyword search (until a sync adds its keyword column). No
     fusion: as the question's kind asks."""
     config = keyword_config(conn, table)
+    with_facts = facts_present(conn, table, CHUNK_TABLE, filters)
     if mode is None:
         mode = "hybrid" if config is not None else "dense"
     if mode not in SEARCH_MODES:
         raise ConfigurationError(f"search mode {mode!r}: choose one of {', '.join(SEARCH_MODES)}")
     fusion = fusion or Fusion.for_question(question.text)
     candidates = max(k, fusion.candidates)
-    filters = Filters(path, tuple(formats), heading)
-    where, params = filters.where()
+    where, params = filters.condition()
     params |= {"k": k, "n": candidates if mode == "hybrid" else k, "question": question.text}
     if mode != "keyword":
         params["vector"] = question.vector
@@ -124,7 +124,7 @@ def search(
     filtered = bool(filters) and mode != "keyword"  # the keyword side's own index finds only matching rows
     exact = filtered and exact_is_cheaper(conn, table, where, params, params["n"])
     while True:
-        rows = _ranked_rows(conn, table, mode, fusion, where, params, filtered, exact, ef_search)
+        rows = _ranked_rows(conn, table, mode, fusion, where, params, filtered, exact, ef_search, with_facts)
         dense_rows, keyword_rows, keyword_floor = rows[0][-3:] if rows else (0, 0, None)
         if rest_bound and (keyword_rows < params["n"] or keyword_floor < rest_bound):
             params["selecting"], rest_bound = [lexeme for lexeme, _ in bounds], 0.0  # a row left out could rank
@@ -135,7 +135,16 @@ def search(
 
 
 def _ranked_rows(
-    conn, table: str, mode: str, fusion: Fusion, where, params: dict, filtered: bool, exact: bool, ef_search: int
+    conn,
+    table: str,
+    mode: str,
+    fusion: Fusion,
+    where,
+    params: dict,
+    filtered: bool,
+    exact: bool,
+    ef_search: int,
+    with_facts: bool,
 ):
     """The best k rows by the mode, each with the count of each side's candidates and the keyword side's lowest
     score: what `search` checks to decide whether to ask again."""
@@ -153,9 +162,15 @@ def _ranked_rows(
         params |= {"dense_weight": fusion.dense, "keyword_weight": fusion.keyword, "rrf_k": RRF_K}
     statement = sql.SQL(
         """WITH {ctes}, ranked AS ({ranked})
-           SELECT ranked.score, t.document_path, t.chunk_ordinal, t.headings, t.pages, t.text, {check}
+           SELECT ranked.score, t.document_path, t.chunk_ordinal, t.headings, t.pages, t.text, {title}, {check}
            FROM ranked JOIN {table} AS t ON t.id = ranked.id ORDER BY ranked.score DESC, t.id LIMIT %(k)s"""
-    ).format(ctes=ctes, ranked=ranked, check=check, table=sql.Identifier(table))
+    ).format(
+        ctes=ctes,
+        ranked=ranked,
+        title=sql.SQL("t.title" if with_facts else "NULL"),
+        check=check,
+        table=sql.Identifier(table),
+    )
     with conn.transaction():
         conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(ef_search, params["n"]))))
         if filtered:  # the scan walks on until n rows pass (pgvector 0.8; unfiltered search needs no 0.8)

@@ -10,7 +10,6 @@ scores every page instead. The regions themselves are computed in visual/regions
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +17,9 @@ import psycopg
 from pgvector import HalfVector
 from psycopg import sql
 
-from embed_pipelines.storage.filters import Filters
+from embed_pipelines.core.settings import ConfigurationError
+from embed_pipelines.storage.filters import NO_FILTERS, Filters, facts_present
+from embed_pipelines.storage.tables import PAGE_TABLE
 
 MAX_SIM_FUNCTION = """
 CREATE OR REPLACE FUNCTION embed_pipelines_max_sim(page halfvec[], query halfvec[]) RETURNS double precision
@@ -92,14 +93,15 @@ def search_pages(
     candidates_per_token: int = 20,
     exact: bool = False,
     ef_search: int = 100,
-    path: str | None = None,
-    formats: Sequence[str] = (),
+    filters: Filters = NO_FILTERS,
 ) -> list[PageHit]:
     """Top k pages by MaxSim: over the pages of each query token's nearest regions, or every page when
     `exact`; with filters (path glob, file suffixes: storage/filters.py), among the pages that pass them, and
     exactly over those pages where the candidates come up short of k."""
-    filters = Filters(path, tuple(formats))
-    where, params = filters.where()
+    if filters.heading:
+        raise ConfigurationError("a heading filter applies to text chunks: page images have no headings")
+    facts_present(conn, pages_table, PAGE_TABLE, filters)
+    where, params = filters.condition()
     params |= {
         "query": as_halfvecs(query_tokens),
         "token_vectors": list(query_tokens.astype(np.float32)),

@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.storage.keywords import KEYWORD_FUNCTIONS
 from embed_pipelines.storage.page_tables import MAX_SIM_FUNCTION
-from embed_pipelines.storage.tables import TableLayout, ensure_table, table_name
+from embed_pipelines.storage.tables import TableLayout, ensure_table, table_columns, table_name
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS embed_pipelines_versions (
@@ -279,11 +279,7 @@ def widen_view(conn: psycopg.Connection, view: str, version: str, layout: TableL
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"view/{view}",))
         if serving_version(conn, view) != version or not relation_exists(conn, view):
             return
-        (missing,) = conn.execute(
-            "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped "
-            "AND attname NOT IN (SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s))",
-            (_quoted(conn, table), _quoted(conn, view)),
-        ).fetchone()
+        missing = table_columns(conn, table) - table_columns(conn, view)
         if missing:
             _swap_view(conn, view, table, layout, ours=True)
 
@@ -299,12 +295,14 @@ def _swap_view(conn: psycopg.Connection, view: str, table: str, layout: TableLay
             "collection under another name"
         )
     grants = _grants(conn, view)
-    create = sql.SQL("CREATE {} VIEW {} AS SELECT * FROM {}")
+    present = table_columns(conn, table)
+    columns = sql.SQL(", ").join(sql.Identifier(name) for name in layout.column_names() if name in present)
+    create = sql.SQL("CREATE {} VIEW {} AS SELECT {} FROM {}")
     try:
         with conn.transaction():
-            conn.execute(create.format(sql.SQL("OR REPLACE"), sql.Identifier(view), sql.Identifier(table)))
+            conn.execute(create.format(sql.SQL("OR REPLACE"), sql.Identifier(view), columns, sql.Identifier(table)))
     except psycopg.errors.InvalidTableDefinition:  # another dimension: the view's columns change
-        _recreate_view(conn, view, create.format(sql.SQL(""), sql.Identifier(view), sql.Identifier(table)))
+        _recreate_view(conn, view, create.format(sql.SQL(""), sql.Identifier(view), columns, sql.Identifier(table)))
     for relation in [view] + [name for name in layout.tables(table) if relation_exists(conn, name)]:
         for grantee, privilege in grants:
             conn.execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privilege), sql.Identifier(relation), grantee))

@@ -7,7 +7,8 @@ All SQL lives here, in the open. Rows load by binary COPY; the HNSW index is bui
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import psutil
@@ -15,7 +16,8 @@ import psycopg
 from psycopg import sql
 
 from embed_pipelines.core.collection import check_name
-from embed_pipelines.core.rows import Chunk, Page, RowKind
+from embed_pipelines.core.facts import facts_key
+from embed_pipelines.core.rows import Chunk, Column, Page, RowKind
 from embed_pipelines.storage.keywords import KEYWORD_COLUMNS, TERMS_SUFFIX, TOTALS_SUFFIX
 
 HNSW_MAX_DIMENSIONS = 2000
@@ -36,13 +38,21 @@ class TableLayout:
         """The version table and the tables beside it, dependents first (the order they drop in)."""
         return [f"{table}{suffix}" for suffix in self.side_tables] + [table]
 
+    def column_names(self) -> list[str]:
+        """Every column's name in the order views show them, whatever order a table has them in (a table made
+        before some columns gained them at its end)."""
+        return [name for name, _, _ in self.columns(0)]
+
     def columns(self, dimension: int) -> list[tuple[str, str, str]]:
         """(name, SQL type, description) of every column, for documentation and metadata."""
-        loaded = [
-            (c.name, c.sql_type(dimension).removesuffix(" NOT NULL"), c.description) for c in self.kind.sql_columns
-        ]
-        written = ("indexed_at", "timestamptz", "when the row was written")
-        return [("id", "bigint", "row identity"), *loaded, written, *self.generated]
+
+        def described(columns) -> list[tuple[str, str, str]]:
+            return [(c.name, c.sql_type(dimension).removesuffix(" NOT NULL"), c.description) for c in columns]
+
+        kind, written = self.kind, ("indexed_at", "timestamptz", "when the row was written")
+        added = [c for c in kind.sql_columns if c.name in kind.sql_added]
+        return [("id", "bigint", "row identity"), *described(kind.created_columns), written, *self.generated,
+                *described(added)]  # fmt: skip
 
 
 # Its keyword columns are generated from `text`, their statistics live beside it (keywords.py).
@@ -92,36 +102,95 @@ def ensure_table(
     return table
 
 
+def table_columns(conn: psycopg.Connection, relation: str) -> set[str]:
+    """The names of a table's (or view's) columns; none where it does not exist."""
+    return {
+        name
+        for (name,) in conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+            (sql.Identifier(relation).as_string(conn),),
+        )
+    }
+
+
+def missing_added_columns(conn: psycopg.Connection, table: str, layout: TableLayout) -> list[Column]:
+    """The columns rows gained after the table was made (`RowKind.sql_added`) that it lacks."""
+    kind, present = layout.kind, table_columns(conn, table)
+    return [c for c in kind.sql_columns if c.name in kind.sql_added and c.name not in present]
+
+
+def ensure_added_columns(conn: psycopg.Connection, table: str, layout: TableLayout) -> bool:
+    """The columns the layout's rows gained after the table was made (`RowKind.sql_added`: the document facts),
+    added where missing (null until the loader rewrites the document's rows, from their stored vectors), with
+    the GIN index of `metadata`. Looked up first: an ALTER would lock the table against searches. Returns
+    whether any was added."""
+    missing = missing_added_columns(conn, table, layout)
+    if not missing:
+        return False
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (table,))
+        conn.execute(
+            sql.SQL("ALTER TABLE {} {}").format(
+                sql.Identifier(table),
+                sql.SQL(", ").join(
+                    sql.SQL("ADD COLUMN IF NOT EXISTS {} {}").format(sql.Identifier(c.name), sql.SQL(c.sql))
+                    for c in missing
+                ),
+            )
+        )
+        conn.execute(
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING gin (metadata jsonb_path_ops)").format(
+                sql.Identifier(f"{table}_metadata"), sql.Identifier(table)
+            )
+        )
+    return True
+
+
 def indexed_documents(
-    conn: psycopg.Connection, table: str, shard: str, layout: TableLayout = CHUNK_TABLE
-) -> dict[str, tuple[str, str, int]]:
-    """path -> (source sha256, `steps.made_from` of its item hashes in order, rows) of what the table holds for
-    a shard: PostgreSQL digests the hashes, so a document of millions of rows sends three values."""
+    conn: psycopg.Connection, table: str, shard: str, layout: TableLayout = CHUNK_TABLE, facts: bool = True
+) -> dict[str, tuple[str, str, int, tuple]]:
+    """path -> (source sha256, `steps.made_from` of its item hashes in order, rows, `facts.key` of its facts) of
+    what the table holds for a shard: PostgreSQL digests the hashes, so a document of millions of rows sends a
+    few values. `facts`: whether the table has their columns yet (a dry run does not add them)."""
+    stored = "min(format), min(modified), min(title), min(metadata::text)" if facts else "NULL, NULL, NULL, NULL"
     query = sql.SQL(
         "SELECT document_path, min(source_sha256), "
-        "encode(sha256(convert_to(string_agg({item_hash}, ',' ORDER BY {ordinal}), 'UTF8')), 'hex'), count(*) "
-        "FROM {table} WHERE shard = %s GROUP BY document_path"
+        "encode(sha256(convert_to(string_agg({item_hash}, ',' ORDER BY {ordinal}), 'UTF8')), 'hex'), count(*), "
+        "{stored} FROM {table} WHERE shard = %s GROUP BY document_path"
     ).format(
-        item_hash=sql.Identifier(layout.item_hash), ordinal=sql.Identifier(layout.ordinal), table=sql.Identifier(table)
+        item_hash=sql.Identifier(layout.item_hash),
+        ordinal=sql.Identifier(layout.ordinal),
+        stored=sql.SQL(stored),
+        table=sql.Identifier(table),
     )
-    return {path: (sha256, digest, rows) for path, sha256, digest, rows in conn.execute(query, (shard,))}
+    indexed = {}
+    for path, sha256, digest, rows, format_, modified, title, metadata in conn.execute(query, (shard,)):
+        stored = facts_key(format_, modified, title, None if metadata is None else json.loads(metadata))
+        indexed[path] = (sha256, digest, rows, stored)
+    return indexed
 
 
 def replace_document(
-    conn: psycopg.Connection, table: str, path: str, rows: Iterable, layout: TableLayout = CHUNK_TABLE
+    conn: psycopg.Connection,
+    table: str,
+    path: str,
+    rows: Iterable,
+    layout: TableLayout = CHUNK_TABLE,
+    columns: Sequence[Column] | None = None,
 ) -> tuple[int, int]:
     """Swap one document's rows (of the layout's row kind) in one transaction: readers see its old rows or
-    its new ones, never a mix. Returns (deleted, written)."""
-    kind = layout.kind
-    names = sql.SQL(", ").join(sql.Identifier(c.name) for c in kind.sql_columns)
+    its new ones, never a mix. `columns`: those written, where the table lacks some (a dry run does not add
+    them); all by default. Returns (deleted, written)."""
+    columns = columns or layout.kind.sql_columns
+    names = sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
     written = 0
     with conn.transaction():
         deleted = _delete_document(conn, table, path)
         copy_sql = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT BINARY)").format(sql.Identifier(table), names)
         with conn.cursor().copy(copy_sql) as copy:
-            copy.set_types(kind.copy_types())
+            copy.set_types([c.copy for c in columns])
             for row in rows:
-                copy.write_row(kind.copy_row(row))
+                copy.write_row(tuple(getattr(row, c.name) for c in columns))
                 written += 1
     return deleted, written
 

@@ -7,15 +7,17 @@ so a scan of an unchanged folder costs one stat per file (of a prefix, one listi
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Literal
 
 from embed_pipelines.core.rows import SourceFile
 from embed_pipelines.core.shards import shard_of
 from embed_pipelines.core.sources import LocalFolder, ObjectPrefix, Refused, Stat, sha256_of
+from embed_pipelines.text.properties import Properties, UnreadableProperties, read_properties
 
 VerifyHashes = Literal["always", "nightly", "never"]  # which syncs read every file, not only changed stats
 
@@ -25,6 +27,7 @@ class SourceScan:
     files_by_shard: dict[str, list[SourceFile]] = field(default_factory=lambda: defaultdict(list))
     ignored: dict[str, str] = field(default_factory=dict)  # relative path -> why it is not indexed
     unreadable: dict[str, str] = field(default_factory=dict)  # known files that cannot be read now: kept as known
+    without_properties: dict[str, str] = field(default_factory=dict)  # files indexed without their own properties
     hashed: int = 0  # files read because they are new or their size or mtime changed
     accepted: int = 0  # files the folder holds that the collection takes, in every shard
 
@@ -62,7 +65,7 @@ def scan_source(
         if shards is not None and shard not in shards:
             continue
         try:
-            file = _describe(source, relative, known.get(relative), rehash, source.stat(relative))
+            file = _describe(source, relative, known.get(relative), rehash, source.stat(relative), scan)
         except Refused as refusal:
             scan.ignored[relative] = str(refusal)
             continue
@@ -91,12 +94,35 @@ def _unreadable(scan: SourceScan, relative: str, known: dict[str, SourceFile], s
 
 
 def _describe(
-    source: LocalFolder | ObjectPrefix, relative: str, before: SourceFile | None, rehash: bool, status: Stat
+    source: LocalFolder | ObjectPrefix,
+    relative: str,
+    before: SourceFile | None,
+    rehash: bool,
+    status: Stat,
+    scan: SourceScan,
 ) -> SourceFile:
-    """The file as it is; `before` itself when size and mtime are unchanged (no read), unless `rehash`."""
-    if before is not None and (before.size, before.mtime_ns) == (status.size, status.mtime_ns):
-        if not rehash:
+    """The file as it is; `before` itself when size and mtime are unchanged (no read), unless `rehash`. A file
+    read is hashed and described from one local copy (an object is downloaded once). A file listed before its
+    properties were read is read once more."""
+    unchanged = before is not None and (before.size, before.mtime_ns) == (status.size, status.mtime_ns)
+    described = before is not None and before.metadata is not None
+    if unchanged and described and not rehash:
+        return before
+    with source.local_file(relative) as local:
+        sha256 = sha256_of(local)
+        if unchanged and described and sha256 == before.sha256:
             return before
-        sha256 = sha256_of(source, relative)
-        return before if sha256 == before.sha256 else replace(before, sha256=sha256)
-    return SourceFile(path=relative, size=status.size, mtime_ns=status.mtime_ns, sha256=sha256_of(source, relative))
+        try:
+            properties = read_properties(local)
+        except UnreadableProperties as unreadable:
+            scan.without_properties[relative] = f"its properties cannot be read: {unreadable}"
+            properties = Properties()
+    metadata = {**source.user_metadata(relative), **properties.values}
+    return SourceFile(
+        path=relative,
+        size=status.size,
+        mtime_ns=status.mtime_ns,
+        sha256=sha256,
+        title=properties.title,
+        metadata=json.dumps(metadata, sort_keys=True, ensure_ascii=False),
+    )

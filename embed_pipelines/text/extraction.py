@@ -18,6 +18,7 @@ from embed_pipelines.text.formats import (
     ExtractionStatus,
     conversion_mode,
 )
+from embed_pipelines.text.properties import FRONT_MATTER_SUFFIXES, split_front_matter
 from embed_pipelines.text.streaming import UTF16_MARKS
 
 _log = logging.getLogger(__name__)
@@ -94,6 +95,8 @@ class DocumentExtractor:
                 )
             try:
                 data = _text_bytes(path.read_bytes())
+                if suffix in FRONT_MATTER_SUFFIXES:  # metadata, not text: an edit of it alone changes no chunk
+                    data = split_front_matter(data)[1]
             except (OSError, UnicodeDecodeError) as exc:
                 return _failed(mode, f"cannot read: {getattr(exc, 'strerror', None) or exc}")
             source = DocumentStream(name=f"{path.stem}{named}", stream=BytesIO(data))

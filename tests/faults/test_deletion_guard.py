@@ -74,10 +74,10 @@ def test_a_file_that_cannot_be_read_keeps_its_rows_and_is_reported(
     (source / "guide/espresso.md").write_text("# Espresso\n\nEdited, then its permissions were lost.")
     read = scan.sha256_of
 
-    def denied(source, relative):
-        if relative.endswith("espresso.md"):
-            raise PermissionError(13, "Permission denied", relative)
-        return read(source, relative)
+    def denied(path):
+        if path.name == "espresso.md":
+            raise PermissionError(13, "Permission denied", str(path))
+        return read(path)
 
     monkeypatch.setattr(scan, "sha256_of", denied)
     assert _sync(source, instance, tiny_model, postgres).success
