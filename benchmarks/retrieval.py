@@ -232,7 +232,7 @@ def scaled(table: str, rows: int, questions: list, k: int) -> None:
     from embed_pipelines.resources import PostgresResource
     from embed_pipelines.storage.chunk_search import SEARCH_MODES
     from embed_pipelines.storage.keywords import ensure_keywords
-    from embed_pipelines.storage.tables import ensure_hnsw_index
+    from embed_pipelines.storage.tables import CHUNK_TABLE, ensure_added_columns, ensure_hnsw_index
 
     copy = f"{table}_x{rows}"
     with PostgresResource().connect() as conn:
@@ -266,6 +266,7 @@ def scaled(table: str, rows: int, questions: list, k: int) -> None:
         )
         conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (id)").format(sql.Identifier(copy)))
         ensure_keywords(conn, copy, "english")
+        ensure_added_columns(conn, copy, CHUNK_TABLE)  # and the indexes filters use, as the loader makes them
         loaded = time.perf_counter()
         ensure_hnsw_index(conn, copy)
         conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(copy)))

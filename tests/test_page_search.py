@@ -1,11 +1,14 @@
 """Late-interaction search in SQL: MaxSim equals colpali-engine's, re-ranked HNSW candidates equal exact search."""
 
+from datetime import UTC, datetime
+
 import numpy as np
 import pytest
 import torch
 from colpali_engine.utils.processing_utils import BaseVisualRetrieverProcessor
 
 from embed_pipelines.core.rows import Page
+from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.storage.filters import Filters
 from embed_pipelines.storage.page_tables import as_halfvecs, ensure_page_search, search_pages, write_regions
 from embed_pipelines.storage.tables import PAGE_TABLE, ensure_hnsw_index, ensure_table, replace_document
@@ -41,6 +44,10 @@ def page_table(postgres, pages):
                     source_sha256="s",
                     png=None,
                     tokens=as_halfvecs(tokens),
+                    format="pdf",
+                    modified=datetime(2026, 1 + number % 12, 1, tzinfo=UTC),
+                    title=f"Document {number}",
+                    metadata={"team": "even" if number % 2 == 0 else "odd", "tags": [f"n{number}"]},
                 )
                 replace_document(conn, table, path, [page], PAGE_TABLE)
                 write_regions(conn, table, path, {1: regions_of(tokens)})
@@ -74,7 +81,7 @@ def test_reranked_candidates_equal_exact_search_on_a_small_collection(postgres, 
 
 
 def test_a_filtered_page_search_returns_min_k_matching_pages(postgres, pages, page_table):
-    """Path and format filters apply to pages too: among the pages that pass (exactly, where the candidates
+    """Filters apply to pages too (all but headings): among the pages that pass (exactly, where the candidates
     of the query's tokens hold fewer than k of them)."""
     query = _unit(np.resize(pages[3], (12, 128)))
     with postgres.connect() as conn:
@@ -86,3 +93,12 @@ def test_a_filtered_page_search_returns_min_k_matching_pages(postgres, pages, pa
     assert len(few) == 5 and all(hit.document_path.startswith("doc-1") for hit in few)
     assert [hit.document_path for hit in one] == ["doc-7.pdf"]
     assert none == []
+    with postgres.connect() as conn:  # metadata and modification times, as text chunks have them
+        odd = search_pages(conn, page_table, query, k=40, filters=Filters(where={"team": "odd"}))
+        tagged = search_pages(conn, page_table, query, k=5, filters=Filters(where={"tags": "n12"}))
+        late = search_pages(conn, page_table, query, k=40, filters=Filters(modified_after="2026-12-01"))
+        with pytest.raises(ConfigurationError, match="no headings"):
+            search_pages(conn, page_table, query, k=5, filters=Filters(heading="Intro"))
+    assert len(odd) == 20 and all(int(hit.document_path[4:-4]) % 2 for hit in odd)
+    assert [hit.document_path for hit in tagged] == ["doc-12.pdf"]
+    assert sorted(hit.document_path for hit in late) == ["doc-11.pdf", "doc-23.pdf", "doc-35.pdf"]

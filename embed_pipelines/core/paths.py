@@ -31,6 +31,11 @@ def glob_pattern(glob: str, captures: bool = False) -> str:
     return "^" + "".join(translated(part) for part in _PARTS.split(glob)) + "$"
 
 
+def literal_prefix(glob: str) -> str:
+    """What every path the glob matches starts with: the text before its first wildcard."""
+    return _PARTS.split(glob, maxsplit=1)[0]
+
+
 def path_rules(value: Any, where: str) -> tuple[str, ...]:
     """Rules as YAML lists them, or as the environment gives them (separated by commas); each a glob with at
     least one `{name}`, no name twice."""

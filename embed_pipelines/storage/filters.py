@@ -13,6 +13,7 @@ returns fewer than k rows is run again exactly, so a filtered search returns min
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from typing import Any
@@ -21,9 +22,9 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from embed_pipelines.core.paths import glob_pattern
+from embed_pipelines.core.paths import glob_pattern, literal_prefix
 from embed_pipelines.core.settings import ConfigurationError
-from embed_pipelines.storage.tables import TableLayout, missing_added_columns
+from embed_pipelines.storage.tables import SUFFIX, TableLayout, missing_added_columns
 
 MAX_SCAN_TUPLES = 20_000  # pgvector's default hnsw.max_scan_tuples, set explicitly with the scan
 
@@ -63,8 +64,11 @@ class Filters:
         if self.path:
             conditions.append(sql.SQL("document_path ~ %(path_pattern)s"))
             params["path_pattern"] = glob_pattern(self.path)
+            if prefix := literal_prefix(self.path):  # what the path index finds (the pattern then checks each)
+                conditions.append(sql.SQL("document_path LIKE %(path_prefix)s"))
+                params["path_prefix"] = re.sub(r"([\\%_])", r"\\\1", prefix) + "%"
         if self.formats:
-            conditions.append(sql.SQL("lower(substring(document_path from '\\.([^./]+)$')) = ANY(%(formats)s)"))
+            conditions.append(sql.SQL(f"{SUFFIX} = ANY(%(formats)s)"))
             params["formats"] = [suffix.lower().lstrip(".") for suffix in self.formats]
         if self.heading:
             conditions.append(

@@ -121,29 +121,40 @@ def missing_added_columns(conn: psycopg.Connection, table: str, layout: TableLay
 
 def ensure_added_columns(conn: psycopg.Connection, table: str, layout: TableLayout) -> bool:
     """The columns the layout's rows gained after the table was made (`RowKind.sql_added`: the document facts),
-    added where missing (null until the loader rewrites the document's rows, from their stored vectors), with
-    the GIN index of `metadata`. Looked up first: an ALTER would lock the table against searches. Returns
-    whether any was added."""
+    added where missing (null until the loader rewrites the document's rows, from their stored vectors), and
+    the indexes filters use. Looked up first: an ALTER would lock the table against searches. Returns whether
+    any column was added."""
     missing = missing_added_columns(conn, table, layout)
-    if not missing:
-        return False
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (table,))
-        conn.execute(
-            sql.SQL("ALTER TABLE {} {}").format(
-                sql.Identifier(table),
-                sql.SQL(", ").join(
-                    sql.SQL("ADD COLUMN IF NOT EXISTS {} {}").format(sql.Identifier(c.name), sql.SQL(c.sql))
-                    for c in missing
-                ),
+    if missing:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (table,))
+            added = sql.SQL(", ").join(
+                sql.SQL("ADD COLUMN IF NOT EXISTS {} {}").format(sql.Identifier(c.name), sql.SQL(c.sql))
+                for c in missing
             )
-        )
-        conn.execute(
-            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING gin (metadata jsonb_path_ops)").format(
-                sql.Identifier(f"{table}_metadata"), sql.Identifier(table)
+            conn.execute(sql.SQL("ALTER TABLE {} {}").format(sql.Identifier(table), added))
+    for suffix, indexed in FILTER_INDEXES:
+        if conn.execute(
+            "SELECT to_regclass(%s) IS NULL", (sql.Identifier(f"{table}{suffix}").as_string(conn),)
+        ).fetchone()[0]:
+            conn.execute(
+                sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} {}").format(
+                    sql.Identifier(f"{table}{suffix}"), sql.Identifier(table), sql.SQL(indexed)
+                )
             )
-        )
-    return True
+    return bool(missing)
+
+
+# What filters (storage/filters.py) find through an index rather than a scan of every row: a path glob's
+# literal prefix (`guides/` of `guides/**`, by LIKE whatever the database's collation), a format (by the path's
+# suffix, which every row has, even one written before the `format` column), a time range, a metadata containment.
+SUFFIX = "lower(substring(document_path from '\\.([^./]+)$'))"  # a document's format, from any row's path
+FILTER_INDEXES = (
+    ("_path", "(document_path text_pattern_ops)"),
+    ("_suffix", f"(({SUFFIX}))"),
+    ("_modified", "(modified)"),
+    ("_metadata", "USING gin (metadata jsonb_path_ops)"),
+)
 
 
 def indexed_documents(

@@ -1,5 +1,5 @@
-"""Search needs SELECT only: a reader role searches in every mode, and keeps reading the view and its version
-(with the tables beside it) across a promotion (the swap re-grants what the view had)."""
+"""Search needs SELECT only: a reader role searches in every mode and with every filter, and keeps reading the
+view and its version (with the tables beside it) across a promotion (the swap re-grants what the view had)."""
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from support import SMALL_CORPUS, run_index, write_corpus
@@ -11,6 +11,7 @@ from embed_pipelines.resources import PostgresResource
 def test_a_select_only_role_searches_across_a_promotion(
     tmp_path, state_dir, instance, tiny_model, wider_tiny_model, postgres, monkeypatch
 ):
+    monkeypatch.setenv("EMBED_PIPELINES_METADATA_FROM_PATH", "{section}/**")
     source = write_corpus(tmp_path / "docs", SMALL_CORPUS)
     run_index(source, "readonly", instance, tiny_model, postgres)
     with postgres.connect() as conn:  # what a DBA grants the reader (README: a reader role)
@@ -34,5 +35,8 @@ def test_a_select_only_role_searches_across_a_promotion(
         assert api.search("tamp level", "readonly", k=2, postgres=reader, mode=mode)[0].document_path == (
             "guide/espresso.md"
         )
+    filtered = api.search("coffee", "readonly", k=10, postgres=reader, where={"section": "guide"},
+                          modified_after="2000-01-01")  # fmt: skip
+    assert filtered and {hit.document_path.split("/")[0] for hit in filtered} == {"guide"}
     with reader.connect(ddl=False) as conn:
         assert conn.execute("SELECT count(*) FROM readonly").fetchone()[0] > 0, "the view's grant survived"
