@@ -15,7 +15,8 @@ def home(tmp_path, monkeypatch):
     return tmp_path / "home"
 
 
-def test_index_plan_and_search_from_the_command_line(tmp_path, home, capsys):
+def test_index_plan_and_search_from_the_command_line(tmp_path, home, capsys, monkeypatch):
+    monkeypatch.setenv("EMBED_PIPELINES_METADATA_FROM_PATH", "{section}/**")
     source = write_corpus(tmp_path / "docs", SMALL_CORPUS)
     assert cli.main(["index", str(source), "--collection", "cli", "--plan"]) == 0
     assert "5 added" in capsys.readouterr().out
@@ -33,6 +34,14 @@ def test_index_plan_and_search_from_the_command_line(tmp_path, home, capsys):
     assert cli.main([*filtered, "--format", "pdf"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line[:3].strip(" .").isdigit()]
     assert len(lines) == 1 and "manuals/roasting.pdf" in lines[0]  # milk.html says degrees too, outside the glob
+    by_metadata = ["search", "degrees", "--collection", "cli", "--mode", "keyword", "--where", "section=guide"]
+    assert cli.main([*by_metadata, "--modified-after", "2000-01-01", "--modified-before", "2100-01-01"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line[:3].strip(" .").isdigit()]
+    assert len(lines) == 1 and "guide/milk.html - Milk" in lines[0], "its path rule's section, and its <title>"
+    assert cli.main([*by_metadata, "--modified-after", "2100-01-01"]) == 0
+    assert "No results" in capsys.readouterr().out
+    assert cli.main([*by_metadata, "--where", "section"]) == 2
+    assert "expected FIELD=VALUE" in capsys.readouterr().err
     assert cli.main(["search", "degrees", "--collection", "cli", "--family", "pages", "--mode", "keyword"]) == 2
     assert "leave out --family pages" in capsys.readouterr().err
 
