@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -34,6 +35,10 @@ class Stat:
 
 class Refused(Exception):
     """A file the scan does not read, and why."""
+
+
+class UnreadableMetadata(Exception):
+    """An object's user metadata could not be read: why (the object is indexed without it)."""
 
 
 def source_of(where: str | Path) -> Path | str:
@@ -146,11 +151,20 @@ class ObjectPrefix:
         filesystem does not return it. Other stores' metadata is not read."""
         if self.root.fs.type_name != "s3":
             return {}
-        import boto3  # the AWS SDK reads the same standard environment as pyarrow (AWS_ENDPOINT_URL, keys)
+        from botocore.exceptions import BotoCoreError, ClientError
 
         bucket, _, prefix = self.root.path.partition("/")
         key = f"{prefix}/{relative}" if prefix else relative
-        return boto3.client("s3").head_object(Bucket=bucket, Key=key).get("Metadata", {})
+        try:
+            return self._s3_client.head_object(Bucket=bucket, Key=key).get("Metadata", {})
+        except (BotoCoreError, ClientError) as error:
+            raise UnreadableMetadata(f"its object metadata cannot be read: {error}") from None
+
+    @cached_property
+    def _s3_client(self):
+        import boto3  # the AWS SDK reads the same standard environment as pyarrow (AWS_ENDPOINT_URL, keys)
+
+        return boto3.client("s3")
 
 
 def sha256_of(path: Path) -> str:

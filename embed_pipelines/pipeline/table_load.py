@@ -78,8 +78,8 @@ class TableSync(ListedFilesSync):
         self._before: tuple[int, int] = (0, 0)  # rows written and deleted before the current shard
 
     def extend_table(self) -> None:  # noqa: B027 (optional hook)
-        """Columns and tables a branch keeps beside its rows (made before the document facts, so that every
-        table has its columns in the same order)."""
+        """Columns and tables a branch keeps beside its rows (the keyword columns of a chunk table), made or
+        changed before any row is compared."""
 
     @abstractmethod
     def table_row(self, shard: str, row, vector):

@@ -16,7 +16,7 @@ from typing import Literal
 
 from embed_pipelines.core.rows import SourceFile
 from embed_pipelines.core.shards import shard_of
-from embed_pipelines.core.sources import LocalFolder, ObjectPrefix, Refused, Stat, sha256_of
+from embed_pipelines.core.sources import LocalFolder, ObjectPrefix, Refused, Stat, UnreadableMetadata, sha256_of
 from embed_pipelines.text.properties import Properties, UnreadableProperties, read_properties
 
 VerifyHashes = Literal["always", "nightly", "never"]  # which syncs read every file, not only changed stats
@@ -117,7 +117,12 @@ def _describe(
         except UnreadableProperties as unreadable:
             scan.without_properties[relative] = f"its properties cannot be read: {unreadable}"
             properties = Properties()
-    metadata = {**source.user_metadata(relative), **properties.values}
+    try:
+        stored = source.user_metadata(relative)
+    except UnreadableMetadata as unreadable:
+        scan.without_properties[relative] = str(unreadable)
+        stored = {}
+    metadata = {**stored, **properties.values}
     return SourceFile(
         path=relative,
         size=status.size,
