@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import zipfile
 from datetime import UTC, datetime
 
 import docx
@@ -15,10 +17,11 @@ from fpdf import FPDF
 from support import latest_metadata, run_index
 
 from embed_pipelines import api
+from embed_pipelines.core.facts import facts_key
 from embed_pipelines.core.paths import metadata_from_path, path_rules
 from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.storage.filters import Filters
-from embed_pipelines.text.properties import _pdf_date
+from embed_pipelines.text.properties import Properties, _pdf_date, read_properties, split_front_matter
 
 RULES = "{team}/{project}/**"
 INTRO = """---
@@ -231,3 +234,35 @@ def test_pdf_dates_become_iso_8601_and_filters_keep_json_values():
     assert sorted(json.dumps(value.obj) for value in params.values()) == sorted(
         ['{"year": 2026}', '{"year": [2026]}', '{"year": "2026"}', '{"year": ["2026"]}']
     )
+
+
+def test_what_postgresql_cannot_hold_or_a_damaged_part_never_stops_a_file(tmp_path):
+    nul = tmp_path / "nul.md"
+    nul.write_text('---\ntitle: "Quarterly\\0 report"\nowner: "a\\0b"\n---\nBody.\n')
+    assert read_properties(nul) == Properties("Quarterly report", {"title": "Quarterly report", "owner": "ab"})
+    bom = tmp_path / "bom.md"
+    bom.write_bytes("\ufeff# Real title\n\ntext\n\n# Later\n".encode())
+    assert read_properties(bom).title == "Real title"
+    damaged = tmp_path / "damaged.docx"  # its properties part's compressed bytes broken
+    with zipfile.ZipFile(damaged, "w", zipfile.ZIP_DEFLATED) as package:
+        package.writestr("docProps/core.xml", "<cp:coreProperties>" + "x" * 4000 + "</cp:coreProperties>")
+    data = bytearray(damaged.read_bytes())
+    data[40:60] = b"\xff" * 20
+    damaged.write_bytes(bytes(data))
+    assert read_properties(damaged) == Properties(), "left to its conversion to say what is wrong"
+
+
+def test_a_rule_then_prose_is_text_not_front_matter(tmp_path):
+    ruled = b"---\nA note that starts with a rule.\n\nSetext heading\n---\n\nMore text."
+    assert split_front_matter(ruled) == ruled
+    assert split_front_matter(b"---\ntags: [a]\n---\n# Body") == b"# Body"
+    assert split_front_matter(b"---\ntags: [unclosed\n---\n# Body").startswith(b"---"), "broken YAML stays text"
+
+
+def test_facts_compare_equal_after_jsonb_and_filters_skip_what_json_cannot_hold():
+    written = {"big": 1.0e20, "zero": -0.0, "list": [1, 2.5], "text": "x"}
+    stored = '{"big": 100000000000000000000, "list": [1, 2.5], "text": "x", "zero": 0.0}'  # as jsonb returns it
+    assert facts_key("md", None, "t", written) == facts_key("md", None, "t", stored)
+    assert facts_key("md", None, "t", {"n": 1}) != facts_key("md", None, "t", {"n": "1"})
+    _, params = Filters(where={"x": "NaN", "y": "1e400"}).condition()
+    assert all(math.isfinite(v) for p in params.values() for v in p.obj.values() if isinstance(v, float))

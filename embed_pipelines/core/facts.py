@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -30,5 +31,15 @@ def facts_of(file: SourceFile, rules: tuple[str, ...]) -> dict[str, Any]:
 
 
 def facts_key(format: str | None, modified: datetime | None, title: str | None, metadata: Any) -> tuple:
-    """What rows were written with, comparable between the stored facts and those a file has now."""
-    return format, modified, title, None if metadata is None else json.dumps(metadata, sort_keys=True)
+    """What rows were written with, comparable between the stored facts and those a file has now (`metadata`:
+    a mapping, or the JSON text PostgreSQL returns of it)."""
+    if metadata is None:
+        return format, modified, title, None
+    text = metadata if isinstance(metadata, str) else json.dumps(metadata)
+    return format, modified, title, json.dumps(json.loads(text, parse_float=_number, parse_int=_number), sort_keys=True)
+
+
+def _number(literal: str) -> str:
+    """A number as jsonb keeps it, a decimal: 1.0e+20 comes back as 100000000000000000000, -0.0 as 0.0."""
+    value = Decimal(literal)
+    return f"#{value.normalize() if value else 0}"

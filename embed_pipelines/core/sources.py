@@ -158,7 +158,9 @@ class ObjectPrefix:
         try:
             return self._s3_client.head_object(Bucket=bucket, Key=key).get("Metadata", {})
         except (BotoCoreError, ClientError) as error:
-            raise UnreadableMetadata(f"its object metadata cannot be read: {error}") from None
+            raise UnreadableMetadata(  # after the SDK's own retries of throttling and 5xx answers
+                f"its object metadata cannot be read (indexed without it until the object changes): {error}"
+            ) from None
 
     @cached_property
     def _s3_client(self):

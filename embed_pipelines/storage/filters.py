@@ -13,6 +13,7 @@ returns fewer than k rows is run again exactly, so a filtered search returns min
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
@@ -104,7 +105,8 @@ def _spellings(value: Any) -> list[Any]:
             parsed = json.loads(value)
         except ValueError:
             return [value]
-        return [value, parsed] if isinstance(parsed, int | float | bool) else [value]
+        finite = isinstance(parsed, int | bool) or (isinstance(parsed, float) and math.isfinite(parsed))
+        return [value, parsed] if finite else [value]
     if isinstance(value, int | float | bool):
         return [value, json.dumps(value)]
     return [value]

@@ -301,7 +301,7 @@ def _swap_view(conn: psycopg.Connection, view: str, table: str, layout: TableLay
     try:
         with conn.transaction():
             conn.execute(create.format(sql.SQL("OR REPLACE"), sql.Identifier(view), columns, sql.Identifier(table)))
-    except psycopg.errors.InvalidTableDefinition:  # another dimension: the view's columns change
+    except psycopg.errors.InvalidTableDefinition:  # another dimension, or fewer columns: the view's change
         _recreate_view(conn, view, create.format(sql.SQL(""), sql.Identifier(view), columns, sql.Identifier(table)))
     for relation in [view] + [name for name in layout.tables(table) if relation_exists(conn, name)]:
         for grantee, privilege in grants:
@@ -314,8 +314,9 @@ def _recreate_view(conn: psycopg.Connection, view: str, create: sql.Composable) 
             conn.execute(sql.SQL("DROP VIEW {}").format(sql.Identifier(view)))
     except psycopg.errors.DependentObjectsStillExist as error:
         raise ConfigurationError(
-            f"views built on {view!r} keep it from changing its columns (the new version has another "
-            "dimension): drop them, promote, then create them again"
+            f"views built on {view!r} keep it from changing its columns (the version it now serves has another "
+            "dimension, or was indexed before some of its columns existed): drop them, promote, then create them "
+            "again"
         ) from error
     conn.execute(create)
 

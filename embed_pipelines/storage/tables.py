@@ -7,7 +7,6 @@ All SQL lives here, in the open. Rows load by binary COPY; the HNSW index is bui
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -176,7 +175,7 @@ def indexed_documents(
     )
     indexed = {}
     for path, sha256, digest, rows, format_, modified, title, metadata in conn.execute(query, (shard,)):
-        stored = facts_key(format_, modified, title, None if metadata is None else json.loads(metadata))
+        stored = facts_key(format_, modified, title, metadata)
         indexed[path] = (sha256, digest, rows, stored)
     return indexed
 

@@ -96,7 +96,7 @@ class DocumentExtractor:
             try:
                 data = _text_bytes(path.read_bytes())
                 if suffix in FRONT_MATTER_SUFFIXES:  # metadata, not text: an edit of it alone changes no chunk
-                    data = split_front_matter(data)[1]
+                    data = split_front_matter(data)
             except (OSError, UnicodeDecodeError) as exc:
                 return _failed(mode, f"cannot read: {getattr(exc, 'strerror', None) or exc}")
             source = DocumentStream(name=f"{path.stem}{named}", stream=BytesIO(data))

@@ -17,6 +17,7 @@ import html
 import math
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,16 +70,31 @@ def read_properties(path: Path) -> Properties:
             return _titled(_pdf(path))
     except (ElementTree.ParseError, yaml.YAMLError) as error:
         raise UnreadableProperties(f"{type(error).__name__}: {error}".splitlines()[0]) from error
-    except (OSError, zipfile.BadZipFile):  # the file itself is damaged: left to its conversion to say
-        pass
+    except (OSError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error):
+        pass  # the file itself is damaged (a truncated zip, an encrypted member): left to its conversion to say
     return Properties()
 
 
-def split_front_matter(data: bytes) -> tuple[bytes, bytes]:
-    """(front matter block, the rest) of a Markdown file's bytes: the rest is what is converted and embedded, so
-    an edit of the front matter alone changes no chunk."""
-    found = _FRONT_MATTER.match(data)
-    return (data[: found.end()], data[found.end() :]) if found else (b"", data)
+def split_front_matter(data: bytes) -> bytes:
+    """A Markdown file's bytes after its front matter: what is converted and embedded, so that an edit of the
+    front matter alone changes no chunk. A block that is no YAML mapping (a horizontal rule, then prose) is
+    text, and stays."""
+    try:
+        return data[_front_matter(data)[1] :]
+    except yaml.YAMLError:  # kept as text; the scan names the file and why its metadata is missing
+        return data
+
+
+def _front_matter(data: bytes) -> tuple[dict, int]:
+    """The front matter's mapping and where the text after it starts, within the file's first HEAD_BYTES; ({},
+    0) where there is none. Raises yaml.YAMLError for a block that is no YAML."""
+    found = _FRONT_MATTER.match(data[:HEAD_BYTES])
+    if not found:
+        return {}, 0
+    loaded = yaml.safe_load((found.group(1) or b"").decode("utf-8", "replace"))
+    if loaded is None:  # an empty block, or comments only
+        return {}, found.end()
+    return (loaded, found.end()) if isinstance(loaded, dict) else ({}, 0)
 
 
 def _head(path: Path) -> bytes:
@@ -87,17 +103,11 @@ def _head(path: Path) -> bytes:
 
 
 def _markdown(head: bytes) -> Properties:
-    block, body = split_front_matter(head)
-    values = {}
-    if block:
-        found = _FRONT_MATTER.match(block)
-        loaded = yaml.safe_load((found.group(1) or b"").decode("utf-8", "replace"))
-        if loaded is not None and not isinstance(loaded, dict):
-            raise UnreadableProperties("its front matter is not a mapping of names to values")
-        values = _json_values(loaded or {})
+    loaded, start = _front_matter(head)
+    values = _json_values(loaded)
     title = values.get("title")
     if not isinstance(title, str):
-        heading = _MARKDOWN_TITLE.search(body.decode("utf-8", "replace"))
+        heading = _MARKDOWN_TITLE.search(head[start:].decode("utf-8-sig", "replace"))
         title = heading.group(1) if heading else None
     return Properties(_clean(title), values)
 
@@ -141,21 +151,23 @@ def _pdf_date(text: str) -> str:
 
 
 def _titled(values: dict[str, Any]) -> Properties:
-    return Properties(_clean(values.get("title")), values)
+    return Properties(_clean(values.get("title")), _json_values(values))
 
 
 def _clean(title: Any) -> str | None:
-    return " ".join(str(title).split()) or None if title is not None else None
+    return " ".join(str(title).replace("\x00", "").split()) or None if title is not None else None
 
 
 def _json_values(value: Any) -> Any:
-    """YAML's dates and times as ISO 8601 text; other values as JSON has them."""
+    """YAML's dates and times as ISO 8601 text, text without NUL; other values as JSON has them."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")  # PostgreSQL's text and jsonb hold no NUL character
     if isinstance(value, dict):
-        return {str(key): _json_values(item) for key, item in value.items()}
+        return {str(key).replace("\x00", ""): _json_values(item) for key, item in value.items()}
     if isinstance(value, list | tuple | set):
         return [_json_values(item) for item in value]
     if isinstance(value, dt.date | dt.datetime | dt.time):
         return value.isoformat()
-    if value is None or isinstance(value, str | int | bool) or (isinstance(value, float) and math.isfinite(value)):
+    if value is None or isinstance(value, int | bool) or (isinstance(value, float) and math.isfinite(value)):
         return value
     return str(value)  # what JSON cannot hold (NaN, binary): as YAML wrote it
