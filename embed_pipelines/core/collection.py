@@ -229,8 +229,8 @@ class Collection:
         parse=path_rules,
         env="EMBED_PIPELINES_METADATA_FROM_PATH",
         doc="path patterns whose `{name}` parts become metadata fields (`{team}/{project}/**`; the first that "
-        "matches; comma-separated in the environment): they override what files say of themselves, and a change "
-        "updates rows at the next sync without calling the model",
+        "matches; comma-separated in the environment): they override what files say of themselves; a change "
+        "rewrites each shard's rows at its next sync (the nightly one reaches all), without calling the model",
     )
     text_search: str = setting(
         "english",
