@@ -121,26 +121,25 @@ def missing_added_columns(conn: psycopg.Connection, table: str, layout: TableLay
 def ensure_added_columns(conn: psycopg.Connection, table: str, layout: TableLayout) -> bool:
     """The columns the layout's rows gained after the table was made (`RowKind.sql_added`: the document facts),
     added where missing (null until the loader rewrites the document's rows, from their stored vectors), and
-    the indexes filters use. Looked up first: an ALTER would lock the table against searches. Returns whether
-    any column was added."""
-    missing = missing_added_columns(conn, table, layout)
-    if missing:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (table,))
+    the indexes filters use. Under the table's lock, as the table is made: runs starting together on a new
+    version would both create the same index (CREATE INDEX IF NOT EXISTS is not safe against that). Returns
+    whether any column was added."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (table,))
+        missing = missing_added_columns(conn, table, layout)
+        if missing:  # only then: an ALTER locks the table against searches until it commits
             added = sql.SQL(", ").join(
-                sql.SQL("ADD COLUMN IF NOT EXISTS {} {}").format(sql.Identifier(c.name), sql.SQL(c.sql))
-                for c in missing
+                sql.SQL("ADD COLUMN {} {}").format(sql.Identifier(c.name), sql.SQL(c.sql)) for c in missing
             )
             conn.execute(sql.SQL("ALTER TABLE {} {}").format(sql.Identifier(table), added))
-    for suffix, indexed in FILTER_INDEXES:
-        if conn.execute(
-            "SELECT to_regclass(%s) IS NULL", (sql.Identifier(f"{table}{suffix}").as_string(conn),)
-        ).fetchone()[0]:
-            conn.execute(
-                sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} {}").format(
-                    sql.Identifier(f"{table}{suffix}"), sql.Identifier(table), sql.SQL(indexed)
+        for suffix, indexed in FILTER_INDEXES:
+            index = f"{table}{suffix}"
+            if conn.execute("SELECT to_regclass(%s) IS NULL", (sql.Identifier(index).as_string(conn),)).fetchone()[0]:
+                conn.execute(
+                    sql.SQL("CREATE INDEX {} ON {} {}").format(
+                        sql.Identifier(index), sql.Identifier(table), sql.SQL(indexed)
+                    )
                 )
-            )
     return bool(missing)
 
 
@@ -173,11 +172,10 @@ def indexed_documents(
         stored=sql.SQL(stored),
         table=sql.Identifier(table),
     )
-    indexed = {}
-    for path, sha256, digest, rows, format_, modified, title, metadata in conn.execute(query, (shard,)):
-        stored = facts_key(format_, modified, title, metadata)
-        indexed[path] = (sha256, digest, rows, stored)
-    return indexed
+    return {
+        path: (sha256, digest, rows, facts_key(format_, modified, title, metadata))
+        for path, sha256, digest, rows, format_, modified, title, metadata in conn.execute(query, (shard,))
+    }
 
 
 def replace_document(

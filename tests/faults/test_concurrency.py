@@ -1,11 +1,19 @@
-"""Runs that overlap: two first syncs building the HNSW index at once, and a promotion racing another."""
+"""Runs that overlap: two first syncs building the HNSW index or the filter indexes at once, and a promotion
+racing another."""
 
 import threading
 
 import numpy as np
 
 from embed_pipelines.core.rows import Chunk
-from embed_pipelines.storage.tables import ensure_hnsw_index, ensure_table, replace_document
+from embed_pipelines.storage.tables import (
+    CHUNK_TABLE,
+    FILTER_INDEXES,
+    ensure_added_columns,
+    ensure_hnsw_index,
+    ensure_table,
+    replace_document,
+)
 
 
 def _together(postgres, work, count: int = 2) -> list[BaseException]:
@@ -44,6 +52,17 @@ def test_two_first_syncs_build_the_hnsw_index_without_colliding(postgres):
                 replace_document(conn, table, f"{number}.md", [_chunk(f"{number}.md", rng.normal(size=8))])
         errors = _together(postgres, lambda conn, table=table: ensure_hnsw_index(conn, table))
         assert not errors, f"attempt {attempt}: {errors}"
+
+
+def test_two_first_syncs_add_the_filter_indexes_without_colliding(postgres):
+    for attempt in range(5):
+        with postgres.connect() as conn:
+            table = ensure_table(conn, "filters_race", f"v{attempt}", 8)
+        errors = _together(postgres, lambda conn, table=table: ensure_added_columns(conn, table, CHUNK_TABLE))
+        assert not errors, f"attempt {attempt}: {errors}"
+        with postgres.connect() as conn:
+            for suffix, _ in FILTER_INDEXES:
+                assert conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{table}{suffix}",)).fetchone()[0]
 
 
 def test_two_promotions_of_one_version_swap_the_view_once(postgres, tmp_path, state_dir, monkeypatch):
