@@ -9,6 +9,7 @@ name: `{team}/{project}/**` gives `guides/search/intro.md` the metadata `{"team"
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from embed_pipelines.core.settings import ConfigurationError
@@ -45,7 +46,7 @@ def path_rules(value: Any, where: str) -> tuple[str, ...]:
     rules = tuple(rule.strip() for rule in rules if rule.strip())
     for rule in rules:
         try:
-            names = re.compile(glob_pattern(rule, captures=True)).groupindex
+            names = _rule_pattern(rule).groupindex
         except re.error as error:  # a name given twice
             raise ConfigurationError(f"{where}: {rule!r} is no path pattern: {error}") from None
         if not names:
@@ -56,7 +57,13 @@ def path_rules(value: Any, where: str) -> tuple[str, ...]:
 def metadata_from_path(rules: tuple[str, ...], path: str) -> dict[str, str]:
     """The fields the first rule that matches `path` captures; none when no rule matches."""
     for rule in rules:
-        found = re.match(glob_pattern(rule, captures=True), path)
+        found = _rule_pattern(rule).match(path)
         if found:
             return found.groupdict()
     return {}
+
+
+@lru_cache(maxsize=64)
+def _rule_pattern(rule: str) -> re.Pattern:
+    """A rule compiled once: it is asked of every document a load looks at."""
+    return re.compile(glob_pattern(rule, captures=True))

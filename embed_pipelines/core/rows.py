@@ -59,8 +59,8 @@ class RowKind(Generic[Row]):
     Parquet order (the files on disk); `sql_order` names the table's column order where it differs."""
 
     def __init__(self, row_type: type[Row], sql_order: tuple[str, ...] = (), sql_added: tuple[str, ...] = ()):
-        """`sql_added`: columns a table gains after it is made (ALTER TABLE, table.ensure_added_columns), so
-        that every table has them at the same place whatever its age, and views can move between tables."""
+        """`sql_added`: columns a table made before them lacks, and gains by ALTER TABLE
+        (tables.ensure_added_columns); views show them last, whatever the table's own order."""
         self.row_type = row_type
         self.columns = tuple(Column(f.name, **f.metadata["column"]) for f in dataclasses.fields(row_type))
         in_sql = [c.name for c in self.columns if c.sql is not None]
@@ -80,7 +80,7 @@ class RowKind(Generic[Row]):
 
     @cached_property
     def created_columns(self) -> tuple[Column, ...]:
-        """The columns a table is made with; the added ones follow (see `sql_added`)."""
+        """The columns besides the added ones (see `sql_added`), which views show first."""
         return tuple(c for c in self.sql_columns if c.name not in self.sql_added)
 
     def arrow_schema(self, dimension: int = 0) -> pa.Schema:
@@ -135,6 +135,11 @@ class SourceFile:
     )  # fmt: skip
 
     KIND: ClassVar[RowKind]
+
+    def described(self) -> tuple:
+        """What the index holds of the file: its bytes, and the facts it serves beside them (a change of its
+        modification time, title or metadata alone rewrites its rows without calling the model)."""
+        return self.sha256, self.mtime_ns, self.title, self.metadata
 
 
 @dataclass(frozen=True, kw_only=True)

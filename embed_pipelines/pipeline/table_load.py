@@ -71,7 +71,7 @@ class TableSync(ListedFilesSync):
         self.with_facts = not lacking
         self.written_columns = [c for c in self.layout.kind.sql_columns if c.name not in lacking]
         self.path_rules = stores.collection.metadata_from_path
-        self.facts: dict[str, dict] = {}  # path -> the facts its rows are written with
+        self.facts: dict[str, dict] = {}  # path -> the facts its rows are written with, for the shard begun last
         self.indexed: dict[str, tuple] = {}  # path -> (source sha256, items' made_from, rows, facts' key)
         self.records = InStepRecords(vectors, f"indexed-{self.table}")  # beside the vectors' own records
         self.loaded_rows: dict[str, int] = {}  # shard -> rows the table holds once its documents are loaded
@@ -103,6 +103,7 @@ class TableSync(ListedFilesSync):
         """Inside the document's transaction, once its rows are in (tables beside the version table)."""
 
     def start_shard(self, shard: str) -> list[str]:
+        self.facts = {}  # memory stays bounded by a shard's documents, not a run's
         self.indexed = indexed_documents(self.conn, self.table, shard, self.layout, self.with_facts)
         self._before = (self.figures["rows_written"], self.figures["rows_deleted"])
         self.shard_failed = False

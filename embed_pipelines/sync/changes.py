@@ -48,19 +48,13 @@ def mass_deletion(deleted: int, documents: int, listed: int, max_share: float) -
     return None
 
 
-def _described(file: SourceFile) -> tuple:
-    """What the index holds of a file: its bytes, and the facts it serves beside them (a changed modification
-    time, title or metadata updates rows without calling the model)."""
-    return file.sha256, file.mtime_ns, file.title, file.metadata
-
-
 def compare_scans(before: dict[str, SourceFile], after: dict[str, SourceFile]) -> SourceChanges:
     """Both map path -> file. A deleted file whose bytes reappear under a new path is a rename."""
     changes = SourceChanges()
     for path, file in sorted(after.items()):
         if path not in before:
             changes.added.append(path)
-        elif _described(before[path]) != _described(file):
+        elif before[path].described() != file.described():
             changes.edited.append(path)
         else:
             changes.unchanged.append(path)

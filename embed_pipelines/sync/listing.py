@@ -33,8 +33,7 @@ def listed_paths(collection: Collection, shard: str, accepts: Accepts | None = N
 def listing_digest(files: Iterable[SourceFile]) -> str:
     """Names a shard's listing (paths, contents and what the files say of themselves): what a sync of the shard
     was made from."""
-    described = ((file.path, file.sha256, file.mtime_ns, file.title, file.metadata) for file in files)
-    lines = sorted("\x00".join(map(str, parts)) for parts in described)
+    lines = sorted("\x00".join(map(str, (file.path, *file.described()))) for file in files)
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
