@@ -26,6 +26,7 @@ from embed_pipelines.core import settings
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.factory import build_definitions, index_job_name
+from embed_pipelines.live_job import live_job_name
 from embed_pipelines.pipeline.families import TEXT, accepted_by, configured_models, family_named
 from embed_pipelines.pipeline.plan import SyncPlan, plan_sync
 from embed_pipelines.resources import PostgresResource
@@ -116,6 +117,28 @@ def index(
             },
             raise_on_error=False,
         )
+
+
+def live(
+    source_dir: Path | str,
+    collection: str | None = None,
+    shard_count: int | None = None,
+    instance: dg.DagsterInstance | None = None,
+    text_model: TextModel | None = None,
+    postgres: PostgresResource | None = None,
+    show_log: bool = False,
+) -> dg.ExecuteInProcessResult:
+    """Run the collection's live worker in this process until interrupted (Ctrl-C), whether or not `live` is
+    set: the run of its live job the daemon would start, with everything it applies recorded in the instance."""
+    spec = dataclasses.replace(resolve_collection(collection, source_dir, shard_count), live=True)
+    models = {TEXT.name: text_model} if text_model else None
+    job = build_definitions(spec, postgres or PostgresResource(), models).resolve_job_def(live_job_name(spec))
+    return job.with_logger_defs({"progress": progress_logger}).execute_in_process(
+        instance=instance or dagster_instance(),
+        tags={**_requested_by(), **process_tag()},
+        run_config={"loggers": {"progress": {"config": {"log_level": "INFO", "details": show_log}}}},
+        raise_on_error=False,
+    )
 
 
 def plan(

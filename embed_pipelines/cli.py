@@ -79,6 +79,13 @@ def _index(args: argparse.Namespace) -> int:
     return INTERRUPTED if interrupted else SYNC_FAILED
 
 
+def _live(args: argparse.Namespace) -> int:
+    result = api.live(args.path, collection=args.collection, shard_count=args.shards, show_log=args.verbose)
+    interrupted = interrupted_run(result)
+    print(f"Run {result.run_id}: {'stopped' if interrupted else 'FAILED'}")
+    return INTERRUPTED if interrupted else SYNC_FAILED
+
+
 def _search(args: argparse.Namespace) -> int:
     options = {"exact": args.exact, "candidates_per_token": args.candidates_per_token}
     if args.family != PAGES.name and (args.exact or args.candidates_per_token is not None):
@@ -236,6 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="let this sync delete more than the collection's max_delete_share of its documents (default 50 %%)",
     )
     index.set_defaults(handler=_index)
+
+    live = commands.add_parser(
+        "live", help="follow a folder or bucket: apply each change seconds after it is saved, until Ctrl-C"
+    )
+    live.add_argument("path", help="source folder, or an object-store URL (s3://bucket/docs; needs events_queue)")
+    live.add_argument("--collection", default=None, help=COLLECTION_HELP)
+    live.add_argument("--shards", type=int, default=None, help="default $EMBED_PIPELINES_SHARDS or 16")
+    live.set_defaults(handler=_live)
 
     search = commands.add_parser("search", help="print the chunks nearest to a question")
     search.add_argument("question")

@@ -15,6 +15,7 @@ from embed_pipelines.automation import (
     build_nightly_schedule,
 )
 from embed_pipelines.core.collection import Collection
+from embed_pipelines.live_job import build_live_job, build_live_sensor
 from embed_pipelines.pipeline.families import accepted_by, configured_models
 from embed_pipelines.resources import ModelResource, PostgresResource
 from embed_pipelines.version_jobs import build_version_jobs
@@ -69,13 +70,18 @@ def build_definitions(
         description="Rebuild the configured index versions from the stored documents and page images (after a "
         "model or chunker change) in one run over every shard, then promote them when complete and checked.",
     )
+    jobs = [index_job, reindex_job, *build_version_jobs(collection)]
+    sensors = [
+        build_change_sensor(collection, index_job.name, UnfinishedSyncs(postgres, collection, targets), postgres),
+        build_automation_sensor(collection),
+    ]
+    if collection.live:
+        jobs.append(build_live_job(collection, [index_job.name, reindex_job.name]))
+        sensors.append(build_live_sensor(collection, jobs[-1].name, postgres))
     return dg.Definitions(
         assets=assets,
-        jobs=[index_job, reindex_job, *build_version_jobs(collection)],
-        sensors=[
-            build_change_sensor(collection, index_job.name, UnfinishedSyncs(postgres, collection, targets), postgres),
-            build_automation_sensor(collection),
-        ],
+        jobs=jobs,
+        sensors=sensors,
         schedules=[build_nightly_schedule(collection, index_job.name)],
         resources=resources,
     )

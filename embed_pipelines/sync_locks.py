@@ -28,6 +28,7 @@ from embed_pipelines.storage.connect import KEEPALIVES
 SERVER_KEEPALIVES = {f"tcp_{name}": str(KEEPALIVES[name]) for name in ("keepalives_idle", "keepalives_interval",
                                                                        "keepalives_count")}  # fmt: skip
 LEASES = 0x53594E43  # the first key of every lease: this package's sync leases, apart from other advisory locks
+LIVE = 0x4C495645  # the first key of a collection's live worker lease: one worker per collection
 _own_sessions: set[int] = set()  # backend PIDs of the sessions holding this process's leases
 
 
@@ -39,11 +40,37 @@ def _key(collection: str, shard: str) -> int:
 def holding_shards(postgres: PostgresResource, collection: str, shards: Iterable[str]) -> Iterator[bool]:
     """Holds the shards' leases while the block runs; yields False (holding none) when another session holds
     any of them."""
+    keys = [(LEASES, _key(collection, shard)) for shard in sorted(shards)]
+    with _holding(postgres, keys) as held:
+        yield held
+
+
+@contextmanager
+def holding_live_lease(postgres: PostgresResource, collection: str) -> Iterator[bool]:
+    """Held by a collection's live worker for as long as it lives; False when another worker holds it."""
+    with _holding(postgres, [(LIVE, _key(collection, "live"))]) as held:
+        yield held
+
+
+def live_worker_alive(conn: psycopg.Connection, collection: str) -> bool:
+    """Whether a session, on any host, holds the collection's live worker lease."""
+    row = conn.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s AND objid = %s "
+        "AND objsubid = 2",
+        (LIVE, _key(collection, "live")),
+    ).fetchone()
+    return row[0] > 0
+
+
+@contextmanager
+def _holding(postgres: PostgresResource, keys: list[tuple[int, int]]) -> Iterator[bool]:
+    """Session advisory locks on a connection of their own, held while the block runs: all of them, or none
+    (False) when another session holds any."""
     with postgres.connect() as conn:  # its own session: closing it ends the leases
         for name, value in SERVER_KEEPALIVES.items():
             conn.execute("SELECT set_config(%s, %s, false)", (name, value))
-        for shard in sorted(shards):
-            if not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (LEASES, _key(collection, shard))).fetchone()[0]:
+        for key in keys:
+            if not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone()[0]:
                 yield False
                 return
         session = conn.info.backend_pid

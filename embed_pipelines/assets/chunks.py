@@ -14,7 +14,7 @@ def build_chunks(collection: Collection, family: IndexFamily, chunker_version: s
     @dg.asset(
         **asset_options(
             collection,
-            "chunks",
+            ChunkDocuments.asset,
             "docling HybridChunker chunks sized by the embedding model's tokenizer, with headings, "
             "pages and a hash of the exact text embedded. Only re-converted documents are re-chunked.",
             {"docling", "parquet"},

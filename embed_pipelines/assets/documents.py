@@ -23,7 +23,7 @@ def build_documents(collection: Collection, accepts: Accepts) -> dg.AssetsDefini
     @dg.asset(
         **asset_options(
             collection,
-            "documents",
+            ConvertDocuments.asset,
             "docling conversion of each file (DoclingDocument JSON), with the pipeline mode that made it. "
             "Only files whose bytes changed are converted; a failure keeps the last good conversion and is not "
             "tried again on the same bytes, unless a repair asks.",

@@ -17,7 +17,7 @@ def build_embeddings(
     @dg.asset(
         **asset_options(
             collection,
-            "embeddings",
+            EmbedChunks.asset,
             "One vector per chunk from the text model, stored under the index version that made it. "
             "A vector is computed at most once per (index version, chunk hash).",
             {"pytorch", "parquet"},

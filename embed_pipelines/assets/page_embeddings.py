@@ -14,7 +14,7 @@ def build_page_embeddings(collection: Collection, family: IndexFamily, version: 
     @dg.asset(
         **asset_options(
             collection,
-            "page_embeddings",
+            EmbedPages.asset,
             "Token vectors of every page from the ColPali-family model (padding stripped), stored under the "
             "page index version. A page image is embedded at most once per version.",
             {"pytorch", "parquet"},

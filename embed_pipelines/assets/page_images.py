@@ -16,7 +16,7 @@ def build_page_images(collection: Collection, accepts: Accepts) -> dg.AssetsDefi
     @dg.asset(
         **asset_options(
             collection,
-            "page_images",
+            RenderPages.asset,
             f"Every page of each PDF rendered at {dpi} DPI, and each image file as a one-page document: PNG, "
             "size and image hash per page. Only files whose bytes changed are rendered; a file that cannot "
             "be read keeps its last good pages.",

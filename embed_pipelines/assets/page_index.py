@@ -15,7 +15,7 @@ def build_page_index(
     @dg.asset(
         **asset_options(
             collection,
-            "page_index",
+            LoadPages.asset,
             f"The pgvector table `{table}`: per page its token vectors (halfvec[], for exact MaxSim), and a few "
             f"region vectors per page (HNSW) in `{table}_regions` for candidate search. Each changed document's "
             "pages are swapped in one transaction.",

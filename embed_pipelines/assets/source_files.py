@@ -50,12 +50,12 @@ def build_source_files(collection: Collection, accepts: Callable[[Path], bool]) 
         for path, reason in scan.without_properties.items():
             context.log.warning(f"Indexed without its metadata: {path}: {reason}")
         context.log.info(f"{changes.summary()}; {scan.hashed} files hashed")
-        return dg.MaterializeResult(metadata=_listing_metadata(refreshed, collection.shards))
+        return dg.MaterializeResult(metadata=listing_metadata(refreshed, collection.shards))
 
     return source_files
 
 
-def _listing_metadata(refreshed: Refreshed, shards: int) -> dict:
+def listing_metadata(refreshed: Refreshed, shards: int) -> dict:
     scan, changes = refreshed.scan, refreshed.changes
     renamed = [f"{old} -> {new}" for old, new in changes.renamed]
     return {

@@ -36,13 +36,13 @@ def check_results(health: dict[str, ShardHealth], expected_rows: dict[str, int],
 def build_vector_index(
     collection: Collection, family: IndexFamily, versions: Versions, dimension: int
 ) -> dg.AssetsDefinition:
-    key = asset_key(collection, "vector_index")
+    key = asset_key(collection, LoadChunks.asset)
     table = family.table(collection.name, versions.index)
 
     @dg.asset(
         **asset_options(
             collection,
-            "vector_index",
+            LoadChunks.asset,
             f"The pgvector table `{table}` (HNSW, cosine) of the configured index version. Each changed file's "
             "rows are swapped in one transaction; deleted files' rows are removed; unchanged files are not "
             "touched. A new version builds beside the served one.",

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from embed_pipelines.core import settings
 from embed_pipelines.core.location import Location
 from embed_pipelines.core.paths import path_rules
-from embed_pipelines.core.settings import ConfigurationError, choice, integer, path, setting, share, text
+from embed_pipelines.core.settings import ConfigurationError, choice, flag, integer, path, setting, share, text
 from embed_pipelines.core.shards import shard_keys
 from embed_pipelines.core.sources import FollowLinks, LocalFolder, ObjectPrefix, open_source, source_of
 
@@ -147,6 +147,27 @@ class Collection:
         parse=integer(),
         env="EMBED_PIPELINES_SENSOR_INTERVAL",
         doc="seconds between two scans of the source by the change sensor",
+    )
+    live: bool = setting(
+        False,
+        parse=flag,
+        env="EMBED_PIPELINES_LIVE",
+        doc="live mode: a long-lived worker, started and watched by Dagster, applies each change within seconds of "
+        "the save (file events; a bucket's through `events_queue`), with the model and converters kept warm",
+    )
+    live_settle_ms: int = setting(
+        250,
+        parse=integer(minimum=0),
+        env="EMBED_PIPELINES_LIVE_SETTLE_MS",
+        doc="live mode waits until a file has had no event for this long before it applies the change (a save that "
+        "writes three times is one change)",
+    )
+    events_queue: str = setting(
+        "",
+        parse=text,
+        env="EMBED_PIPELINES_EVENTS_QUEUE",
+        doc="live mode on a bucket: the URL of the SQS queue that receives the bucket's S3 event notifications "
+        "(object created and removed) for the source's prefix",
     )
     nightly_cron: str = setting(
         "0 2 * * *",

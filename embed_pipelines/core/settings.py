@@ -86,6 +86,14 @@ def choice(options) -> Parse:
     return parse
 
 
+def flag(value: Any, where: str) -> bool:
+    """true/false in YAML; 1/0, true/false, yes/no, on/off in the environment."""
+    spelled = str(value).strip().lower()
+    if isinstance(value, bool) or spelled in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+        return value if isinstance(value, bool) else spelled in ("1", "true", "yes", "on")
+    raise ConfigurationError(f"{where} must be true or false, not {value!r}")
+
+
 def text(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise ConfigurationError(f"{where} must be text, not {value!r}")

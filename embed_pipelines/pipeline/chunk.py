@@ -27,6 +27,8 @@ class ChunkDocuments(StoreSync):
     streamed file (no conversion kept) is read again and chunked window by window, its chunks written as
     they come."""
 
+    asset = "chunks"
+
     def __init__(self, stores: Stores, family: IndexFamily, model: TextModel, chunker_version: str):
         self.documents = stores.documents()
         super().__init__(stores, family.accepts, stores.chunks(chunker_version), upstream=self.documents)

@@ -58,6 +58,8 @@ class ConvertDocuments(StoreSync):
     or until a repair (`retry_failed`) tries every failed file. Conversions run in a child process with those
     limits; a text file too large to parse is streamed instead (see text/streaming.py)."""
 
+    asset = "documents"
+
     def __init__(self, stores: Stores, accepts: Accepts, retry_failed: bool = False):
         collection = stores.collection
         modes = f"layout={collection.layout_weights};stream_over={collection.stream_over_bytes}"  # decide a file's mode

@@ -29,6 +29,8 @@ class EmbedChunks(StoreSync):
     """Changed documents' chunks are gathered across documents, looked up among the stored vectors of the
     version and embedded together; each document is then written to its own file."""
 
+    asset = "embeddings"
+
     def __init__(self, stores: Stores, family: IndexFamily, model: TextModel, versions: Versions):
         self.version = versions.index
         self.chunks = stores.chunks(versions.chunker)

@@ -21,6 +21,8 @@ class EmbedPages(StoreSync):
     """A document's page vectors, a batch of pages at a time: a page image stored for the version anywhere is
     reused, the others computed."""
 
+    asset = "page_embeddings"
+
     def __init__(self, stores: Stores, family: IndexFamily, model: PageModel, version: str):
         self.images = stores.page_images()
         super().__init__(stores, family.accepts, stores.page_embeddings(version), upstream=self.images)

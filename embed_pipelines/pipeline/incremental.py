@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 Started = TypeVar("Started")
 
@@ -88,6 +88,8 @@ class Tally:
 
 class ShardSync(ABC):
     """One asset's work on a shard's documents, said as signatures; `sync_shards` decides what to rebuild."""
+
+    asset: ClassVar[str]  # the asset it is the work of: a run's op and the live worker report it by this name
 
     def __init__(self) -> None:
         self.figures: Counter[str] = Counter()

@@ -20,6 +20,8 @@ class LoadChunks(TableSync):
     shard's health (rows, zero or NaN vectors, dimensions) is measured for the asset checks, and its keyword
     statistics are counted again where its rows changed."""
 
+    asset = "vector_index"
+
     def __init__(self, conn, stores: Stores, family: IndexFamily, model: TextModel, versions: Versions):
         vectors = stores.embeddings(versions.index, model.dimension)
         super().__init__(conn, stores, family, model, versions, vectors)

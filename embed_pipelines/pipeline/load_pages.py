@@ -21,6 +21,8 @@ class LoadPages(TableSync):
     """A document's page rows are current when they hold its source bytes' page images, in order. Its pages
     and their regions change in one transaction."""
 
+    asset = "page_index"
+
     rows_per_batch = PAGES_PER_BATCH  # a page's token vectors are up to ~400 KB
 
     def __init__(self, conn, stores: Stores, family: IndexFamily, model: PageModel, versions: Versions):

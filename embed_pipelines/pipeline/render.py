@@ -38,6 +38,8 @@ def _page_batches(path: str, sha256: str, pages: Iterator[PageImage]) -> Iterato
 class RenderPages(StoreSync):
     """A document's pages are current when they were rendered from these bytes at this DPI."""
 
+    asset = "page_images"
+
     def __init__(self, stores: Stores, accepts: Accepts):
         self.dpi = stores.collection.visual.dpi
         super().__init__(stores, accepts, stores.page_images(), settings=f"dpi={self.dpi}")
