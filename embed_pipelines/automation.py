@@ -137,6 +137,11 @@ class UnfinishedSyncs:
             return unfinished_shards(conn, self.collection, self.targets)
 
 
+def _shards_held(postgres: PostgresResource | None, collection: Collection) -> bool:
+    with (postgres or PostgresResource()).connect() as conn:
+        return held_elsewhere(conn, collection.name, collection.shard_keys)
+
+
 def build_change_sensor(
     collection: Collection,
     job_name: str,
@@ -160,6 +165,8 @@ def build_change_sensor(
         try:
             if running := running_sync(context.instance, collection, job_name, postgres=postgres):
                 return dg.SkipReason(f"a sync of {collection.name} is running (run {running})")  # looks unfinished
+            if _shards_held(postgres, collection):  # its listings are being written: changes would look pending
+                return dg.SkipReason(f"the live worker or a sync is writing shards of {collection.name}")
             left = unfinished() if unfinished else {}
         except psycopg.OperationalError as error:  # a sync would fail too; the message holds no secret
             return dg.SkipReason(f"waiting for PostgreSQL: {error}")

@@ -30,6 +30,24 @@ SERVER_KEEPALIVES = {f"tcp_{name}": str(KEEPALIVES[name]) for name in ("keepaliv
 LEASES = 0x53594E43  # the first key of every lease: this package's sync leases, apart from other advisory locks
 LIVE = 0x4C495645  # the first key of a collection's live worker lease: one worker per collection
 _own_sessions: set[int] = set()  # backend PIDs of the sessions holding this process's leases
+_lease_sockets: set[int] = set()  # their sockets' file descriptors in this process
+
+
+def _release_in_child() -> None:
+    """A forked child (a conversion or chunking worker) must not keep its parent's leases alive: a parent
+    killed with SIGKILL would otherwise hold them until its orphans end. The child's copies of the lease
+    sockets become /dev/null, under the same numbers, so nothing it closes or writes reaches another file."""
+    if not _lease_sockets:
+        return
+    nothing = os.open(os.devnull, os.O_RDWR)
+    for socket in _lease_sockets:
+        os.dup2(nothing, socket)
+    os.close(nothing)
+    _lease_sockets.clear()
+    _own_sessions.clear()
+
+
+os.register_at_fork(after_in_child=_release_in_child)
 
 
 def _key(collection: str, shard: str) -> int:
@@ -73,12 +91,14 @@ def _holding(postgres: PostgresResource, keys: list[tuple[int, int]]) -> Iterato
             if not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone()[0]:
                 yield False
                 return
-        session = conn.info.backend_pid
+        session, socket = conn.info.backend_pid, conn.fileno()
         _own_sessions.add(session)
+        _lease_sockets.add(socket)
         try:
             yield True
         finally:
             _own_sessions.discard(session)
+            _lease_sockets.discard(socket)
 
 
 def held_elsewhere(conn: psycopg.Connection, collection: str, shards: Iterable[str]) -> bool:

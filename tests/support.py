@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -90,3 +93,18 @@ def definitions(collection, text_model=None, postgres=None, visual_model=None) -
 
     models = {name: model for name, model in (("text", text_model), ("pages", visual_model)) if model is not None}
     return build_definitions(collection, postgres, models)
+
+
+def hold_leases(postgres: PostgresResource, collection: str, shards: list[str], fork_child: bool = False):
+    """Another process holding the shards' sync leases (sync_locks.py), as a CLI sync or the live worker does,
+    until killed; `fork_child`: with a forked child of its own that outlives it (a conversion worker)."""
+    holder = "import os, sys, time\nfrom embed_pipelines.sync_locks import holding_shards\n"
+    holder += "from embed_pipelines.resources import PostgresResource\n"
+    holder += f"with holding_shards(PostgresResource(), {collection!r}, {shards!r}) as held:\n"
+    holder += "    if sys.argv[1] == 'fork' and os.fork() == 0:\n        time.sleep(60)\n        os._exit(0)\n"
+    holder += "    print(held, flush=True)\n    time.sleep(60)\n"
+    env = {**os.environ, "EMBED_PIPELINES_DSN": postgres.database().uri()}
+    command = [sys.executable, "-c", holder, "fork" if fork_child else "alone"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    assert process.stdout.readline().strip() == "True"
+    return process

@@ -4,7 +4,7 @@ import os
 
 import dagster as dg
 import pytest
-from support import SMALL_CORPUS, run_index, write_corpus
+from support import SMALL_CORPUS, hold_leases, run_index, write_corpus
 
 from embed_pipelines.automation import COLLECTION_TAG, build_change_sensor, sync_requests
 from embed_pipelines.core.collection import Collection
@@ -18,7 +18,7 @@ def synced(tmp_path, state_dir, instance, tiny_model, postgres):
     source = write_corpus(tmp_path / "docs", SMALL_CORPUS)
     run_index(source, "sensed", instance, tiny_model, postgres, shard_count=SHARDS)
     collection = Collection("sensed", source.resolve(), SHARDS)
-    sensor = build_change_sensor(collection, "index_sensed")
+    sensor = build_change_sensor(collection, "index_sensed", postgres=postgres)
 
     def evaluate():
         return sensor(dg.build_sensor_context(instance=instance))
@@ -86,3 +86,16 @@ def test_runs_per_sync_splits_a_sync_into_contiguous_ranges_that_may_run_at_once
     assert changed.run_key == "abc|3"
     (whole,) = sync_requests(Collection("whole", tmp_path, 6))
     assert whole.tags[COLLECTION_TAG] == "whole"  # the tag value the job's runs from the CLI carry too
+
+
+def test_shards_being_written_elsewhere_request_nothing(synced, postgres):
+    """While the live worker (or a CLI sync) writes shards, their listings lag the folder: not a change to sync."""
+    source, evaluate = synced
+    (source / "guide/espresso.md").write_text("# Espresso\n\nEdited while the live worker applies another change.")
+    holder = hold_leases(postgres, "sensed", ["0"])
+    try:
+        assert "writing shards of sensed" in evaluate().skip_message
+    finally:
+        holder.kill()
+        holder.wait()
+    assert isinstance(evaluate()[0], dg.RunRequest)

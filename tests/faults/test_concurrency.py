@@ -2,6 +2,7 @@
 racing another."""
 
 import threading
+import time
 
 import numpy as np
 
@@ -98,13 +99,9 @@ def test_a_second_sync_of_a_collection_waits_for_the_first_and_a_killed_one_bloc
     """The first sync runs on another machine that shares the database and the Dagster instance: its run is
     alive while its process holds the shards' leases in PostgreSQL, and once the process is gone (kill -9) the
     run no longer blocks, whatever host or PID it was recorded with."""
-    import os
-    import subprocess
-    import sys
-
     import dagster as dg
     import pytest
-    from support import SMALL_CORPUS, write_corpus
+    from support import SMALL_CORPUS, hold_leases, write_corpus
 
     from embed_pipelines import api
     from embed_pipelines.automation import PROCESS_TAG
@@ -115,15 +112,8 @@ def test_a_second_sync_of_a_collection_waits_for_the_first_and_a_killed_one_bloc
         tags = {PROCESS_TAG: "another-machine:4242"}
         return instance.add_run(dg.DagsterRun(job_name="index_busy", status=dg.DagsterRunStatus.STARTED, tags=tags))
 
-    # A sync's process holds its shards' leases for as long as it lives (sync_locks.py).
-    holder = "import time\nfrom embed_pipelines.sync_locks import holding_shards\n"
-    holder += "from embed_pipelines.resources import PostgresResource\n"
-    holder += "with holding_shards(PostgresResource(), 'busy', ['0', '1']) as held:\n"
-    holder += "    print(held, flush=True)\n    time.sleep(60)\n"
-    env = {**os.environ, "EMBED_PIPELINES_DSN": postgres.database().uri()}
-    alive = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True, env=env)
+    alive = hold_leases(postgres, "busy", ["0", "1"])  # a sync's process holds its shards' leases while it lives
     try:
-        assert alive.stdout.readline().strip() == "True"
         with pytest.raises(api.SyncRunning, match="another sync of busy is running"):  # holding the leases
             api.index(source, "busy", 2, instance=instance, text_model=tiny_model, postgres=postgres)
         running = started_run()
@@ -133,3 +123,21 @@ def test_a_second_sync_of_a_collection_waits_for_the_first_and_a_killed_one_bloc
     # its process is gone (kill -9): the run is marked failed and no longer blocks
     assert api.index(source, "busy", 2, instance=instance, text_model=tiny_model, postgres=postgres).success
     assert instance.get_run_by_id(running.run_id).status == dg.DagsterRunStatus.FAILURE
+
+
+def test_a_killed_sync_leaves_no_lease_behind_with_its_forked_children(postgres):
+    """Conversion and chunking workers are forked: a parent killed with SIGKILL leaves them running a moment,
+    and they must not keep its leases (its shards would look busy; a new live worker would be refused)."""
+    from support import hold_leases
+
+    from embed_pipelines.sync_locks import held_elsewhere
+
+    holder = hold_leases(postgres, "orphaned", ["0"], fork_child=True)
+    holder.kill()
+    holder.wait()
+    with postgres.connect() as conn:
+        for _ in range(50):  # the server notices a closed session at once; allow it a moment
+            if not held_elsewhere(conn, "orphaned", ["0"]):
+                break
+            time.sleep(0.1)
+        assert not held_elsewhere(conn, "orphaned", ["0"]), "a forked child kept its killed parent's lease"
