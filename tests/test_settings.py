@@ -23,6 +23,9 @@ YAML_VALUES = {
     "model": "",  # kept: a folder that must exist is covered by the resolution tests
     "layout_weights": "/models/docling",
     "sensor_interval_s": 5,
+    "live": True,
+    "live_settle_ms": 100,
+    "events_queue": "https://sqs.eu-west-1.amazonaws.com/123456789012/docs-events",
     "nightly_cron": "30 3 * * *",
     "timezone": "Europe/Zurich",
     "keep_versions": 3,
@@ -107,6 +110,9 @@ def test_every_variable_sets_the_environments_collection(tmp_path, monkeypatch):
     values = {
         "EMBED_PIPELINES_SHARDS": ("shards", "3", 3),
         "EMBED_PIPELINES_SENSOR_INTERVAL": ("sensor_interval_s", "5", 5),
+        "EMBED_PIPELINES_LIVE": ("live", "1", True),
+        "EMBED_PIPELINES_LIVE_SETTLE_MS": ("live_settle_ms", "0", 0),
+        "EMBED_PIPELINES_EVENTS_QUEUE": ("events_queue", "http://127.0.0.1:5000/q", "http://127.0.0.1:5000/q"),
         "EMBED_PIPELINES_NIGHTLY_CRON": ("nightly_cron", "1 1 * * *", "1 1 * * *"),
         "EMBED_PIPELINES_TIMEZONE": ("timezone", "Asia/Tokyo", "Asia/Tokyo"),
         "EMBED_PIPELINES_KEEP_VERSIONS": ("keep_versions", "4", 4),
@@ -153,6 +159,7 @@ def test_every_variable_sets_the_environments_collection(tmp_path, monkeypatch):
         ("collections:\n  - {name: bad}\n", "needs `source`"),
         ("collections:\n  - {name: bad, source: /x, max_delete_share: 2}\n", "a share between 0 and 1"),
         ("collections:\n  - {name: bad, source: /x, follow_links: sometimes}\n", "expected one of"),
+        ("collections:\n  - {name: bad, source: /x, live: sometimes}\n", "`live` must be true or false"),
         ("collections:\n  - {name: a, source: /x}\n  - {name: a, source: /y}\n", "declared twice: ['a']"),
         ("collections: {name: a}\n", "declare a list of collections"),
         ("collections:\n\t- name: a\n", "not valid YAML"),
