@@ -17,10 +17,12 @@ import psycopg
 from embed_pipelines.assets.common import asset_key
 from embed_pipelines.assets.reporting import outcome_metadata, report_gate, tally_metadata
 from embed_pipelines.assets.source_files import listing_metadata
+from embed_pipelines.assets.vector_index import check_results
 from embed_pipelines.automation import WAITING_OR_RUNNING, running_sync
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.live_worker import Applied, LiveWorker
 from embed_pipelines.pipeline.families import families_of
+from embed_pipelines.pipeline.load_chunks import LoadChunks
 from embed_pipelines.resources import PostgresResource
 from embed_pipelines.sync_locks import live_worker_alive
 
@@ -49,7 +51,9 @@ def build_live_job(collection: Collection, sync_jobs: list[str]) -> dg.JobDefini
             collection,
             models,
             postgres,
-            report=partial(report_applied, context, collection),
+            report=partial(
+                report_applied, context, collection, {family.name: model.dimension for family, model in models}
+            ),
             log=context.log,
             blocked=partial(_sync_running, context.instance, collection, sync_jobs, postgres),
         )
@@ -71,14 +75,26 @@ def _sync_running(
     return None
 
 
-def report_applied(context: dg.OpExecutionContext, collection: Collection, applied: Applied) -> None:
-    """A batch as the runs of its shards report: each asset's materialization per shard, with its metadata."""
+def report_applied(
+    context: dg.OpExecutionContext, collection: Collection, dimensions: dict[str, int], applied: Applied
+) -> None:
+    """A batch as the runs of its shards report: each asset's materialization per shard, with its metadata,
+    the table's checks, and the view's gate."""
     context.log.info(f"Live: {applied.refreshed.changes.summary()} in {applied.seconds:.2f} s")
     materialized = [("source_files", listing_metadata(applied.refreshed, collection.shards))]
     materialized += [(step.asset, tally_metadata(tally)) for _, step, tally in applied.steps]
     for name, metadata in materialized:
         for shard in applied.shards:
             context.log_event(dg.AssetMaterialization(asset_key(collection, name), partition=shard, metadata=metadata))
+    for family, step, _ in applied.steps:
+        if isinstance(step, LoadChunks):
+            key = asset_key(collection, step.asset)
+            for check in check_results(step.health, step.expected_rows, dimensions[family.name]):
+                context.log_event(
+                    dg.AssetCheckEvaluation(
+                        asset_key=key, check_name=check.check_name, passed=check.passed, metadata=check.metadata
+                    )
+                )
     for family, outcome in applied.outcomes:
         key = asset_key(collection, family.view_asset)
         report_gate(context, key, outcome)

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import dagster as dg
+from dagster._core.instance.ref import InstanceRef
 from support import SMALL_CORPUS, indexed_rows, run_index, write_corpus
 
 from embed_pipelines.storage.registry import serving_version
@@ -88,3 +90,10 @@ def test_a_killed_live_worker_loses_no_change(tmp_path, state_dir, instance, tin
         worker.send_signal(signal.SIGINT)
         output = worker.communicate(timeout=60)[0].decode()
     assert worker.returncode == 130 and "stopped" in output, output[-3000:]
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path / "dagster"))) as recorded:
+        index = dg.AssetKey(["killed_live", "vector_index"])  # every batch shows in Dagster, as a run's would
+        assert recorded.get_materialized_partitions(index) == {"0", "1", "2", "3"}
+        checks = recorded.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(index, "rows_match_chunks"), limit=1
+        )
+        assert checks and checks[0].status.value == "SUCCEEDED"
