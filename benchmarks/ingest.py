@@ -4,11 +4,15 @@ Corpus: the HTML pages of Debian's Python documentation (530 files, 67 MB of HTM
 
     apt-get install python3.11-doc
     .venv/bin/python benchmarks/ingest.py [--corpus /usr/share/doc/python3.11/html] [--limit 300] [--sources]
+        [--own-chunking]
 
-Both contenders run in their own process, on the same machine, against the same embedded PostgreSQL, and
+The contenders run in their own process, on the same machine, against the same embedded PostgreSQL, and
 print their own peak RSS. The plain loop gets the pipeline's own chunks (same texts, same count), so the
 comparison of embed + load is like for like; the pipeline's end-to-end figure also includes scanning,
-docling conversion and chunking, which the plain loop does not do at all.
+docling conversion and chunking, which the plain loop does not do at all. With `--own-chunking` a third
+contender is the plain loop as people write it over text files (`--sources`): it reads each file and packs
+its paragraphs into chunks of at most 1,000 characters (about the 256 tokens the model takes), converting
+nothing, so each contender embeds its own chunks.
 """
 
 from __future__ import annotations
@@ -53,10 +57,27 @@ def run_pipeline(corpus: Path) -> dict:
     return {"chunks": len(rows), "wall_s": wall, "steps_s": steps, "peak_rss_mib": peak_rss_mib()}
 
 
-def run_plain_loop(home: Path, batch_size: int) -> dict:
+PLAIN_CHUNK_CHARS = 1000
+
+
+def paragraph_chunks(text: str) -> list[str]:
+    """A hand-written splitter: paragraphs (blank-line separated) packed greedily up to PLAIN_CHUNK_CHARS, a
+    longer paragraph cut at that length."""
+    chunks, current = [], ""
+    for paragraph in (part.strip() for part in text.split("\n\n")):
+        for start in range(0, len(paragraph), PLAIN_CHUNK_CHARS):
+            piece = paragraph[start : start + PLAIN_CHUNK_CHARS]
+            if current and len(current) + 2 + len(piece) > PLAIN_CHUNK_CHARS:
+                chunks.append(current)
+                current = ""
+            current = f"{current}\n\n{piece}" if current else piece
+    return chunks + [current] if current else chunks
+
+
+def run_plain_loop(home: Path, batch_size: int, own_chunking: bool) -> dict:
     """What users write by hand: SentenceTransformer.encode, then binary COPY into a pgvector table, over the
-    pipeline's own chunks. Timed from before its imports, as the pipeline's run, which imports torch,
-    transformers and docling only when it needs them."""
+    pipeline's own chunks, or (`own_chunking`) over the files' paragraphs. Timed from before its imports, as
+    the pipeline's run, which imports torch, transformers and docling only when it needs them."""
     started = time.perf_counter()
     from pgvector.psycopg import register_vector
     from sentence_transformers import SentenceTransformer
@@ -64,7 +85,11 @@ def run_plain_loop(home: Path, batch_size: int) -> dict:
     from embed_pipelines.resources import PostgresResource
     from embed_pipelines.text.local_model import bundled_model_folder
 
-    texts = json.loads((home / "chunks.json").read_text())
+    if own_chunking:
+        files = sorted(path for path in (home / "corpus").rglob("*") if path.is_file())
+        texts = [chunk for path in files for chunk in paragraph_chunks(path.read_text(errors="replace"))]
+    else:
+        texts = json.loads((home / "chunks.json").read_text())
     model = SentenceTransformer(str(bundled_model_folder()), device="cpu")
     vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True)
     encoded = time.perf_counter()
@@ -89,6 +114,7 @@ def run_plain_loop(home: Path, batch_size: int) -> dict:
 
 
 def child(kind: str, home: Path, batch_size: int) -> dict:
+    """`kind`: pipeline, plain (the pipeline's chunks) or plain-own (its own chunks)."""
     command = [sys.executable, __file__, "--child", kind, "--home", str(home), "--batch-size", str(batch_size)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
@@ -98,7 +124,7 @@ def child(kind: str, home: Path, batch_size: int) -> dict:
     return figures
 
 
-def report(pipeline: dict, plain: dict, files: str) -> None:
+def report(pipeline: dict, plain: dict, files: str, own: dict | None) -> None:
     steps = pipeline["steps_s"]
     embed_load = steps["embeddings"] + steps["vector_index"]
     print(f"\ncorpus: {files}, {pipeline['chunks']} chunks (both contenders)")
@@ -115,6 +141,15 @@ def report(pipeline: dict, plain: dict, files: str) -> None:
     print("\npipeline steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in steps.items()))
     print("plain loop steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in plain["steps_s"].items()))
     print(f"embed + load speed-up over the plain loop: {plain['wall_s'] / embed_load:.2f}x")
+    if own:
+        print(
+            f"\nplain ST with its own chunking: {own['chunks']} chunks, {own['wall_s']:.1f} s, peak RSS "
+            f"{own['peak_rss_mib']:.0f} MiB ({', '.join(f'{k} {v:.1f}' for k, v in own['steps_s'].items())})"
+        )
+        print(
+            f"end to end, each with its own chunks: embed-pipelines {pipeline['wall_s']:.1f} s, plain loop "
+            f"{own['wall_s']:.1f} s: {own['wall_s'] / pipeline['wall_s']:.2f}x the plain loop's speed"
+        )
 
 
 def main() -> None:
@@ -123,7 +158,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=300, help="number of files (default 300)")
     parser.add_argument("--sources", action="store_true", help="the .rst sources instead of the HTML pages")
     parser.add_argument("--batch-size", type=int, default=32, help="sentence-transformers batch size")
-    parser.add_argument("--child", choices=["pipeline", "plain"], help=argparse.SUPPRESS)
+    parser.add_argument("--own-chunking", action="store_true", help="add the plain loop over its own chunks")
+    parser.add_argument("--child", choices=["pipeline", "plain", "plain-own"], help=argparse.SUPPRESS)
     parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -132,7 +168,7 @@ def main() -> None:
         if args.child == "pipeline":
             print(json.dumps(run_pipeline(args.home / "corpus")))
         else:
-            print(json.dumps(run_plain_loop(args.home, args.batch_size)))
+            print(json.dumps(run_plain_loop(args.home, args.batch_size, own_chunking=args.child == "plain-own")))
         return
 
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -141,7 +177,8 @@ def main() -> None:
         files = copy_pages(pages[: args.limit], folder, Path(home) / "corpus")
         pipeline = child("pipeline", Path(home), args.batch_size)
         plain = child("plain", Path(home), args.batch_size)
-    report(pipeline, plain, f"{files} {'source' if args.sources else 'HTML'} files")
+        own = child("plain-own", Path(home), args.batch_size) if args.own_chunking else None
+    report(pipeline, plain, f"{files} {'source' if args.sources else 'HTML'} files", own)
 
 
 if __name__ == "__main__":

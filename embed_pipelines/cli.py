@@ -81,9 +81,8 @@ def _index(args: argparse.Namespace) -> int:
 
 def _live(args: argparse.Namespace) -> int:
     result = api.live(args.path, collection=args.collection, shard_count=args.shards, show_log=args.verbose)
-    interrupted = interrupted_run(result)
-    print(f"Run {result.run_id}: {'stopped' if interrupted else 'FAILED'}")
-    return INTERRUPTED if interrupted else SYNC_FAILED
+    print(f"Run {result.run_id}: {'stopped' if result.success else 'FAILED'}")
+    return INDEXED if result.success else SYNC_FAILED
 
 
 def _search(args: argparse.Namespace) -> int:

@@ -7,7 +7,6 @@ the promotion gate's checks as asset check evaluations. The worker's liveness is
 sync_locks.py): a run that started long ago and holds no lease died, whatever its status says, and is marked
 failed before a new one is requested. With `live` off none of this is defined."""
 
-import threading
 from datetime import datetime, timezone
 from functools import partial
 
@@ -57,7 +56,7 @@ def build_live_job(collection: Collection, sync_jobs: list[str]) -> dg.JobDefini
             log=context.log,
             blocked=partial(_sync_running, context.instance, collection, sync_jobs, postgres),
         )
-        worker.run(threading.Event())  # until Dagster interrupts the run (terminate, Ctrl-C)
+        worker.follow()  # until Dagster interrupts the run (terminate, Ctrl-C)
 
     @dg.job(name=live_job_name(collection), description=f"Live mode of {collection.name}: runs until terminated.")
     def live():

@@ -26,7 +26,8 @@ from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.core.shards import shard_of
 from embed_pipelines.core.sources import LocalFolder
 from embed_pipelines.pipeline.families import accepted_by
-from embed_pipelines.pipeline.incremental import ShardSync, Tally, sync_shards
+from embed_pipelines.pipeline.incremental import ShardSync, Tally
+from embed_pipelines.pipeline.overlap import sync_overlapped
 from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.resources import PostgresResource
 from embed_pipelines.sync.events import EVERYTHING, FolderEvents, QueueEvents
@@ -129,6 +130,35 @@ class LiveWorker:
         else:
             self.pending.add(shard_of(path, self.collection.shards) for path in paths if self.accepts(path))
 
+    def follow(self) -> None:
+        """Run until this thread is interrupted (Ctrl-C, Dagster terminating the run). The worker runs on a
+        thread of its own, so that an interrupt stops it between shards, never inside a document's writes or a
+        batch's report; the shards under way finish first."""
+        stop, ended, failures = threading.Event(), threading.Event(), []
+
+        def run() -> None:
+            try:
+                self.run(stop)
+            except BaseException as failure:  # raised below, in the calling thread
+                failures.append(failure)
+            finally:
+                ended.set()
+
+        # Waited for by an event, not Thread.join: an interrupt inside join() marks the thread as ended on
+        # Python 3.11 (its lock is released from outside), and the next join() would not wait.
+        threading.Thread(target=run, name="embed-pipelines-live").start()
+        try:
+            while not ended.wait(0.5):
+                pass
+        except BaseException:  # the interrupt (KeyboardInterrupt, or Dagster's own)
+            self.log.info("Live: stopping once the shards under way are applied")
+            stop.set()
+            ended.wait()
+            self.log.info("Live: stopped")
+            return
+        if failures:
+            raise failures[0]
+
     def run(self, stop: threading.Event) -> None:
         with holding_live_lease(self.postgres, self.collection.name) as held:
             if not held:
@@ -176,7 +206,7 @@ class LiveWorker:
 
     def _apply_or_retry(self, shards: list[str], targets: list[LiveTarget], stop: threading.Event) -> None:
         try:
-            waiting = self.blocked(shards) or self._apply(shards, targets)
+            waiting = self.blocked(shards) or self._apply(shards, targets, stop)
         except MassDeletion as refusal:  # not retried: the next look (or the sensor's run) says it again
             self.log.error(str(refusal))
             return
@@ -188,22 +218,25 @@ class LiveWorker:
             self.pending.add(shards)
             stop.wait(RETRY_S)
 
-    def _apply(self, shards: list[str], targets: list[LiveTarget]) -> str | None:
-        """The batch, as a sync of these shards runs it; a reason to wait instead, when a sync holds them."""
+    def _apply(self, shards: list[str], targets: list[LiveTarget], stop: threading.Event) -> str | None:
+        """The batch, as a sync of these shards runs it, each family's steps overlapped across the shards; a
+        reason to wait instead, when a sync holds them. Stopped, it ends with the shards under way."""
         started = time.monotonic()
         with holding_shards(self.postgres, self.collection.name, shards) as held:
             if not held:
                 return "a sync is writing some of these shards"
             refreshed = refresh_listings(self.collection, shards, self.accepts, rehash=False, allow_mass_delete=False)
-            steps, outcomes = [], []
+            steps, outcomes, finished = [], [], set(shards)
             with self.postgres.connect() as conn:
                 for target in targets:
-                    for step in target.family.steps(Stores(self.collection), target.model, target.versions, conn):
-                        steps.append((target.family, step, sync_shards(step, shards, self.log.warning)))
+                    family_steps = target.family.steps(Stores(self.collection), target.model, target.versions, conn)
+                    tallies, done = sync_overlapped(family_steps, shards, self.log.warning, stop)
+                    steps += [(target.family, step, tally) for step, tally in zip(family_steps, tallies, strict=True)]
+                    finished &= set(done)
                 for target in targets:
                     version = target.versions.index
                     outcomes.append(
                         (target.family, promote_when_ready(conn, self.collection, target.family, version, LIVE_ACTOR))
                     )
-        self.report(Applied(shards, refreshed, steps, outcomes, time.monotonic() - started))
+        self.report(Applied(sorted(finished), refreshed, steps, outcomes, time.monotonic() - started))
         return None

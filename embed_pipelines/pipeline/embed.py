@@ -69,6 +69,9 @@ class EmbedChunks(StoreSync):
 
         self.store.write_batches(shard, path, batches(), made_from=wanted.signature)
 
+    def complete_shard(self, shard: str) -> None:
+        self.finish()
+
     def finish(self) -> None:
         """Embed and write what is pending; earlier batches are on disk by now."""
         vectors, refused = self._vectors([chunk for _, _, chunks in self.pending for chunk in chunks])

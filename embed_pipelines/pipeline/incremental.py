@@ -123,6 +123,10 @@ class ShardSync(ABC):
     def end_shard(self, shard: str) -> None:  # noqa: B027 (optional hook)
         """After a shard's documents are in step."""
 
+    def complete_shard(self, shard: str) -> None:  # noqa: B027 (optional hook)
+        """After `end_shard`, where the next step is about to read the shard: write what is kept of it for
+        writing across shards (pipeline/overlap.py)."""
+
     def in_step(self, shard: str) -> bool:
         """Whether the shard's inputs are those of its last clean sync (then none of its documents is looked
         at). Steps that keep no such record answer no."""

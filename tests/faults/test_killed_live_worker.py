@@ -89,7 +89,7 @@ def test_a_killed_live_worker_loses_no_change(tmp_path, state_dir, instance, tin
     finally:
         worker.send_signal(signal.SIGINT)
         output = worker.communicate(timeout=60)[0].decode()
-    assert worker.returncode == 130 and "stopped" in output, output[-3000:]
+    assert worker.returncode == 0 and "stopped" in output, output[-3000:]
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path / "dagster"))) as recorded:
         index = dg.AssetKey(["killed_live", "vector_index"])  # every batch shows in Dagster, as a run's would
         assert recorded.get_materialized_partitions(index) == {"0", "1", "2", "3"}
