@@ -12,7 +12,9 @@ comparison of embed + load is like for like; the pipeline's end-to-end figure al
 docling conversion and chunking, which the plain loop does not do at all. With `--own-chunking` a third
 contender is the plain loop as people write it over text files (`--sources`): it reads each file and packs
 its paragraphs into chunks of at most 1,000 characters (about the 256 tokens the model takes), converting
-nothing, so each contender embeds its own chunks.
+nothing, so each contender embeds its own chunks. With `--live` one more is the first sync as live mode does
+it (`embed-pipelines live`, timed from the command's start until its first batch is written): the same steps
+with each family's conversion, chunking, embedding and loading overlapped across shards.
 """
 
 from __future__ import annotations
@@ -113,8 +115,36 @@ def run_plain_loop(home: Path, batch_size: int, own_chunking: bool) -> dict:
     }
 
 
+def run_live_first_sync(home: Path) -> dict:
+    """`embed-pipelines live` on the corpus from a fresh start: its first batch is the initial sync."""
+    import re
+    import signal
+
+    started = time.perf_counter()
+    command = [str(Path(sys.executable).parent / "embed-pipelines"), "live", str(home / "corpus")]
+    worker = subprocess.Popen(
+        [*command, "--collection", f"{COLLECTION}_live"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    for line in worker.stdout:
+        if batch := re.search(r"Live: .* added, .* in ([0-9.]+) s", line):
+            break
+    else:
+        sys.exit("the live worker ended before its first batch")
+    wall = time.perf_counter() - started
+    worker.send_signal(signal.SIGINT)
+    worker.stdout.read()
+    _, _, usage = os.wait4(worker.pid, 0)
+    from embed_pipelines.resources import PostgresResource
+
+    with PostgresResource().connect() as conn:
+        chunks = conn.execute(f"SELECT count(*) FROM {COLLECTION}_live").fetchone()[0]
+    batch_s = float(batch.group(1))
+    steps = {"start": wall - batch_s, "first batch": batch_s}
+    return {"chunks": chunks, "wall_s": wall, "steps_s": steps, "peak_rss_mib": usage.ru_maxrss / 1024}
+
+
 def child(kind: str, home: Path, batch_size: int) -> dict:
-    """`kind`: pipeline, plain (the pipeline's chunks) or plain-own (its own chunks)."""
+    """`kind`: pipeline, plain (the pipeline's chunks), plain-own (its own chunks) or live."""
     command = [sys.executable, __file__, "--child", kind, "--home", str(home), "--batch-size", str(batch_size)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
@@ -124,7 +154,7 @@ def child(kind: str, home: Path, batch_size: int) -> dict:
     return figures
 
 
-def report(pipeline: dict, plain: dict, files: str, own: dict | None) -> None:
+def report(pipeline: dict, plain: dict, files: str, own: dict | None, live: dict | None) -> None:
     steps = pipeline["steps_s"]
     embed_load = steps["embeddings"] + steps["vector_index"]
     print(f"\ncorpus: {files}, {pipeline['chunks']} chunks (both contenders)")
@@ -150,6 +180,13 @@ def report(pipeline: dict, plain: dict, files: str, own: dict | None) -> None:
             f"end to end, each with its own chunks: embed-pipelines {pipeline['wall_s']:.1f} s, plain loop "
             f"{own['wall_s']:.1f} s: {own['wall_s'] / pipeline['wall_s']:.2f}x the plain loop's speed"
         )
+    if live:
+        print(
+            f"\nembed-pipelines live, first sync: {live['chunks']} chunks, {live['wall_s']:.1f} s "
+            f"({', '.join(f'{k} {v:.1f}' for k, v in live['steps_s'].items())}), peak RSS "
+            f"{live['peak_rss_mib']:.0f} MiB: {pipeline['wall_s'] / live['wall_s']:.2f}x the run's speed"
+            + (f", {own['wall_s'] / live['wall_s']:.2f}x the plain loop's with its own chunking" if own else "")
+        )
 
 
 def main() -> None:
@@ -159,7 +196,8 @@ def main() -> None:
     parser.add_argument("--sources", action="store_true", help="the .rst sources instead of the HTML pages")
     parser.add_argument("--batch-size", type=int, default=32, help="sentence-transformers batch size")
     parser.add_argument("--own-chunking", action="store_true", help="add the plain loop over its own chunks")
-    parser.add_argument("--child", choices=["pipeline", "plain", "plain-own"], help=argparse.SUPPRESS)
+    parser.add_argument("--live", action="store_true", help="add live mode's first sync")
+    parser.add_argument("--child", choices=["pipeline", "plain", "plain-own", "live"], help=argparse.SUPPRESS)
     parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -167,6 +205,8 @@ def main() -> None:
         os.environ["EMBED_PIPELINES_HOME"] = str(args.home)
         if args.child == "pipeline":
             print(json.dumps(run_pipeline(args.home / "corpus")))
+        elif args.child == "live":
+            print(json.dumps(run_live_first_sync(args.home)))
         else:
             print(json.dumps(run_plain_loop(args.home, args.batch_size, own_chunking=args.child == "plain-own")))
         return
@@ -178,7 +218,8 @@ def main() -> None:
         pipeline = child("pipeline", Path(home), args.batch_size)
         plain = child("plain", Path(home), args.batch_size)
         own = child("plain-own", Path(home), args.batch_size) if args.own_chunking else None
-    report(pipeline, plain, f"{files} {'source' if args.sources else 'HTML'} files", own)
+        live = child("live", Path(home), args.batch_size) if args.live else None
+    report(pipeline, plain, f"{files} {'source' if args.sources else 'HTML'} files", own, live)
 
 
 if __name__ == "__main__":
