@@ -108,15 +108,24 @@ def index(
             raise SyncRunning(f"another sync of {spec.name} is running: sync again when it has ended")
         if running := running_sync(instance, spec, index_job_name(spec), shards, postgres):
             raise SyncRunning(f"another sync of {spec.name} is running (run {running}): sync again when it has ended")
-        return job.with_logger_defs({"progress": progress_logger}).execute_in_process(
-            instance=instance,
-            tags={**shard_range_tags(spec, shards), **_requested_by(), **process_tag()},
-            run_config={
-                "loggers": {"progress": {"config": {"log_level": "INFO", "details": show_log}}},
-                **source_files_config(spec, repair or spec.verify_hashes == "always", allow_mass_delete),
-            },
-            raise_on_error=False,
-        )
+        config = source_files_config(spec, repair or spec.verify_hashes == "always", allow_mass_delete)
+        return _in_this_process(job, instance, shard_range_tags(spec, shards), show_log, config)
+
+
+def _in_this_process(
+    job: dg.JobDefinition, instance: dg.DagsterInstance, tags: dict, show_log: bool, run_config: dict | None = None
+) -> dg.ExecuteInProcessResult:
+    """A run in this process, recorded in the instance with who asked and where it runs, its progress on the
+    terminal."""
+    return job.with_logger_defs({"progress": progress_logger}).execute_in_process(
+        instance=instance,
+        tags={**tags, **_requested_by(), **process_tag()},
+        run_config={
+            "loggers": {"progress": {"config": {"log_level": "INFO", "details": show_log}}},
+            **(run_config or {}),
+        },
+        raise_on_error=False,
+    )
 
 
 def live(
@@ -133,12 +142,7 @@ def live(
     spec = dataclasses.replace(resolve_collection(collection, source_dir, shard_count), live=True)
     models = {TEXT.name: text_model} if text_model else None
     job = build_definitions(spec, postgres or PostgresResource(), models).resolve_job_def(live_job_name(spec))
-    return job.with_logger_defs({"progress": progress_logger}).execute_in_process(
-        instance=instance or dagster_instance(),
-        tags={**_requested_by(), **process_tag()},
-        run_config={"loggers": {"progress": {"config": {"log_level": "INFO", "details": show_log}}}},
-        raise_on_error=False,
-    )
+    return _in_this_process(job, instance or dagster_instance(), {}, show_log)
 
 
 def plan(

@@ -103,6 +103,37 @@ def test_a_folder_is_followed_by_its_events(tmp_path, state_dir, instance, tiny_
     assert ristretto, "the edited file's rows are served under its new name"
 
 
+class SlowModel:
+    """The tiny model, each call to embed taking `seconds` longer: a model slower than the edits."""
+
+    def __init__(self, model, seconds: float):
+        self.model, self.seconds = model, seconds
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+    def embed_documents(self, texts):
+        time.sleep(self.seconds)
+        return self.model.embed_documents(texts)
+
+
+def test_changes_heard_while_a_slow_batch_runs_are_applied_together_next(
+    tmp_path, state_dir, instance, tiny_model, postgres
+):
+    source = write_corpus(tmp_path / "docs", SMALL_CORPUS)
+    collection = live_collection("slowed", source.resolve())
+    run_index(source, "slowed", instance, tiny_model, postgres)
+    with Following(collection, SlowModel(tiny_model, 3.0), postgres) as live:
+        (source / "guide/espresso.md").write_text("# Espresso\n\nThe first edit, embedded slowly.")
+        time.sleep(1.0)  # its batch is under way, waiting on the model
+        for name in ("notes/a.md", "notes/b.md", "notes/c.md"):
+            write_corpus(source, {name: f"# {name}\n\nWritten while the model was busy."})
+        first = live.until(changed("edited", "guide/espresso.md"), "the slow batch")
+        assert not first.refreshed.changes.added
+        after = live.until(lambda batch: batch.refreshed.changes.added, "the files written meanwhile")
+        assert sorted(after.refreshed.changes.added) == ["notes/a.md", "notes/b.md", "notes/c.md"]
+
+
 def test_a_save_that_writes_three_times_is_one_change():
     pending = PendingShards(settle_s=0.3)
     for _ in range(3):
