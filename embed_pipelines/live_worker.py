@@ -165,6 +165,8 @@ class LiveWorker:
                 name = self.collection.name
                 raise AlreadyLive(f"a live worker of {name} is running already (on this or another host)")
             targets = [LiveTarget(family, model, model.versions()) for family, model in self.models]
+            for target in targets:  # the first change then waits for nothing but its own work
+                target.model.warm()
             events = self._events()
             self.pending.add(self.collection.shard_keys)  # what changed while no worker ran
             self.log.info(f"Live: following {self.collection.source}")

@@ -210,6 +210,9 @@ class TextEmbeddingModel(BaseModel):
         check_loaded(*self.facts(), {"dtype": encoder.dtype, "dimension": encoder.dimension})
         return encoder
 
+    def warm(self) -> None:
+        self.encoder()  # loaded once per process and configuration
+
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         prefix = self.prefixes[1]
         return self.encoder().encode([prefix + text for text in texts])

@@ -40,6 +40,10 @@ class TextModel(Protocol):
     def verify_serves(self, version: str) -> None:
         """Before search embeds a question for `version`: raises if the model no longer computes its vectors."""
 
+    def warm(self) -> None:
+        """Load what the first embed would load (live mode does it at start, so the first change waits for
+        nothing)."""
+
     def embed_documents(self, texts: list[str]) -> np.ndarray: ...
     def embed_query(self, question: str) -> np.ndarray: ...
     def estimate(self, texts: list[str]) -> dict[str, float]:

@@ -319,6 +319,9 @@ class ServedEmbeddingModel(BaseModel):
     def verify_files(self) -> None:
         """No file of it is here: the server's probes (`verify_identity`) say whether it serves the version."""
 
+    def warm(self) -> None:
+        """Nothing is loaded here; the connections open on the first request."""
+
     def verify_identity(self) -> None:
         """Once a sync, before its first vector: the server still serves the model of the configured version."""
         facts, cache_file = self.facts()

@@ -47,6 +47,9 @@ class PageModel(Protocol):
     def query_settings(self) -> dict: ...
     def verify_serves(self, version: str) -> None: ...
     def embed_pages(self, images: list[Image.Image]) -> list[np.ndarray]: ...
+    def warm(self) -> None:
+        """Load what the first embed would load."""
+
     def embed_query(self, question: str) -> np.ndarray: ...
 
 
@@ -101,6 +104,9 @@ class VisualEmbeddingModel(BaseModel):
 
     def versions(self) -> Versions:
         return Versions(self.index_version())
+
+    def warm(self) -> None:
+        self.encoder()  # loaded once per process and configuration
 
     def embed_pages(self, images: list[Image.Image]) -> list[np.ndarray]:
         return self.encoder().embed_pages(images)
