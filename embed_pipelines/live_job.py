@@ -119,10 +119,15 @@ def build_live_sensor(collection: Collection, job_name: str, postgres: PostgresR
             return dg.SkipReason("the live worker is running")
         records = context.instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=WAITING_OR_RUNNING))
         for record in records:
+            run = record.dagster_run
             started = record.start_time or record.create_timestamp.timestamp()
+            if run.status != dg.DagsterRunStatus.STARTED:  # queued (run slots full) or launching
+                return dg.SkipReason(
+                    f"the live worker's run {run.run_id} is {run.status.value.lower().replace('_', ' ')}"
+                )
             if datetime.now(timezone.utc).timestamp() - started < STARTUP_GRACE_S:
-                return dg.SkipReason(f"the live worker is starting (run {record.dagster_run.run_id})")
-            context.instance.report_run_failed(record.dagster_run, "the live worker holds no lease: its process ended")
+                return dg.SkipReason(f"the live worker is starting (run {run.run_id})")
+            context.instance.report_run_failed(run, "the live worker holds no lease: its process ended")
         return dg.RunRequest()
 
     return live_worker

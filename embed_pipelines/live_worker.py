@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import psycopg
+
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.fingerprints import Versions
 from embed_pipelines.core.settings import ConfigurationError
@@ -44,6 +46,18 @@ RETRY_S = 2.0  # after a batch that could not run (shards held by a sync, the da
 
 class AlreadyLive(ConfigurationError):
     """Another live worker of the collection holds its lease (on any host)."""
+
+
+class LeaseLost(RuntimeError):
+    """The worker's session in PostgreSQL ended (a restart, a failover, a terminated backend): another worker
+    may be starting, so this one stops; the sensor starts the next."""
+
+
+def _still_held(lease: psycopg.Connection) -> None:
+    try:
+        lease.execute("SELECT 1")
+    except psycopg.Error as error:
+        raise LeaseLost(f"the live worker's lease in PostgreSQL was lost ({error}): stopping") from None
 
 
 class PendingShards:
@@ -122,6 +136,7 @@ class LiveWorker:
         self.accepts = accepted_by(collection)
         self.models = models
         self.pending = PendingShards(collection.live_settle_ms / 1000)
+        self.deleted_since_look = 0  # documents deleted by batches since the last look at every shard
 
     def heard(self, paths: list[str] | None) -> None:
         """From an event thread: these paths may have changed (EVERYTHING: any may have)."""
@@ -160,8 +175,8 @@ class LiveWorker:
             raise failures[0]
 
     def run(self, stop: threading.Event) -> None:
-        with holding_live_lease(self.postgres, self.collection.name) as held:
-            if not held:
+        with holding_live_lease(self.postgres, self.collection.name) as lease:
+            if lease is None:
                 name = self.collection.name
                 raise AlreadyLive(f"a live worker of {name} is running already (on this or another host)")
             targets = [LiveTarget(family, model, model.versions()) for family, model in self.models]
@@ -174,8 +189,9 @@ class LiveWorker:
             try:
                 while not stop.is_set():
                     shards = self.pending.take(timeout_s=1.0)
-                    if time.monotonic() >= look_again:  # the safety net: inotify drops events when it overflows
-                        shards |= pending_sync(self.collection, self.accepts).shards
+                    _still_held(lease)
+                    if time.monotonic() >= look_again:
+                        shards |= self._look_everywhere()
                         look_again = time.monotonic() + self.collection.sensor_interval_s
                     if shards:
                         self._apply_or_retry(sorted(shards), targets, stop)
@@ -183,20 +199,30 @@ class LiveWorker:
                 if events is not None:
                     events.stop()
 
+    def _look_everywhere(self) -> set[str]:
+        """The safety net (inotify drops events when its queue overflows): the shards a scan finds changed. It
+        also starts a new window for the deletion guard."""
+        self.deleted_since_look = 0
+        try:
+            return set(pending_sync(self.collection, self.accepts).shards)
+        except Exception as error:  # the source away a moment: the next look tries again
+            self.log.warning(f"Live: cannot look at {self.collection.source} now: {error}")
+            return set()
+
     def _events(self) -> FolderEvents | QueueEvents | None:
         """The source's events, started; None (the worker then looks every sensor interval) where it has none."""
         source, collection = self.collection.files, self.collection
-        if isinstance(source, LocalFolder):
-            events = FolderEvents(source.root, self.heard)
-        elif collection.events_queue:
-            events = QueueEvents(source.root, collection.events_queue, self.heard)
-        else:
+        if not isinstance(source, LocalFolder) and not collection.events_queue:
             self.log.warning(
                 f"Live: {collection.source} sends no events (set events_queue to its S3 notification queue): "
                 f"looking for changes every {collection.sensor_interval_s} s instead"
             )
             return None
         try:
+            if isinstance(source, LocalFolder):
+                events = FolderEvents(source.root, self.heard)
+            else:
+                events = QueueEvents(source.root, collection.events_queue, self.heard)
             events.start()
         except Exception as error:  # inotify's watch limit, a queue that is not there: the scan still runs
             self.log.warning(
@@ -227,7 +253,9 @@ class LiveWorker:
         with holding_shards(self.postgres, self.collection.name, shards) as held:
             if not held:
                 return "a sync is writing some of these shards"
-            refreshed = refresh_listings(self.collection, shards, self.accepts, rehash=False, allow_mass_delete=False)
+            deleted_before = self.deleted_since_look
+            refreshed = refresh_listings(self.collection, shards, self.accepts, False, False, deleted_before)
+            self.deleted_since_look += len(refreshed.changes.deleted)
             steps, outcomes, finished = [], [], set(shards)
             with self.postgres.connect() as conn:
                 for target in targets:

@@ -59,15 +59,16 @@ def holding_shards(postgres: PostgresResource, collection: str, shards: Iterable
     """Holds the shards' leases while the block runs; yields False (holding none) when another session holds
     any of them."""
     keys = [(LEASES, _key(collection, shard)) for shard in sorted(shards)]
-    with _holding(postgres, keys) as held:
-        yield held
+    with _holding(postgres, keys) as session:
+        yield session is not None
 
 
 @contextmanager
-def holding_live_lease(postgres: PostgresResource, collection: str) -> Iterator[bool]:
-    """Held by a collection's live worker for as long as it lives; False when another worker holds it."""
-    with _holding(postgres, [(LIVE, _key(collection, "live"))]) as held:
-        yield held
+def holding_live_lease(postgres: PostgresResource, collection: str) -> Iterator[psycopg.Connection | None]:
+    """Held by a collection's live worker for as long as it lives: the session holding it (the worker checks
+    that it is still there), or None when another worker holds it."""
+    with _holding(postgres, [(LIVE, _key(collection, "live"))]) as session:
+        yield session
 
 
 def live_worker_alive(conn: psycopg.Connection, collection: str) -> bool:
@@ -81,21 +82,21 @@ def live_worker_alive(conn: psycopg.Connection, collection: str) -> bool:
 
 
 @contextmanager
-def _holding(postgres: PostgresResource, keys: list[tuple[int, int]]) -> Iterator[bool]:
-    """Session advisory locks on a connection of their own, held while the block runs: all of them, or none
-    (False) when another session holds any."""
+def _holding(postgres: PostgresResource, keys: list[tuple[int, int]]) -> Iterator[psycopg.Connection | None]:
+    """Session advisory locks on a connection of their own, held while the block runs: all of them (the
+    session holding them is yielded), or none (None) when another session holds any."""
     with postgres.connect() as conn:  # its own session: closing it ends the leases
         for name, value in SERVER_KEEPALIVES.items():
             conn.execute("SELECT set_config(%s, %s, false)", (name, value))
         for key in keys:
             if not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", key).fetchone()[0]:
-                yield False
+                yield None
                 return
         session, socket = conn.info.backend_pid, conn.fileno()
         _own_sessions.add(session)
         _lease_sockets.add(socket)
         try:
-            yield True
+            yield conn
         finally:
             _own_sessions.discard(session)
             _lease_sockets.discard(socket)

@@ -15,11 +15,11 @@ from support import SMALL_CORPUS, definitions, indexed_rows, run_index, write_co
 
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.live_job import live_job_name
-from embed_pipelines.live_worker import AlreadyLive, Applied, LiveWorker, PendingShards
+from embed_pipelines.live_worker import AlreadyLive, Applied, LeaseLost, LiveWorker, PendingShards
 from embed_pipelines.pipeline.families import TEXT
 from embed_pipelines.sync.events import EVERYTHING, QueueEvents
 from embed_pipelines.sync.pending import pending_sync
-from embed_pipelines.sync_locks import holding_live_lease
+from embed_pipelines.sync_locks import LIVE, holding_live_lease
 
 NEVER_S = 3600  # the worker's own periodic look at every shard: out of the way of these tests
 APPLIED_WITHIN_S = 30  # generous on a loaded 2-core machine; the benchmark measures the real latency
@@ -134,6 +134,37 @@ def test_changes_heard_while_a_slow_batch_runs_are_applied_together_next(
         assert sorted(after.refreshed.changes.added) == ["notes/a.md", "notes/b.md", "notes/c.md"]
 
 
+def test_a_deletion_applied_in_small_batches_meets_the_guard_as_one_sync(
+    tmp_path, state_dir, instance, tiny_model, postgres, caplog
+):
+    notes = {f"notes/n{number}.md": f"# Note {number}\n\nThe note numbered {number}." for number in range(8)}
+    source = write_corpus(tmp_path / "docs", notes)
+    collection = live_collection("guarded", source.resolve())  # max_delete_share: half
+    run_index(source, "guarded", instance, tiny_model, postgres)
+    with caplog.at_level(logging.ERROR, logger="live"), Following(collection, tiny_model, postgres) as live:
+        for pair in (("n0", "n1"), ("n2", "n3")):  # 4 of 8: not more than half
+            for name in pair:
+                (source / f"notes/{name}.md").unlink()
+            live.until(changed("deleted", f"notes/{pair[1]}.md"), f"deleting {pair}")
+        (source / "notes/n4.md").unlink()  # alone 1 of the 4 left, with the two batches before 5 of 8
+        deadline = time.monotonic() + APPLIED_WITHIN_S
+        while not any("would be deleted" in record.getMessage() for record in caplog.records):
+            assert time.monotonic() < deadline, "the third small deletion was applied"
+            time.sleep(0.2)
+    assert {row[0] for row in indexed_rows(postgres, "guarded")} == {f"notes/n{n}.md" for n in range(4, 8)}
+
+
+def test_a_worker_whose_lease_is_lost_stops(tmp_path, state_dir, tiny_model, postgres):
+    collection = live_collection("unleased", tmp_path)
+    with Following(collection, tiny_model, postgres) as live, postgres.connect() as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s",
+            (LIVE,),
+        )
+        live.thread.join(30)
+    assert isinstance(live.failure, LeaseLost)
+
+
 def test_a_save_that_writes_three_times_is_one_change():
     pending = PendingShards(settle_s=0.3)
     for _ in range(3):
@@ -213,8 +244,8 @@ def test_queue_messages_name_the_source_paths():
                         record("another", "team/y.md")]}  # fmt: skip
     assert events.paths_in(json.dumps(body)) == ["a b+c.md"]
     assert events.paths_in(json.dumps({"Event": "s3:TestEvent"})) == []
-    assert events.paths_in("not json") is EVERYTHING
-    assert events.paths_in(json.dumps({"something": "else"})) is EVERYTHING
+    for unknown in ("not json", '{"something": "else"}', "null", "[1]", '"x"', '{"Records": null}', '{"Records": [1]}'):
+        assert events.paths_in(unknown) is EVERYTHING, unknown
 
 
 def test_live_mode_is_defined_only_when_switched_on(tmp_path, tiny_model, postgres):
@@ -244,3 +275,6 @@ def test_the_live_sensor_keeps_one_worker_alive(tmp_path, instance, tiny_model, 
     monkeypatch.setattr("embed_pipelines.live_job.STARTUP_GRACE_S", 0)
     assert isinstance(evaluate(), dg.RunRequest)  # old and holding no lease: it died
     assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+    waiting = instance.add_run(dg.DagsterRun(job_name=job.name, status=dg.DagsterRunStatus.NOT_STARTED))
+    assert "not started" in evaluate().skip_message  # waiting for a run slot or a launch is not dying
+    assert instance.get_run_by_id(waiting.run_id).status == dg.DagsterRunStatus.NOT_STARTED

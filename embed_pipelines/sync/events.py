@@ -97,19 +97,21 @@ class QueueEvents:
     def _receive(self) -> None:
         while not self.stopping.is_set():
             try:
-                answer = self.client.receive_message(
-                    QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=self.WAIT_S
-                )
+                self._take_messages()
             except Exception as error:  # the queue is back or not: the safety net looks at every shard meanwhile
                 _log.warning(f"Cannot receive from the events queue: {error}")
                 self.stopping.wait(5)
-                continue
-            messages = answer.get("Messages", [])
-            for message in messages:
-                self.heard(self.paths_in(message["Body"]))
-            if messages:
-                entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
-                self.client.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+
+    def _take_messages(self) -> None:
+        answer = self.client.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=self.WAIT_S
+        )
+        messages = answer.get("Messages", [])
+        for message in messages:
+            self.heard(self.paths_in(message["Body"]))
+        if messages:
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
+            self.client.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
 
     def paths_in(self, body: str) -> list[str] | None:
         """The source's relative paths an S3 notification names (keys arrive URL-encoded, spaces as `+`); an
@@ -118,14 +120,17 @@ class QueueEvents:
             notification = json.loads(body)
         except ValueError:
             return EVERYTHING
+        if not isinstance(notification, dict):
+            return EVERYTHING
         if notification.get("Event") == "s3:TestEvent":
             return []
-        if "Records" not in notification:
+        records = notification.get("Records")
+        if not isinstance(records, list) or not all(isinstance(record, dict) for record in records):
             return EVERYTHING
         paths = []
-        for record in notification["Records"]:
-            s3 = record.get("s3", {})
-            key = unquote_plus(s3.get("object", {}).get("key", ""))
-            if s3.get("bucket", {}).get("name") == self.bucket and key.startswith(self.prefix):
+        for record in records:
+            s3 = record.get("s3") or {}
+            key = unquote_plus(str((s3.get("object") or {}).get("key", "")))
+            if (s3.get("bucket") or {}).get("name") == self.bucket and key.startswith(self.prefix):
                 paths.append(key[len(self.prefix) :])
         return paths

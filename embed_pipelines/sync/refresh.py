@@ -31,15 +31,24 @@ class Refreshed:
 
 
 def refresh_listings(
-    collection: Collection, shards: list[str], accepts: Accepts, rehash: bool, allow_mass_delete: bool
+    collection: Collection,
+    shards: list[str],
+    accepts: Accepts,
+    rehash: bool,
+    allow_mass_delete: bool,
+    deleted_before: int = 0,
 ) -> Refreshed:
+    """`deleted_before`: documents deleted by the syncs just before this one (live mode's batches since its
+    last look at every shard), counted with this sync's deletions, so that a deletion applied in several small
+    batches meets the guard as one sync would."""
     # runs over other shards may be writing now; a write in progress is never this old
     swept = collection.state_location.sweep_debris(older_than=time.time() - DEBRIS_AGE_S)
     before = {file.path: file for shard in shards for file in read_listing(collection, shard)}
     scan = scan_source(collection.files, collection.shards, accepts, set(shards), before, rehash)
     changes = compare_scans(before, scan.files())
-    documents = len(read_all_listings(collection))
-    refusal = mass_deletion(len(changes.deleted), documents, scan.accepted, collection.max_delete_share)
+    documents = len(read_all_listings(collection)) + deleted_before
+    deleted = len(changes.deleted) + deleted_before if changes.deleted else 0
+    refusal = mass_deletion(deleted, documents, scan.accepted, collection.max_delete_share)
     if refusal and not allow_mass_delete:  # before anything is written: nothing changes
         raise MassDeletion(
             f"Refusing to sync {collection.name}: {refusal}. The source {collection.source} may be unmounted, "

@@ -23,11 +23,21 @@ def over_limit(reason: str | None) -> bool:
     return bool(reason) and OVER_LIMIT in reason
 
 
+def _inherited_data_bytes() -> int:
+    """The data segment the process has now (VmData: what RLIMIT_DATA counts), 0 where /proc does not say."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return 0
+    return next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmData:")), 0)
+
+
 def _serve(conn: Connection, layout_weights: Path | None, memory_bytes: int, limits: str) -> None:
     from embed_pipelines.text.extraction import DocumentExtractor  # imported by the parent before the fork
 
-    if memory_bytes:
-        resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
+    if memory_bytes:  # on top of what the fork gave it: a live worker's parent holds a loaded model
+        limit = _inherited_data_bytes() + memory_bytes
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     extractor = DocumentExtractor(layout_weights=layout_weights)
     while (path := conn.recv()) is not None:
         try:

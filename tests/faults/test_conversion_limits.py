@@ -62,3 +62,18 @@ def test_conversions_run_side_by_side_and_a_runaway_holds_up_only_its_own_child(
         assert extractor.extract(pages[0]).status == ExtractionStatus.SUCCESS, "its child was replaced"
     finally:
         extractor.close()
+
+
+def test_the_memory_limit_is_the_childs_own_whatever_its_parent_holds(tmp_path):
+    """Conversion children are forked: one forked from a parent that holds much (a live worker with its model
+    loaded) still has its full budget for the conversion, on top of what it inherited."""
+    page = tmp_path / "page.md"
+    page.write_text("# A page\n\nConverted by a child of a parent that holds 600 MiB.")
+    held = bytearray(600 * 2**20)  # the parent's loaded model, as far as the child's data segment goes
+    extractor = IsolatedExtractor(memory_bytes=512 * 2**20)
+    try:
+        extraction = extractor.extract(page)
+    finally:
+        extractor.close()
+        del held
+    assert extraction.status == ExtractionStatus.SUCCESS, extraction.error
