@@ -6,8 +6,11 @@ version operations take an index family by name ("text", or "pages" for the visu
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import getpass
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -30,12 +33,12 @@ from embed_pipelines.live_job import live_job_name
 from embed_pipelines.pipeline.families import TEXT, accepted_by, configured_models, family_named
 from embed_pipelines.pipeline.plan import SyncPlan, plan_sync
 from embed_pipelines.resources import PostgresResource
+from embed_pipelines.resources.leases import holding_shards
 from embed_pipelines.storage.chunk_search import SEARCH_MODES, Hit, Question
 from embed_pipelines.storage.filters import FILTER_NAMES, Filters
 from embed_pipelines.storage.page_tables import PageHit
 from embed_pipelines.storage.registry import VersionRecord, find_version, serving_version
 from embed_pipelines.storage.registry import list_versions as registry_versions
-from embed_pipelines.sync_locks import holding_shards, setting_up
 from embed_pipelines.text.model import TextModel
 from embed_pipelines.text.reranker import reranker_from
 from embed_pipelines.version_jobs import build_version_jobs, version_job_name, version_op_name
@@ -54,8 +57,22 @@ def dagster_instance() -> dg.DagsterInstance:
     if not config.exists():  # the repository's dagster.yaml, copied there, documents the full settings
         config.write_text("telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = str(home)
-    with setting_up():
+    with _setting_up():
         return dg.DagsterInstance.get()
+
+
+@contextmanager
+def _setting_up() -> Iterator[None]:
+    """One process at a time creates or migrates the Dagster instance (two at once leave SQLite's schema with
+    two heads)."""
+    path = settings.dagster_home() / "locks" / "instance.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def shards_in_range(collection: Collection, shard_range: tuple[str, str] | None) -> list[str]:

@@ -14,8 +14,8 @@ from embed_pipelines.assets.common import asset_key
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.pipeline.families import TEXT, accepted_by
 from embed_pipelines.resources import PostgresResource
+from embed_pipelines.resources.leases import held_elsewhere
 from embed_pipelines.sync.pending import pending_sync
-from embed_pipelines.sync_locks import held_elsewhere
 from embed_pipelines.versions.family import IndexFamily
 from embed_pipelines.versions.progress import unfinished_shards
 

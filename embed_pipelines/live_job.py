@@ -4,7 +4,7 @@ the sensor that keeps one such run alive while `live` is on.
 Dagster stays the system of record: every batch the worker applies is logged as materializations of the
 partitions (shards) it synced, for every asset a sync run would have materialized, with the same metadata, and
 the promotion gate's checks as asset check evaluations. The worker's liveness is its lease in PostgreSQL (see
-sync_locks.py): a run that started long ago and holds no lease died, whatever its status says, and is marked
+resources/leases.py): a run that started long ago and holds no lease died, whatever its status says, and is marked
 failed before a new one is requested. With `live` off none of this is defined."""
 
 from datetime import datetime, timezone
@@ -23,7 +23,7 @@ from embed_pipelines.live_worker import Applied, LiveWorker
 from embed_pipelines.pipeline.families import families_of
 from embed_pipelines.pipeline.load_chunks import LoadChunks
 from embed_pipelines.resources import PostgresResource
-from embed_pipelines.sync_locks import live_worker_alive
+from embed_pipelines.resources.leases import live_worker_alive
 
 STARTUP_GRACE_S = 180  # a run this young may still be importing and loading before it takes its lease
 LIVE_SENSOR_INTERVAL_S = 30

@@ -32,16 +32,17 @@ from embed_pipelines.pipeline.incremental import ShardSync, Tally
 from embed_pipelines.pipeline.overlap import sync_overlapped
 from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.resources import PostgresResource
+from embed_pipelines.resources.leases import holding_live_lease, holding_shards
 from embed_pipelines.sync.events import EVERYTHING, FolderEvents, QueueEvents
 from embed_pipelines.sync.pending import pending_sync
 from embed_pipelines.sync.refresh import MassDeletion, Refreshed, refresh_listings
-from embed_pipelines.sync_locks import holding_live_lease, holding_shards
 from embed_pipelines.versions.family import IndexFamily
 from embed_pipelines.versions.lifecycle import Outcome, promote_when_ready
 
 LIVE_ACTOR = "live worker"  # who promoted, in the promotion history
 LONGEST_WAIT_S = 2.0  # a steady stream of writes does not hold back what was saved first for longer
 RETRY_S = 2.0  # after a batch that could not run (shards held by a sync, the database away)
+QUIET_S = 30.0  # changes this far apart are two bursts: the deletion guard counts each burst's deletions together
 
 
 class AlreadyLive(ConfigurationError):
@@ -136,7 +137,8 @@ class LiveWorker:
         self.accepts = accepted_by(collection)
         self.models = models
         self.pending = PendingShards(collection.live_settle_ms / 1000)
-        self.deleted_since_look = 0  # documents deleted by batches since the last look at every shard
+        # documents deleted by the batches of the burst under way (changes with no quiet of QUIET_S between)
+        self.deleted_in_burst, self.last_change = 0, time.monotonic()
 
     def heard(self, paths: list[str] | None) -> None:
         """From an event thread: these paths may have changed (EVERYTHING: any may have)."""
@@ -200,9 +202,7 @@ class LiveWorker:
                     events.stop()
 
     def _look_everywhere(self) -> set[str]:
-        """The safety net (inotify drops events when its queue overflows): the shards a scan finds changed. It
-        also starts a new window for the deletion guard."""
-        self.deleted_since_look = 0
+        """The safety net (inotify drops events when its queue overflows): the shards a scan finds changed."""
         try:
             return set(pending_sync(self.collection, self.accepts).shards)
         except Exception as error:  # the source away a moment: the next look tries again
@@ -253,9 +253,12 @@ class LiveWorker:
         with holding_shards(self.postgres, self.collection.name, shards) as held:
             if not held:
                 return "a sync is writing some of these shards"
-            deleted_before = self.deleted_since_look
+            if time.monotonic() - self.last_change > QUIET_S:  # a new burst: `rm -rf` is one, however many batches
+                self.deleted_in_burst = 0
+            self.last_change = time.monotonic()
+            deleted_before = self.deleted_in_burst
             refreshed = refresh_listings(self.collection, shards, self.accepts, False, False, deleted_before)
-            self.deleted_since_look += len(refreshed.changes.deleted)
+            self.deleted_in_burst += len(refreshed.changes.deleted)
             steps, outcomes, finished = [], [], set(shards)
             with self.postgres.connect() as conn:
                 for target in targets:

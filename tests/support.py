@@ -96,9 +96,9 @@ def definitions(collection, text_model=None, postgres=None, visual_model=None) -
 
 
 def hold_leases(postgres: PostgresResource, collection: str, shards: list[str], fork_child: bool = False):
-    """Another process holding the shards' sync leases (sync_locks.py), as a CLI sync or the live worker does,
+    """Another process holding the shards' sync leases (resources/leases.py), as a CLI sync or the live worker does,
     until killed; `fork_child`: with a forked child of its own that outlives it (a conversion worker)."""
-    holder = "import os, sys, time\nfrom embed_pipelines.sync_locks import holding_shards\n"
+    holder = "import os, sys, time\nfrom embed_pipelines.resources.leases import holding_shards\n"
     holder += "from embed_pipelines.resources import PostgresResource\n"
     holder += f"with holding_shards(PostgresResource(), {collection!r}, {shards!r}) as held:\n"
     holder += "    if sys.argv[1] == 'fork' and os.fork() == 0:\n        time.sleep(60)\n        os._exit(0)\n"

@@ -17,9 +17,9 @@ from embed_pipelines.core.collection import Collection
 from embed_pipelines.live_job import live_job_name
 from embed_pipelines.live_worker import AlreadyLive, Applied, LeaseLost, LiveWorker, PendingShards
 from embed_pipelines.pipeline.families import TEXT
+from embed_pipelines.resources.leases import LIVE, holding_live_lease
 from embed_pipelines.sync.events import EVERYTHING, QueueEvents
 from embed_pipelines.sync.pending import pending_sync
-from embed_pipelines.sync_locks import LIVE, holding_live_lease
 
 NEVER_S = 3600  # the worker's own periodic look at every shard: out of the way of these tests
 APPLIED_WITHIN_S = 30  # generous on a loaded 2-core machine; the benchmark measures the real latency

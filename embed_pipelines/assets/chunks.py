@@ -1,11 +1,10 @@
 import dagster as dg
 
-from embed_pipelines.assets.common import asset_options, column_schema, model_of
+from embed_pipelines.assets.common import asset_options, column_schema, model_of, sync_run_shards
 from embed_pipelines.assets.reporting import tally_metadata
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.rows import Chunk
 from embed_pipelines.pipeline.chunk import ChunkDocuments
-from embed_pipelines.pipeline.incremental import sync_shards
 from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.versions.family import IndexFamily
 
@@ -26,7 +25,7 @@ def build_chunks(collection: Collection, family: IndexFamily, chunker_version: s
     )
     def chunks(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         model = model_of(context, family, collection)
-        tally = sync_shards(ChunkDocuments(Stores(collection), family, model, chunker_version), context.partition_keys)
+        tally = sync_run_shards(context, collection, ChunkDocuments(Stores(collection), family, model, chunker_version))
         context.log.info(tally.summary())
         figures = {"chunks_written": tally.figures["chunks_written"], "max_tokens": model.chunk_token_limit()}
         return dg.MaterializeResult(metadata={**tally_metadata(tally), **figures})

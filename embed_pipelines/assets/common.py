@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 
 import dagster as dg
@@ -11,9 +13,10 @@ from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.fingerprints import Versions
 from embed_pipelines.core.rows import RowKind
 from embed_pipelines.core.shards import shard_keys
-from embed_pipelines.pipeline.incremental import sync_shards
+from embed_pipelines.pipeline.incremental import ShardSync, Tally, sync_shards
 from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.pipeline.table_load import TableSync
+from embed_pipelines.resources.leases import writing_shards
 from embed_pipelines.versions.family import IndexFamily
 
 # A changed code version (a new chunker or index version) requests every shard: with the automation sensor's
@@ -51,7 +54,7 @@ def asset_options(
     return {
         "key": asset_key(collection, name),
         "deps": [asset_key(collection, upstream)] if upstream else None,
-        "required_resource_keys": set(resources),
+        "required_resource_keys": {"postgres", *resources},  # the shards' leases are there
         "automation_condition": automation,
         "code_version": code_version,
         "partitions_def": shard_partitions(collection.shards),
@@ -68,6 +71,21 @@ def column_schema(kind: RowKind, dimension: int = 0) -> dg.TableSchema:
     schema = kind.arrow_schema(dimension)
     described = {c.stored_as: c.description for c in kind.parquet_columns}
     return dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type), described[f.name]) for f in schema])
+
+
+@contextmanager
+def writing(context: dg.AssetExecutionContext, collection: Collection) -> Iterator[None]:
+    """The run's shards, written by this step alone among processes (see resources/leases.py)."""
+    with writing_shards(context.resources.postgres, collection.name, context.partition_keys):
+        yield
+
+
+def sync_run_shards(
+    context: dg.AssetExecutionContext, collection: Collection, step: ShardSync, warn: bool = False
+) -> Tally:
+    """`step` over the run's shards, under their leases; `warn`: each failed document said as a warning."""
+    with writing(context, collection):
+        return sync_shards(step, context.partition_keys, context.log.warning if warn else None)
 
 
 def model_of(context: dg.AssetExecutionContext, family: IndexFamily, collection: Collection):
@@ -93,7 +111,7 @@ def load_version_table(
     table = family.table(collection.name, versions.index)
     with context.resources.postgres.connect() as conn:
         load = load_step(conn, Stores(collection), family, model, versions)
-        tally = sync_shards(load, context.partition_keys)
+        tally = sync_run_shards(context, collection, load)
     context.log.info(f"{table}: {tally.summary()}")
     fail_for_documents(tally, table)
     metadata = {"dagster/table_name": table, "index_version": versions.index, **tally_metadata(tally)}

@@ -1,12 +1,11 @@
 import dagster as dg
 from pydantic import Field
 
-from embed_pipelines.assets.common import asset_options, column_schema
+from embed_pipelines.assets.common import asset_options, column_schema, sync_run_shards
 from embed_pipelines.assets.reporting import tally_metadata
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.rows import Document
 from embed_pipelines.pipeline.convert import ConvertDocuments
-from embed_pipelines.pipeline.incremental import sync_shards
 from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.sync.listing import Accepts
 
@@ -34,7 +33,7 @@ def build_documents(collection: Collection, accepts: Accepts) -> dg.AssetsDefini
     )
     def documents(context: dg.AssetExecutionContext, config: DocumentsConfig) -> dg.MaterializeResult:
         step = ConvertDocuments(Stores(collection), accepts, config.retry_failed)
-        tally = sync_shards(step, context.partition_keys, context.log.warning)
+        tally = sync_run_shards(context, collection, step, warn=True)
         context.log.info(tally.summary())
         return dg.MaterializeResult(metadata=tally_metadata(tally))
 

@@ -1,12 +1,11 @@
 import dagster as dg
 
-from embed_pipelines.assets.common import asset_options, column_schema, model_of
+from embed_pipelines.assets.common import asset_options, column_schema, model_of, sync_run_shards
 from embed_pipelines.assets.reporting import tally_metadata
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.fingerprints import Versions
 from embed_pipelines.core.rows import ChunkVector
 from embed_pipelines.pipeline.embed import EmbedChunks
-from embed_pipelines.pipeline.incremental import sync_shards
 from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.versions.family import IndexFamily
 
@@ -31,7 +30,7 @@ def build_embeddings(
     def embeddings(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         model = model_of(context, family, collection)
         before = model.usage()
-        tally = sync_shards(EmbedChunks(Stores(collection), family, model, versions), context.partition_keys)
+        tally = sync_run_shards(context, collection, EmbedChunks(Stores(collection), family, model, versions))
         usage = {f"server_{name}": round(value - before[name], 3) for name, value in model.usage().items()}
         figures = tally.figures
         context.log.info(

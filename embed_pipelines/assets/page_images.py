@@ -1,10 +1,9 @@
 import dagster as dg
 
-from embed_pipelines.assets.common import asset_options, column_schema
+from embed_pipelines.assets.common import asset_options, column_schema, sync_run_shards
 from embed_pipelines.assets.reporting import tally_metadata
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.rows import Page
-from embed_pipelines.pipeline.incremental import sync_shards
 from embed_pipelines.pipeline.render import RenderPages
 from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.sync.listing import Accepts
@@ -26,7 +25,7 @@ def build_page_images(collection: Collection, accepts: Accepts) -> dg.AssetsDefi
         )
     )
     def page_images(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        tally = sync_shards(RenderPages(Stores(collection), accepts), context.partition_keys, context.log.warning)
+        tally = sync_run_shards(context, collection, RenderPages(Stores(collection), accepts), warn=True)
         context.log.info(tally.summary())
         figures = {"pages_rendered": tally.figures["pages_rendered"], "dpi": dpi}
         return dg.MaterializeResult(metadata={**tally_metadata(tally), **figures})

@@ -4,7 +4,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from embed_pipelines.assets.common import asset_options, column_schema
+from embed_pipelines.assets.common import asset_options, column_schema, writing
 from embed_pipelines.assets.reporting import failures_table, paths_table
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.rows import SourceFile
@@ -39,7 +39,10 @@ def build_source_files(collection: Collection, accepts: Callable[[Path], bool]) 
     def source_files(context: dg.AssetExecutionContext, config: SourceFilesConfig) -> dg.MaterializeResult:
         rehash = config.rehash or collection.verify_hashes == "always"
         try:
-            refreshed = refresh_listings(collection, context.partition_keys, accepts, rehash, config.allow_mass_delete)
+            with writing(context, collection):
+                refreshed = refresh_listings(
+                    collection, context.partition_keys, accepts, rehash, config.allow_mass_delete
+                )
         except MassDeletion as refusal:
             raise dg.Failure(str(refusal)) from None
         scan, changes = refreshed.scan, refreshed.changes

@@ -38,9 +38,9 @@ def refresh_listings(
     allow_mass_delete: bool,
     deleted_before: int = 0,
 ) -> Refreshed:
-    """`deleted_before`: documents deleted by the syncs just before this one (live mode's batches since its
-    last look at every shard), counted with this sync's deletions, so that a deletion applied in several small
-    batches meets the guard as one sync would."""
+    """`deleted_before`: documents deleted by the syncs just before this one (the earlier batches of live mode's
+    burst under way), counted with this sync's deletions, so that a deletion applied in several small batches
+    meets the guard as one sync would."""
     # runs over other shards may be writing now; a write in progress is never this old
     swept = collection.state_location.sweep_debris(older_than=time.time() - DEBRIS_AGE_S)
     before = {file.path: file for shard in shards for file in read_listing(collection, shard)}

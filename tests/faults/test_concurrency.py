@@ -130,7 +130,7 @@ def test_a_killed_sync_leaves_no_lease_behind_with_its_forked_children(postgres)
     and they must not keep its leases (its shards would look busy; a new live worker would be refused)."""
     from support import hold_leases
 
-    from embed_pipelines.sync_locks import held_elsewhere
+    from embed_pipelines.resources.leases import held_elsewhere
 
     holder = hold_leases(postgres, "orphaned", ["0"], fork_child=True)
     holder.kill()
@@ -141,3 +141,33 @@ def test_a_killed_sync_leaves_no_lease_behind_with_its_forked_children(postgres)
                 break
             time.sleep(0.1)
         assert not held_elsewhere(conn, "orphaned", ["0"]), "a forked child kept its killed parent's lease"
+
+
+def test_a_run_launched_by_dagster_waits_while_another_process_writes_its_shards(
+    tmp_path, state_dir, instance, tiny_model, postgres
+):
+    """A run the daemon launches (the nightly sync, a UI materialization) takes no lease before it starts: each
+    of its steps waits while the live worker (or a CLI sync) writes the same shards, so two processes never
+    write one shard's state at once."""
+    from support import SMALL_CORPUS, definitions, hold_leases, write_corpus
+
+    from embed_pipelines.automation import shard_range_tags
+    from embed_pipelines.core.collection import Collection
+    from embed_pipelines.factory import index_job_name
+
+    collection = Collection("waiting", write_corpus(tmp_path / "docs", SMALL_CORPUS), 2)
+    job = definitions(collection, tiny_model, postgres).resolve_job_def(index_job_name(collection))
+    holder = hold_leases(postgres, "waiting", ["1"])
+    results = []
+    run = threading.Thread(
+        target=lambda: results.append(job.execute_in_process(instance=instance, tags=shard_range_tags(collection)))
+    )
+    try:
+        run.start()
+        run.join(8)
+        assert run.is_alive(), "the run wrote shard 1 while another process held its lease"
+    finally:
+        holder.kill()
+        holder.wait()
+    run.join(120)
+    assert results and results[0].success
