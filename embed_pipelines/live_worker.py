@@ -1,11 +1,12 @@
 """Live mode's worker: one long-lived process per collection that applies each change seconds after the save.
 
 Events (sync/events.py) only say which shards to look at. The worker then runs on those shards exactly what a
-sync runs, in the same order and with the same failure handling: `refresh_listings` (the scan, with the mass
-deletion guard), each family's steps through `sync_shards`, `promote_when_ready`. What differs is that what is
-slow to start stays warm between batches: the models (loaded on the first change, kept), the imports, the
-Dagster process. Changes heard while a batch runs wait in `PendingShards`, so a burst becomes a few large
-batches at a sync's throughput, and intake never waits for the model.
+sync runs, with the same failure handling: `refresh_listings` (the scan, with the mass deletion guard), each
+family's steps through `sync_shards` (overlapped across the batch's shards, pipeline/overlap.py),
+`promote_when_ready`. What differs is that what is slow to start stays warm between batches: the models (loaded
+when the worker starts), the imports, the Dagster process. Changes heard while a batch runs wait in
+`PendingShards`, so a burst becomes a few large batches at a sync's throughput, and intake never waits for the
+model.
 
 Nothing is recorded as done before it is: the listing of a shard is written by its batch, so a worker killed
 at any point leaves its changes either applied or still different from the listing, and the next start (which
@@ -222,7 +223,7 @@ class LiveWorker:
             if isinstance(source, LocalFolder):
                 events = FolderEvents(source.root, self.heard)
             else:
-                events = QueueEvents(source.root, collection.events_queue, self.heard)
+                events = QueueEvents(source, collection.events_queue, self.heard)
             events.start()
         except Exception as error:  # inotify's watch limit, a queue that is not there: the scan still runs
             self.log.warning(

@@ -146,6 +146,16 @@ class ObjectPrefix:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
+    @property
+    def bucket(self) -> str:
+        return self.root.path.partition("/")[0]
+
+    @property
+    def key_prefix(self) -> str:
+        """What the keys of the source's objects start with: `docs/` for `s3://bucket/docs`, nothing at a root."""
+        prefix = self.root.path.partition("/")[2]
+        return f"{prefix}/" if prefix else ""
+
     def user_metadata(self, relative: str) -> dict[str, str]:
         """An S3 object's user metadata (`x-amz-meta-*`, names in lower case), by one HEAD request: pyarrow's
         filesystem does not return it. Other stores' metadata is not read."""
@@ -153,10 +163,8 @@ class ObjectPrefix:
             return {}
         from botocore.exceptions import BotoCoreError, ClientError
 
-        bucket, _, prefix = self.root.path.partition("/")
-        key = f"{prefix}/{relative}" if prefix else relative
         try:
-            return self._s3_client.head_object(Bucket=bucket, Key=key).get("Metadata", {})
+            return self._s3_client.head_object(Bucket=self.bucket, Key=self.key_prefix + relative).get("Metadata", {})
         except (BotoCoreError, ClientError) as error:
             raise UnreadableMetadata(  # after the SDK's own retries of throttling and 5xx answers
                 f"its object metadata cannot be read (indexed without it until the object changes): {error}"

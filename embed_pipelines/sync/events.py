@@ -19,7 +19,7 @@ from urllib.parse import unquote_plus
 from watchdog.events import FileSystemEventHandler
 from watchdog.observers import Observer
 
-from embed_pipelines.core.location import Location
+from embed_pipelines.core.sources import ObjectPrefix
 
 EVERYTHING = None  # heard instead of paths: look at every shard
 Heard = Callable[[list[str] | None], None]  # relative paths that may have changed, or EVERYTHING
@@ -70,18 +70,17 @@ class _Handler(FileSystemEventHandler):
 
 
 class QueueEvents:
-    """S3 event notifications for objects under `root`, received from an SQS queue by long polling in a thread
+    """S3 event notifications for the objects of `source`, received from an SQS queue by long polling in a thread
     of its own. A message is deleted once its paths are handed over: the worker looks at every shard when it
     starts, so a message taken by a worker that died before applying it costs nothing."""
 
     WAIT_S = 1  # long polling: an event arrives within this (or at once), without a request a second
 
-    def __init__(self, root: Location, queue_url: str, heard: Heard):
+    def __init__(self, source: ObjectPrefix, queue_url: str, heard: Heard):
         import boto3  # reads the standard AWS environment (AWS_ENDPOINT_URL, region, keys)
 
         self.queue_url, self.heard = queue_url, heard
-        bucket, _, prefix = root.path.partition("/")
-        self.bucket, self.prefix = bucket, f"{prefix}/" if prefix else ""
+        self.bucket, self.prefix = source.bucket, source.key_prefix
         self.client = boto3.client("sqs")
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._receive, name="embed-pipelines-queue-events", daemon=True)
