@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 
 import dagster as dg
+from psycopg import sql
 
 from embed_pipelines.assets.reporting import REQUESTED_BY_TAG, progress_logger
 from embed_pipelines.automation import (
@@ -206,6 +207,7 @@ def search(
     version: str | None = None,
     postgres: PostgresResource | None = None,
     rerank: int = 0,
+    role: str | None = None,
     **options,
 ) -> list[Hit] | list[PageHit]:
     """The family's best items for the question, from the serving index version unless `version` names
@@ -214,13 +216,17 @@ def search(
     keyword arguments (storage/filters.py): `path` (a glob), `formats`, `heading`, `where` (metadata field ->
     value), `modified_after`, `modified_before`. The question is embedded, where the mode needs it, by the
     model that made that version's vectors, whatever is configured now. `rerank`: that many candidates are
-    re-ordered by the collection's reranker (text)."""
+    re-ordered by the collection's reranker (text). `role`: search as that PostgreSQL role (SET ROLE, on a
+    connection of this call's own), seeing only the rows its principals admit: an application that serves many
+    users through one login role names each request's user (README: Permissions)."""
     check_question(question, k)
     filters = Filters(**{name: options.pop(name) for name in FILTER_NAMES if name in options})
     collection, family = settings.collection_name(collection), family_named(family)
     reranker = _reranker(collection, family, rerank)
     view = family.view(collection)
     with (postgres or PostgresResource()).connect(ddl=False) as conn:
+        if role:
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
         version = version or serving_version(conn, view)
         if version is None:
             raise LookupError(f"collection {collection!r} serves no {family.name} index yet: index it first")

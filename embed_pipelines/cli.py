@@ -94,7 +94,7 @@ def _search(args: argparse.Namespace) -> int:
     options |= {"mode": args.mode, "path": args.path, "formats": args.format, "heading": args.heading}
     options |= {"where": _metadata_conditions(args.where or []), "modified_after": args.modified_after}
     options["modified_before"] = args.modified_before
-    options["rerank"] = args.rerank
+    options |= {"rerank": args.rerank, "role": args.role}
     chosen = {name: value for name, value in options.items() if value not in (None, False, 0)}
     try:
         hits = api.search(args.question, args.collection, args.k, family=args.family, version=args.version, **chosen)
@@ -278,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--modified-before", metavar="DATE", help="only documents modified before (ISO 8601)")
     search.add_argument(
         "--rerank", type=int, default=0, metavar="N", help="re-order the N best by the collection's reranker"
+    )
+    search.add_argument(
+        "--role", default=None, help="search as this PostgreSQL role (SET ROLE): only the rows its principals admit"
     )
     search.add_argument(
         "--exact", action="store_true", help="with --family pages: score every page, not HNSW candidates"

@@ -13,7 +13,7 @@ from functools import partial
 import dagster as dg
 import psycopg
 
-from embed_pipelines.assets.common import asset_key
+from embed_pipelines.assets.common import asset_key, leak_check_results
 from embed_pipelines.assets.reporting import outcome_metadata, report_gate, tally_metadata
 from embed_pipelines.assets.source_files import listing_metadata
 from embed_pipelines.assets.vector_index import check_results
@@ -22,6 +22,7 @@ from embed_pipelines.core.collection import Collection
 from embed_pipelines.live_worker import Applied, LiveWorker
 from embed_pipelines.pipeline.families import families_of
 from embed_pipelines.pipeline.load_chunks import LoadChunks
+from embed_pipelines.pipeline.table_load import TableSync
 from embed_pipelines.resources import PostgresResource
 from embed_pipelines.resources.leases import live_worker_alive
 
@@ -86,14 +87,20 @@ def report_applied(
         for shard in applied.shards:
             context.log_event(dg.AssetMaterialization(asset_key(collection, name), partition=shard, metadata=metadata))
     for family, step, _ in applied.steps:
+        checks = leak_check_results(step) if isinstance(step, TableSync) else []
         if isinstance(step, LoadChunks):
-            key = asset_key(collection, step.asset)
-            for check in check_results(step.health, step.expected_rows, dimensions[family.name]):
-                context.log_event(
-                    dg.AssetCheckEvaluation(
-                        asset_key=key, check_name=check.check_name, passed=check.passed, metadata=check.metadata
-                    )
+            checks += check_results(step.health, step.expected_rows, dimensions[family.name])
+        key = asset_key(collection, step.asset)
+        for check in checks:
+            context.log_event(
+                dg.AssetCheckEvaluation(
+                    asset_key=key,
+                    check_name=check.check_name,
+                    passed=check.passed,
+                    metadata=check.metadata,
+                    severity=check.severity,
                 )
+            )
     for family, outcome in applied.outcomes:
         key = asset_key(collection, family.view_asset)
         report_gate(context, key, outcome)

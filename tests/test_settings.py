@@ -10,6 +10,7 @@ import pytest
 
 from embed_pipelines.config import collection_from_environment, load_collections
 from embed_pipelines.core import config as core_config
+from embed_pipelines.core.access import AccessPolicy, AccessRule
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.config import declared_settings, settings_table
 from embed_pipelines.core.settings import ConfigurationError, declared
@@ -51,6 +52,7 @@ YAML_VALUES = {
         "golden_tolerance": 0.1,
     },
     "visual": {"model": "/models/colqwen2", "family": "colpali", "base_model": "/models/base", "dpi": 100},
+    "access": {"sources": ["metadata", "posix"], "combine": "union", "metadata_field": "readers"},
 }
 
 
@@ -70,6 +72,7 @@ def test_every_declared_setting_is_read_from_yaml(tmp_path):
         if isinstance(value, dict):
             read = {name: getattr(read, name) for name in value}
             value = {name: Path(v) if name == "golden_queries" else v for name, v in value.items()}
+            value = {name: tuple(v) if isinstance(v, list) else v for name, v in value.items()}
         elif key == "layout_weights":
             value = Path(value)
         elif isinstance(value, list):
@@ -135,13 +138,28 @@ def test_every_variable_sets_the_environments_collection(tmp_path, monkeypatch):
     declared_variables = {declared(field).env for _, field in declared_settings()} - {""}
     covered = {"EMBED_PIPELINES_COLLECTION", "EMBED_PIPELINES_SOURCE", "EMBED_PIPELINES_MODEL"}
     covered |= {"EMBED_PIPELINES_GOLDEN_QUERIES", "EMBED_PIPELINES_VISUAL_MODEL", "EMBED_PIPELINES_VISUAL_FAMILY"}
+    access = {
+        "EMBED_PIPELINES_ACCESS": "rules,posix",
+        "EMBED_PIPELINES_ACCESS_COMBINE": "all",
+        "EMBED_PIPELINES_ACCESS_RULES": "hr/**=hr,legal;**=public",
+        "EMBED_PIPELINES_ACCESS_METADATA_FIELD": "readers",
+    }
+    covered |= set(access)
     assert declared_variables == set(values) | covered
     monkeypatch.setenv("EMBED_PIPELINES_SOURCE", str(tmp_path))
     monkeypatch.setenv("EMBED_PIPELINES_VISUAL_MODEL", "/models/colqwen2")
     monkeypatch.setenv("EMBED_PIPELINES_GOLDEN_QUERIES", "/srv/q.json")
     for variable, (_, written, _) in values.items():
         monkeypatch.setenv(variable, written)
+    for variable, written in access.items():
+        monkeypatch.setenv(variable, written)
     collection = collection_from_environment("fromenv")
+    assert collection.access == AccessPolicy(
+        sources=("rules", "posix"),
+        combine="all",
+        rules=(AccessRule("hr/**", ("hr", "legal")), AccessRule("**", ("public",))),
+        metadata_field="readers",
+    )
     for field, _, value in values.values():
         assert getattr(collection, field) == value, field
     assert collection.visual.model == "/models/colqwen2" and collection.visual.family == "colqwen2"
@@ -160,6 +178,11 @@ def test_every_variable_sets_the_environments_collection(tmp_path, monkeypatch):
         ("collections:\n  - {name: bad, source: /x, max_delete_share: 2}\n", "a share between 0 and 1"),
         ("collections:\n  - {name: bad, source: /x, follow_links: sometimes}\n", "expected one of"),
         ("collections:\n  - {name: bad, source: /x, live: sometimes}\n", "`live` must be true or false"),
+        ("collections:\n  - {name: bad, source: /x, access: {sources: [acl]}}\n", "expected a list of rules, posix"),
+        (
+            "collections:\n  - {name: bad, source: /x, access: {sources: [rules], rules: [{path: 'hr/**'}]}}\n",
+            "rule 1 must have `path` and `principals`",
+        ),
         ("collections:\n  - {name: a, source: /x}\n  - {name: a, source: /y}\n", "declared twice: ['a']"),
         ("collections: {name: a}\n", "declare a list of collections"),
         ("collections:\n\t- name: a\n", "not valid YAML"),

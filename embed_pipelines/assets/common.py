@@ -8,7 +8,7 @@ from functools import cache
 
 import dagster as dg
 
-from embed_pipelines.assets.reporting import fail_for_documents, tally_metadata
+from embed_pipelines.assets.reporting import fail_for_documents, failures_table, tally_metadata
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.fingerprints import Versions
 from embed_pipelines.core.rows import RowKind
@@ -18,6 +18,7 @@ from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.pipeline.table_load import TableSync
 from embed_pipelines.resources.leases import writing_shards
 from embed_pipelines.versions.family import IndexFamily
+from embed_pipelines.versions.gate import LEAK_CHECK
 
 # A changed code version (a new chunker or index version) requests every shard: with the automation sensor's
 # backfills and the single-run policy that is one rebuild run, one model load.
@@ -113,6 +114,39 @@ def load_version_table(
         load = load_step(conn, Stores(collection), family, model, versions)
         tally = sync_run_shards(context, collection, load)
     context.log.info(f"{table}: {tally.summary()}")
-    fail_for_documents(tally, table)
     metadata = {"dagster/table_name": table, "index_version": versions.index, **tally_metadata(tally)}
+    if load.readable_by_nobody:
+        hidden = load.readable_by_nobody
+        names = "; ".join(f"{path}: {why}" for path, why in sorted(hidden.items())[:10])
+        context.log.warning(f"{len(hidden)} documents are readable by nobody, their permissions unknown: {names}")
+        metadata["readable_by_nobody"] = failures_table(hidden)
+    fail_for_documents(tally, table)
     return load, metadata | {name: tally.figures[name] for name in ("rows_written", "rows_deleted")}
+
+
+def leak_check_specs(collection: Collection, key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    """The probe of what readers see, on a table asset of a collection that declares `access`."""
+    if collection.access is None:
+        return []
+    return [dg.AssetCheckSpec(LEAK_CHECK, asset=key, description=LEAK_CHECK_DESCRIPTION)]
+
+
+def leak_check_results(load: TableSync) -> list[dg.AssetCheckResult]:
+    """The step's probe as a check result; a failure is an error (the version is not promoted over it)."""
+    if load.leaks is None:
+        return []
+    check = load.leaks
+    return [
+        dg.AssetCheckResult(
+            check_name=check.name,
+            passed=check.passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"found": check.summary, **check.figures},
+        )
+    ]
+
+
+LEAK_CHECK_DESCRIPTION = (
+    "as a role holding each principal the rows name (and one holding none), no row beyond what it is admitted to is "
+    "visible in the table or the view serving it"
+)

@@ -1,6 +1,13 @@
 import dagster as dg
 
-from embed_pipelines.assets.common import asset_options, load_version_table, table_columns
+from embed_pipelines.assets.common import (
+    asset_key,
+    asset_options,
+    leak_check_results,
+    leak_check_specs,
+    load_version_table,
+    table_columns,
+)
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.fingerprints import Versions
 from embed_pipelines.pipeline.load_pages import LoadPages
@@ -24,10 +31,11 @@ def build_page_index(
             resources={family.model_key(collection), "postgres"},
             code_version=versions.index,
             metadata={"dagster/column_schema": table_columns(family, dimension), "dagster/table_name": table},
-        )
+        ),
+        check_specs=leak_check_specs(collection, asset_key(collection, LoadPages.asset)),
     )
     def page_index(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        _, metadata = load_version_table(context, collection, family, versions, LoadPages)
-        return dg.MaterializeResult(metadata=metadata)
+        loaded, metadata = load_version_table(context, collection, family, versions, LoadPages)
+        return dg.MaterializeResult(metadata=metadata, check_results=leak_check_results(loaded))
 
     return page_index

@@ -1,6 +1,13 @@
 import dagster as dg
 
-from embed_pipelines.assets.common import asset_key, asset_options, load_version_table, table_columns
+from embed_pipelines.assets.common import (
+    asset_key,
+    asset_options,
+    leak_check_results,
+    leak_check_specs,
+    load_version_table,
+    table_columns,
+)
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.fingerprints import Versions
 from embed_pipelines.pipeline.load_chunks import LoadChunks
@@ -52,14 +59,15 @@ def build_vector_index(
             code_version=versions.index,
             metadata={"dagster/column_schema": table_columns(family, dimension), "dagster/table_name": table},
         ),
-        check_specs=[dg.AssetCheckSpec(name, asset=key, description=text) for name, text in CHECKS.items()],
+        check_specs=[dg.AssetCheckSpec(name, asset=key, description=text) for name, text in CHECKS.items()]
+        + leak_check_specs(collection, key),
     )
     def vector_index(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         loaded, metadata = load_version_table(context, collection, family, versions, LoadChunks)
         rows = sum(health.rows for health in loaded.health.values())
         return dg.MaterializeResult(
             metadata={**metadata, "rows_in_materialized_shards": rows},
-            check_results=check_results(loaded.health, loaded.expected_rows, dimension),
+            check_results=check_results(loaded.health, loaded.expected_rows, dimension) + leak_check_results(loaded),
         )
 
     return vector_index

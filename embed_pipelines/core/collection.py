@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from embed_pipelines.core import settings
+from embed_pipelines.core.access import AccessPolicy
 from embed_pipelines.core.location import Location
 from embed_pipelines.core.paths import path_rules
 from embed_pipelines.core.settings import ConfigurationError, choice, flag, integer, path, setting, share, text
@@ -198,6 +199,9 @@ class Collection:
     visual: VisualBranch | None = setting(
         None, parse=VisualBranch, doc="PDF pages and images through a ColPali-family model"
     )
+    access: AccessPolicy | None = setting(
+        None, parse=AccessPolicy, doc="who may read each document, enforced by PostgreSQL (README: Permissions)"
+    )
     follow_links: FollowLinks = setting(
         "inside",
         parse=choice(FollowLinks),
@@ -296,7 +300,7 @@ class Collection:
     @property
     def files(self) -> LocalFolder | ObjectPrefix:
         """The source's files."""
-        return open_source(self.source, self.follow_links)
+        return open_source(self.source, self.follow_links, self.access is not None and self.access.reads_posix)
 
     @property
     def state_location(self) -> Location:

@@ -134,12 +134,19 @@ class SourceFile:
         STRING, nullable=True,
     )  # fmt: skip
 
+    permissions: str | None = column(
+        "`owner:group:mode` (octal) of a local file, where the collection's access reads POSIX permissions",
+        STRING, nullable=True,
+    )  # fmt: skip
+
     KIND: ClassVar[RowKind]
 
     def described(self) -> tuple:
         """What the index holds of the file: its bytes, and the facts it serves beside them (a change of its
-        modification time, title or metadata alone rewrites its rows without calling the model)."""
-        return self.sha256, self.mtime_ns, self.title, self.metadata
+        modification time, title or metadata alone rewrites its rows without calling the model; of its
+        permissions, updates their principals)."""
+        described = self.sha256, self.mtime_ns, self.title, self.metadata
+        return described if self.permissions is None else (*described, self.permissions)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,9 +179,15 @@ class DocumentFacts:
         "properties) and the fields of the collection's path rules, which win (jsonb, GIN index)",
         sql="jsonb", copy="jsonb",
     )  # fmt: skip
+    principals: list[str] | None = column(
+        "the roles whose members may read the row (`public`: every reader), enforced by row-level security; null "
+        "where the collection declares no access (text[], GIN index)",
+        sql="text[]", copy="text[]",
+    )  # fmt: skip
 
 
 FACT_COLUMNS = ("format", "modified", "title", "metadata")
+ADDED_COLUMNS = (*FACT_COLUMNS, "principals")  # what version tables gained after they were first made
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -266,12 +279,12 @@ Chunk.KIND = RowKind(
         "document_path", "chunk_ordinal", "shard", "text", "headings", "pages", "chunk_hash", "source_sha256",
         "embedding",
     ),
-    sql_added=FACT_COLUMNS,
+    sql_added=ADDED_COLUMNS,
 )  # fmt: skip
 Page.KIND = RowKind(
     Page,
     sql_order=(
         "document_path", "page_number", "shard", "width", "height", "image_sha256", "source_sha256", "tokens",
     ),
-    sql_added=FACT_COLUMNS,
+    sql_added=ADDED_COLUMNS,
 )  # fmt: skip

@@ -8,15 +8,17 @@ downloaded to this process's own temp folder and removed afterwards).
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import os
+import pwd
 import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import BinaryIO, Literal
 
@@ -31,6 +33,7 @@ FollowLinks = Literal["inside", "always", "never"]  # which symbolic links to fi
 class Stat:
     size: int
     mtime_ns: int
+    permissions: str | None = None  # `owner:group:mode` of a local file, where asked (SourceFile.permissions)
 
 
 class Refused(Exception):
@@ -47,8 +50,11 @@ def source_of(where: str | Path) -> Path | str:
     return text.rstrip("/") if "://" in text and not text.startswith("file://") else Path(text).expanduser().resolve()
 
 
-def open_source(where: Path | str, links: FollowLinks = "inside") -> LocalFolder | ObjectPrefix:
-    return ObjectPrefix(Location.of(where)) if isinstance(where, str) else LocalFolder(where, links)
+def open_source(
+    where: Path | str, links: FollowLinks = "inside", permissions: bool = False
+) -> LocalFolder | ObjectPrefix:
+    """`permissions`: a local folder's files are listed with their POSIX owner, group and mode."""
+    return ObjectPrefix(Location.of(where)) if isinstance(where, str) else LocalFolder(where, links, permissions)
 
 
 def _hidden(relative: str) -> bool:
@@ -57,9 +63,10 @@ def _hidden(relative: str) -> bool:
 
 
 class LocalFolder:
-    def __init__(self, root: Path, links: FollowLinks = "inside"):
+    def __init__(self, root: Path, links: FollowLinks = "inside", permissions: bool = False):
         self.root = root
         self.links = links
+        self.permissions = permissions
 
     def __str__(self) -> str:
         return str(self.root)
@@ -94,7 +101,7 @@ class LocalFolder:
                 raise Refused("a symbolic link that leads out of the source folder")
         if not stat.S_ISREG(status.st_mode):
             raise Refused("not a regular file")
-        return Stat(status.st_size, status.st_mtime_ns)
+        return Stat(status.st_size, status.st_mtime_ns, _permissions(status) if self.permissions else None)
 
     def open(self, relative: str) -> BinaryIO:
         return (self.root / relative).open("rb")
@@ -105,6 +112,27 @@ class LocalFolder:
 
     def user_metadata(self, relative: str) -> dict[str, str]:
         return {}
+
+
+def _permissions(status: os.stat_result) -> str:
+    """`owner:group:mode`, by name where the system knows one (a role of that name is a principal)."""
+    return f"{_user_name(status.st_uid)}:{_group_name(status.st_gid)}:{stat.S_IMODE(status.st_mode):04o}"
+
+
+@lru_cache(maxsize=1024)
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+@lru_cache(maxsize=1024)
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
 
 
 class ObjectPrefix:

@@ -28,6 +28,8 @@ class LoadPages(TableSync):
     def __init__(self, conn, stores: Stores, family: IndexFamily, model: PageModel, versions: Versions):
         super().__init__(conn, stores, family, model, versions, stores.page_embeddings(versions.index))
         ensure_page_search(conn, self.table, model.dimension)
+        if not stores.dry_run:  # its regions, made just now the first time, are guarded like its pages
+            self.secure()
         self.images = stores.page_images()
         self.regions: dict[str, dict[int, np.ndarray]] = {}  # path -> page number -> its regions
 

@@ -20,23 +20,36 @@ from collections.abc import Hashable, Iterable, Iterator
 
 import psycopg
 
+from embed_pipelines.core.access import permissions_of
 from embed_pipelines.core.facts import facts_key, facts_of
 from embed_pipelines.core.fingerprints import Versions
 from embed_pipelines.pipeline.incremental import Failed, Wanted
 from embed_pipelines.pipeline.steps import InStepRecords, ListedFilesSync, made_from
 from embed_pipelines.pipeline.stores import Stores
+from embed_pipelines.storage.access import ensure_row_security, set_principals
 from embed_pipelines.storage.parquet import DocumentStore
-from embed_pipelines.storage.registry import ensure_version, record_shard_failure, record_shard_sync, widen_view
+from embed_pipelines.storage.registry import (
+    ensure_version,
+    follow_table,
+    record_shard_failure,
+    record_shard_sync,
+    serving_version,
+)
 from embed_pipelines.storage.tables import (
     delete_document,
     ensure_added_columns,
     ensure_hnsw_index,
     indexed_documents,
+    indexed_principals,
     missing_added_columns,
+    relation_exists,
     replace_document,
 )
 from embed_pipelines.sync.listing import listing_digest
 from embed_pipelines.versions.family import IndexFamily
+from embed_pipelines.versions.gate import GateCheck, leak_check
+
+ROW_FIGURES = ("rows_written", "rows_deleted", "rows_given_principals")  # what changes a shard's rows
 
 
 class VectorsBehind(Exception):
@@ -62,20 +75,32 @@ class TableSync(ListedFilesSync):
         self.table = ensure_version(
             conn, self.view, versions.index, model.dimension, self.layout, model.query_settings(), versions.chunker
         )
+        self.access = stores.collection.access
         self.facts_added = False  # the table gained the facts' columns now: every document's rows lack them
         if not stores.dry_run:  # a dry run's transaction would hold the table's lock until it ends
             self.extend_table()
             self.facts_added = ensure_added_columns(conn, self.table, self.layout)
-            widen_view(conn, self.view, self.version, self.layout)
+            self.secure()
         lacking = {c.name for c in missing_added_columns(conn, self.table, self.layout)}  # in a dry run only
         self.with_facts = not lacking
         self.written_columns = [c for c in self.layout.kind.sql_columns if c.name not in lacking]
         self.path_rules = stores.collection.metadata_from_path
         self.facts: dict[str, dict] = {}  # path -> the facts its rows are written with, for the shard begun last
+        self.principals: dict[str, list[str] | None] = {}  # path -> its rows' principals, for the shard begun last
+        self.stored_principals: dict[str, list[str] | None] = {}  # path -> what its rows hold now
+        self.readable_by_nobody: dict[str, str] = {}  # path -> why its permissions are unknown (it has none)
+        self.leaks: GateCheck | None = None  # the probe of what readers see, after the load (with `access`)
         self.indexed: dict[str, tuple] = {}  # path -> (source sha256, items' made_from, rows, facts' key)
         self.records = InStepRecords(vectors, f"indexed-{self.table}")  # beside the vectors' own records
         self.loaded_rows: dict[str, int] = {}  # shard -> rows the table holds once its documents are loaded
-        self._before: tuple[int, int] = (0, 0)  # rows written and deleted before the current shard
+        self._before: dict[str, int] = {}  # figure -> its value before the shard begun last (ROW_FIGURES)
+
+    def secure(self) -> None:
+        """The table readable by row where the collection declares `access` (storage/access.py), and its view
+        reading as its caller then, in one transaction: readers never see the table unguarded through it."""
+        with self.conn.transaction():
+            ensure_row_security(self.conn, self.table, self.layout, self.access is not None)
+            follow_table(self.conn, self.view, self.version, self.layout)
 
     def extend_table(self) -> None:  # noqa: B027 (optional hook)
         """Columns and tables a branch keeps beside its rows (the keyword columns of a chunk table), made or
@@ -86,13 +111,26 @@ class TableSync(ListedFilesSync):
         """A stored row completed with its shard and vector: a row of the layout's kind (`completed`)."""
 
     def completed(self, row, **table_only):
-        """A stored row with its table-only values and its document's facts."""
-        return dataclasses.replace(row, **table_only, **self.facts[row.document_path])
+        """A stored row with its table-only values, its document's facts and principals."""
+        path = row.document_path
+        return dataclasses.replace(row, **table_only, **self.facts[path], principals=self.principals[path])
 
     def made_from(self, path: str, source_sha256: str, item_hashes: Iterable[str], rows: int) -> tuple:
         """A document's signature: its bytes, its items in order, their count, and its facts now."""
         self.facts[path] = facts_of(self.sources[path], self.path_rules)
+        self.principals[path] = self.principals_of(path)
         return source_sha256, made_from(item_hashes), rows, facts_key(**self.facts[path])
+
+    def principals_of(self, path: str) -> list[str] | None:
+        """Who may read the document; none where the collection declares no access. A document whose
+        permissions are unknown gets an empty list (nobody) and is reported."""
+        if self.access is None:
+            return None
+        permissions = permissions_of(self.sources[path], self.access)
+        if permissions.unknown:
+            self.readable_by_nobody[path] = permissions.unknown
+            self.figures["documents_readable_by_nobody"] = len(self.readable_by_nobody)
+        return list(permissions.principals)
 
     def stored_batches(self, shard: str, path: str, wanted: Wanted) -> Iterable[list]:
         """The document's stored rows to load, in order: `wanted.value`, unless a branch reads them only now
@@ -103,9 +141,10 @@ class TableSync(ListedFilesSync):
         """Inside the document's transaction, once its rows are in (tables beside the version table)."""
 
     def start_shard(self, shard: str) -> list[str]:
-        self.facts = {}  # memory stays bounded by a shard's documents, not a run's
+        self.facts, self.principals = {}, {}  # memory stays bounded by a shard's documents, not a run's
         self.indexed = indexed_documents(self.conn, self.table, shard, self.layout, self.with_facts)
-        self._before = (self.figures["rows_written"], self.figures["rows_deleted"])
+        self.stored_principals = indexed_principals(self.conn, self.table, shard) if self.with_facts else {}
+        self._before = {name: self.figures[name] for name in ROW_FIGURES}
         self.shard_failed = False
         return super().start_shard(shard)
 
@@ -116,7 +155,8 @@ class TableSync(ListedFilesSync):
         """As the table's last clean load of the shard left it: same listing, same vectors, and still exactly
         its documents and row count (a table re-created or rows deleted by hand make it look again)."""
         listing = listing_digest(self.sources.values())
-        rules = json.dumps(self.path_rules)  # a change of them changes every document's facts
+        # a change of them changes every document's facts or principals
+        rules = json.dumps([self.path_rules, self.access.describe() if self.access else None])
         recorded = self.records.matching(shard, listing, rules, self.vectors.in_step_record(shard))
         return (
             recorded is not None
@@ -151,6 +191,7 @@ class TableSync(ListedFilesSync):
                 if written != expected:
                     raise VectorsBehind(f"{written} of {expected} rows have current vectors")
                 self.after_rows(path)
+            self.stored_principals[path] = self.principals[path]
         except VectorsBehind as behind:  # its vectors failed (see the vectors asset's failures) or never ran
             self.shard_failed = True
             raise Failed(f"{behind}: `{self.vectors_asset}` has not made them for shard {shard}") from None
@@ -185,12 +226,23 @@ class TableSync(ListedFilesSync):
         return len(gone)
 
     def changed(self, shard: str) -> bool:
-        """Whether rows of the shard begun last were written or deleted."""
-        return self.figures["rows_written"] + self.figures["rows_deleted"] > sum(self._before)
+        """Whether rows of the shard begun last were written, deleted or given other principals."""
+        return any(self.figures[name] > self._before[name] for name in ROW_FIGURES)
+
+    def update_principals(self) -> None:
+        """Documents whose permissions alone changed: their rows' principals updated in place, nothing else."""
+        changed = {
+            path: principals
+            for path, principals in self.principals.items()
+            if path in self.stored_principals and self.stored_principals[path] != principals
+        }
+        if changed and not self.stores.dry_run:
+            self.figures["rows_given_principals"] += set_principals(self.conn, self.table, changed)
+            self.figures["documents_given_principals"] += len(changed)
 
     def end_shard(self, shard: str) -> None:
-        written = self.figures["rows_written"] - self._before[0]
-        deleted = self.figures["rows_deleted"] - self._before[1]
+        self.update_principals()
+        written, deleted = (self.figures[name] - self._before[name] for name in ("rows_written", "rows_deleted"))
         self.loaded_rows[shard] = self.rows_indexed() + written - deleted  # the figures count committed rows only
         changed = self.changed(shard)
         if self.shard_failed:  # not synced, whatever an earlier run said; the listing's watermark stays behind
@@ -201,3 +253,10 @@ class TableSync(ListedFilesSync):
     def finish(self) -> None:
         if not self.stores.dry_run:  # a dry run's rows are rolled back: an index of them is work for nothing
             ensure_hnsw_index(self.conn, self.table, self.layout)
+            if self.access is not None:
+                self.leaks = leak_check(self.conn, self.read_by_readers())
+
+    def read_by_readers(self) -> list[str]:
+        """What readers read of the version: its view where the view serves it, and its table."""
+        serves = serving_version(self.conn, self.view) == self.version and relation_exists(self.conn, self.view)
+        return [self.view, self.table] if serves else [self.table]

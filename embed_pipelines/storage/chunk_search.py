@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from embed_pipelines.core.settings import ConfigurationError
+from embed_pipelines.storage.access import restricted
 from embed_pipelines.storage.filters import MAX_SCAN_TUPLES, NO_FILTERS, Filters, exact_is_cheaper, facts_present
 from embed_pipelines.storage.keywords import K1, KEYWORD_COLUMN, TOKENS_COLUMN, B, keyword_config, side_tables
 from embed_pipelines.storage.tables import CHUNK_TABLE
@@ -121,8 +122,11 @@ def search(
         params |= {"lexemes": [lexeme for lexeme, _ in idfs], "idfs": [idf for _, idf in idfs]}
         bounds = [(lexeme, idf * (K1 + 1)) for lexeme, idf in idfs]  # the most a term adds, as tf grows
         params["selecting"], rest_bound = _selecting_terms(bounds)
-    filtered = bool(filters) and mode != "keyword"  # the keyword side's own index finds only matching rows
-    exact = filtered and exact_is_cheaper(conn, table, where, params, params["n"])
+    # Rows a reader may not see (storage/access.py) filter the dense side as a filter does. The keyword side's
+    # own index finds only matching rows. The planner's estimate of the filters is trusted, not its fixed guess
+    # at the reader's rows: a reader who sees few comes up short by the iterative scan, and then scans exactly.
+    filtered = (bool(filters) or restricted(conn, table)) and mode != "keyword"
+    exact = filtered and bool(filters) and exact_is_cheaper(conn, table, where, params, params["n"])
     while True:
         rows = _ranked_rows(conn, table, mode, fusion, where, params, filtered, exact, ef_search, with_facts)
         dense_rows, keyword_rows, keyword_floor = rows[0][-3:] if rows else (0, 0, None)

@@ -18,6 +18,7 @@ from pgvector import HalfVector
 from psycopg import sql
 
 from embed_pipelines.core.settings import ConfigurationError
+from embed_pipelines.storage.access import restricted
 from embed_pipelines.storage.filters import NO_FILTERS, Filters, facts_present
 from embed_pipelines.storage.tables import PAGE_TABLE
 
@@ -109,7 +110,8 @@ def search_pages(
         "k": k,
     }
     rows = _scored_pages(conn, pages_table, where, params, exact, max(ef_search, candidates_per_token))
-    if filters and not exact and len(rows) < k:
+    # a page its reader may not see (storage/access.py) is no candidate, as one a filter leaves out
+    if (filters or restricted(conn, pages_table)) and not exact and len(rows) < k:
         rows = _scored_pages(conn, pages_table, where, params, True, max(ef_search, candidates_per_token))
     return [PageHit(*row) for row in rows]
 

@@ -16,9 +16,17 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from embed_pipelines.core.settings import ConfigurationError
+from embed_pipelines.storage.access import PRINCIPALS_FUNCTION
 from embed_pipelines.storage.keywords import KEYWORD_FUNCTIONS
 from embed_pipelines.storage.page_tables import MAX_SIM_FUNCTION
-from embed_pipelines.storage.tables import TableLayout, ensure_table, table_columns, table_name
+from embed_pipelines.storage.tables import (
+    TableLayout,
+    ensure_table,
+    relation_exists,
+    row_security,
+    table_columns,
+    table_name,
+)
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS embed_pipelines_versions (
@@ -100,6 +108,7 @@ def ensure_registry(conn: psycopg.Connection) -> None:
         conn.execute(_DDL)
         conn.execute(MAX_SIM_FUNCTION)
         conn.execute(KEYWORD_FUNCTIONS)
+        conn.execute(PRINCIPALS_FUNCTION)
 
 
 def register_version(
@@ -271,17 +280,24 @@ def point_view(
     return previous, time.perf_counter() - started
 
 
-def widen_view(conn: psycopg.Connection, view: str, version: str, layout: TableLayout) -> None:
-    """A view serving the version takes the columns its table gained since the view was made (the keyword
-    columns of a table made before them), and its readers the tables beside it; nothing when it has them."""
+def follow_table(conn: psycopg.Connection, view: str, version: str, layout: TableLayout) -> None:
+    """A view serving the version follows its table: it takes the columns the table gained since the view was
+    made (the keyword columns of a table made before them), its readers the tables beside it, and it reads with
+    its caller's rights where the table has row-level security; nothing when it has them."""
     table = table_name(view, version)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"view/{view}",))
         if serving_version(conn, view) != version or not relation_exists(conn, view):
             return
         missing = table_columns(conn, table) - table_columns(conn, view)
-        if missing:
+        if missing or _reads_as_caller(conn, view) != row_security(conn, table):
             _swap_view(conn, view, table, layout, ours=True)
+
+
+def _reads_as_caller(conn: psycopg.Connection, view: str) -> bool:
+    query = "SELECT reloptions FROM pg_class WHERE oid = to_regclass(%s)"
+    (options,) = conn.execute(query, (_quoted(conn, view),)).fetchone()
+    return "security_invoker=true" in (options or [])
 
 
 def _swap_view(conn: psycopg.Connection, view: str, table: str, layout: TableLayout, ours: bool) -> None:
@@ -297,12 +313,15 @@ def _swap_view(conn: psycopg.Connection, view: str, table: str, layout: TableLay
     grants = _grants(conn, view)
     present = table_columns(conn, table)
     columns = sql.SQL(", ").join(sql.Identifier(name) for name in layout.column_names() if name in present)
-    create = sql.SQL("CREATE {} VIEW {} AS SELECT {} FROM {}")
+    # over rows a reader may not all see, the view reads as its caller, so that the table's policy applies
+    invoker = sql.Literal(row_security(conn, table))
+    create = sql.SQL("CREATE {} VIEW {} WITH (security_invoker = {}) AS SELECT {} FROM {}")
+    shape = (sql.Identifier(view), invoker, columns, sql.Identifier(table))
     try:
         with conn.transaction():
-            conn.execute(create.format(sql.SQL("OR REPLACE"), sql.Identifier(view), columns, sql.Identifier(table)))
+            conn.execute(create.format(sql.SQL("OR REPLACE"), *shape))
     except psycopg.errors.InvalidTableDefinition:  # another dimension, or fewer columns: the view's change
-        _recreate_view(conn, view, create.format(sql.SQL(""), sql.Identifier(view), columns, sql.Identifier(table)))
+        _recreate_view(conn, view, create.format(sql.SQL(""), *shape))
     for relation in [view] + [name for name in layout.tables(table) if relation_exists(conn, name)]:
         for grantee, privilege in grants:
             conn.execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privilege), sql.Identifier(relation), grantee))
@@ -319,11 +338,6 @@ def _recreate_view(conn: psycopg.Connection, view: str, create: sql.Composable) 
             "again"
         ) from error
     conn.execute(create)
-
-
-def relation_exists(conn: psycopg.Connection, name: str) -> bool:
-    """A table, view or other relation of that name, whoever made it."""
-    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (_quoted(conn, name),)).fetchone()[0]
 
 
 def _quoted(conn: psycopg.Connection, name: str) -> str:

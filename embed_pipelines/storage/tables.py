@@ -32,6 +32,8 @@ class TableLayout:
     side_tables: tuple[str, ...] = ()  # suffixes of tables that live and die with it
     hnsw: tuple[str, str, str] = ("", "embedding", "_embedding_hnsw")  # (table suffix, column, index suffix)
     generated: tuple[tuple[str, str, str], ...] = ()  # (name, SQL type, description) of columns PostgreSQL computes
+    # (suffix, SQL condition on `{table}`) of tables beside it that readers see by the rows they belong to
+    guarded_side_tables: tuple[tuple[str, str], ...] = ()
 
     def tables(self, table: str) -> list[str]:
         """The version table and the tables beside it, dependents first (the order they drop in)."""
@@ -64,7 +66,12 @@ CHUNK_TABLE = TableLayout(
 )
 # Its HNSW index is on the regions table beside it (page_tables.py).
 PAGE_TABLE = TableLayout(
-    Page.KIND, "page_number", "image_sha256", side_tables=("_regions",), hnsw=("_regions", "region", "_regions_hnsw")
+    Page.KIND,
+    "page_number",
+    "image_sha256",
+    side_tables=("_regions",),
+    hnsw=("_regions", "region", "_regions_hnsw"),
+    guarded_side_tables=(("_regions", "page_id IN (SELECT id FROM {table})"),),
 )
 
 
@@ -110,6 +117,19 @@ def table_columns(conn: psycopg.Connection, relation: str) -> set[str]:
             (sql.Identifier(relation).as_string(conn),),
         )
     }
+
+
+def relation_exists(conn: psycopg.Connection, name: str) -> bool:
+    """A table, view or other relation of that name, whoever made it."""
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (sql.Identifier(name).as_string(conn),)).fetchone()[0]
+
+
+def row_security(conn: psycopg.Connection, table: str) -> bool:
+    """Whether the table has row-level security (storage/access.py)."""
+    (enabled,) = conn.execute(
+        "SELECT relrowsecurity FROM pg_class WHERE oid = to_regclass(%s)", (sql.Identifier(table).as_string(conn),)
+    ).fetchone()
+    return bool(enabled)
 
 
 def missing_added_columns(conn: psycopg.Connection, table: str, layout: TableLayout) -> list[Column]:
@@ -176,6 +196,12 @@ def indexed_documents(
         path: (sha256, digest, rows, facts_key(format_, modified, title, metadata))
         for path, sha256, digest, rows, format_, modified, title, metadata in conn.execute(query, (shard,))
     }
+
+
+def indexed_principals(conn: psycopg.Connection, table: str, shard: str) -> dict[str, list[str] | None]:
+    """path -> the principals its rows hold (the same on every row of a document), for a shard."""
+    query = sql.SQL("SELECT document_path, min(principals) FROM {} WHERE shard = %s GROUP BY document_path")
+    return dict(conn.execute(query.format(sql.Identifier(table)), (shard,)).fetchall())
 
 
 def replace_document(

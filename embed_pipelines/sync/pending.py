@@ -33,7 +33,9 @@ def pending_sync(collection: Collection, accepts: Accepts) -> PendingSync:
     changes = compare_scans(before, after)
     restated = {path for path, file in after.items() if file is not before.get(path)}
     paths = changes.touched_paths | restated
-    state = sorted((path, after[path].sha256 if path in after else "deleted") for path in paths)
+    state = sorted(
+        (path, (after[path].sha256, after[path].permissions) if path in after else "deleted") for path in paths
+    )
     return PendingSync(
         changes=changes,
         shards=frozenset(shard_of(path, collection.shards) for path in paths),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Literal
 
@@ -107,11 +107,11 @@ def _describe(
     unchanged = before is not None and (before.size, before.mtime_ns) == (status.size, status.mtime_ns)
     described = before is not None and before.metadata is not None
     if unchanged and described and not rehash:
-        return before
+        return _with_permissions(before, status)
     with source.local_file(relative) as local:
         sha256 = sha256_of(local)
         if unchanged and described and sha256 == before.sha256:
-            return before
+            return _with_permissions(before, status)
         try:
             properties = read_properties(local)
         except UnreadableProperties as unreadable:
@@ -130,4 +130,10 @@ def _describe(
         sha256=sha256,
         title=properties.title,
         metadata=json.dumps(metadata, sort_keys=True, ensure_ascii=False),
+        permissions=status.permissions,
     )
+
+
+def _with_permissions(before: SourceFile, status: Stat) -> SourceFile:
+    """A file whose bytes did not change, with its permissions now (`chmod` changes no modification time)."""
+    return before if before.permissions == status.permissions else replace(before, permissions=status.permissions)

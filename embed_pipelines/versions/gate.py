@@ -13,8 +13,10 @@ from dataclasses import asdict, dataclass, field
 
 import psycopg
 
+from embed_pipelines.core.access import PUBLIC
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.settings import ConfigurationError
+from embed_pipelines.storage.access import distinct_principals, probe
 from embed_pipelines.storage.chunk_search import Question, search
 from embed_pipelines.storage.registry import VersionRecord
 from embed_pipelines.storage.stores import chunks_store
@@ -25,6 +27,7 @@ from embed_pipelines.versions.family import IndexFamily
 from embed_pipelines.versions.recall import exact_neighbours, recall_at_k, sample_vectors
 
 RECALL_K = 10
+LEAK_CHECK = "readers_see_only_their_rows"
 NORM_TOLERANCE = 1e-3
 
 
@@ -200,3 +203,28 @@ def judged_scores(
     """The version's default search on the questions, embedded by the version's own model."""
     model = family.model_from(record.model)
     return score(questions, lambda text: search(conn, record.table, Question(text, model.embed_query), k), k)
+
+
+def readers_see_only_their_rows(inputs: GateInputs) -> GateCheck | None:
+    """Where the collection declares `access`: no reader sees a row of the version its principals do not admit."""
+    if inputs.collection.access is None:
+        return None
+    return leak_check(inputs.conn, [inputs.candidate.table])
+
+
+def leak_check(conn: psycopg.Connection, relations: list[str]) -> GateCheck:
+    """As a role holding each principal the rows name, and as one holding none, read each relation (the version
+    table last): none may see a row beyond what its roles admit (storage/access.py)."""
+    principals = [PUBLIC, *(name for name in distinct_principals(conn, relations[-1]) if name != PUBLIC)]
+    try:
+        probes = [found for principal in principals for found in probe(conn, relations, principal)]
+    except PermissionError as error:
+        return GateCheck(LEAK_CHECK, False, str(error), {"principals_probed": 0})
+    leaked = {f"{found.principal} in {found.relation}": found.leaked for found in probes if found.leaked}
+    summary = (
+        f"rows seen beyond their principals: {leaked}"
+        if leaked
+        else f"{len(principals)} principals probed on {', '.join(relations)}: none saw a row it is not admitted to"
+    )
+    figures = {"principals_probed": len(principals), "rows_leaked": sum(leaked.values())}
+    return GateCheck(LEAK_CHECK, not leaked, summary, figures)
