@@ -224,56 +224,13 @@ def latency(questions: list, ask) -> tuple[float, float]:
 
 
 def scaled(table: str, rows: int, questions: list, k: int) -> None:
-    """The corpus's rows copied to `rows` (vectors jittered by 0.01 so that copies are not duplicates; each row
-    in one of 1,000 path buckets `b000/`..`b999/` for filters of 10 %, 1 % and 0.1 %), indexed as the loader
-    indexes a table, then each mode's latency, and filtered searches with and without iterative scans."""
-    from psycopg import sql
-
+    """The corpus's rows copied to `rows` (`scaled_copy`), then each mode's latency, and filtered searches with
+    and without iterative scans."""
     from embed_pipelines.resources import PostgresResource
     from embed_pipelines.storage.chunk_search import SEARCH_MODES
-    from embed_pipelines.storage.keywords import ensure_keywords
-    from embed_pipelines.storage.tables import CHUNK_TABLE, ensure_added_columns, ensure_hnsw_index
 
-    copy = f"{table}_x{rows}"
     with PostgresResource().connect() as conn:
-        dimension = conn.execute(f'SELECT vector_dims(embedding) FROM "{table}" LIMIT 1').fetchone()[0]
-        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(copy)))
-        conn.execute(
-            sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(sql.Identifier(copy), sql.Identifier(table))
-        )
-        conn.execute(
-            sql.SQL("ALTER TABLE {} DROP COLUMN keywords, DROP COLUMN keyword_tokens").format(sql.Identifier(copy))
-        )
-        began = time.perf_counter()
-        conn.execute(
-            sql.SQL(
-                """INSERT INTO {copy} (id, document_path, source_sha256, chunk_ordinal, text, headings, pages,
-                                       chunk_hash, shard, embedding, indexed_at)
-                   SELECT n, format('b%s/%s/%s', lpad((n % 1000)::text, 3, '0'), n / {size}, document_path),
-                          source_sha256, chunk_ordinal, text, headings, pages, chunk_hash, shard,
-                          (SELECT array_agg(x + (random()::real - 0.5) * 0.01) FROM unnest(embedding::real[]) AS x
-                           WHERE n > 0)::vector({dimension}), indexed_at
-                   FROM (SELECT t.*, row_number() OVER () AS n
-                         FROM {table} AS t CROSS JOIN generate_series(1, ceil({rows}::float / {size})::int)) AS c
-                   WHERE n <= {rows}"""
-            ).format(
-                copy=sql.Identifier(copy),
-                table=sql.Identifier(table),
-                dimension=sql.Literal(dimension),
-                rows=sql.Literal(rows),
-                size=sql.Literal(conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]),
-            )
-        )
-        conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (id)").format(sql.Identifier(copy)))
-        ensure_keywords(conn, copy, "english")
-        ensure_added_columns(conn, copy, CHUNK_TABLE)  # and the indexes filters use, as the loader makes them
-        loaded = time.perf_counter()
-        ensure_hnsw_index(conn, copy)
-        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(copy)))
-        print(
-            f"\n{rows:,} rows ({dimension} dimensions): copied with keywords and statistics in "
-            f"{loaded - began:.0f} s, HNSW built in {time.perf_counter() - loaded:.0f} s"
-        )
+        copy = scaled_copy(conn, table, rows)
         for mode in SEARCH_MODES:
             p50, p99 = latency(questions, partial(ask, conn, copy, k, mode, None))
             print(f"  {mode:<8} p50 {p50:7.1f} ms  p99 {p99:7.1f} ms")
@@ -284,6 +241,57 @@ def scaled(table: str, rows: int, questions: list, k: int) -> None:
                 p50, p99 = latency(questions, lambda q, search=search, found=found: found.append(len(search(q))))
                 figures.append(f"{min(found)}-{max(found)} rows, p50 {p50:.1f} ms, p99 {p99:.1f} ms")
             print(f"  filter {share:>5}: this search {figures[0]}; plain HNSW {figures[1]}")
+
+
+def scaled_copy(conn, table: str, rows: int) -> str:
+    """The table's rows copied to `rows` (vectors jittered by 0.01 so that copies are not duplicates; each row
+    in one of 1,000 path buckets `b000/`..`b999/` for filters of 10 %, 1 % and 0.1 %), indexed as the loader
+    indexes a table. Returns the copy's name."""
+    from psycopg import sql
+
+    from embed_pipelines.storage.keywords import ensure_keywords
+    from embed_pipelines.storage.tables import CHUNK_TABLE, ensure_added_columns, ensure_hnsw_index
+
+    copy = f"{table}_x{rows}"
+    dimension = conn.execute(f'SELECT vector_dims(embedding) FROM "{table}" LIMIT 1').fetchone()[0]
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(copy)))
+    conn.execute(
+        sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(sql.Identifier(copy), sql.Identifier(table))
+    )
+    conn.execute(
+        sql.SQL("ALTER TABLE {} DROP COLUMN keywords, DROP COLUMN keyword_tokens").format(sql.Identifier(copy))
+    )
+    began = time.perf_counter()
+    conn.execute(
+        sql.SQL(
+            """INSERT INTO {copy} (id, document_path, source_sha256, chunk_ordinal, text, headings, pages,
+                                   chunk_hash, shard, embedding, indexed_at)
+               SELECT n, format('b%s/%s/%s', lpad((n % 1000)::text, 3, '0'), n / {size}, document_path),
+                      source_sha256, chunk_ordinal, text, headings, pages, chunk_hash, shard,
+                      (SELECT array_agg(x + (random()::real - 0.5) * 0.01) FROM unnest(embedding::real[]) AS x
+                       WHERE n > 0)::vector({dimension}), indexed_at
+               FROM (SELECT t.*, row_number() OVER () AS n
+                     FROM {table} AS t CROSS JOIN generate_series(1, ceil({rows}::float / {size})::int)) AS c
+               WHERE n <= {rows}"""
+        ).format(
+            copy=sql.Identifier(copy),
+            table=sql.Identifier(table),
+            dimension=sql.Literal(dimension),
+            rows=sql.Literal(rows),
+            size=sql.Literal(conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]),
+        )
+    )
+    conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (id)").format(sql.Identifier(copy)))
+    ensure_keywords(conn, copy, "english")
+    ensure_added_columns(conn, copy, CHUNK_TABLE)  # and the indexes filters use, as the loader makes them
+    loaded = time.perf_counter()
+    ensure_hnsw_index(conn, copy)
+    conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(copy)))
+    print(
+        f"\n{rows:,} rows ({dimension} dimensions): copied with keywords and statistics in "
+        f"{loaded - began:.0f} s, HNSW built in {time.perf_counter() - loaded:.0f} s"
+    )
+    return copy
 
 
 def ask(conn, table: str, k: int, mode: str, glob: str | None, question) -> list:

@@ -168,7 +168,7 @@ def test_a_table_made_before_facts_gains_them_at_the_next_sync_without_model_cal
         ).fetchone()
         table = f"{collection}__{version}"  # as indexed before facts existed (and its view with it)
         conn.execute(f'ALTER TABLE "{table}" DROP COLUMN format CASCADE, DROP COLUMN modified, DROP COLUMN title, '
-                     "DROP COLUMN metadata")  # fmt: skip
+                     "DROP COLUMN metadata, DROP COLUMN principals")  # fmt: skip
         conn.execute(f'CREATE VIEW "{collection}" AS SELECT * FROM "{table}"')
     assert api.search("ranking", collection, k=2, postgres=postgres)[0].title is None, "it still serves"
     with pytest.raises(ConfigurationError, match="sync the collection once"):
@@ -180,7 +180,7 @@ def test_a_table_made_before_facts_gains_them_at_the_next_sync_without_model_cal
     }
     with postgres.connect() as conn:
         columns = [c.name for c in conn.execute(f'SELECT * FROM "{collection}" LIMIT 0').description]
-    assert columns[-4:] == ["format", "modified", "title", "metadata"], "the serving view shows them"
+    assert columns[-5:] == ["format", "modified", "title", "metadata", "principals"], "the serving view shows them"
 
 
 def test_broken_front_matter_indexes_the_text_and_says_why_its_metadata_is_missing(corpus, postgres, instance):
