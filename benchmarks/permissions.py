@@ -4,8 +4,8 @@ Search: the Debian FAQ (its authors' 100 questions) indexed with the bundled all
 to 100,000 (benchmarks/retrieval.py's `scaled_copy`), and the copy given principals as a collection with
 `access` gives them: 1 % of the rows (paths `b000/` to `b009/`) to `hr`, the rest to `eng`. The same searches
 run as the tables' owner (no policy applies: what search costs without permissions), as a reader in `eng`
-(99 % of the rows) and as a reader in `hr` (1 %); rows returned and p50/p99 per mode, and the plan of a dense
-search for each, to show that the policy leaves the HNSW index in use.
+(99 % of the rows) and as a reader in `hr` (1 %); rows returned and p50/p99 per mode, the plan of a dense
+search for each (the policy leaves the HNSW index in use), and the time of the probe a sync runs.
 
 Permission change: 1,000 small Markdown files indexed under `access: {sources: [rules]}` with every file
 given to `team_a` (the first sync's time is what re-indexing them costs), then the rules give half of them to
@@ -37,6 +37,7 @@ def search_beside_policies(home: Path, rows: int, k: int) -> None:
     from embed_pipelines.storage.chunk_search import Question, search
     from embed_pipelines.storage.registry import find_version, serving_version
     from embed_pipelines.storage.tables import CHUNK_TABLE
+    from embed_pipelines.versions.gate import leak_check
 
     files, sets = debian_faq()
     folder = home / "debian-faq"
@@ -94,7 +95,10 @@ def search_beside_policies(home: Path, rows: int, k: int) -> None:
                     ).format(sql.Identifier(copy)),  # fmt: skip
                     (questions[0].vector, k),
                 ).fetchall()
-            print("\n".join(f"  {line}" for (line,) in plan if "Buffers" not in line))
+            print("\n".join(f"  {line[:160]}" for (line,) in plan if "Buffers" not in line))
+        began = time.perf_counter()
+        probed = leak_check(conn, [copy])
+        print(f"\nthe probe after a sync: {probed.summary} in {time.perf_counter() - began:.2f} s")
 
 
 def permission_change(home: Path, documents: int) -> None:

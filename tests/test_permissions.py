@@ -14,18 +14,24 @@ import pwd
 import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from support import latest_metadata, run_index, write_corpus
+from support import definitions, latest_metadata, run_index, write_corpus, write_pdf
+from tiny_visual_model import build_tiny_colqwen2
 
 from embed_pipelines import api
+from embed_pipelines.assets.common import asset_key
+from embed_pipelines.automation import shard_range_tags
 from embed_pipelines.config import resolve_collection
 from embed_pipelines.core.access import AccessPolicy, AccessRule, permissions_of
+from embed_pipelines.core.collection import Collection, VisualBranch
 from embed_pipelines.core.rows import SourceFile
 from embed_pipelines.core.settings import ConfigurationError
+from embed_pipelines.factory import index_job_name
 from embed_pipelines.pipeline.families import accepted_by
 from embed_pipelines.resources import PostgresResource
 from embed_pipelines.storage.registry import serving_version
 from embed_pipelines.sync.pending import pending_sync
 from embed_pipelines.versions.gate import leak_check
+from embed_pipelines.visual.model import VisualEmbeddingModel
 
 CORPUS = {
     "hr/salaries.md": "# Salaries\n\nThe salary bands of every team are reviewed each spring by the people team.",
@@ -224,3 +230,37 @@ def test_where_permissions_come_from_and_how_sources_combine():
     assert nothing.principals == () and nothing.unknown == "no access rule covers it"
     with pytest.raises(ConfigurationError, match="no `rules`"):
         AccessPolicy(sources=("rules",))
+
+
+def test_pages_and_their_regions_are_read_by_their_documents_principals(
+    tmp_path, state_dir, instance, postgres, tiny_model, monkeypatch
+):
+    source = tmp_path / "docs"
+    for folder in ("hr", "pub"):
+        (source / folder).mkdir(parents=True)
+    write_pdf(source / "hr" / "review.pdf", ["Performance review", "Salary band"])
+    write_pdf(source / "pub" / "menu.pdf", ["Canteen menu"])
+    visual = build_tiny_colqwen2(tmp_path / "tiny-colqwen2")
+    access = AccessPolicy(sources=("rules",), rules=(AccessRule("hr/**", ("perm_hr",)), AccessRule("**", ("public",))))
+    collection = Collection("permpg", source, shards=2, visual=VisualBranch(str(visual), "colqwen2"), access=access)
+    model = VisualEmbeddingModel(model=str(visual), family="colqwen2", device="cpu")
+    job = definitions(collection, tiny_model, postgres, model).resolve_job_def(index_job_name(collection))
+    result = job.execute_in_process(instance=instance, tags=shard_range_tags(collection), raise_on_error=False)
+    assert result.success
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    assert "readers_see_only_their_rows" in {
+        e.check_name for e in result.get_asset_check_evaluations() if e.asset_key == asset_key(collection, "page_index")
+    }
+    _make_roles(postgres)
+    with postgres.connect() as conn:
+        table = f"permpg_pages__{serving_version(conn, 'permpg_pages')}"
+    for role, admitted in (("perm_dave", {"pub/menu.pdf"}), ("perm_alice", {"hr/review.pdf", "pub/menu.pdf"})):
+        reader = _as(postgres, role, monkeypatch)
+        hits = api.search("salary", "permpg", k=10, family="pages", postgres=reader)
+        assert {hit.document_path for hit in hits} == admitted, role
+        with reader.connect(ddl=False) as conn:
+            pages = conn.execute("SELECT document_path, id FROM permpg_pages").fetchall()
+            regions = conn.execute(sql.SQL("SELECT DISTINCT page_id FROM {}").format(
+                sql.Identifier(f"{table}_regions"))).fetchall()  # fmt: skip
+        assert {path for path, _ in pages} == admitted, role
+        assert {page for (page,) in regions} == {page for _, page in pages}, "regions only of the pages it reads"

@@ -181,7 +181,7 @@ class DocumentFacts:
     )  # fmt: skip
     principals: list[str] | None = column(
         "the roles whose members may read the row (`public`: every reader), enforced by row-level security; null "
-        "where the collection declares no access (text[], GIN index)",
+        "where the collection declares no access (text[]; no index: storage/access.py says why)",
         sql="text[]", copy="text[]",
     )  # fmt: skip
 
