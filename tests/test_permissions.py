@@ -19,6 +19,7 @@ from tiny_visual_model import build_tiny_colqwen2
 
 from embed_pipelines import api
 from embed_pipelines.assets.common import asset_key
+from embed_pipelines.assets.reporting import failure_reason
 from embed_pipelines.automation import shard_range_tags
 from embed_pipelines.config import resolve_collection
 from embed_pipelines.core.access import AccessPolicy, AccessRule, permissions_of
@@ -264,3 +265,46 @@ def test_pages_and_their_regions_are_read_by_their_documents_principals(
                 sql.Identifier(f"{table}_regions"))).fetchall()  # fmt: skip
         assert {path for path, _ in pages} == admitted, role
         assert {page for (page,) in regions} == {page for _, page in pages}, "regions only of the pages it reads"
+
+
+def test_a_version_built_before_access_is_never_served_by_a_collection_with_access(
+    tmp_path, state_dir, instance, tiny_model, wider_tiny_model, postgres, monkeypatch
+):
+    source = write_corpus(tmp_path / "docs", CORPUS)
+    collection = f"late_{hashlib.sha256(str(tmp_path).encode()).hexdigest()[:8]}"
+    run_index(source, collection, instance, tiny_model, postgres, shard_count=2)  # no access yet: every row open
+    monkeypatch.setenv("EMBED_PIPELINES_ACCESS", "rules")
+    monkeypatch.setenv("EMBED_PIPELINES_ACCESS_RULES", RULES)
+    run_index(source, collection, instance, wider_tiny_model, postgres, shard_count=2)
+    with postgres.connect() as conn:
+        assert serving_version(conn, collection) == wider_tiny_model.index_version()
+
+    refused = api.rollback(collection, instance=instance, postgres=postgres)
+    assert not refused.success
+    (failure,) = [event for event in refused.all_events if event.is_step_failure]
+    assert "was built without `access`" in failure_reason(failure.step_failure_data.error)
+    with postgres.connect() as conn:
+        assert serving_version(conn, collection) == wider_tiny_model.index_version(), "the guarded one serves"
+    _make_roles(postgres)
+    searched, _, selected = _seen(collection, postgres, monkeypatch, "perm_dave")
+    assert searched == selected == {"pub/handbook.md"}
+
+
+def test_keyword_search_finds_through_its_index_only_what_the_reader_may_read(protected, postgres, monkeypatch):
+    _, collection, _ = protected
+    for role, admitted in ADMITTED.items():
+        reader = _as(postgres, role, monkeypatch)
+        found = {hit.document_path for hit in api.search("team", collection, k=20, postgres=reader, mode="keyword")}
+        assert found == {path for path in admitted if "team" in CORPUS[path]}, role
+    with postgres.connect() as conn:
+        table = f"{collection}__{serving_version(conn, collection)}"
+    with _as(postgres, "perm_dave", monkeypatch).connect(ddl=False) as conn:
+        for word in ("office", "salary"):  # the handbook's, the salary bands' (which dave may not read)
+            matched = conn.execute(
+                "SELECT embed_pipelines_matching(%s::regclass, to_tsquery('english', %s), current_user)", (table, word)
+            )
+            visible = conn.execute(f"SELECT id FROM \"{table}\" WHERE keywords @@ to_tsquery('english', %s)", (word,))
+            assert {id for (id,) in matched} == {id for (id,) in visible}, word
+        assert visible.rowcount == 0
+        with pytest.raises(Exception, match="may not read"):  # another reader's rows, by naming that reader
+            conn.execute("SELECT embed_pipelines_matching(%s::regclass, 'salari', 'perm_alice')", (table,))

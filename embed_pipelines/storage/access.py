@@ -35,6 +35,25 @@ CREATE OR REPLACE FUNCTION embed_pipelines_principals() RETURNS text[] LANGUAGE 
     FROM pg_roles WHERE pg_has_role(current_user, oid, 'USAGE')
 $$"""
 POLICY = "embed_pipelines_readers"
+# Under row-level security PostgreSQL reads through an index only with leakproof operators before the policy (a
+# condition that could raise an error or show a value must not see rows its reader may not read), and text
+# search's `@@` is not one: a reader's keyword search would read every row. This function, with its owner's
+# rights, finds through the GIN index the rows that hold the query's terms and that the reader's principals
+# admit, and returns their ids alone: what its own query would find. The reader must be a role the session may
+# become (itself, or one it may SET ROLE to), so nobody learns more than by reading as that role.
+MATCHING_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION embed_pipelines_matching(relation regclass, query tsquery, reader name)
+RETURNS SETOF bigint LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT pg_has_role(session_user, reader, 'MEMBER') OR NOT has_table_privilege(reader, relation, 'SELECT')
+       OR NOT EXISTS (SELECT FROM pg_policy WHERE polrelid = relation AND polname = '{POLICY}') THEN
+        RAISE EXCEPTION 'embed_pipelines_matching: % may not read % as %', session_user, relation, reader
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN QUERY EXECUTE format('SELECT id FROM %s WHERE keywords @@ $1 AND principals && $2', relation)
+        USING query, (SELECT array_append(coalesce(array_agg(rolname::text), '{{}}'), 'public')
+                      FROM pg_roles WHERE pg_has_role(reader, oid, 'USAGE'));
+END $$"""
 # The policy calls the function once per statement (an init plan), not once per row.
 _ADMITTED = sql.SQL("principals && (SELECT embed_pipelines_principals())")
 

@@ -117,7 +117,7 @@ def search(
                 f"{table} has no keyword column yet (it was indexed before keyword search existed): sync the "
                 "collection once to add it (its vectors are kept), or search with --mode dense"
             )
-        params |= {"config": config, "k1": K1, "b": B}
+        params |= {"config": config, "k1": K1, "b": B, "relation": sql.Identifier(table).as_string(conn)}
         idfs = _term_idfs(conn, table, params)
         params |= {"lexemes": [lexeme for lexeme, _ in idfs], "idfs": [idf for _, idf in idfs]}
         bounds = [(lexeme, idf * (K1 + 1)) for lexeme, idf in idfs]  # the most a term adds, as tf grows
@@ -125,10 +125,11 @@ def search(
     # Rows a reader may not see (storage/access.py) filter the dense side as a filter does. The keyword side's
     # own index finds only matching rows. The planner's estimate of the filters is trusted, not its fixed guess
     # at the reader's rows: a reader who sees few comes up short by the iterative scan, and then scans exactly.
-    filtered = (bool(filters) or restricted(conn, table)) and mode != "keyword"
+    guarded = restricted(conn, table)
+    filtered = (bool(filters) or guarded) and mode != "keyword"
     exact = filtered and bool(filters) and exact_is_cheaper(conn, table, where, params, params["n"])
     while True:
-        rows = _ranked_rows(conn, table, mode, fusion, where, params, filtered, exact, ef_search, with_facts)
+        rows = _ranked_rows(conn, table, mode, fusion, where, params, filtered, exact, ef_search, with_facts, guarded)
         dense_rows, keyword_rows, keyword_floor = rows[0][-3:] if rows else (0, 0, None)
         if rest_bound and (keyword_rows < params["n"] or keyword_floor < rest_bound):
             params["selecting"], rest_bound = [lexeme for lexeme, _ in bounds], 0.0  # a row left out could rank
@@ -149,10 +150,12 @@ def _ranked_rows(
     exact: bool,
     ef_search: int,
     with_facts: bool,
+    guarded: bool,
 ):
     """The best k rows by the mode, each with the count of each side's candidates and the keyword side's lowest
-    score: what `search` checks to decide whether to ask again."""
-    sides = {"dense": _dense(table, where, exact), "keyword": _keyword(table, where)}
+    score: what `search` checks to decide whether to ask again. `guarded`: row-level security applies to the
+    reader (storage/access.py)."""
+    sides = {"dense": _dense(table, where, exact), "keyword": _keyword(table, where, guarded)}
     used = ("dense", "keyword") if mode == "hybrid" else (mode,)
     ctes = sql.SQL(", ").join(sql.SQL("{} AS ({})").format(sql.Identifier(side), sides[side]) for side in used)
     ranked = _HYBRID if mode == "hybrid" else sql.SQL("SELECT id, score FROM {}").format(sql.Identifier(mode))
@@ -238,19 +241,28 @@ def _dense(table: str, where: sql.Composable, exact: bool) -> sql.Composable:
     ).format(source)
 
 
-def _keyword(table: str, where: sql.Composable) -> sql.Composable:
+def _keyword(table: str, where: sql.Composable, guarded: bool) -> sql.Composable:
     """BM25: each query term's idf (`_term_idfs`, as parameters), its frequency in a matching row from the row's
     keywords (`ts_rank_cd` with unit weights counts its positions), the row's length in tokens against the
-    average."""
+    average. Where row-level security applies, the rows holding a selecting term are found through the keyword
+    index by `embed_pipelines_matching` (storage/access.py), as the reader's policy admits them."""
     totals = sql.Identifier(side_tables(table)[1])
+    selecting = sql.SQL(
+        "(SELECT string_agg(embed_pipelines_quoted(lexeme), ' | ')::tsquery "
+        "FROM unnest(%(selecting)s::text[]) AS lexeme)"
+    )
+    if guarded:
+        matching = sql.SQL("id IN (SELECT embed_pipelines_matching(%(relation)s::regclass, {}, current_user))").format(
+            selecting
+        )
+    else:
+        matching = sql.SQL("{} @@ {}").format(sql.Identifier(KEYWORD_COLUMN), selecting)
     return sql.SQL(
         """WITH totals AS (SELECT greatest(coalesce(sum(tokens), 0)::float8 / greatest(sum(rows), 1), 1) AS avg_tokens
                       FROM {totals}),
            idf AS MATERIALIZED (SELECT embed_pipelines_quoted(lexeme)::tsquery AS term, idf
                                 FROM unnest(%(lexemes)s::text[], %(idfs)s::float8[]) AS q(lexeme, idf)),
-           matched AS (SELECT id, {column} AS keywords, {tokens} AS tokens FROM {table}
-                       WHERE {column} @@ (SELECT string_agg(embed_pipelines_quoted(lexeme), ' | ')::tsquery
-                                          FROM unnest(%(selecting)s::text[]) AS lexeme) AND {where})
+           matched AS (SELECT id, {column} AS keywords, {tokens} AS tokens FROM {table} WHERE {matching} AND {where})
            SELECT m.id, sum(idf.idf * tf.n * (%(k1)s + 1)
                             / (tf.n + %(k1)s * (1 - %(b)s + %(b)s * m.tokens / totals.avg_tokens))) AS score
            FROM matched AS m CROSS JOIN totals CROSS JOIN idf
@@ -262,5 +274,6 @@ def _keyword(table: str, where: sql.Composable) -> sql.Composable:
         column=sql.Identifier(KEYWORD_COLUMN),
         tokens=sql.Identifier(TOKENS_COLUMN),
         table=sql.Identifier(table),
+        matching=matching,
         where=where,
     )

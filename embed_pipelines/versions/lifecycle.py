@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import psycopg
 
 from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.storage.registry import (
     VersionRecord,
     delete_version,
@@ -20,6 +21,7 @@ from embed_pipelines.storage.registry import (
     serving_version,
     set_rejected,
 )
+from embed_pipelines.storage.tables import row_security
 from embed_pipelines.versions.family import IndexFamily
 from embed_pipelines.versions.gate import GateInputs, GateResult, evaluate_gate, unsynced_shards
 
@@ -63,6 +65,16 @@ def _serving_record(conn: psycopg.Connection, view: str) -> VersionRecord | None
     return find_version(conn, view, version) if version else None
 
 
+def _refuse_unguarded(conn: psycopg.Connection, collection: Collection, record: VersionRecord) -> None:
+    """A collection with `access` never serves a version whose rows are not guarded by row (one built before
+    `access`, its rows without principals): every reader would see all of them."""
+    if collection.access is not None and not row_security(conn, record.table):
+        raise ConfigurationError(
+            f"version {record.version} of {record.view!r} was built without `access`: its rows carry no principals, "
+            "so every reader would see all of them. Sync it with `access` first (index with its model), then serve it"
+        )
+
+
 def promote(
     conn: psycopg.Connection, collection: Collection, family: IndexFamily, version: str, actor: str, check: bool = True
 ) -> Outcome:
@@ -70,6 +82,7 @@ def promote(
     retention."""
     view = family.view(collection.name)
     candidate = find_version(conn, view, version)
+    _refuse_unguarded(conn, collection, candidate)
     serving = _serving_record(conn, view)
     if serving and serving.version == version:
         raise AlreadyServing(f"{version} is already the serving version of {view!r}")
@@ -145,7 +158,7 @@ def rollback(conn: psycopg.Connection, collection: Collection, family: IndexFami
     if not history or history[0].previous_version is None:
         raise ValueError(f"{view!r} has no earlier version to roll back to")
     current, target = history[0].version, history[0].previous_version
-    find_version(conn, view, target)  # raises if it was dropped
+    _refuse_unguarded(conn, collection, find_version(conn, view, target))  # raises if it was dropped
 
     def still_serving_current(previous: str | None) -> None:  # a promotion may have come meanwhile
         if previous != current:
