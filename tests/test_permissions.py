@@ -301,7 +301,8 @@ def test_keyword_search_finds_through_its_index_only_what_the_reader_may_read(pr
     with _as(postgres, "perm_dave", monkeypatch).connect(ddl=False) as conn:
         for word in ("office", "salary"):  # the handbook's, the salary bands' (which dave may not read)
             matched = conn.execute(
-                "SELECT embed_pipelines_matching(%s::regclass, to_tsquery('english', %s), current_user)", (table, word)
+                "SELECT id FROM embed_pipelines_matching(%s::regclass, to_tsquery('english', %s), current_user)",
+                (table, word),
             )
             visible = conn.execute(f"SELECT id FROM \"{table}\" WHERE keywords @@ to_tsquery('english', %s)", (word,))
             assert {id for (id,) in matched} == {id for (id,) in visible}, word

@@ -116,23 +116,16 @@ class LocalFolder:
 
 def _permissions(status: os.stat_result) -> str:
     """`owner:group:mode`, by name where the system knows one (a role of that name is a principal)."""
-    return f"{_user_name(status.st_uid)}:{_group_name(status.st_gid)}:{stat.S_IMODE(status.st_mode):04o}"
+    return f"{_named('user', status.st_uid)}:{_named('group', status.st_gid)}:{stat.S_IMODE(status.st_mode):04o}"
 
 
-@lru_cache(maxsize=1024)
-def _user_name(uid: int) -> str:
+@lru_cache(maxsize=2048)
+def _named(kind: str, number: int) -> str:
+    """A user's or group's name, else its number."""
     try:
-        return pwd.getpwuid(uid).pw_name
+        return pwd.getpwuid(number).pw_name if kind == "user" else grp.getgrgid(number).gr_name
     except KeyError:
-        return str(uid)
-
-
-@lru_cache(maxsize=1024)
-def _group_name(gid: int) -> str:
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
+        return str(number)
 
 
 class ObjectPrefix:

@@ -39,18 +39,21 @@ POLICY = "embed_pipelines_readers"
 # condition that could raise an error or show a value must not see rows its reader may not read), and text
 # search's `@@` is not one: a reader's keyword search would read every row. This function, with its owner's
 # rights, finds through the GIN index the rows that hold the query's terms and that the reader's principals
-# admit, and returns their ids alone: what its own query would find. The reader must be a role the session may
-# become (itself, or one it may SET ROLE to), so nobody learns more than by reading as that role.
+# admit, and returns what keyword search reads of them: what the reader's own query would find. The reader must
+# be a role the session may become (itself, or one it may SET ROLE to), so nobody learns more than by reading as
+# that role.
 MATCHING_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION embed_pipelines_matching(relation regclass, query tsquery, reader name)
-RETURNS SETOF bigint LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+RETURNS TABLE (id bigint, keywords tsvector, keyword_tokens integer)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF NOT pg_has_role(session_user, reader, 'MEMBER') OR NOT has_table_privilege(reader, relation, 'SELECT')
        OR NOT EXISTS (SELECT FROM pg_policy WHERE polrelid = relation AND polname = '{POLICY}') THEN
         RAISE EXCEPTION 'embed_pipelines_matching: % may not read % as %', session_user, relation, reader
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    RETURN QUERY EXECUTE format('SELECT id FROM %s WHERE keywords @@ $1 AND principals && $2', relation)
+    RETURN QUERY EXECUTE format(
+        'SELECT id, keywords, keyword_tokens FROM %s WHERE keywords @@ $1 AND principals && $2', relation)
         USING query, (SELECT array_append(coalesce(array_agg(rolname::text), '{{}}'), 'public')
                       FROM pg_roles WHERE pg_has_role(reader, oid, 'USAGE'));
 END $$"""

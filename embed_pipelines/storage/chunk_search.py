@@ -7,6 +7,7 @@ Keyword candidates are the rows holding a query term that matters (`_selecting_t
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -128,34 +129,33 @@ def search(
     guarded = restricted(conn, table)
     filtered = (bool(filters) or guarded) and mode != "keyword"
     exact = filtered and bool(filters) and exact_is_cheaper(conn, table, where, params, params["n"])
+    scan = Scan(where, bool(filters), filtered, exact, guarded)
     while True:
-        rows = _ranked_rows(conn, table, mode, fusion, where, params, filtered, exact, ef_search, with_facts, guarded)
+        rows = _ranked_rows(conn, table, mode, fusion, scan, params, ef_search, with_facts)
         dense_rows, keyword_rows, keyword_floor = rows[0][-3:] if rows else (0, 0, None)
         if rest_bound and (keyword_rows < params["n"] or keyword_floor < rest_bound):
             params["selecting"], rest_bound = [lexeme for lexeme, _ in bounds], 0.0  # a row left out could rank
-        elif filtered and not exact and dense_rows < params["n"]:  # the iterative scan stopped short
-            exact = True
+        elif scan.filtered and not scan.exact and dense_rows < params["n"]:  # the iterative scan stopped short
+            scan = dataclasses.replace(scan, exact=True)
         else:
             return [Hit(*row[:-3]) for row in rows]
 
 
-def _ranked_rows(
-    conn,
-    table: str,
-    mode: str,
-    fusion: Fusion,
-    where,
-    params: dict,
-    filtered: bool,
-    exact: bool,
-    ef_search: int,
-    with_facts: bool,
-    guarded: bool,
-):
+@dataclass(frozen=True)
+class Scan:
+    """How a search reads the table."""
+
+    where: sql.Composable  # the filters' condition
+    narrowed: bool  # filters were given
+    filtered: bool  # the dense side filters what its index finds: by the filters, or the reader's policy
+    exact: bool  # the dense side scans the matching rows exactly instead
+    guarded: bool  # row-level security applies to the reader (storage/access.py)
+
+
+def _ranked_rows(conn, table: str, mode: str, fusion: Fusion, scan: Scan, params: dict, ef_search: int, with_facts):
     """The best k rows by the mode, each with the count of each side's candidates and the keyword side's lowest
-    score: what `search` checks to decide whether to ask again. `guarded`: row-level security applies to the
-    reader (storage/access.py)."""
-    sides = {"dense": _dense(table, where, exact), "keyword": _keyword(table, where, guarded)}
+    score: what `search` checks to decide whether to ask again."""
+    sides = {"dense": _dense(table, scan.where, scan.exact), "keyword": _keyword(table, scan)}
     used = ("dense", "keyword") if mode == "hybrid" else (mode,)
     ctes = sql.SQL(", ").join(sql.SQL("{} AS ({})").format(sql.Identifier(side), sides[side]) for side in used)
     ranked = _HYBRID if mode == "hybrid" else sql.SQL("SELECT id, score FROM {}").format(sql.Identifier(mode))
@@ -180,7 +180,7 @@ def _ranked_rows(
     )
     with conn.transaction():
         conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(ef_search, params["n"]))))
-        if filtered:  # the scan walks on until n rows pass (pgvector 0.8; unfiltered search needs no 0.8)
+        if scan.filtered:  # the scan walks on until n rows pass (pgvector 0.8; unfiltered search needs no 0.8)
             conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             conn.execute(sql.SQL("SET LOCAL hnsw.max_scan_tuples = {}").format(sql.Literal(MAX_SCAN_TUPLES)))
         return conn.execute(statement, params).fetchall()
@@ -241,7 +241,7 @@ def _dense(table: str, where: sql.Composable, exact: bool) -> sql.Composable:
     ).format(source)
 
 
-def _keyword(table: str, where: sql.Composable, guarded: bool) -> sql.Composable:
+def _keyword(table: str, scan: Scan) -> sql.Composable:
     """BM25: each query term's idf (`_term_idfs`, as parameters), its frequency in a matching row from the row's
     keywords (`ts_rank_cd` with unit weights counts its positions), the row's length in tokens against the
     average. Where row-level security applies, the rows holding a selecting term are found through the keyword
@@ -251,18 +251,23 @@ def _keyword(table: str, where: sql.Composable, guarded: bool) -> sql.Composable
         "(SELECT string_agg(embed_pipelines_quoted(lexeme), ' | ')::tsquery "
         "FROM unnest(%(selecting)s::text[]) AS lexeme)"
     )
-    if guarded:
-        matching = sql.SQL("id IN (SELECT embed_pipelines_matching(%(relation)s::regclass, {}, current_user))").format(
-            selecting
+    if not scan.guarded:
+        matched = (
+            "SELECT id, {column} AS keywords, {tokens} AS tokens FROM {table} WHERE {column} @@ {selecting} AND {where}"
         )
-    else:
-        matching = sql.SQL("{} @@ {}").format(sql.Identifier(KEYWORD_COLUMN), selecting)
+    else:  # the filters, if any, on the rows it returns
+        matched = (
+            "SELECT id, keywords, keyword_tokens AS tokens "
+            "FROM embed_pipelines_matching(%(relation)s::regclass, {selecting}, current_user) AS m"
+        )
+        if scan.narrowed:
+            matched += " WHERE EXISTS (SELECT FROM {table} AS t WHERE t.id = m.id AND {where})"
     return sql.SQL(
         """WITH totals AS (SELECT greatest(coalesce(sum(tokens), 0)::float8 / greatest(sum(rows), 1), 1) AS avg_tokens
                       FROM {totals}),
            idf AS MATERIALIZED (SELECT embed_pipelines_quoted(lexeme)::tsquery AS term, idf
                                 FROM unnest(%(lexemes)s::text[], %(idfs)s::float8[]) AS q(lexeme, idf)),
-           matched AS (SELECT id, {column} AS keywords, {tokens} AS tokens FROM {table} WHERE {matching} AND {where})
+           matched AS ({matched})
            SELECT m.id, sum(idf.idf * tf.n * (%(k1)s + 1)
                             / (tf.n + %(k1)s * (1 - %(b)s + %(b)s * m.tokens / totals.avg_tokens))) AS score
            FROM matched AS m CROSS JOIN totals CROSS JOIN idf
@@ -273,7 +278,11 @@ def _keyword(table: str, where: sql.Composable, guarded: bool) -> sql.Composable
         totals=totals,
         column=sql.Identifier(KEYWORD_COLUMN),
         tokens=sql.Identifier(TOKENS_COLUMN),
-        table=sql.Identifier(table),
-        matching=matching,
-        where=where,
+        matched=sql.SQL(matched).format(
+            column=sql.Identifier(KEYWORD_COLUMN),
+            tokens=sql.Identifier(TOKENS_COLUMN),
+            table=sql.Identifier(table),
+            selecting=selecting,
+            where=scan.where,
+        ),
     )
