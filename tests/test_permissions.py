@@ -267,27 +267,32 @@ def test_pages_and_their_regions_are_read_by_their_documents_principals(
         assert {page for (page,) in regions} == {page for _, page in pages}, "regions only of the pages it reads"
 
 
-def test_a_version_built_before_access_is_never_served_by_a_collection_with_access(
+def test_versions_built_before_access_are_guarded_at_its_first_sync_and_never_served_unguarded(
     tmp_path, state_dir, instance, tiny_model, wider_tiny_model, postgres, monkeypatch
 ):
     source = write_corpus(tmp_path / "docs", CORPUS)
     collection = f"late_{hashlib.sha256(str(tmp_path).encode()).hexdigest()[:8]}"
     run_index(source, collection, instance, tiny_model, postgres, shard_count=2)  # no access yet: every row open
+    run_index(source, collection, instance, wider_tiny_model, postgres, shard_count=2)
+    _make_roles(postgres)  # readers keep grants on both versions' tables (each served once)
     monkeypatch.setenv("EMBED_PIPELINES_ACCESS", "rules")
     monkeypatch.setenv("EMBED_PIPELINES_ACCESS_RULES", RULES)
-    run_index(source, collection, instance, wider_tiny_model, postgres, shard_count=2)
-    with postgres.connect() as conn:
-        assert serving_version(conn, collection) == wider_tiny_model.index_version()
 
-    refused = api.rollback(collection, instance=instance, postgres=postgres)
+    refused = api.rollback(collection, instance=instance, postgres=postgres)  # before any sync with access
     assert not refused.success
     (failure,) = [event for event in refused.all_events if event.is_step_failure]
     assert "was built without `access`" in failure_reason(failure.step_failure_data.error)
+
+    run_index(source, collection, instance, wider_tiny_model, postgres, shard_count=2)
+    older = f"{collection}__{tiny_model.index_version()}"
+    with _as(postgres, "perm_dave", monkeypatch).connect(ddl=False) as conn:  # the older table, read directly
+        assert {path for (path,) in conn.execute(f'SELECT DISTINCT document_path FROM "{older}"')} == {
+            "pub/handbook.md"
+        }
+    assert api.rollback(collection, instance=instance, postgres=postgres).success
     with postgres.connect() as conn:
-        assert serving_version(conn, collection) == wider_tiny_model.index_version(), "the guarded one serves"
-    _make_roles(postgres)
-    searched, _, selected = _seen(collection, postgres, monkeypatch, "perm_dave")
-    assert searched == selected == {"pub/handbook.md"}
+        assert serving_version(conn, collection) == tiny_model.index_version()
+    _everyone_sees_exactly_their_rows(collection, postgres, monkeypatch)
 
 
 def test_keyword_search_finds_through_its_index_only_what_the_reader_may_read(protected, postgres, monkeypatch):
@@ -298,6 +303,12 @@ def test_keyword_search_finds_through_its_index_only_what_the_reader_may_read(pr
         assert found == {path for path in admitted if "team" in CORPUS[path]}, role
     with postgres.connect() as conn:
         table = f"{collection}__{serving_version(conn, collection)}"
+        conn.execute("DROP ROLE IF EXISTS perm_provisioner")  # a member of alice who may not become her
+        conn.execute("CREATE ROLE perm_provisioner LOGIN")
+        conn.execute("GRANT perm_alice TO perm_provisioner WITH INHERIT FALSE, SET FALSE")
+    with _as(postgres, "perm_provisioner", monkeypatch).connect(ddl=False) as conn:
+        with pytest.raises(Exception, match="may not read"):
+            conn.execute("SELECT embed_pipelines_term_rows(%s::regclass, 'salari', 'perm_alice')", (table,))
     with _as(postgres, "perm_dave", monkeypatch).connect(ddl=False) as conn:
         for word in ("office", "salary"):  # the handbook's, the salary bands' (which dave may not read)
             matched = conn.execute(
@@ -309,3 +320,20 @@ def test_keyword_search_finds_through_its_index_only_what_the_reader_may_read(pr
         assert visible.rowcount == 0
         with pytest.raises(Exception, match="may not read"):  # another reader's rows, by naming that reader
             conn.execute("SELECT embed_pipelines_matching(%s::regclass, 'salari', 'perm_alice')", (table,))
+        conn.rollback()
+        assert conn.execute(f'SELECT count(*) FROM "{table}_terms"').fetchone()[0] == 0, "every word: not for readers"
+        # a table of its own making, with a policy of its own: nothing of it runs as the function's owner
+        conn.execute("CREATE TEMP TABLE mine (id bigint, keywords tsvector, keyword_tokens int, principals text[])")
+        conn.execute("CREATE POLICY embed_pipelines_readers ON mine USING (true)")
+        conn.execute("ALTER TABLE mine ENABLE ROW LEVEL SECURITY")
+        with pytest.raises(Exception, match="may not read"):
+            conn.execute("SELECT embed_pipelines_matching('mine'::regclass, 'team', current_user)")
+        conn.rollback()
+        # a view of its own named pg_roles, which would claim every role, is not what decides
+        conn.execute(
+            "CREATE TEMP VIEW pg_roles AS SELECT r.rolname, me.oid FROM pg_catalog.pg_roles AS r, "
+            "pg_catalog.pg_roles AS me WHERE me.rolname = current_user"
+        )
+        seen = {path for (path,) in conn.execute(sql.SQL("SELECT document_path FROM {}").format(
+            sql.Identifier(collection)))}  # fmt: skip
+        assert seen == {"pub/handbook.md"}

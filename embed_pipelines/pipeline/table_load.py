@@ -31,6 +31,7 @@ from embed_pipelines.storage.parquet import DocumentStore
 from embed_pipelines.storage.registry import (
     ensure_version,
     follow_table,
+    list_versions,
     record_shard_failure,
     record_shard_sync,
     serving_version,
@@ -97,10 +98,18 @@ class TableSync(ListedFilesSync):
 
     def secure(self) -> None:
         """The table readable by row where the collection declares `access` (storage/access.py), and its view
-        reading as its caller then, in one transaction: readers never see the table unguarded through it."""
+        reading as its caller then, in one transaction: readers never see the table unguarded through it. The
+        collection's other versions too: readers keep grants on those that served once, and a rollback may
+        serve one again."""
         with self.conn.transaction():
-            ensure_row_security(self.conn, self.table, self.layout, self.access is not None)
+            for table in (self.table, *self.other_tables()):
+                ensure_row_security(self.conn, table, self.layout, self.access is not None)
             follow_table(self.conn, self.view, self.version, self.layout)
+
+    def other_tables(self) -> list[str]:
+        """The tables of the view's other versions."""
+        tables = (record.table for record in list_versions(self.conn, self.view) if record.version != self.version)
+        return [table for table in tables if relation_exists(self.conn, table)]
 
     def extend_table(self) -> None:  # noqa: B027 (optional hook)
         """Columns and tables a branch keeps beside its rows (the keyword columns of a chunk table), made or
@@ -236,9 +245,16 @@ class TableSync(ListedFilesSync):
             for path, principals in self.principals.items()
             if path in self.stored_principals and self.stored_principals[path] != principals
         }
-        if changed and not self.stores.dry_run:
+        if self.stores.dry_run:
+            return
+        if changed:
             self.figures["rows_given_principals"] += set_principals(self.conn, self.table, changed)
             self.figures["documents_given_principals"] += len(changed)
+        if self.access is not None:  # what a rollback would serve follows the same permissions
+            for table in self.other_tables():
+                self.figures["rows_of_other_versions_given_principals"] += set_principals(
+                    self.conn, table, self.principals
+                )
 
     def end_shard(self, shard: str) -> None:
         self.update_principals()

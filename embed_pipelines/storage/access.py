@@ -27,35 +27,61 @@ import psycopg
 from psycopg import sql
 
 from embed_pipelines.core.access import PUBLIC
-from embed_pipelines.storage.tables import TableLayout, relation_exists, row_security
+from embed_pipelines.storage.keywords import TERMS_SUFFIX
+from embed_pipelines.storage.tables import TableLayout, relation_exists, row_security, table_columns
 
+# Its search path is pinned: a reader's own temporary `pg_roles` view (temporary relations come first otherwise)
+# must not decide which roles it holds.
 PRINCIPALS_FUNCTION = """
-CREATE OR REPLACE FUNCTION embed_pipelines_principals() RETURNS text[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
+CREATE OR REPLACE FUNCTION embed_pipelines_principals() RETURNS text[] LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp AS $$
     SELECT array_append(coalesce(array_agg(rolname::text), '{}'), 'public')
-    FROM pg_roles WHERE pg_has_role(current_user, oid, 'USAGE')
+    FROM pg_catalog.pg_roles WHERE pg_catalog.pg_has_role(current_user, oid, 'USAGE')
 $$"""
 POLICY = "embed_pipelines_readers"
 # Under row-level security PostgreSQL reads through an index only with leakproof operators before the policy (a
 # condition that could raise an error or show a value must not see rows its reader may not read), and text
-# search's `@@` is not one: a reader's keyword search would read every row. This function, with its owner's
-# rights, finds through the GIN index the rows that hold the query's terms and that the reader's principals
-# admit, and returns what keyword search reads of them: what the reader's own query would find. The reader must
-# be a role the session may become (itself, or one it may SET ROLE to), so nobody learns more than by reading as
-# that role.
-MATCHING_FUNCTION = f"""
+# search's `@@` is not one: a reader's keyword search would read every row. And the keyword statistics beside a
+# version table count every word of every row, so a reader may not read them (row security without a policy).
+# Two functions run with their owner's rights for a reader instead: `embed_pipelines_matching` finds through the
+# GIN index the rows that hold the query's terms and that the reader's principals admit, and returns what keyword
+# search reads of them (what the reader's own query would find); `embed_pipelines_term_rows` says how many rows
+# hold one term, for its idf. `embed_pipelines_reading` checks their caller: the reader must be a role the
+# session may become (itself, or one it may SET ROLE to), so nobody learns more than by reading as that role, and
+# the table must be the owner's and carry this package's policy: a version table (a caller's own table, with a
+# policy of its making, must not run anything as the owner).
+READER_FUNCTIONS = f"""
+CREATE OR REPLACE FUNCTION embed_pipelines_reading(relation regclass, reader name) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT pg_has_role(session_user, reader, 'SET') OR NOT has_table_privilege(reader, relation, 'SELECT')
+       OR NOT EXISTS (SELECT FROM pg_class WHERE oid = relation AND relkind = 'r' AND relowner = current_user::regrole)
+       OR NOT EXISTS (SELECT FROM pg_policy WHERE polrelid = relation AND polname = '{POLICY}') THEN
+        RAISE EXCEPTION 'embed_pipelines: % may not read % as %', session_user, relation, reader
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+END $$;
 CREATE OR REPLACE FUNCTION embed_pipelines_matching(relation regclass, query tsquery, reader name)
 RETURNS TABLE (id bigint, keywords tsvector, keyword_tokens integer)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF NOT pg_has_role(session_user, reader, 'MEMBER') OR NOT has_table_privilege(reader, relation, 'SELECT')
-       OR NOT EXISTS (SELECT FROM pg_policy WHERE polrelid = relation AND polname = '{POLICY}') THEN
-        RAISE EXCEPTION 'embed_pipelines_matching: % may not read % as %', session_user, relation, reader
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
+    PERFORM public.embed_pipelines_reading(relation, reader);  -- the schema of this package's functions
     RETURN QUERY EXECUTE format(
         'SELECT id, keywords, keyword_tokens FROM %s WHERE keywords @@ $1 AND principals && $2', relation)
         USING query, (SELECT array_append(coalesce(array_agg(rolname::text), '{{}}'), 'public')
                       FROM pg_roles WHERE pg_has_role(reader, oid, 'USAGE'));
+END $$;
+CREATE OR REPLACE FUNCTION embed_pipelines_term_rows(relation regclass, lexeme text, reader name) RETURNS bigint
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    terms text;
+    found bigint;
+BEGIN
+    PERFORM public.embed_pipelines_reading(relation, reader);  -- the schema of this package's functions
+    SELECT format('%I.%I', n.nspname, c.relname || '{TERMS_SUFFIX}') INTO terms
+    FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE c.oid = relation;
+    EXECUTE format('SELECT coalesce(sum(rows), 0) FROM %s WHERE lexeme = $1', terms) INTO found USING lexeme;
+    RETURN found;
 END $$"""
 # The policy calls the function once per statement (an init plan), not once per row.
 _ADMITTED = sql.SQL("principals && (SELECT embed_pipelines_principals())")
@@ -71,6 +97,8 @@ def ensure_row_security(conn: psycopg.Connection, table: str, layout: TableLayou
     ]
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (table,))
+        if enforced and "principals" not in table_columns(conn, table):  # a version made before it, not synced since
+            conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN principals text[]").format(sql.Identifier(table)))
         for relation, admitted in guarded:
             if not relation_exists(conn, relation) or row_security(conn, relation) == enforced:
                 continue

@@ -101,6 +101,7 @@ def search(
     fusion: as the question's kind asks."""
     config = keyword_config(conn, table)
     with_facts = facts_present(conn, table, CHUNK_TABLE, filters)
+    guarded = restricted(conn, table)  # row-level security applies to this reader (storage/access.py)
     if mode is None:
         mode = "hybrid" if config is not None else "dense"
     if mode not in SEARCH_MODES:
@@ -119,14 +120,13 @@ def search(
                 "collection once to add it (its vectors are kept), or search with --mode dense"
             )
         params |= {"config": config, "k1": K1, "b": B, "relation": sql.Identifier(table).as_string(conn)}
-        idfs = _term_idfs(conn, table, params)
+        idfs = _term_idfs(conn, table, params, guarded)
         params |= {"lexemes": [lexeme for lexeme, _ in idfs], "idfs": [idf for _, idf in idfs]}
         bounds = [(lexeme, idf * (K1 + 1)) for lexeme, idf in idfs]  # the most a term adds, as tf grows
         params["selecting"], rest_bound = _selecting_terms(bounds)
     # Rows a reader may not see (storage/access.py) filter the dense side as a filter does. The keyword side's
     # own index finds only matching rows. The planner's estimate of the filters is trusted, not its fixed guess
     # at the reader's rows: a reader who sees few comes up short by the iterative scan, and then scans exactly.
-    guarded = restricted(conn, table)
     filtered = (bool(filters) or guarded) and mode != "keyword"
     exact = filtered and bool(filters) and exact_is_cheaper(conn, table, where, params, params["n"])
     scan = Scan(where, bool(filters), filtered, exact, guarded)
@@ -197,19 +197,23 @@ _HYBRID = sql.SQL(
 )
 
 
-def _term_idfs(conn: psycopg.Connection, table: str, params: dict) -> list[tuple[str, float]]:
+def _term_idfs(conn: psycopg.Connection, table: str, params: dict, guarded: bool) -> list[tuple[str, float]]:
     """Each query term (the question through the keyword function) with its idf (Lucene's) from the term
-    statistics, least informative first: asked once, for the candidate split and for the scoring."""
+    statistics, least informative first: asked once, for the candidate split and for the scoring. A reader under
+    row-level security, who may not read the statistics, asks for its own terms' counts alone (storage/access.py)."""
     terms, totals = map(sql.Identifier, side_tables(table))
+    rows = sql.SQL("SELECT coalesce(sum(rows), 0) AS rows FROM {} WHERE lexeme = q.lexeme").format(terms)
+    if guarded:
+        rows = sql.SQL("SELECT embed_pipelines_term_rows(%(relation)s::regclass, q.lexeme, current_user) AS rows")
     return conn.execute(
         sql.SQL(
             """WITH query AS (SELECT embed_pipelines_keywords(%(config)s::regconfig, %(question)s) AS keywords),
                totals AS (SELECT coalesce(sum(rows), 0)::float8 AS n FROM {totals})
                SELECT q.lexeme, ln(1 + (totals.n - df.rows + 0.5) / (df.rows + 0.5))
                FROM (SELECT DISTINCT lexeme FROM query, unnest(query.keywords)) AS q CROSS JOIN totals
-               CROSS JOIN LATERAL (SELECT coalesce(sum(rows), 0) AS rows FROM {terms} WHERE lexeme = q.lexeme) AS df
+               CROSS JOIN LATERAL ({rows}) AS df
                ORDER BY 2, 1"""
-        ).format(terms=terms, totals=totals),
+        ).format(rows=rows, totals=totals),
         params,
     ).fetchall()
 

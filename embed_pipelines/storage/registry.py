@@ -16,7 +16,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from embed_pipelines.core.settings import ConfigurationError
-from embed_pipelines.storage.access import MATCHING_FUNCTION, PRINCIPALS_FUNCTION
+from embed_pipelines.storage.access import PRINCIPALS_FUNCTION, READER_FUNCTIONS
 from embed_pipelines.storage.keywords import KEYWORD_FUNCTIONS
 from embed_pipelines.storage.page_tables import MAX_SIM_FUNCTION
 from embed_pipelines.storage.tables import (
@@ -109,7 +109,7 @@ def ensure_registry(conn: psycopg.Connection) -> None:
         conn.execute(MAX_SIM_FUNCTION)
         conn.execute(KEYWORD_FUNCTIONS)
         conn.execute(PRINCIPALS_FUNCTION)
-        conn.execute(MATCHING_FUNCTION)
+        conn.execute(READER_FUNCTIONS)
 
 
 def register_version(

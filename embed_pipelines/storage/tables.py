@@ -63,6 +63,7 @@ CHUNK_TABLE = TableLayout(
     "chunk_hash",
     side_tables=(TERMS_SUFFIX, TOTALS_SUFFIX),
     generated=KEYWORD_COLUMNS,
+    guarded_side_tables=((TERMS_SUFFIX, "false"),),  # every word of every row: read through a function (access.py)
 )
 # Its HNSW index is on the regions table beside it (page_tables.py).
 PAGE_TABLE = TableLayout(
