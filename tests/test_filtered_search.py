@@ -123,7 +123,7 @@ def test_terms_in_nearly_every_row_score_without_selecting_candidates(postgres, 
 
     question = Question("row 77 or row 1077", lambda _: None)
     with postgres.connect() as conn:
-        idfs = chunk_search._term_idfs(conn, big_table, {"config": "english", "question": question.text})
+        idfs = chunk_search._term_idfs(conn, big_table, {"config": "english", "question": question.text}, False)
         bounds = [(lexeme, idf * 2.2) for lexeme, idf in idfs]
         assert chunk_search._selecting_terms(bounds)[0] == ["1077", "77"]
         pruned = search(conn, big_table, question, 10, mode="keyword")
