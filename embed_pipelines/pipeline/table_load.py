@@ -240,13 +240,13 @@ class TableSync(ListedFilesSync):
 
     def update_principals(self) -> None:
         """Documents whose permissions alone changed: their rows' principals updated in place, nothing else."""
+        if self.stores.dry_run:
+            return
         changed = {
             path: principals
             for path, principals in self.principals.items()
             if path in self.stored_principals and self.stored_principals[path] != principals
         }
-        if self.stores.dry_run:
-            return
         if changed:
             self.figures["rows_given_principals"] += set_principals(self.conn, self.table, changed)
             self.figures["documents_given_principals"] += len(changed)

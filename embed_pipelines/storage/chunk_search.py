@@ -255,17 +255,12 @@ def _keyword(table: str, scan: Scan) -> sql.Composable:
         "(SELECT string_agg(embed_pipelines_quoted(lexeme), ' | ')::tsquery "
         "FROM unnest(%(selecting)s::text[]) AS lexeme)"
     )
-    if not scan.guarded:
-        matched = (
-            "SELECT id, {column} AS keywords, {tokens} AS tokens FROM {table} WHERE {column} @@ {selecting} AND {where}"
-        )
-    else:  # the filters, if any, on the rows it returns
-        matched = (
-            "SELECT id, keywords, keyword_tokens AS tokens "
-            "FROM embed_pipelines_matching(%(relation)s::regclass, {selecting}, current_user) AS m"
-        )
-        if scan.narrowed:
-            matched += " WHERE EXISTS (SELECT FROM {table} AS t WHERE t.id = m.id AND {where})"
+    if scan.guarded:  # rows the matching function finds; the filters, if any, on the rows it returns
+        source = "embed_pipelines_matching(%(relation)s::regclass, {selecting}, current_user) AS m"
+        condition = "EXISTS (SELECT FROM {table} AS t WHERE t.id = m.id AND {where})" if scan.narrowed else "true"
+    else:
+        source, condition = "{table}", "{column} @@ {selecting} AND {where}"
+    matched = sql.SQL(f"SELECT id, {{column}} AS keywords, {{tokens}} AS tokens FROM {source} WHERE {condition}")
     return sql.SQL(
         """WITH totals AS (SELECT greatest(coalesce(sum(tokens), 0)::float8 / greatest(sum(rows), 1), 1) AS avg_tokens
                       FROM {totals}),
@@ -280,9 +275,7 @@ def _keyword(table: str, scan: Scan) -> sql.Composable:
            GROUP BY m.id ORDER BY score DESC, m.id LIMIT %(n)s"""
     ).format(
         totals=totals,
-        column=sql.Identifier(KEYWORD_COLUMN),
-        tokens=sql.Identifier(TOKENS_COLUMN),
-        matched=sql.SQL(matched).format(
+        matched=matched.format(
             column=sql.Identifier(KEYWORD_COLUMN),
             tokens=sql.Identifier(TOKENS_COLUMN),
             table=sql.Identifier(table),
