@@ -17,7 +17,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from support import definitions, latest_metadata, run_index, write_corpus, write_pdf
 from tiny_visual_model import build_tiny_colqwen2
 
-from embed_pipelines import api
+from embed_pipelines import api, cli
 from embed_pipelines.assets.common import asset_key
 from embed_pipelines.assets.reporting import failure_reason
 from embed_pipelines.automation import shard_range_tags
@@ -337,3 +337,15 @@ def test_keyword_search_finds_through_its_index_only_what_the_reader_may_read(pr
         seen = {path for (path,) in conn.execute(sql.SQL("SELECT document_path FROM {}").format(
             sql.Identifier(collection)))}  # fmt: skip
         assert seen == {"pub/handbook.md"}
+
+
+def test_search_from_the_command_line_as_a_role(protected, postgres, monkeypatch, capsys):
+    _, collection, _ = protected
+    monkeypatch.setenv("EMBED_PIPELINES_DSN", postgres.database().uri())  # the pipeline's own role, which sets it
+    capsys.readouterr()
+    question = ["search", "team office", "--collection", collection, "-k", "20", "--mode", "dense"]
+    assert cli.main([*question, "--role", "perm_dave"]) == 0
+    shown = capsys.readouterr().out
+    assert "pub/handbook.md" in shown and "hr/salaries.md" not in shown and "eng/deploys.md" not in shown
+    assert cli.main(question) == 0
+    assert "hr/salaries.md" in capsys.readouterr().out, "without a role: the owner's view, every row"
