@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 
 import dagster as dg
+from PIL import Image
 from psycopg import sql
 
 from embed_pipelines.assets.reporting import REQUESTED_BY_TAG, progress_logger
@@ -31,19 +32,21 @@ from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.factory import build_definitions, index_job_name
 from embed_pipelines.live_job import live_job_name
-from embed_pipelines.pipeline.families import TEXT, accepted_by, configured_models, family_named
+from embed_pipelines.pipeline.families import IMAGES, TEXT, accepted_by, configured_models, family_named
 from embed_pipelines.pipeline.plan import SyncPlan, plan_sync
 from embed_pipelines.resources import PostgresResource
 from embed_pipelines.resources.leases import holding_shards
 from embed_pipelines.storage.chunk_search import SEARCH_MODES, Hit, Question
 from embed_pipelines.storage.filters import FILTER_NAMES, Filters
 from embed_pipelines.storage.page_tables import PageHit
+from embed_pipelines.storage.picture_search import PictureHit
 from embed_pipelines.storage.registry import VersionRecord, find_version, serving_version
 from embed_pipelines.storage.registry import list_versions as registry_versions
 from embed_pipelines.text.model import TextModel
 from embed_pipelines.text.reranker import reranker_from
 from embed_pipelines.version_jobs import build_version_jobs, version_job_name, version_op_name
 from embed_pipelines.versions.evaluation import Scores, read_questions, score
+from embed_pipelines.visual.pictures import image_file_picture
 
 
 class SyncRunning(ConfigurationError):
@@ -208,8 +211,9 @@ def search(
     postgres: PostgresResource | None = None,
     rerank: int = 0,
     role: str | None = None,
+    like: str | Path | None = None,
     **options,
-) -> list[Hit] | list[PageHit]:
+) -> list[Hit] | list[PageHit] | list[PictureHit]:
     """The family's best items for the question, from the serving index version unless `version` names
     another. Text: `mode` dense (cosine), keyword (BM25) or hybrid (both fused); pages: late interaction,
     MaxSim, where `options` may ask for `exact` scoring of every page or `candidates_per_token`. Filters, as
@@ -218,8 +222,10 @@ def search(
     model that made that version's vectors, whatever is configured now. `rerank`: that many candidates are
     re-ordered by the collection's reranker (text). `role`: search as that PostgreSQL role (SET ROLE, on a
     connection of this call's own), seeing only the rows its principals admit: an application that serves many
-    users through one login role names each request's user (README: Permissions)."""
-    check_question(question, k)
+    users through one login role names each request's user (README: Permissions). `like`: an image file, for
+    pictures like it (images), instead of the question."""
+    check_question(question if like is None else str(like), k)
+    example = None if like is None else _example_picture(family_named(family), Path(like))
     filters = Filters(**{name: options.pop(name) for name in FILTER_NAMES if name in options})
     collection, family = settings.collection_name(collection), family_named(family)
     reranker = _reranker(collection, family, rerank)
@@ -231,7 +237,7 @@ def search(
         if version is None:
             raise LookupError(f"collection {collection!r} serves no {family.name} index yet: index it first")
         record = find_version(conn, view, version)
-        asked = Question(question, _embedder(family, record))
+        asked = Question(question, _embedder(family, record, example))
         hits = family.search(conn, record.table, asked, max(k, rerank), filters=filters, **options)
     if reranker is None:
         return hits
@@ -245,7 +251,7 @@ def _reranker(collection: str, family, rerank: int):
     if not rerank:
         return None
     if family is not TEXT:
-        raise ConfigurationError("--rerank re-orders text chunks: page images are scored by MaxSim already")
+        raise ConfigurationError(f"--rerank re-orders text chunks by their text: {family.name} have none to read")
     if not 1 <= rerank <= MAX_HITS:
         raise ConfigurationError(f"--rerank, the candidates re-ordered, must be 1 to {MAX_HITS}, not {rerank}")
     configured = resolve_collection(collection).reranker
@@ -257,15 +263,28 @@ def _reranker(collection: str, family, rerank: int):
     return reranker_from(configured)
 
 
-def _embedder(family, record: VersionRecord):
-    """Embeds questions with the model that made the version's vectors, loaded on first use."""
+def _embedder(family, record: VersionRecord, example: Image.Image | None = None):
+    """Embeds questions (or the example picture) with the model that made the version's vectors, loaded on
+    first use."""
 
     def embed(text: str):
         model = family.model_from(record.model)
         model.verify_serves(record.version)  # a served model swapped behind its name would answer wrongly
-        return model.embed_query(text)
+        return model.embed_query(text) if example is None else model.embed_pictures([example])[0]
 
     return embed
+
+
+def _example_picture(family, path: Path) -> Image.Image:
+    """The picture `search --like` asks with, decoded as an indexed image file is, before any query runs."""
+    if family is not IMAGES:
+        raise ConfigurationError("--like finds pictures like an example picture: add --family images")
+    if not path.is_file():
+        raise ConfigurationError(f"--like {path}: no such file")
+    try:
+        return image_file_picture(path).image()
+    except ValueError as error:
+        raise ConfigurationError(f"--like {error}") from None
 
 
 def evaluate(

@@ -23,15 +23,19 @@ from embed_pipelines.pipeline.families import FAMILIES, PAGES
 from embed_pipelines.sample_corpus import sample_questions, write_sample_corpus
 from embed_pipelines.storage.chunk_search import SEARCH_MODES, Hit
 from embed_pipelines.storage.page_tables import PageHit
+from embed_pipelines.storage.picture_search import PictureHit
 from embed_pipelines.terminal import safe_output
 
 
-def print_hits(hits: list[Hit] | list[PageHit]) -> None:
+def print_hits(hits: list[Hit] | list[PageHit] | list[PictureHit]) -> None:
     if not hits:
         print("No results: is the collection indexed, and do the filters match any of it?")
     for rank, hit in enumerate(hits, start=1):
         if isinstance(hit, PageHit):
             print(f"{rank:>2}. {hit.score:.3f}  {hit.document_path}  page {hit.page_number}")
+            continue
+        if isinstance(hit, PictureHit):
+            print(f"{rank:>2}. {hit.score:.3f}  {hit.document_path}  {_picture_place(hit)}".rstrip())
             continue
         where = " > ".join(hit.headings)
         if hit.pages:
@@ -40,6 +44,18 @@ def print_hits(hits: list[Hit] | list[PageHit]) -> None:
         print(f"{rank:>2}. {hit.score:.3f}  {hit.document_path}{title}  {where}".rstrip())
         snippet = " ".join(hit.text.split())
         print(textwrap.indent(textwrap.shorten(snippet, width=200, placeholder=" ..."), "      "))
+
+
+def _picture_place(hit: PictureHit) -> str:
+    """Where a picture is in its document: page, position, section and caption (nothing for an image file)."""
+    if not hit.picture_ordinal:
+        return ""
+    place = [f"page {hit.page_number}"] if hit.page_number else []
+    place.append(f"picture {hit.picture_ordinal}")
+    if hit.headings:
+        place.append(" > ".join(hit.headings))
+    caption = f'  "{textwrap.shorten(hit.caption, width=120, placeholder=" ...")}"' if hit.caption else ""
+    return ", ".join(place) + caption
 
 
 # Exit codes of `index` (the README lists them).
@@ -94,7 +110,7 @@ def _search(args: argparse.Namespace) -> int:
     options |= {"mode": args.mode, "path": args.path, "formats": args.format, "heading": args.heading}
     options |= {"where": _metadata_conditions(args.where or []), "modified_after": args.modified_after}
     options["modified_before"] = args.modified_before
-    options |= {"rerank": args.rerank, "role": args.role}
+    options |= {"rerank": args.rerank, "role": args.role, "like": args.like}
     chosen = {name: value for name, value in options.items() if value not in (None, False, 0)}
     try:
         hits = api.search(args.question, args.collection, args.k, family=args.family, version=args.version, **chosen)
@@ -252,11 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     live.set_defaults(handler=_live)
 
     search = commands.add_parser("search", help="print the chunks nearest to a question")
-    search.add_argument("question")
+    search.add_argument("question", nargs="?", default="", help="what to find (leave out with --like)")
     search.add_argument("--collection", default=None, help=COLLECTION_HELP)
     search.add_argument("-k", type=int, default=5)
     search.add_argument("--version", default=None, help="an index version other than the serving one")
-    add_family_flag(search, "which index: text chunks, or page images (late interaction, MaxSim)")
+    add_family_flag(search, "which index: text chunks, page images (late interaction, MaxSim) or pictures")
     search.add_argument(
         "--mode",
         choices=SEARCH_MODES,
@@ -290,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="with --family pages: nearest regions per query token (default 20)",
+    )
+    search.add_argument(
+        "--like", metavar="IMAGE", default=None, help="with --family images: pictures like this image file"
     )
     search.set_defaults(handler=_search)
 

@@ -11,7 +11,7 @@ import pytest
 from embed_pipelines.config import collection_from_environment, load_collections
 from embed_pipelines.core import config as core_config
 from embed_pipelines.core.access import AccessPolicy, AccessRule
-from embed_pipelines.core.collection import Collection
+from embed_pipelines.core.collection import Collection, ImageBranch
 from embed_pipelines.core.config import declared_settings, settings_table
 from embed_pipelines.core.settings import ConfigurationError, declared
 from embed_pipelines.factory import build_definitions
@@ -52,6 +52,7 @@ YAML_VALUES = {
         "golden_tolerance": 0.1,
     },
     "visual": {"model": "/models/colqwen2", "family": "colpali", "base_model": "/models/base", "dpi": 100},
+    "images": {"model": "/models/clip", "from_documents": False, "min_picture_side": 64},
     "access": {"sources": ["metadata", "posix"], "combine": "union", "metadata_field": "readers"},
 }
 
@@ -145,13 +146,19 @@ def test_every_variable_sets_the_environments_collection(tmp_path, monkeypatch):
         "EMBED_PIPELINES_ACCESS_METADATA_FIELD": "readers",
     }
     covered |= set(access)
+    images = {
+        "EMBED_PIPELINES_IMAGES_MODEL": "/models/siglip",
+        "EMBED_PIPELINES_IMAGES_FROM_DOCUMENTS": "no",
+        "EMBED_PIPELINES_IMAGES_MIN_SIDE": "100",
+    }
+    covered |= set(images)
     assert declared_variables == set(values) | covered
     monkeypatch.setenv("EMBED_PIPELINES_SOURCE", str(tmp_path))
     monkeypatch.setenv("EMBED_PIPELINES_VISUAL_MODEL", "/models/colqwen2")
     monkeypatch.setenv("EMBED_PIPELINES_GOLDEN_QUERIES", "/srv/q.json")
     for variable, (_, written, _) in values.items():
         monkeypatch.setenv(variable, written)
-    for variable, written in access.items():
+    for variable, written in (access | images).items():
         monkeypatch.setenv(variable, written)
     collection = collection_from_environment("fromenv")
     assert collection.access == AccessPolicy(
@@ -163,6 +170,7 @@ def test_every_variable_sets_the_environments_collection(tmp_path, monkeypatch):
     for field, _, value in values.values():
         assert getattr(collection, field) == value, field
     assert collection.visual.model == "/models/colqwen2" and collection.visual.family == "colqwen2"
+    assert collection.images == ImageBranch("/models/siglip", from_documents=False, min_picture_side=100)
     assert collection.promotion.golden_queries == Path("/srv/q.json")
 
 

@@ -1,6 +1,7 @@
 """The assets of a collection's graph, one module each:
 source_files -> documents -> chunks -> embeddings -> vector_index -> search_view    (text family)
              -> page_images -> page_embeddings -> page_index -> page_view          (pages family, where enabled)
+  documents  -> pictures -> picture_embeddings -> picture_index -> picture_view    (images family, where enabled)
 
 Each family's assets are made with the versions and dimension of its model, computed once for the
 definitions; `ASSETS_OF` says which builder makes a family's assets."""
@@ -15,6 +16,7 @@ from embed_pipelines.assets.embeddings import build_embeddings
 from embed_pipelines.assets.page_embeddings import build_page_embeddings
 from embed_pipelines.assets.page_images import build_page_images
 from embed_pipelines.assets.page_index import build_page_index
+from embed_pipelines.assets.pictures import build_picture_embeddings, build_picture_index, build_pictures
 from embed_pipelines.assets.source_files import build_source_files
 from embed_pipelines.assets.vector_index import build_vector_index
 from embed_pipelines.assets.view import build_view
@@ -46,6 +48,21 @@ def build_page_assets(
     ]
 
 
-ASSETS_OF: dict[str, Callable[..., list[dg.AssetsDefinition]]] = {"text": build_text_assets, "pages": build_page_assets}
+def build_picture_assets(
+    collection: Collection, family: IndexFamily, versions: Versions, dimension: int
+) -> list[dg.AssetsDefinition]:
+    return [
+        build_pictures(collection, family),
+        build_picture_embeddings(collection, family, versions.index, dimension),
+        build_picture_index(collection, family, versions, dimension),
+        build_view(collection, family, "picture_index", versions.index),
+    ]
+
+
+ASSETS_OF: dict[str, Callable[..., list[dg.AssetsDefinition]]] = {
+    "text": build_text_assets,
+    "pages": build_page_assets,
+    "images": build_picture_assets,
+}
 
 __all__ = ["ASSETS_OF", "build_source_files"]

@@ -112,11 +112,35 @@ class VisualBranch:
 
 
 @dataclass(frozen=True)
+class ImageBranch:
+    """The image family of a collection: image files, and the pictures in documents, embedded by a CLIP or
+    SigLIP model so that a sentence or an example picture finds them."""
+
+    model: str = setting(
+        parse=text,
+        env="EMBED_PIPELINES_IMAGES_MODEL",
+        doc="folder of a CLIP or SigLIP checkpoint (transformers format): turns the image family on",
+    )
+    from_documents: bool = setting(
+        True,
+        parse=flag,
+        env="EMBED_PIPELINES_IMAGES_FROM_DOCUMENTS",
+        doc="also the pictures docling finds in PDF, DOCX and PPTX files, with their page and caption",
+    )
+    min_picture_side: int = setting(
+        32,
+        parse=integer(),
+        env="EMBED_PIPELINES_IMAGES_MIN_SIDE",
+        doc="pictures in documents with a side shorter than this (pixels) are left out: bullets, rules, icons",
+    )
+
+
+@dataclass(frozen=True)
 class Collection:
     name: str = setting(
         parse=text,
         env=settings.COLLECTION_ENV,
-        doc="a-z, 0-9 and `_`, at most 32 characters (26 with the visual branch): asset key prefix, group, table and "
+        doc="a-z, 0-9 and `_`, at most 32 characters (26 with the visual branch, 25 with images): asset key prefix, group, table and "
         "view name",
     )
     source: Path | str = setting(
@@ -198,6 +222,9 @@ class Collection:
     )
     visual: VisualBranch | None = setting(
         None, parse=VisualBranch, doc="PDF pages and images through a ColPali-family model"
+    )
+    images: ImageBranch | None = setting(
+        None, parse=ImageBranch, doc="image files and the pictures in documents through a CLIP or SigLIP model"
     )
     access: AccessPolicy | None = setting(
         None, parse=AccessPolicy, doc="who may read each document, enforced by PostgreSQL (README: Permissions)"

@@ -270,7 +270,51 @@ class PageVectors:
     KIND: ClassVar[RowKind]
 
 
-for _row_type in (SourceFile, Document, ChunkVector, PageVectors):
+@dataclass(frozen=True, kw_only=True)
+class Picture(DocumentFacts):
+    """A picture: an image file, or one docling found in a document (with its page and caption). A row of the
+    pictures store (with its PNG) and, with its shard and vector, of a picture table."""
+
+    document_path: str = column(
+        "path relative to the source folder (POSIX)", STRING, sql="text NOT NULL", copy="text", parquet_name="path"
+    )
+    source_sha256: str = column("sha256 of the source file's bytes", STRING, sql="text NOT NULL", copy="text")
+    picture_ordinal: int = column(
+        "position in its document (0 for an image file); (document_path, picture_ordinal) is unique",
+        INT32, sql="integer NOT NULL", copy="int4", parquet_name="ordinal",
+    )  # fmt: skip
+    page_number: int | None = column(
+        "1-based page (or slide) it is on, where its document has pages", INT32, sql="integer", copy="int4",
+        nullable=True,
+    )  # fmt: skip
+    caption: str = column("its caption in the document, else empty", STRING, sql="text NOT NULL", copy="text")
+    headings: list[str] = column(
+        "heading path of the section it is in", pa.list_(STRING), sql="text[] NOT NULL", copy="text[]"
+    )
+    width: int = column("pixels", INT32, sql="integer NOT NULL", copy="int4")
+    height: int = column("pixels", INT32, sql="integer NOT NULL", copy="int4")
+    image_sha256: str = column("sha256 of the PNG embedded", STRING, sql="text NOT NULL", copy="text")
+    png: bytes | None = column("the picture, as embedded", pa.binary())
+    shard: str | None = column("partition key of the document", sql="text NOT NULL", copy="text")
+    embedding: Any = column("the picture's vector (HNSW, cosine)", sql="vector({dim}) NOT NULL", copy="vector")
+
+    KIND: ClassVar[RowKind]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PictureVector:
+    """A picture's vector in the picture embeddings store of an index version."""
+
+    document_path: str = column("path relative to the source folder (POSIX)", STRING, parquet_name="path")
+    picture_ordinal: int = column("position in its document", INT32, parquet_name="ordinal")
+    image_sha256: str = column("sha256 of the PNG embedded", STRING)
+    index_version: str = column("the index version that made it", STRING)
+    embedding: list[float] = column("the vector", vector)
+
+    KIND: ClassVar[RowKind]
+
+
+for _row_type in (SourceFile, Document, ChunkVector, PageVectors, PictureVector):
     _row_type.KIND = RowKind(_row_type)
 # the version tables' column order, as tables already built have it
 Chunk.KIND = RowKind(
@@ -281,6 +325,7 @@ Chunk.KIND = RowKind(
     ),
     sql_added=ADDED_COLUMNS,
 )  # fmt: skip
+Picture.KIND = RowKind(Picture, sql_added=ADDED_COLUMNS)
 Page.KIND = RowKind(
     Page,
     sql_order=(

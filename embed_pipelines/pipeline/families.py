@@ -1,6 +1,7 @@
-"""The index families of a collection, as values: text chunks, and page images (where a visual model is
-configured). A new branch is one more value here, with its model, its steps, its row declaration and its
-assets (assets/__init__.py); versions, the API, the CLI and the incremental loop take it as it is."""
+"""The index families of a collection, as values: text chunks, page images (where a visual model is
+configured) and pictures (where an image model is). A new branch is one more value here, with its model, its
+steps, its row declaration and its assets (assets/__init__.py); versions, the API, the CLI and the incremental
+loop take it as it is."""
 
 from __future__ import annotations
 
@@ -16,16 +17,20 @@ from embed_pipelines.pipeline.chunk import ChunkDocuments
 from embed_pipelines.pipeline.convert import ConvertDocuments
 from embed_pipelines.pipeline.embed import EmbedChunks
 from embed_pipelines.pipeline.embed_pages import EmbedPages
+from embed_pipelines.pipeline.embed_pictures import EmbedPictures
+from embed_pipelines.pipeline.extract_pictures import ExtractPictures
 from embed_pipelines.pipeline.incremental import ShardSync
 from embed_pipelines.pipeline.load_chunks import LoadChunks
 from embed_pipelines.pipeline.load_pages import LoadPages
+from embed_pipelines.pipeline.load_pictures import LoadPictures
 from embed_pipelines.pipeline.render import RenderPages
 from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.storage.chunk_search import search as search_chunks
 from embed_pipelines.storage.database import Database
 from embed_pipelines.storage.page_tables import search_pages
-from embed_pipelines.storage.stores import PAGE_VECTORS, TEXT_VECTORS
-from embed_pipelines.storage.tables import CHUNK_TABLE, PAGE_TABLE
+from embed_pipelines.storage.picture_search import search_pictures
+from embed_pipelines.storage.stores import PAGE_VECTORS, PICTURE_VECTORS, TEXT_VECTORS
+from embed_pipelines.storage.tables import CHUNK_TABLE, PAGE_TABLE, PICTURE_TABLE
 from embed_pipelines.text.formats import is_supported
 from embed_pipelines.text.local_model import TextEmbeddingModel
 from embed_pipelines.text.model import TextModel
@@ -34,6 +39,8 @@ from embed_pipelines.versions import gate
 from embed_pipelines.versions.family import IndexFamily
 from embed_pipelines.versions.probes import ProbeRegistry
 from embed_pipelines.visual.model import PageModel, VisualEmbeddingModel
+from embed_pipelines.visual.picture_model import PictureEmbeddingModel, PictureModel
+from embed_pipelines.visual.pictures import has_pictures
 from embed_pipelines.visual.rendering import is_visual
 
 
@@ -62,6 +69,14 @@ def _page_steps(stores: Stores, model: PageModel, versions: Versions, conn: psyc
     ]
 
 
+def _picture_steps(stores: Stores, model: PictureModel, versions: Versions, conn: psycopg.Connection) -> list:
+    return [
+        ExtractPictures(stores, IMAGES.accepts),
+        EmbedPictures(stores, IMAGES, model, versions.index),
+        LoadPictures(conn, stores, IMAGES, model, versions),
+    ]
+
+
 def _text_settings(collection: Collection) -> dict:
     model = collection.model
     return dict(model) if isinstance(model, dict) else {"model": model}
@@ -72,6 +87,10 @@ def _page_settings(collection: Collection) -> dict | None:
     if branch is None:
         return None
     return {"model": branch.model, "family": branch.family, "base_model": branch.base_model}
+
+
+def _picture_settings(collection: Collection) -> dict | None:
+    return None if collection.images is None else {"model": collection.images.model}
 
 
 TEXT = IndexFamily(
@@ -110,7 +129,22 @@ PAGES = IndexFamily(
     model_resource="visual_model",
 )
 
-FAMILIES = {family.name: family for family in (TEXT, PAGES)}
+IMAGES = IndexFamily(
+    name="images",
+    view_suffix="_images",
+    accepts=lambda path: has_pictures(path, from_documents=True),  # a collection may leave documents out
+    vectors_asset=PICTURE_VECTORS,
+    layout=PICTURE_TABLE,
+    gate=(gate.shards_synced, gate.recall_at_10, gate.readers_see_only_their_rows),
+    model_from=lambda settings: PictureEmbeddingModel(**settings),
+    settings_of=_picture_settings,
+    steps=_picture_steps,
+    search=search_pictures,
+    view_asset="picture_view",
+    model_resource="picture_model",
+)
+
+FAMILIES = {family.name: family for family in (TEXT, PAGES, IMAGES)}
 
 
 def family_named(name: str) -> IndexFamily:

@@ -58,3 +58,9 @@ class Stores:
 
     def page_embeddings(self, version: str) -> DocumentStore:
         return self._open("page_embeddings", stores.page_embeddings_store, version)
+
+    def pictures(self) -> DocumentStore:
+        return self._open("pictures", stores.pictures_store)
+
+    def picture_embeddings(self, version: str, dimension: int) -> DocumentStore:
+        return self._open("picture_embeddings", stores.picture_embeddings_store, version, dimension)

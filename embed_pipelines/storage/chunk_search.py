@@ -155,7 +155,7 @@ class Scan:
 def _ranked_rows(conn, table: str, mode: str, fusion: Fusion, scan: Scan, params: dict, ef_search: int, with_facts):
     """The best k rows by the mode, each with the count of each side's candidates and the keyword side's lowest
     score: what `search` checks to decide whether to ask again."""
-    sides = {"dense": _dense(table, scan.where, scan.exact), "keyword": _keyword(table, scan)}
+    sides = {"dense": dense_candidates(table, scan.where, scan.exact), "keyword": _keyword(table, scan)}
     used = ("dense", "keyword") if mode == "hybrid" else (mode,)
     ctes = sql.SQL(", ").join(sql.SQL("{} AS ({})").format(sql.Identifier(side), sides[side]) for side in used)
     ranked = _HYBRID if mode == "hybrid" else sql.SQL("SELECT id, score FROM {}").format(sql.Identifier(mode))
@@ -234,7 +234,7 @@ def _selecting_terms(bounds: list[tuple[str, float]]) -> tuple[list[str], float]
     return [lexeme for lexeme, _ in bounds[left_out:]], total
 
 
-def _dense(table: str, where: sql.Composable, exact: bool) -> sql.Composable:
+def dense_candidates(table: str, where: sql.Composable, exact: bool) -> sql.Composable:
     """Through the HNSW index (iterative where filtered; the outer query orders what its relaxed order found),
     or, `exact`, over the matching rows only (a materialized set the planner cannot send to the index)."""
     rows = sql.SQL("(SELECT id, embedding FROM {} WHERE {})").format(sql.Identifier(table), where)

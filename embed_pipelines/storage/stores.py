@@ -5,13 +5,19 @@ from __future__ import annotations
 
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.location import Location
-from embed_pipelines.core.rows import Chunk, ChunkVector, Document, Page, PageVectors
+from embed_pipelines.core.rows import Chunk, ChunkVector, Document, Page, PageVectors, Picture, PictureVector
 from embed_pipelines.storage.parquet import DocumentStore
 
 TEXT_VECTORS = "embeddings"
 PAGE_VECTORS = "page_embeddings"
+PICTURE_VECTORS = "picture_embeddings"
 # What a page index row holds besides its tokens: what its loader reads of every page, from the manifests.
 PAGE_FACTS = ("document_path", "page_number", "width", "height", "image_sha256", "source_sha256")
+# What the picture loader reads of every picture (all but its PNG).
+PICTURE_FACTS = (
+    "document_path", "source_sha256", "picture_ordinal", "page_number", "caption", "headings", "width", "height",
+    "image_sha256",
+)  # fmt: skip
 
 
 def documents_store(collection: Collection) -> DocumentStore[Document]:
@@ -45,3 +51,15 @@ def page_embeddings_store(collection: Collection, version: str) -> DocumentStore
     root = vectors_folder(collection, PAGE_VECTORS, version)
     facts = ("page_number", "image_sha256")
     return DocumentStore(root / "current", PageVectors.KIND, retired=root / "retired", facts=facts)
+
+
+def pictures_store(collection: Collection) -> DocumentStore[Picture]:
+    facts = ("source_sha256", "picture_ordinal", "image_sha256")
+    return DocumentStore(collection.state_location / "pictures", Picture.KIND, facts=facts)
+
+
+def picture_embeddings_store(collection: Collection, version: str, dimension: int) -> DocumentStore[PictureVector]:
+    """Like text vectors: replaced or deleted documents' picture vectors retire and stay reusable."""
+    root = vectors_folder(collection, PICTURE_VECTORS, version)
+    facts = ("picture_ordinal", "image_sha256")
+    return DocumentStore(root / "current", PictureVector.KIND, dimension, retired=root / "retired", facts=facts)

@@ -16,7 +16,7 @@ from psycopg import sql
 
 from embed_pipelines.core.collection import check_name
 from embed_pipelines.core.facts import facts_key
-from embed_pipelines.core.rows import Chunk, Column, Page, RowKind
+from embed_pipelines.core.rows import Chunk, Column, Page, Picture, RowKind
 from embed_pipelines.storage.keywords import KEYWORD_COLUMNS, TERMS_SUFFIX, TOTALS_SUFFIX
 
 HNSW_MAX_DIMENSIONS = 2000
@@ -74,6 +74,8 @@ PAGE_TABLE = TableLayout(
     hnsw=("_regions", "region", "_regions_hnsw"),
     guarded_side_tables=(("_regions", "page_id IN (SELECT id FROM {table})"),),
 )
+
+PICTURE_TABLE = TableLayout(Picture.KIND, "picture_ordinal", "image_sha256")
 
 
 def table_name(collection: str, version: str) -> str:

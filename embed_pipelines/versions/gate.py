@@ -152,10 +152,11 @@ def recall_at_10(inputs: GateInputs) -> GateCheck:
     if not len(queries):
         return GateCheck("recall_at_10", True, "no vectors to query", {"queries": 0})
     exact = exact_neighbours(files, queries, RECALL_K)
+    ordinal, search_family = inputs.family.layout.ordinal, inputs.family.search
     approximate = [
         [
-            (hit.document_path, hit.chunk_ordinal, hit.score)
-            for hit in search(conn, candidate.table, Question.of_vector(query), RECALL_K, mode="dense")
+            (hit.document_path, getattr(hit, ordinal), hit.score)
+            for hit in search_family(conn, candidate.table, Question.of_vector(query), RECALL_K, mode="dense")
         ]
         for query in queries
     ]

@@ -48,6 +48,8 @@ def exact_neighbours(files: list[Location], queries: np.ndarray, k: int) -> list
     for parquet in map(Location.parquet_file, files):
         for group in range(parquet.num_row_groups):
             table = parquet.read_row_group(group, columns=["path", "ordinal", "embedding"])
+            if not table.num_rows:  # a document with no item (a document without pictures) has an empty file
+                continue
             vectors = np.asarray(table.column("embedding").combine_chunks().flatten(), dtype=np.float32)
             scores = unit_queries @ _unit(vectors.reshape(table.num_rows, -1)).T
             top = min(k, table.num_rows)
