@@ -8,8 +8,9 @@ from pathlib import Path
 import docx
 import pptx
 import pytest
+from fpdf import FPDF
 from PIL import Image, ImageDraw
-from support import definitions, write_pdf
+from support import definitions
 from tiny_picture_model import build_tiny_clip, build_tiny_siglip
 
 from embed_pipelines import api, cli
@@ -59,6 +60,18 @@ def write_pptx(path: Path, picture: Path) -> None:
     presentation.save(path)
 
 
+def write_pdf_with_picture(path: Path, picture: Path) -> None:
+    """Two pages of text, the second with the picture on it."""
+    pdf = FPDF(format="A4")
+    pdf.set_font("helvetica", size=14)
+    pdf.add_page()
+    pdf.multi_cell(0, 10, text="Inspection report. The pictures follow.")
+    pdf.add_page()
+    pdf.multi_cell(0, 10, text="Page two shows the frame.")
+    pdf.image(str(picture), x=20, y=40, w=120)
+    pdf.output(str(path))
+
+
 def index(collection: Collection, tiny_model, picture_model, postgres, instance):
     job = definitions(collection, tiny_model, postgres, picture_model=picture_model).resolve_job_def(
         index_job_name(collection)
@@ -92,6 +105,8 @@ def source(tmp_path) -> Path:
     drawing(8).save(tmp_path / "brood.png")
     write_docx(folder / "guide.docx", tmp_path / "brood.png", "Figure 1: a brood frame, capped")
     write_pptx(folder / "talk.pptx", folder / "hive.png")  # the same picture as hive.png: embedded once
+    drawing(9).save(tmp_path / "inspection.png")
+    write_pdf_with_picture(folder / "report.pdf", tmp_path / "inspection.png")
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a JPEG after all")
     (folder / "notes.md").write_text("# Notes\n\nText files stay with the text family.")
     return folder
@@ -106,14 +121,14 @@ def test_pictures_of_files_and_documents_are_indexed_and_found_by_text_and_by_ex
 
     rows = picture_rows(postgres, "pics_images")
     files = {"hive.png", "queen.jpg", "swarm.webp", "frame.tiff", "smoker.bmp", "bees.gif"}
-    assert set(rows) == {(name, 0) for name in files} | {("guide.docx", 1), ("talk.pptx", 1)}
+    assert set(rows) == {(name, 0) for name in files} | {("guide.docx", 1), ("talk.pptx", 1), ("report.pdf", 1)}
     assert rows[("guide.docx", 1)][:3] == [None, "Figure 1: a brood frame, capped", ["Hive frames"]]
-    assert rows[("talk.pptx", 1)][0] == 2, "the slide it is on"
+    assert rows[("talk.pptx", 1)][0] == 2 and rows[("report.pdf", 1)][0] == 2, "the slide or page it is on"
     assert rows[("talk.pptx", 1)][3] == rows[("hive.png", 0)][3], "the same picture, the same PNG"
     extracted = metadata(result, collection, "pictures")
     assert extracted["documents_failed"] == 1 and "broken.jpg: not a readable image" in extracted["failed_files"]
     embedded = metadata(result, collection, "picture_embeddings")
-    assert (embedded["pictures_embedded"], embedded["pictures_reused"]) == (7, 1), "hive.png's picture once"
+    assert (embedded["pictures_embedded"], embedded["pictures_reused"]) == (8, 1), "hive.png's picture once"
     with postgres.connect() as conn:
         assert serving_version(conn, "pics_images") == picture_model.index_version(), "the gate passed"
 
@@ -122,15 +137,15 @@ def test_pictures_of_files_and_documents_are_indexed_and_found_by_text_and_by_ex
     drawing(8).save(tmp_path / "example.png")
     like_brood = api.search("", "pics", k=1, family="images", like=tmp_path / "example.png", postgres=postgres)
     assert (like_brood[0].document_path, like_brood[0].page_number) == ("guide.docx", None)
-    asked = api.search("a diagram of the hive frame", "pics", k=8, family="images", postgres=postgres)
-    assert len(asked) == 8 and [hit.score for hit in asked] == sorted((hit.score for hit in asked), reverse=True)
+    asked = api.search("a diagram of the hive frame", "pics", k=9, family="images", postgres=postgres)
+    assert len(asked) == 9 and [hit.score for hit in asked] == sorted((hit.score for hit in asked), reverse=True)
     only_documents = api.search("frame", "pics", k=8, family="images", formats=["docx"], postgres=postgres)
     assert [hit.document_path for hit in only_documents] == ["guide.docx"]
 
     cli.print_hits(like_brood)
     assert 'guide.docx  picture 1, Hive frames  "Figure 1: a brood frame, capped"' in capsys.readouterr().out
     text_hits = api.search("text family", "pics", k=5, postgres=postgres)
-    assert {hit.document_path for hit in text_hits} <= {"notes.md", "guide.docx", "talk.pptx"}
+    assert {hit.document_path for hit in text_hits} <= {"notes.md", "guide.docx", "talk.pptx", "report.pdf"}
 
 
 def test_an_edit_re_embeds_only_the_edited_picture_and_a_delete_removes_it(

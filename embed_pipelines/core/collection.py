@@ -140,8 +140,8 @@ class Collection:
     name: str = setting(
         parse=text,
         env=settings.COLLECTION_ENV,
-        doc="a-z, 0-9 and `_`, at most 32 characters (26 with the visual branch, 25 with images): asset key prefix, group, table and "
-        "view name",
+        doc="a-z, 0-9 and `_`, at most 32 characters (26 with the visual branch, 25 with images): asset key prefix, "
+        "group, table and view name",
     )
     source: Path | str = setting(
         parse=_source,
