@@ -32,7 +32,7 @@ from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.factory import build_definitions, index_job_name
 from embed_pipelines.live_job import live_job_name
-from embed_pipelines.pipeline.families import IMAGES, TEXT, accepted_by, configured_models, family_named
+from embed_pipelines.pipeline.families import AUDIO, IMAGES, TEXT, accepted_by, configured_models, family_named
 from embed_pipelines.pipeline.plan import SyncPlan, plan_sync
 from embed_pipelines.resources import PostgresResource
 from embed_pipelines.resources.leases import holding_shards
@@ -250,7 +250,7 @@ def _reranker(collection: str, family, rerank: int):
     """The collection's reranker where `rerank` candidates are to be re-ordered, checked before any query."""
     if not rerank:
         return None
-    if family is not TEXT:
+    if family not in (TEXT, AUDIO):
         raise ConfigurationError(f"--rerank re-orders text chunks by their text: {family.name} have none to read")
     if not 1 <= rerank <= MAX_HITS:
         raise ConfigurationError(f"--rerank, the candidates re-ordered, must be 1 to {MAX_HITS}, not {rerank}")

@@ -38,12 +38,20 @@ def print_hits(hits: list[Hit] | list[PageHit] | list[PictureHit]) -> None:
             print(f"{rank:>2}. {hit.score:.3f}  {hit.document_path}  {_picture_place(hit)}".rstrip())
             continue
         where = " > ".join(hit.headings)
+        if hit.start_s is not None:  # a recording's chunk: when it was said
+            where = f"{clock(hit.start_s)}–{clock(hit.end_s)}"
         if hit.pages:
             where += f" (page {', '.join(map(str, hit.pages))})"
         title = f" - {hit.title}" if hit.title and hit.title != PurePosixPath(hit.document_path).stem else ""
         print(f"{rank:>2}. {hit.score:.3f}  {hit.document_path}{title}  {where}".rstrip())
         snippet = " ".join(hit.text.split())
         print(textwrap.indent(textwrap.shorten(snippet, width=200, placeholder=" ..."), "      "))
+
+
+def clock(seconds: float) -> str:
+    """00:12:31: a time into a recording, to the second."""
+    whole = int(seconds)
+    return f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
 def _picture_place(hit: PictureHit) -> str:
@@ -272,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--collection", default=None, help=COLLECTION_HELP)
     search.add_argument("-k", type=int, default=5)
     search.add_argument("--version", default=None, help="an index version other than the serving one")
-    add_family_flag(search, "which index: text chunks, page images (late interaction, MaxSim) or pictures")
+    add_family_flag(search, "which index: text chunks, page images (MaxSim), pictures or recordings' transcripts")
     search.add_argument(
         "--mode",
         choices=SEARCH_MODES,

@@ -87,11 +87,13 @@ def write_pdf(path: Path, page_texts: list[str]) -> Path:
     return path
 
 
-def definitions(collection, text_model=None, postgres=None, visual_model=None, picture_model=None) -> dg.Definitions:
+def definitions(
+    collection, text_model=None, postgres=None, visual_model=None, picture_model=None, audio_model=None
+) -> dg.Definitions:
     """The collection's definitions with the given models in place of the configured ones."""
     from embed_pipelines.factory import build_definitions
 
-    given = (("text", text_model), ("pages", visual_model), ("images", picture_model))
+    given = (("text", text_model), ("pages", visual_model), ("images", picture_model), ("audio", audio_model))
     models = {name: model for name, model in given if model is not None}
     return build_definitions(collection, postgres, models)
 

@@ -15,7 +15,13 @@ import embed_pipelines
 
 PACKAGE = Path(embed_pipelines.__file__).parent
 # Lowest first. Folders on one floor may import each other as long as the folders form no cycle.
-FLOORS = [("core",), ("text", "visual", "storage"), ("sync", "versions"), ("pipeline",), ("assets", "resources")]
+FLOORS = [
+    ("core",),
+    ("text", "visual", "audio", "storage"),
+    ("sync", "versions"),
+    ("pipeline",),
+    ("assets", "resources"),
+]
 TOP = len(FLOORS)  # the top-level face: definitions, api, cli and the Dagster wiring only they use
 
 

@@ -11,16 +11,24 @@ from embed_pipelines.versions.family import IndexFamily
 
 
 def build_embeddings(
-    collection: Collection, family: IndexFamily, versions: Versions, dimension: int
+    collection: Collection,
+    family: IndexFamily,
+    versions: Versions,
+    dimension: int,
+    step: type[EmbedChunks] = EmbedChunks,
+    upstream: str = "chunks",
 ) -> dg.AssetsDefinition:
+    """The vectors of the family's chunks (`step`: a recording's chunks are embedded by EmbedChunks' subclass of
+    their own name)."""
+
     @dg.asset(
         **asset_options(
             collection,
-            EmbedChunks.asset,
+            step.asset,
             "One vector per chunk from the text model, stored under the index version that made it. "
             "A vector is computed at most once per (index version, chunk hash).",
             {"pytorch", "parquet"},
-            upstream="chunks",
+            upstream=upstream,
             resources={family.model_key(collection)},
             code_version=versions.index,
             metadata={"dagster/column_schema": column_schema(ChunkVector.KIND, dimension)},
@@ -30,7 +38,7 @@ def build_embeddings(
     def embeddings(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         model = model_of(context, family, collection)
         before = model.usage()
-        tally = sync_run_shards(context, collection, EmbedChunks(Stores(collection), family, model, versions))
+        tally = sync_run_shards(context, collection, step(Stores(collection), family, model, versions))
         usage = {f"server_{name}": round(value - before[name], 3) for name, value in model.usage().items()}
         figures = tally.figures
         context.log.info(

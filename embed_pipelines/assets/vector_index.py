@@ -41,20 +41,26 @@ def check_results(health: dict[str, ShardHealth], expected_rows: dict[str, int],
 
 
 def build_vector_index(
-    collection: Collection, family: IndexFamily, versions: Versions, dimension: int
+    collection: Collection,
+    family: IndexFamily,
+    versions: Versions,
+    dimension: int,
+    step: type[LoadChunks] = LoadChunks,
+    upstream: str = "embeddings",
 ) -> dg.AssetsDefinition:
-    key = asset_key(collection, LoadChunks.asset)
+    """The family's chunk table (`step`: a recording's chunks load by LoadChunks' subclass of their own name)."""
+    key = asset_key(collection, step.asset)
     table = family.table(collection.name, versions.index)
 
     @dg.asset(
         **asset_options(
             collection,
-            LoadChunks.asset,
+            step.asset,
             f"The pgvector table `{table}` (HNSW, cosine) of the configured index version. Each changed file's "
             "rows are swapped in one transaction; deleted files' rows are removed; unchanged files are not "
             "touched. A new version builds beside the served one.",
             {"postgres", "pgvector"},
-            upstream="embeddings",
+            upstream=upstream,
             resources={family.model_key(collection), "postgres"},
             code_version=versions.index,
             metadata={"dagster/column_schema": table_columns(family, dimension), "dagster/table_name": table},
@@ -63,7 +69,7 @@ def build_vector_index(
         + leak_check_specs(collection, key),
     )
     def vector_index(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        loaded, metadata = load_version_table(context, collection, family, versions, LoadChunks)
+        loaded, metadata = load_version_table(context, collection, family, versions, step)
         rows = sum(health.rows for health in loaded.health.values())
         return dg.MaterializeResult(
             metadata={**metadata, "rows_in_materialized_shards": rows},

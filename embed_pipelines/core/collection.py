@@ -136,12 +136,30 @@ class ImageBranch:
 
 
 @dataclass(frozen=True)
+class AudioBranch:
+    """The audio family of a collection: recordings transcribed by a Whisper-family model into timed segments,
+    chunked and embedded by the collection's text model, so that what was said is found with when."""
+
+    model: str = setting(
+        parse=text,
+        env="EMBED_PIPELINES_AUDIO_MODEL",
+        doc="folder of a Whisper-family checkpoint (transformers format): turns the audio family on",
+    )
+    language: str = setting(
+        "auto",
+        parse=text,
+        env="EMBED_PIPELINES_AUDIO_LANGUAGE",
+        doc="the spoken language's code (`en`, `de`, ...), or `auto` for the one Whisper hears; part of the version",
+    )
+
+
+@dataclass(frozen=True)
 class Collection:
     name: str = setting(
         parse=text,
         env=settings.COLLECTION_ENV,
-        doc="a-z, 0-9 and `_`, at most 32 characters (26 with the visual branch, 25 with images): asset key prefix, "
-        "group, table and view name",
+        doc="a-z, 0-9 and `_`, at most 32 characters (26 with the visual branch or audio, 25 with images): asset "
+        "key prefix, group, table and view name",
     )
     source: Path | str = setting(
         parse=_source,
@@ -225,6 +243,9 @@ class Collection:
     )
     images: ImageBranch | None = setting(
         None, parse=ImageBranch, doc="image files and the pictures in documents through a CLIP or SigLIP model"
+    )
+    audio: AudioBranch | None = setting(
+        None, parse=AudioBranch, doc="recordings transcribed by a Whisper-family model, found by what was said"
     )
     access: AccessPolicy | None = setting(
         None, parse=AccessPolicy, doc="who may read each document, enforced by PostgreSQL (README: Permissions)"

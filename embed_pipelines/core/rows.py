@@ -69,6 +69,9 @@ class RowKind(Generic[Row]):
         self.sql_order = (sql_order or tuple(name for name in in_sql if name not in sql_added)) + sql_added
         self.sql_added = sql_added
 
+    def __repr__(self) -> str:  # names a dry run's scratch folder (pipeline/stores.py)
+        return self.row_type.__name__
+
     @cached_property
     def parquet_columns(self) -> tuple[Column, ...]:
         return tuple(c for c in self.columns if c.arrow is not None)
@@ -116,7 +119,7 @@ def vector(dimension: int) -> pa.DataType:
     return pa.list_(pa.float32(), dimension)
 
 
-STRING, INT32, INT64 = pa.string(), pa.int32(), pa.int64()
+STRING, INT32, INT64, FLOAT64 = pa.string(), pa.int32(), pa.int64(), pa.float64()
 MULTI_VECTOR = pa.list_(pa.list_(pa.float32()))
 
 
@@ -220,6 +223,31 @@ class Chunk(DocumentFacts):
 
 
 @dataclass(frozen=True, kw_only=True)
+class SpokenChunk(Chunk):
+    """A chunk of a recording's transcript: consecutive segments up to the text model's token budget, with the
+    time range they were spoken in."""
+
+    start_s: float = column("seconds into the recording where it begins", FLOAT64, sql="real NOT NULL", copy="float4")
+    end_s: float = column("seconds into the recording where it ends", FLOAT64, sql="real NOT NULL", copy="float4")
+
+    KIND: ClassVar[RowKind]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Segment:
+    """A segment of a recording as the speech model transcribed it: a row of the transcripts store."""
+
+    document_path: str = column("path relative to the source folder (POSIX)", STRING, parquet_name="path")
+    source_sha256: str = column("sha256 of the recording's bytes", STRING)
+    segment_ordinal: int = column("position in its recording", INT32, parquet_name="ordinal")
+    start_s: float = column("seconds into the recording where it begins", FLOAT64)
+    end_s: float = column("seconds into the recording where it ends", FLOAT64)
+    text: str = column("what was said", STRING)
+
+    KIND: ClassVar[RowKind]
+
+
+@dataclass(frozen=True, kw_only=True)
 class ChunkVector:
     """A chunk's vector in the embeddings store of an index version."""
 
@@ -314,7 +342,7 @@ class PictureVector:
     KIND: ClassVar[RowKind]
 
 
-for _row_type in (SourceFile, Document, ChunkVector, PageVectors, PictureVector):
+for _row_type in (SourceFile, Document, Segment, ChunkVector, PageVectors, PictureVector):
     _row_type.KIND = RowKind(_row_type)
 # the version tables' column order, as tables already built have it
 Chunk.KIND = RowKind(
@@ -325,6 +353,9 @@ Chunk.KIND = RowKind(
     ),
     sql_added=ADDED_COLUMNS,
 )  # fmt: skip
+SpokenChunk.KIND = RowKind(
+    SpokenChunk, sql_order=(*Chunk.KIND.sql_order[: -len(ADDED_COLUMNS)], "start_s", "end_s"), sql_added=ADDED_COLUMNS
+)
 Picture.KIND = RowKind(Picture, sql_added=ADDED_COLUMNS)
 Page.KIND = RowKind(
     Page,

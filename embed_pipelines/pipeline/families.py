@@ -1,15 +1,19 @@
 """The index families of a collection, as values: text chunks, page images (where a visual model is
-configured) and pictures (where an image model is). A new branch is one more value here, with its model, its
-steps, its row declaration and its assets (assets/__init__.py); versions, the API, the CLI and the incremental
-loop take it as it is."""
+configured), pictures (where an image model is) and recordings (where a speech model is). A new branch is one
+more value here, with its model, its steps, its row declaration and its assets (assets/__init__.py); versions,
+the API, the CLI and the incremental loop take it as it is."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import psycopg
 from pydantic import ValidationError
 
+from embed_pipelines.audio.decoding import is_audio
+from embed_pipelines.audio.speech_model import SpeechModel
+from embed_pipelines.audio.spoken import SpokenTextModel
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.fingerprints import Versions
 from embed_pipelines.core.settings import ConfigurationError
@@ -24,13 +28,14 @@ from embed_pipelines.pipeline.load_chunks import LoadChunks
 from embed_pipelines.pipeline.load_pages import LoadPages
 from embed_pipelines.pipeline.load_pictures import LoadPictures
 from embed_pipelines.pipeline.render import RenderPages
+from embed_pipelines.pipeline.spoken import ChunkTranscripts, EmbedSpokenChunks, LoadSpokenChunks, TranscribeAudio
 from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.storage.chunk_search import search as search_chunks
 from embed_pipelines.storage.database import Database
 from embed_pipelines.storage.page_tables import search_pages
 from embed_pipelines.storage.picture_search import search_pictures
 from embed_pipelines.storage.stores import PAGE_VECTORS, PICTURE_VECTORS, TEXT_VECTORS
-from embed_pipelines.storage.tables import CHUNK_TABLE, PAGE_TABLE, PICTURE_TABLE
+from embed_pipelines.storage.tables import CHUNK_TABLE, PAGE_TABLE, PICTURE_TABLE, SPOKEN_TABLE
 from embed_pipelines.text.formats import is_supported
 from embed_pipelines.text.local_model import TextEmbeddingModel
 from embed_pipelines.text.model import TextModel
@@ -77,6 +82,20 @@ def _picture_steps(stores: Stores, model: PictureModel, versions: Versions, conn
     ]
 
 
+def spoken_model(settings: dict) -> SpokenTextModel:
+    """The speech model and the collection's text model (as `text_model` makes it) of the audio family."""
+    return SpokenTextModel(SpeechModel(**settings["speech"]), text_model(settings["text"]))
+
+
+def _audio_steps(stores: Stores, model: SpokenTextModel, versions: Versions, conn: psycopg.Connection) -> list:
+    return [
+        TranscribeAudio(stores, AUDIO, model),
+        ChunkTranscripts(stores, AUDIO, model, versions),
+        EmbedSpokenChunks(stores, AUDIO, model, versions),
+        LoadSpokenChunks(conn, stores, AUDIO, model, versions),
+    ]
+
+
 def _text_settings(collection: Collection) -> dict:
     model = collection.model
     return dict(model) if isinstance(model, dict) else {"model": model}
@@ -91,6 +110,13 @@ def _page_settings(collection: Collection) -> dict | None:
 
 def _picture_settings(collection: Collection) -> dict | None:
     return None if collection.images is None else {"model": collection.images.model}
+
+
+def _audio_settings(collection: Collection) -> dict | None:
+    branch = collection.audio
+    if branch is None:
+        return None
+    return {"speech": {"model": branch.model, "language": branch.language}, "text": _text_settings(collection)}
 
 
 TEXT = IndexFamily(
@@ -144,7 +170,22 @@ IMAGES = IndexFamily(
     model_resource="picture_model",
 )
 
-FAMILIES = {family.name: family for family in (TEXT, PAGES, IMAGES)}
+AUDIO = IndexFamily(
+    name="audio",
+    view_suffix="_audio",
+    accepts=is_audio,
+    vectors_asset=TEXT_VECTORS,  # text vectors of its own index versions
+    layout=SPOKEN_TABLE,
+    gate=(gate.rows_match_chunks, gate.vectors_sane, gate.recall_at_10, gate.readers_see_only_their_rows),
+    model_from=spoken_model,
+    settings_of=_audio_settings,
+    steps=_audio_steps,
+    search=partial(search_chunks, layout=SPOKEN_TABLE),
+    view_asset="audio_view",
+    model_resource="audio_model",
+)
+
+FAMILIES = {family.name: family for family in (TEXT, PAGES, IMAGES, AUDIO)}
 
 
 def family_named(name: str) -> IndexFamily:

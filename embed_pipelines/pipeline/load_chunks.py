@@ -25,7 +25,7 @@ class LoadChunks(TableSync):
     def __init__(self, conn, stores: Stores, family: IndexFamily, model: TextModel, versions: Versions):
         vectors = stores.embeddings(versions.index, model.dimension)
         super().__init__(conn, stores, family, model, versions, vectors)
-        self.chunks = stores.chunks(versions.chunker)
+        self.chunks = stores.chunks(versions.chunker, family.layout.kind)
         self.health: dict[str, ShardHealth] = {}
         self.expected_rows: dict[str, int] = {}
 

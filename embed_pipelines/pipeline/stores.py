@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.location import Location
-from embed_pipelines.core.rows import SourceFile
+from embed_pipelines.core.rows import Chunk, RowKind, SourceFile
 from embed_pipelines.storage import stores
 from embed_pipelines.storage.parquet import DocumentStore
 from embed_pipelines.storage.scratch import ScratchStore
@@ -47,8 +47,11 @@ class Stores:
     def documents(self) -> DocumentStore:
         return self._open("documents", stores.documents_store)
 
-    def chunks(self, chunker_version: str) -> DocumentStore:
-        return self._open("chunks", stores.chunks_store, chunker_version)
+    def chunks(self, chunker_version: str, kind: RowKind = Chunk.KIND) -> DocumentStore:
+        return self._open("chunks", stores.chunks_store, chunker_version, kind)
+
+    def transcripts(self, speech_version: str) -> DocumentStore:
+        return self._open("transcripts", stores.transcripts_store, speech_version)
 
     def embeddings(self, version: str, dimension: int) -> DocumentStore:
         return self._open("embeddings", stores.embeddings_store, version, dimension)

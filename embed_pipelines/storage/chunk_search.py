@@ -22,7 +22,7 @@ from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.storage.access import restricted
 from embed_pipelines.storage.filters import MAX_SCAN_TUPLES, NO_FILTERS, Filters, exact_is_cheaper, facts_present
 from embed_pipelines.storage.keywords import K1, KEYWORD_COLUMN, TOKENS_COLUMN, B, keyword_config, side_tables
-from embed_pipelines.storage.tables import CHUNK_TABLE
+from embed_pipelines.storage.tables import CHUNK_TABLE, SPOKEN_TABLE, TableLayout
 
 SearchMode = Literal["dense", "keyword", "hybrid"]
 SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
@@ -38,6 +38,8 @@ class Hit:
     pages: list[int]
     text: str
     title: str | None  # the document's (core/facts.py); None on a table not synced since it has titles
+    start_s: float | None = None  # where a recording's chunk was spoken (the audio family)
+    end_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -95,12 +97,13 @@ def search(
     fusion: Fusion | None = None,
     ef_search: int = 100,
     filters: Filters = NO_FILTERS,
+    layout: TableLayout = CHUNK_TABLE,
 ) -> list[Hit]:
     """The k best chunks by the mode, best first, among those that pass the filters (storage/filters.py). No
     mode: hybrid, or dense on a table made before keyword search (until a sync adds its keyword column). No
-    fusion: as the question's kind asks."""
+    fusion: as the question's kind asks. `layout`: SPOKEN_TABLE for a recording's chunks, whose hits say when."""
     config = keyword_config(conn, table)
-    with_facts = facts_present(conn, table, CHUNK_TABLE, filters)
+    with_facts = facts_present(conn, table, layout, filters)
     guarded = restricted(conn, table)  # row-level security applies to this reader (storage/access.py)
     if mode is None:
         mode = "hybrid" if config is not None else "dense"
@@ -129,7 +132,7 @@ def search(
     # at the reader's rows: a reader who sees few comes up short by the iterative scan, and then scans exactly.
     filtered = (bool(filters) or guarded) and mode != "keyword"
     exact = filtered and bool(filters) and exact_is_cheaper(conn, table, where, params, params["n"])
-    scan = Scan(where, bool(filters), filtered, exact, guarded)
+    scan = Scan(where, bool(filters), filtered, exact, guarded, layout is SPOKEN_TABLE)
     while True:
         rows = _ranked_rows(conn, table, mode, fusion, scan, params, ef_search, with_facts)
         dense_rows, keyword_rows, keyword_floor = rows[0][-3:] if rows else (0, 0, None)
@@ -150,6 +153,7 @@ class Scan:
     filtered: bool  # the dense side filters what its index finds: by the filters, or the reader's policy
     exact: bool  # the dense side scans the matching rows exactly instead
     guarded: bool  # row-level security applies to the reader (storage/access.py)
+    timed: bool = False  # rows say when they were spoken (SPOKEN_TABLE)
 
 
 def _ranked_rows(conn, table: str, mode: str, fusion: Fusion, scan: Scan, params: dict, ef_search: int, with_facts):
@@ -169,12 +173,13 @@ def _ranked_rows(conn, table: str, mode: str, fusion: Fusion, scan: Scan, params
         params |= {"dense_weight": fusion.dense, "keyword_weight": fusion.keyword, "rrf_k": RRF_K}
     statement = sql.SQL(
         """WITH {ctes}, ranked AS ({ranked})
-           SELECT ranked.score, t.document_path, t.chunk_ordinal, t.headings, t.pages, t.text, {title}, {check}
+           SELECT ranked.score, t.document_path, t.chunk_ordinal, t.headings, t.pages, t.text, {title}, {times}{check}
            FROM ranked JOIN {table} AS t ON t.id = ranked.id ORDER BY ranked.score DESC, t.id LIMIT %(k)s"""
     ).format(
         ctes=ctes,
         ranked=ranked,
         title=sql.SQL("t.title" if with_facts else "NULL"),
+        times=sql.SQL("t.start_s, t.end_s, " if scan.timed else ""),
         check=check,
         table=sql.Identifier(table),
     )

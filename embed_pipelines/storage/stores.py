@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.location import Location
-from embed_pipelines.core.rows import Chunk, ChunkVector, Document, Page, PageVectors, Picture, PictureVector
+from embed_pipelines.core.rows import (
+    Chunk,
+    ChunkVector,
+    Document,
+    Page,
+    PageVectors,
+    Picture,
+    PictureVector,
+    RowKind,
+    Segment,
+)
 from embed_pipelines.storage.parquet import DocumentStore
 
 TEXT_VECTORS = "embeddings"
@@ -25,9 +35,16 @@ def documents_store(collection: Collection) -> DocumentStore[Document]:
     return DocumentStore(collection.state_location / "documents", Document.KIND, facts=facts)
 
 
-def chunks_store(collection: Collection, chunker_version: str) -> DocumentStore[Chunk]:
+def chunks_store(collection: Collection, chunker_version: str, kind: RowKind = Chunk.KIND) -> DocumentStore[Chunk]:
+    """`kind`: the family's chunk rows (a recording's chunks carry their time range: SpokenChunk)."""
     facts = ("source_sha256", "chunk_ordinal", "chunk_hash")
-    return DocumentStore(collection.state_location / "chunks" / chunker_version, Chunk.KIND, facts=facts)
+    return DocumentStore(collection.state_location / "chunks" / chunker_version, kind, facts=facts)
+
+
+def transcripts_store(collection: Collection, speech_version: str) -> DocumentStore[Segment]:
+    """A recording's segments, per speech model version: a new model or language transcribes beside the old."""
+    facts = ("source_sha256",)
+    return DocumentStore(collection.state_location / "transcripts" / speech_version, Segment.KIND, facts=facts)
 
 
 def vectors_folder(collection: Collection, kind: str, version: str) -> Location:

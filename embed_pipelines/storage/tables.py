@@ -7,6 +7,7 @@ All SQL lives here, in the open. Rows load by binary COPY; the HNSW index is bui
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ from psycopg import sql
 
 from embed_pipelines.core.collection import check_name
 from embed_pipelines.core.facts import facts_key
-from embed_pipelines.core.rows import Chunk, Column, Page, Picture, RowKind
+from embed_pipelines.core.rows import Chunk, Column, Page, Picture, RowKind, SpokenChunk
 from embed_pipelines.storage.keywords import KEYWORD_COLUMNS, TERMS_SUFFIX, TOTALS_SUFFIX
 
 HNSW_MAX_DIMENSIONS = 2000
@@ -65,6 +66,8 @@ CHUNK_TABLE = TableLayout(
     generated=KEYWORD_COLUMNS,
     guarded_side_tables=((TERMS_SUFFIX, "false"),),  # every word of every row: read through a function (access.py)
 )
+# A recording's chunks: a chunk table whose rows also say when they were spoken.
+SPOKEN_TABLE = dataclasses.replace(CHUNK_TABLE, kind=SpokenChunk.KIND)
 # Its HNSW index is on the regions table beside it (page_tables.py).
 PAGE_TABLE = TableLayout(
     Page.KIND,

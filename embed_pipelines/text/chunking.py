@@ -63,6 +63,9 @@ class DocumentChunker:
     def settings(self) -> dict:
         return chunker_settings(self.max_tokens, self.merge_peers)
 
+    def count_tokens(self, text: str) -> int:
+        return self._tokenizer.count_tokens(text)
+
     def chunk(self, document: DoclingDocument, path: str, source_sha256: str) -> list[Chunk]:
         chunks: list[Chunk] = []
         for piece in self._chunker.chunk(dl_doc=document):

@@ -86,7 +86,7 @@ def _chunk_health(inputs: GateInputs) -> IndexHealth:
     """The version table's health against the chunks each shard should hold (one scan, shared by checks)."""
     if "chunk_health" not in inputs.figures:
         conn, collection, candidate = inputs.conn, inputs.collection, inputs.candidate
-        chunks = chunks_store(collection, candidate.chunker_version)
+        chunks = chunks_store(collection, candidate.chunker_version, inputs.family.layout.kind)
         health, expected_rows = {}, {}
         for shard in collection.shard_keys:
             paths = listed_paths(collection, shard, inputs.family.accepts)
