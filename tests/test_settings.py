@@ -11,7 +11,7 @@ import pytest
 from embed_pipelines.config import collection_from_environment, load_collections
 from embed_pipelines.core import config as core_config
 from embed_pipelines.core.access import AccessPolicy, AccessRule
-from embed_pipelines.core.collection import Collection, ImageBranch
+from embed_pipelines.core.collection import AudioBranch, Collection, ImageBranch
 from embed_pipelines.core.config import declared_settings, settings_table
 from embed_pipelines.core.settings import ConfigurationError, declared
 from embed_pipelines.factory import build_definitions
@@ -53,6 +53,7 @@ YAML_VALUES = {
     },
     "visual": {"model": "/models/colqwen2", "family": "colpali", "base_model": "/models/base", "dpi": 100},
     "images": {"model": "/models/clip", "from_documents": False, "min_picture_side": 64},
+    "audio": {"model": "/models/whisper", "language": "de"},
     "access": {"sources": ["metadata", "posix"], "combine": "union", "metadata_field": "readers"},
 }
 
@@ -150,6 +151,8 @@ def test_every_variable_sets_the_environments_collection(tmp_path, monkeypatch):
         "EMBED_PIPELINES_IMAGES_MODEL": "/models/siglip",
         "EMBED_PIPELINES_IMAGES_FROM_DOCUMENTS": "no",
         "EMBED_PIPELINES_IMAGES_MIN_SIDE": "100",
+        "EMBED_PIPELINES_AUDIO_MODEL": "/models/whisper-small",
+        "EMBED_PIPELINES_AUDIO_LANGUAGE": "fr",
     }
     covered |= set(images)
     assert declared_variables == set(values) | covered
@@ -171,6 +174,7 @@ def test_every_variable_sets_the_environments_collection(tmp_path, monkeypatch):
         assert getattr(collection, field) == value, field
     assert collection.visual.model == "/models/colqwen2" and collection.visual.family == "colqwen2"
     assert collection.images == ImageBranch("/models/siglip", from_documents=False, min_picture_side=100)
+    assert collection.audio == AudioBranch("/models/whisper-small", language="fr")
     assert collection.promotion.golden_queries == Path("/srv/q.json")
 
 
