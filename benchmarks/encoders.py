@@ -11,6 +11,12 @@ python3.11-doc is installed, else generated sentences of the same length (~180 t
   on CPU (the default there) a 4-layer one, so the run stays short;
 - ColQwen2 at Qwen2-VL-2B size with random weights (pages/s over A4 pages of text, up to 768 visual tokens
   each); on CPU the tiny one of the tests (16 tokens a page). Sentence-transformers has no such model.
+- CLIP with random weights, ViT-L/14 size (ViT-B/32 on CPU): pictures/s over 640x480 drawings, against the
+  plain transformers loop (processor, then `get_image_features`, a batch at a time) and the forward pass alone.
+- Whisper with random weights, large-v3-turbo size (base on CPU): audio seconds transcribed per second,
+  against the plain transformers loop (the `automatic-speech-recognition` pipeline over the decoded recording,
+  30-second chunks, timestamps) and `generate` alone on features already computed (the limit). Random weights
+  decode until the length limit, so the rates are the slowest a real model would show.
 
     .venv/bin/python benchmarks/encoders.py            # CPU: short form
     .venv/bin/python benchmarks/encoders.py --full     # GPU: full sizes, 21,864 chunks
@@ -28,6 +34,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the random ColQwen2 builder
+from tiny_picture_model import CLIP_VIT_B32, CLIP_VIT_L14, build_tiny_clip  # noqa: E402
+from tiny_speech_model import WHISPER_BASE, WHISPER_LARGE_V3_TURBO, build_tiny_whisper  # noqa: E402
 from tiny_visual_model import QWEN2_VL_2B, build_tiny_colqwen2  # noqa: E402
 
 DOCS = Path("/usr/share/doc/python3.11/html")
@@ -143,6 +151,104 @@ def measure_pages(folder: Path, pages: list, device: str) -> dict:
     return {"model": "ColQwen2 (random), pages", "project": project, "limit": limit, "ratio": project / limit}
 
 
+def drawings(count: int) -> list:
+    """640x480 pictures of their own (the processor's cost depends on pixels, not content)."""
+    from PIL import Image, ImageDraw
+
+    pictures = []
+    for i in range(count):
+        picture = Image.new("RGB", (640, 480), ((i * 67) % 256, (i * 131) % 256, 90))
+        ImageDraw.Draw(picture).ellipse((40 + i % 200, 60, 400 + i % 200, 420), fill=(255 - i % 256, 40, 200))
+        pictures.append(picture)
+    return pictures
+
+
+def measure_pictures(folder: Path, pictures: list, device: str) -> dict:
+    """The project's picture encoder against the plain loop and the forward pass on batches processed first."""
+    from embed_pipelines.visual.picture_model import PictureEmbeddingModel
+
+    encoder = PictureEmbeddingModel(model=str(folder), device=device).encoder()
+    project = rate(lambda n: encoder.embed_pictures(pictures[:n]), len(pictures))
+    step, model, processor = encoder.batch_size, encoder.model, encoder.processor
+
+    @torch.inference_mode()
+    def plain(n: int) -> None:
+        for start in range(0, n, step):
+            inputs = processor(images=pictures[start : min(n, start + step)], return_tensors="pt").to(model.device)
+            model.get_image_features(pixel_values=inputs["pixel_values"].to(model.dtype)).pooler_output.cpu()
+
+    batches = [
+        processor(images=pictures[i : i + step], return_tensors="pt")["pixel_values"].to(model.device, model.dtype)
+        for i in range(0, len(pictures), step)
+    ]
+
+    @torch.inference_mode()
+    def forward(n: int) -> None:
+        for batch in batches[: -(-n // step)]:
+            model.get_image_features(pixel_values=batch).pooler_output.sum()
+        if encoder.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    plain_rate, limit = rate(plain, len(pictures)), rate(forward, len(pictures))
+    return {"model": "CLIP (random), pictures", "project": project, "plain": plain_rate, "limit": limit,
+            "ratio": project / limit}  # fmt: skip
+
+
+def recording(path: Path, seconds: int) -> Path:
+    """A recording of a tone sounding half of each second, as FLAC."""
+    import av
+    import numpy as np
+
+    t = np.arange(seconds * 16_000) / 16_000
+    samples = (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * t) > 0)).astype(np.float32)
+    frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
+    frame.sample_rate = 16_000
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("flac", rate=16_000)
+        stream.layout = "mono"
+        resampler = av.AudioResampler(format=stream.codec_context.format, layout="mono", rate=16_000)
+        for converted in [*resampler.resample(frame), *resampler.resample(None)]:
+            container.mux(stream.encode(converted))
+        container.mux(stream.encode(None))
+    return path
+
+
+def measure_speech(folder: Path, audio: Path, seconds: int, device: str) -> dict:
+    """Audio seconds per second: the project's transcription against the pipeline a user would call and
+    `generate` alone on the project's own windows' features (each measured once: a run is minutes on CPU)."""
+    import numpy as np
+    from transformers import pipeline
+
+    from embed_pipelines.audio.decoding import decoded_blocks, windows
+    from embed_pipelines.audio.speech_model import WINDOW_S, SpeechModel
+
+    speech = SpeechModel(model=str(folder), device=device, language="en")
+    transcriber = speech.transcriber()
+
+    def timed(work) -> float:
+        started = time.perf_counter()
+        work()
+        return seconds / (time.perf_counter() - started)
+
+    project = timed(lambda: list(speech.transcribe(audio)))
+    asr = pipeline("automatic-speech-recognition", model=transcriber.model, tokenizer=transcriber.processor.tokenizer,
+                   feature_extractor=transcriber.processor.feature_extractor, chunk_length_s=30,
+                   batch_size=transcriber.batch_size)  # fmt: skip
+    language = {"language": "en", "task": "transcribe"}
+    plain = timed(lambda: asr(np.concatenate(list(decoded_blocks(audio))), return_timestamps=True,
+                              generate_kwargs=language))  # fmt: skip
+    features = [transcriber._features(list(batch))[1] for batch in _batches(windows(decoded_blocks(audio), WINDOW_S),
+                                                                              transcriber.batch_size)]  # fmt: skip
+    limit = timed(lambda: [transcriber._generate(batch, "en") for batch in features])
+    return {"model": "Whisper (random), audio s", "project": project, "plain": plain, "limit": limit,
+            "ratio": project / limit}  # fmt: skip
+
+
+def _batches(items, size: int) -> list[list]:
+    items = list(items)
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
 def forward_limit(encoder, corpus: list[str]) -> float:
     """Chunks/s of the runtime's forward pass alone (pooling included), on the project's own batches already
     tokenized, padded and on the device."""
@@ -187,12 +293,16 @@ def main() -> None:
         ]
         colqwen2 = build_tiny_colqwen2(Path(tmp) / "colqwen2", sizes=QWEN2_VL_2B if full else None)
         results.append(measure_pages(colqwen2, a4_pages(96 if full else 32, corpus), device))
-    print(f"device {device}; {len(corpus)} chunks; chunks/s (pages/s for ColQwen2)")
-    print(f"{'model':32}{'project':>10}{'st 32':>10}{'st 256':>10}{'limit':>10}{'project/limit':>15}")
+        clip = build_tiny_clip(Path(tmp) / "clip", CLIP_VIT_L14 if full else CLIP_VIT_B32)
+        results.append(measure_pictures(clip, drawings(2048 if full else 64), device))
+        whisper = build_tiny_whisper(Path(tmp) / "whisper", WHISPER_LARGE_V3_TURBO if full else WHISPER_BASE)
+        seconds = 1200 if full else 120
+        results.append(measure_speech(whisper, recording(Path(tmp) / "talk.flac", seconds), seconds, device))
+    print(f"device {device}; {len(corpus)} chunks; chunks/s (pages/s, pictures/s, audio seconds/s)")
+    names = ("project", "st 32", "st 256", "plain", "limit")
+    print(f"{'model':32}" + "".join(f"{name:>10}" for name in names) + f"{'project/limit':>15}")
     for r in results:
-        rates = "".join(
-            f"{r[name]:10.0f}" if name in r else f"{'-':>10}" for name in ("project", "st 32", "st 256", "limit")
-        )
+        rates = "".join(f"{r[name]:10.1f}" if name in r else f"{'-':>10}" for name in names)
         print(f"{r['model']:32}{rates}{r['ratio']:15.2f}")
 
 

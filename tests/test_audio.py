@@ -21,6 +21,8 @@ from embed_pipelines.audio.spoken import SpokenTextModel
 from embed_pipelines.automation import shard_range_tags
 from embed_pipelines.core.collection import AudioBranch, Collection
 from embed_pipelines.factory import index_job_name
+from embed_pipelines.pipeline.families import accepted_by, configured_models
+from embed_pipelines.pipeline.plan import plan_sync
 
 CODECS = {
     ".wav": "pcm_s16le",
@@ -133,6 +135,14 @@ def test_an_edited_recording_alone_is_transcribed_again(
     before = audio_rows(postgres, "talks_edit_audio")
 
     write_recording(recordings / "note.wav", 9.0, pitch=330.0)
+    models = configured_models(collection, {"text": tiny_model, "audio": audio_model})
+    with postgres.connect() as conn:
+        plan = plan_sync(collection, accepted_by(collection), models, conn)
+    transcribing = plan.steps["audio/TranscribeAudio"].figures
+    # note.wav, and broken.mp3, which every sync tries again (its container states no length)
+    assert (transcribing["recordings_to_transcribe"], transcribing["audio_seconds_to_transcribe"]) == (2, 9)
+    assert plan.figure("chunks_embedded") == 0, "what follows is planned from its last transcript"
+    assert audio_rows(postgres, "talks_edit_audio") == before
     edited = index(collection, tiny_model, audio_model, postgres, instance)
 
     assert metadata(edited, collection, "transcripts")["recordings_transcribed"] == 1

@@ -30,6 +30,15 @@ class Window:
         return len(self.samples) / SAMPLE_RATE
 
 
+def duration_s(path: Path) -> float:
+    """The recording's length as its container states it (nothing decoded); 0 where it states none."""
+    try:
+        with av.open(str(path)) as container:
+            return (container.duration or 0) / av.time_base
+    except (av.FFmpegError, OSError):
+        return 0.0
+
+
 def decoded_blocks(path: Path) -> Iterator[np.ndarray]:
     """The recording's samples as FFmpeg decodes them, a frame at a time. Raises ValueError naming the file when
     it holds no decodable audio."""

@@ -34,7 +34,7 @@ class EmbedChunks(StoreSync):
     def __init__(self, stores: Stores, family: IndexFamily, model: TextModel, versions: Versions):
         self.version = versions.index
         self.chunks = stores.chunks(versions.chunker, family.layout.kind)
-        vectors = stores.embeddings(self.version, model.dimension)
+        vectors = stores.embeddings(self.version, model.dimension, family.vectors_asset)
         super().__init__(stores, family.accepts, vectors, upstream=self.chunks)
         self.model = model
         self.pending: list[tuple[str, str, list[Chunk]]] = []

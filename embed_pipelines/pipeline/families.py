@@ -34,7 +34,7 @@ from embed_pipelines.storage.chunk_search import search as search_chunks
 from embed_pipelines.storage.database import Database
 from embed_pipelines.storage.page_tables import search_pages
 from embed_pipelines.storage.picture_search import search_pictures
-from embed_pipelines.storage.stores import PAGE_VECTORS, PICTURE_VECTORS, TEXT_VECTORS
+from embed_pipelines.storage.stores import AUDIO_VECTORS, PAGE_VECTORS, PICTURE_VECTORS, TEXT_VECTORS
 from embed_pipelines.storage.tables import CHUNK_TABLE, PAGE_TABLE, PICTURE_TABLE, SPOKEN_TABLE
 from embed_pipelines.text.formats import is_supported
 from embed_pipelines.text.local_model import TextEmbeddingModel
@@ -174,7 +174,7 @@ AUDIO = IndexFamily(
     name="audio",
     view_suffix="_audio",
     accepts=is_audio,
-    vectors_asset=TEXT_VECTORS,  # text vectors of its own index versions
+    vectors_asset=AUDIO_VECTORS,
     layout=SPOKEN_TABLE,
     gate=(gate.rows_match_chunks, gate.vectors_sane, gate.recall_at_10, gate.readers_see_only_their_rows),
     model_from=spoken_model,

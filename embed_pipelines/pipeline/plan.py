@@ -106,6 +106,9 @@ class Estimating:
     def embed_pages(self, images: list) -> list[np.ndarray]:
         return [self._unit(1) for _ in images]
 
+    def embed_pictures(self, images: list) -> np.ndarray:
+        return self._unit(len(images))
+
 
 def plan_sync(
     collection: Collection, accepts: Accepts, models: list[tuple[IndexFamily, object]], conn: psycopg.Connection

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterable, Iterator
 from functools import cached_property
 
+from embed_pipelines.audio.decoding import duration_s
 from embed_pipelines.audio.speech_model import Segment as SpokenSegment
 from embed_pipelines.audio.spoken import SpokenTextModel
 from embed_pipelines.core.fingerprints import Versions
@@ -55,7 +56,15 @@ class TranscribeAudio(StoreSync):
         self.speech = model.speech
 
     def wanted(self, shard: str, path: str) -> Wanted:
-        return Wanted(self.sources[path].sha256)
+        """A plan transcribes nothing (minutes of a GPU per hour of audio): it counts the recordings it would
+        transcribe and their length, and what follows them is planned from their last transcripts."""
+        sha256 = self.sources[path].sha256
+        if self.stores.dry_run and self.store.made_from(shard, path) != sha256:
+            with self.collection.files.local_file(path) as local:
+                seconds = duration_s(local)
+            self.figures.update(recordings_to_transcribe=1, audio_seconds_to_transcribe=round(seconds))
+            raise Missing(f"to be transcribed: {seconds:.0f} s of audio")
+        return Wanted(sha256)
 
     def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
         started = time.perf_counter()

@@ -53,8 +53,8 @@ class Stores:
     def transcripts(self, speech_version: str) -> DocumentStore:
         return self._open("transcripts", stores.transcripts_store, speech_version)
 
-    def embeddings(self, version: str, dimension: int) -> DocumentStore:
-        return self._open("embeddings", stores.embeddings_store, version, dimension)
+    def embeddings(self, version: str, dimension: int, folder: str = stores.TEXT_VECTORS) -> DocumentStore:
+        return self._open("embeddings", stores.embeddings_store, version, dimension, folder)
 
     def page_images(self) -> DocumentStore:
         return self._open("page_images", stores.page_images_store)

@@ -21,6 +21,7 @@ from embed_pipelines.storage.parquet import DocumentStore
 TEXT_VECTORS = "embeddings"
 PAGE_VECTORS = "page_embeddings"
 PICTURE_VECTORS = "picture_embeddings"
+AUDIO_VECTORS = "audio_embeddings"
 # What a page index row holds besides its tokens: what its loader reads of every page, from the manifests.
 PAGE_FACTS = ("document_path", "page_number", "width", "height", "image_sha256", "source_sha256")
 # What the picture loader reads of every picture (all but its PNG).
@@ -52,9 +53,12 @@ def vectors_folder(collection: Collection, kind: str, version: str) -> Location:
     return collection.state_location / kind / version
 
 
-def embeddings_store(collection: Collection, version: str, dimension: int) -> DocumentStore[ChunkVector]:
-    """Vectors of replaced or deleted documents retire to `<version>/retired/` and stay reusable."""
-    root = vectors_folder(collection, TEXT_VECTORS, version)
+def embeddings_store(
+    collection: Collection, version: str, dimension: int, folder: str = TEXT_VECTORS
+) -> DocumentStore[ChunkVector]:
+    """Vectors of replaced or deleted documents retire to `<version>/retired/` and stay reusable. `folder`: the
+    family's (a recording's chunks are text vectors too, kept apart: AUDIO_VECTORS)."""
+    root = vectors_folder(collection, folder, version)
     facts = ("chunk_ordinal", "chunk_hash")
     return DocumentStore(root / "current", ChunkVector.KIND, dimension, retired=root / "retired", facts=facts)
 
