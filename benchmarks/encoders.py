@@ -221,6 +221,7 @@ def measure_speech(folder: Path, audio: Path, seconds: int, device: str) -> dict
 
     from embed_pipelines.audio.decoding import decoded_blocks, windows
     from embed_pipelines.audio.speech_model import WINDOW_S, SpeechModel
+    from embed_pipelines.core.batches import batched
 
     speech = SpeechModel(model=str(folder), device=device, language="en")
     transcriber = speech.transcriber()
@@ -237,16 +238,11 @@ def measure_speech(folder: Path, audio: Path, seconds: int, device: str) -> dict
     language = {"language": "en", "task": "transcribe"}
     plain = timed(lambda: asr(np.concatenate(list(decoded_blocks(audio))), return_timestamps=True,
                               generate_kwargs=language))  # fmt: skip
-    features = [transcriber._features(list(batch))[1] for batch in _batches(windows(decoded_blocks(audio), WINDOW_S),
-                                                                              transcriber.batch_size)]  # fmt: skip
+    batches = batched(windows(decoded_blocks(audio), WINDOW_S), transcriber.batch_size)
+    features = [transcriber._features(batch)[1] for batch in batches]
     limit = timed(lambda: [transcriber._generate(batch, "en") for batch in features])
     return {"model": "Whisper (random), audio s", "project": project, "plain": plain, "limit": limit,
             "ratio": project / limit}  # fmt: skip
-
-
-def _batches(items, size: int) -> list[list]:
-    items = list(items)
-    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def forward_limit(encoder, corpus: list[str]) -> float:

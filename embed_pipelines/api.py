@@ -47,6 +47,7 @@ from embed_pipelines.text.reranker import reranker_from
 from embed_pipelines.version_jobs import build_version_jobs, version_job_name, version_op_name
 from embed_pipelines.versions.evaluation import Scores, read_questions, score
 from embed_pipelines.visual.pictures import image_file_picture
+from embed_pipelines.visual.rendering import png_image
 
 
 class SyncRunning(ConfigurationError):
@@ -282,7 +283,7 @@ def _example_picture(family, path: Path) -> Image.Image:
     if not path.is_file():
         raise ConfigurationError(f"--like {path}: no such file")
     try:
-        return image_file_picture(path).image()
+        return png_image(image_file_picture(path).png)
     except ValueError as error:
         raise ConfigurationError(f"--like {error}") from None
 

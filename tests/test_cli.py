@@ -1,5 +1,7 @@
 """The command line as a user runs it: default resources, the Dagster instance in DAGSTER_HOME."""
 
+import re
+
 import dagster as dg
 import pytest
 from support import SMALL_CORPUS, write_corpus, write_pdf
@@ -92,3 +94,36 @@ def test_visual_search_from_the_command_line(tmp_path, home, capsys, monkeypatch
     assert len(lines) == 2 and all("slides.pdf  page " in line for line in lines)
     assert cli.main(["search", "--family", "pages", "revenue", "--collection", "cli", "--exact"]) == 1
     assert "serves no pages index yet" in capsys.readouterr().err
+
+
+def test_pictures_and_recordings_from_the_command_line(tmp_path, home, capsys, monkeypatch):
+    """The families configured by the environment alone: planned, indexed, and searched with --family."""
+    from test_audio import write_recording
+    from test_images import drawing
+    from tiny_picture_model import build_tiny_clip
+    from tiny_speech_model import build_tiny_whisper
+
+    monkeypatch.setenv("EMBED_PIPELINES_IMAGES_MODEL", str(build_tiny_clip(tmp_path / "clip")))
+    monkeypatch.setenv("EMBED_PIPELINES_AUDIO_MODEL", str(build_tiny_whisper(tmp_path / "whisper")))
+    monkeypatch.setenv("EMBED_PIPELINES_AUDIO_LANGUAGE", "en")
+    source = tmp_path / "field"
+    source.mkdir()
+    drawing(1).save(source / "hive.jpg")
+    drawing(2).save(source / "swarm.png")
+    write_recording(source / "meeting.m4a", 40.0)
+    (source / "notes.md").write_text("# Notes\n\nThe inspection found a laying queen.")
+
+    assert cli.main(["index", str(source), "--collection", "field", "--plan"]) == 0
+    planned = capsys.readouterr().out
+    assert "images/EmbedPictures" in planned and "pictures_embedded 2" in planned
+    assert "audio/TranscribeAudio" in planned and "recordings_to_transcribe 1" in planned
+    assert cli.main(["index", str(source), "--collection", "field", "--shards", "2"]) == 0
+    assert "succeeded" in capsys.readouterr().out
+
+    like = ["search", "--family", "images", "--like", str(source / "hive.jpg"), "--collection", "field", "-k", "1"]
+    assert cli.main(like) == 0
+    assert capsys.readouterr().out.startswith(" 1. 1.000  hive.jpg")
+    assert cli.main(["search", "--family", "audio", "the meeting", "--collection", "field", "--mode", "dense"]) == 0
+    assert re.search(r"meeting\.m4a  00:00:\d\d–00:00:\d\d", capsys.readouterr().out)
+    assert cli.main(["search", "--like", str(source / "hive.jpg"), "--collection", "field"]) == 2
+    assert "--like finds pictures like an example picture: add --family images" in capsys.readouterr().err

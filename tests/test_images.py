@@ -3,6 +3,7 @@ random-weight ones built from configs, tests/tiny_picture_model.py), indexed, fo
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import docx
@@ -18,10 +19,11 @@ from embed_pipelines.assets.common import asset_key
 from embed_pipelines.automation import shard_range_tags
 from embed_pipelines.core.collection import Collection, ImageBranch
 from embed_pipelines.factory import index_job_name
-from embed_pipelines.pipeline.families import accepted_by, configured_models
+from embed_pipelines.pipeline.families import IMAGES, accepted_by, configured_models
 from embed_pipelines.pipeline.plan import plan_sync
 from embed_pipelines.storage.registry import serving_version
 from embed_pipelines.visual.picture_model import PictureEmbeddingModel
+from embed_pipelines.visual.pictures import image_file_picture
 
 BUILDERS = {"clip": build_tiny_clip, "siglip": build_tiny_siglip}
 
@@ -43,8 +45,12 @@ def drawing(seed: int, size: tuple[int, int] = (160, 120)) -> Image.Image:
 
 
 def write_docx(path: Path, picture: Path, caption: str) -> None:
+    """A heading, a bullet-sized icon (left out: under min_picture_side), the picture and its caption."""
+    icon = path.with_name("icon.png")
+    drawing(3, (16, 16)).save(icon)
     document = docx.Document()
     document.add_heading("Hive frames", 1)
+    document.add_picture(str(icon))
     document.add_paragraph("A frame holds comb; the picture shows one.")
     document.add_picture(str(picture))
     document.add_paragraph(caption)
@@ -103,7 +109,8 @@ def source(tmp_path) -> Path:
         drawing(seed).save(folder / name)
     drawing(6).save(folder / "bees.gif", save_all=True, append_images=[drawing(7)], duration=100)
     drawing(8).save(tmp_path / "brood.png")
-    write_docx(folder / "guide.docx", tmp_path / "brood.png", "Figure 1: a brood frame, capped")
+    write_docx(tmp_path / "guide.docx", tmp_path / "brood.png", "Figure 1: a brood frame, capped")
+    (tmp_path / "guide.docx").rename(folder / "guide.docx")
     write_pptx(folder / "talk.pptx", folder / "hive.png")  # the same picture as hive.png: embedded once
     drawing(9).save(tmp_path / "inspection.png")
     write_pdf_with_picture(folder / "report.pdf", tmp_path / "inspection.png")
@@ -177,3 +184,38 @@ def test_an_edit_re_embeds_only_the_edited_picture_and_a_delete_removes_it(
     assert {path for path, _ in picture_rows(postgres, "pics_edit_images")} == {
         path for path, _ in before if path not in ("queen.jpg", "guide.docx")
     }
+
+
+def test_a_new_image_model_builds_beside_the_served_one_and_rolls_back(
+    source, tmp_path, state_dir, instance, postgres, tiny_model
+):
+    """CLIP, then SigLIP: a new version, built beside and promoted once checked; a rollback serves CLIP's again."""
+    clip = PictureEmbeddingModel(model=str(build_tiny_clip(tmp_path / "clip")), device="cpu")
+    siglip = PictureEmbeddingModel(model=str(build_tiny_siglip(tmp_path / "siglip")), device="cpu")
+    for model in (clip, siglip):
+        collection = Collection("pics_swap", source, shards=2, images=ImageBranch(model.model))
+        index(collection, tiny_model, model, postgres, instance)
+
+    serving, records = api.list_versions("pics_swap", family="images", postgres=postgres)
+    assert serving == siglip.index_version() and {r.version for r in records} == {
+        clip.index_version(),
+        siglip.index_version(),
+    }
+    assert {check["name"] for check in records[0].gate["checks"]} >= {"complete", "recall_at_10"}
+    assert api.rollback("pics_swap", family="images", instance=instance, postgres=postgres).success
+    assert api.list_versions("pics_swap", family="images", postgres=postgres)[0] == clip.index_version()
+    hits = api.search("", "pics_swap", k=1, family="images", like=source / "swarm.webp", postgres=postgres)
+    assert hits[0].document_path == "swarm.webp", "questions are embedded by the serving version's model"
+    dropped = api.drop_version(
+        siglip.index_version(), "pics_swap", instance=instance, postgres=postgres, family="images"
+    )
+    assert dropped.success and not IMAGES.vectors_folder(collection, siglip.index_version()).exists()
+
+
+def test_a_heic_photo_is_decoded_or_refused_with_what_to_install(tmp_path):
+    photo = tmp_path / "IMG_0001.heic"
+    photo.write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(64))
+    installed = importlib.util.find_spec("pillow_heif") is not None
+    expected = "not a readable image" if installed else r"no HEIC decoder is installed \(pip install pillow-heif\)"
+    with pytest.raises(ValueError, match=f"IMG_0001.heic: {expected}"):
+        image_file_picture(photo)

@@ -99,7 +99,7 @@ def test_infinity_serves_the_same_cross_encoder_and_orders_alike(cross_encoder):
 def test_rerank_refuses_what_it_cannot_do(indexed, postgres, tmp_path, monkeypatch):
     with pytest.raises(ConfigurationError, match="no config.json"):
         reranker_from(str(tmp_path)).scores("q", ["a"])
-    with pytest.raises(ConfigurationError, match="page images"):
+    with pytest.raises(ConfigurationError, match="re-orders text chunks by their text: pages have none"):
         api.search("q", indexed, k=3, postgres=postgres, rerank=5, family="pages")
     monkeypatch.delenv("EMBED_PIPELINES_RERANKER")
     with pytest.raises(ConfigurationError, match="has no reranker"):

@@ -16,6 +16,7 @@ from transformers import AutoProcessor, WhisperForConditionalGeneration
 
 from embed_pipelines.audio.decoding import SAMPLE_RATE, Window
 from embed_pipelines.core.accelerator import pick_dtype, prepared_ahead, run_halving_on_oom
+from embed_pipelines.core.batches import batched
 
 TIMESTAMP_STEP_S = 0.02
 
@@ -34,7 +35,7 @@ class WhisperTranscriber:
     def transcribe(self, windows: Iterable[Window], language: str | None) -> Iterator[tuple[float, float, str]]:
         """(start, end, text) of each segment, in the recording's seconds, in order."""
         previous_end = 0.0
-        batches = prepared_ahead(self._features, _in_batches(windows, self.batch_size))
+        batches = prepared_ahead(self._features, batched(windows, self.batch_size))
         for batch, features in batches:
             outputs = run_halving_on_oom(lambda part: self._generate(part, language), features, torch.cat)
             for window, tokens in zip(batch, outputs.tolist(), strict=True):
@@ -81,15 +82,3 @@ class WhisperTranscriber:
         text = self.processor.tokenizer.decode(words, skip_special_tokens=True).strip()
         if text:
             yield start, max(start, end), text
-
-
-def _in_batches(windows: Iterable[Window], size: int) -> Iterator[list[Window]]:
-    """Windows `size` at a time, drawn as they are decoded."""
-    batch = []
-    for window in windows:
-        batch.append(window)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

@@ -14,7 +14,7 @@ from embed_pipelines.storage.vector_cache import lookup_stored
 from embed_pipelines.versions.family import IndexFamily
 from embed_pipelines.visual.model import PageModel
 from embed_pipelines.visual.regions import regions_of
-from embed_pipelines.visual.rendering import PageImage
+from embed_pipelines.visual.rendering import png_image
 
 
 class EmbedPages(StoreSync):
@@ -49,7 +49,7 @@ class EmbedPages(StoreSync):
             missing = {page.image_sha256: page for page in batch if page.image_sha256 not in vectors}
             if missing:
                 started = time.perf_counter()
-                images = [PageImage(p.page_number, p.width, p.height, p.png).image() for p in missing.values()]
+                images = [png_image(page.png) for page in missing.values()]
                 computed = self.model.embed_pages(images)
                 self.figures["model_seconds"] += time.perf_counter() - started
                 vectors |= {h: (t.tolist(), regions_of(t).tolist()) for h, t in zip(missing, computed, strict=True)}

@@ -16,7 +16,7 @@ from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.storage.vector_cache import lookup_stored
 from embed_pipelines.versions.family import IndexFamily
 from embed_pipelines.visual.picture_model import PictureModel
-from embed_pipelines.visual.pictures import PictureImage
+from embed_pipelines.visual.rendering import png_image
 
 
 class EmbedPictures(StoreSync):
@@ -53,7 +53,7 @@ class EmbedPictures(StoreSync):
             missing = {picture.image_sha256: picture for picture in batch if picture.image_sha256 not in vectors}
             if missing:
                 started = time.perf_counter()
-                images = [PictureImage(0, None, "", (), 0, 0, picture.png).image() for picture in missing.values()]
+                images = [png_image(picture.png) for picture in missing.values()]
                 computed = self.model.embed_pictures(images)
                 self.figures["model_seconds"] += time.perf_counter() - started
                 vectors |= dict(zip(missing, np.asarray(computed, np.float32).tolist(), strict=True))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from embed_pipelines.core.batches import batched
 from embed_pipelines.core.rows import Picture
 from embed_pipelines.pipeline.incremental import Failed, Missing, Wanted
 from embed_pipelines.pipeline.steps import StoreSync
@@ -16,27 +17,22 @@ PICTURES_PER_BATCH = 16  # pictures held in memory at once, whatever the documen
 
 
 def _batches(path: str, sha256: str, pictures: Iterable[PictureImage]) -> Iterator[list[Picture]]:
-    batch: list[Picture] = []
-    for picture in pictures:
-        batch.append(
-            Picture(
-                document_path=path,
-                source_sha256=sha256,
-                picture_ordinal=picture.ordinal,
-                page_number=picture.page_number,
-                caption=picture.caption,
-                headings=list(picture.headings),
-                width=picture.width,
-                height=picture.height,
-                image_sha256=picture.sha256,
-                png=picture.png,
-            )
+    rows = (
+        Picture(
+            document_path=path,
+            source_sha256=sha256,
+            picture_ordinal=picture.ordinal,
+            page_number=picture.page_number,
+            caption=picture.caption,
+            headings=list(picture.headings),
+            width=picture.width,
+            height=picture.height,
+            image_sha256=picture.sha256,
+            png=picture.png,
         )
-        if len(batch) == PICTURES_PER_BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+        for picture in pictures
+    )
+    return batched(rows, PICTURES_PER_BATCH)
 
 
 class ExtractPictures(StoreSync):

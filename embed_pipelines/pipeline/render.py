@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from embed_pipelines.core.batches import batched
 from embed_pipelines.core.rows import Page
 from embed_pipelines.pipeline.incremental import Failed, Wanted
 from embed_pipelines.pipeline.steps import StoreSync
@@ -15,24 +16,19 @@ PAGES_PER_BATCH = 8  # rendered pages held in memory at once, whatever the docum
 
 
 def _page_batches(path: str, sha256: str, pages: Iterator[PageImage]) -> Iterator[list[Page]]:
-    batch: list[Page] = []
-    for page in pages:
-        batch.append(
-            Page(
-                document_path=path,
-                source_sha256=sha256,
-                page_number=page.page_number,
-                width=page.width,
-                height=page.height,
-                image_sha256=page.sha256,
-                png=page.png,
-            )
+    rows = (
+        Page(
+            document_path=path,
+            source_sha256=sha256,
+            page_number=page.page_number,
+            width=page.width,
+            height=page.height,
+            image_sha256=page.sha256,
+            png=page.png,
         )
-        if len(batch) == PAGES_PER_BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+        for page in pages
+    )
+    return batched(rows, PAGES_PER_BATCH)
 
 
 class RenderPages(StoreSync):

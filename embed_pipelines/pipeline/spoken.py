@@ -11,6 +11,7 @@ from functools import cached_property
 from embed_pipelines.audio.decoding import duration_s
 from embed_pipelines.audio.speech_model import Segment as SpokenSegment
 from embed_pipelines.audio.spoken import SpokenTextModel
+from embed_pipelines.core.batches import batched
 from embed_pipelines.core.fingerprints import Versions
 from embed_pipelines.core.rows import Segment, SpokenChunk
 from embed_pipelines.pipeline.embed import EmbedChunks
@@ -25,23 +26,18 @@ SEGMENTS_PER_BATCH = 256  # segments written at a time: a long recording's trans
 
 
 def _segment_batches(path: str, sha256: str, segments: Iterable[SpokenSegment]) -> Iterator[list[Segment]]:
-    batch: list[Segment] = []
-    for ordinal, segment in enumerate(segments):
-        batch.append(
-            Segment(
-                document_path=path,
-                source_sha256=sha256,
-                segment_ordinal=ordinal,
-                start_s=segment.start_s,
-                end_s=segment.end_s,
-                text=storable(segment.text),
-            )
+    rows = (
+        Segment(
+            document_path=path,
+            source_sha256=sha256,
+            segment_ordinal=ordinal,
+            start_s=segment.start_s,
+            end_s=segment.end_s,
+            text=storable(segment.text),
         )
-        if len(batch) == SEGMENTS_PER_BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+        for ordinal, segment in enumerate(segments)
+    )
+    return batched(rows, SEGMENTS_PER_BATCH)
 
 
 class TranscribeAudio(StoreSync):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import hashlib
 import io
 import re
 from collections.abc import Iterator
@@ -17,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
+
+from embed_pipelines.visual.rendering import png_bytes, png_sha256
 
 IMAGE_FILE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".gif", ".bmp", ".heic", ".heif"})
 DOCUMENT_SUFFIXES = frozenset({".pdf", ".docx", ".pptx"})  # docling keeps their pictures' pixels
@@ -49,10 +50,7 @@ class PictureImage:
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.png).hexdigest()
-
-    def image(self) -> Image.Image:
-        return Image.open(io.BytesIO(self.png)).convert("RGB")
+        return png_sha256(self.png)
 
 
 def _as_png(image: Image.Image) -> tuple[int, int, bytes]:
@@ -63,9 +61,7 @@ def _as_png(image: Image.Image) -> tuple[int, int, bytes]:
         image = Image.alpha_composite(background, image)
     image = image.convert("RGB")
     image.thumbnail((MAX_SIDE, MAX_SIDE))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)
-    return image.width, image.height, buffer.getvalue()
+    return image.width, image.height, png_bytes(image)
 
 
 def _opener_for(path: Path) -> None:

@@ -25,6 +25,22 @@ def is_visual(path: Path | str) -> bool:
     return Path(path).suffix.lower() in VISUAL_SUFFIXES
 
 
+def png_bytes(image: Image.Image) -> bytes:
+    """An RGB image as PNG, fast (pages and pictures are stored, not shipped)."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def png_sha256(png: bytes) -> str:
+    """What a page's or picture's vectors are stored under: the same one is embedded once per index version."""
+    return hashlib.sha256(png).hexdigest()
+
+
+def png_image(png: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(png)).convert("RGB")
+
+
 @dataclass(frozen=True)
 class PageImage:
     page_number: int  # 1-based
@@ -34,17 +50,14 @@ class PageImage:
 
     @property
     def sha256(self) -> str:
-        """What a page's vectors are stored under: the same picture is embedded once per index version."""
-        return hashlib.sha256(self.png).hexdigest()
+        return png_sha256(self.png)
 
     def image(self) -> Image.Image:
-        return Image.open(io.BytesIO(self.png)).convert("RGB")
+        return png_image(self.png)
 
 
 def _page_image(page_number: int, image: Image.Image) -> PageImage:
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="PNG", compress_level=1)  # fast; pages are stored, not shipped
-    return PageImage(page_number, image.width, image.height, buffer.getvalue())
+    return PageImage(page_number, image.width, image.height, png_bytes(image))
 
 
 def render_pages(path: Path, dpi: int) -> Iterator[PageImage]:
