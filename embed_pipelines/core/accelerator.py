@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -12,7 +12,6 @@ import torch
 _log = logging.getLogger(__name__)
 Item = TypeVar("Item")
 Result = TypeVar("Result")
-_END = object()  # no more items
 
 
 def pick_device(requested: str) -> torch.device:
@@ -60,18 +59,13 @@ def run_halving_on_oom(
         return join([run_halving_on_oom(forward, items[:half], join), run_halving_on_oom(forward, items[half:], join)])
 
 
-def prepared_ahead(prepare: Callable[[Item], Result], items: Iterable[Item]) -> Iterator[Result]:
-    """prepare(item) for each item in order, the next one drawn and prepared by a helper thread while the
-    caller runs this one on the device: host work (padding, image processing, decoding audio) hides behind the
-    forward pass. Items are drawn one at a time, so a stream (a recording's windows) is never held whole."""
-    items = iter(items)
-
-    def next_prepared() -> Result | object:
-        item = next(items, _END)
-        return _END if item is _END else prepare(item)
-
+def prepared_ahead(prepare: Callable[[Item], Result], items: list[Item]) -> Iterator[Result]:
+    """prepare(item) for each item in order, the next one prepared by a helper thread while the caller runs
+    this one on the device: host work (padding, image processing) hides behind the forward pass."""
     with ThreadPoolExecutor(1, thread_name_prefix="prepare") as helper:
-        pending = helper.submit(next_prepared)
-        while (ready := pending.result()) is not _END:
-            pending = helper.submit(next_prepared)
+        pending = helper.submit(prepare, items[0]) if items else None
+        for following in [*items[1:], None]:
+            ready = pending.result()
+            if following is not None:
+                pending = helper.submit(prepare, following)
             yield ready
