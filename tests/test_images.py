@@ -75,6 +75,10 @@ def write_pdf_with_picture(path: Path, picture: Path) -> None:
     pdf.add_page()
     pdf.multi_cell(0, 10, text="Page two shows the frame.")
     pdf.image(str(picture), x=20, y=40, w=120)
+    pdf.set_y(135)  # under the picture (120 x 90 mm from y=40)
+    pdf.multi_cell(0, 10, text="Figure 2: the inspection frame, from above")
+    pdf.set_y(250)
+    pdf.multi_cell(0, 10, text="Figure 3 is on the next page.")  # caption-like, but far from the picture
     pdf.output(str(path))
 
 
@@ -131,6 +135,7 @@ def test_pictures_of_files_and_documents_are_indexed_and_found_by_text_and_by_ex
     assert set(rows) == {(name, 0) for name in files} | {("guide.docx", 1), ("talk.pptx", 1), ("report.pdf", 1)}
     assert rows[("guide.docx", 1)][:3] == [None, "Figure 1: a brood frame, capped", ["Hive frames"]]
     assert rows[("talk.pptx", 1)][0] == 2 and rows[("report.pdf", 1)][0] == 2, "the slide or page it is on"
+    assert rows[("report.pdf", 1)][1] == "Figure 2: the inspection frame, from above", "the caption under it"
     assert rows[("talk.pptx", 1)][3] == rows[("hive.png", 0)][3], "the same picture, the same PNG"
     extracted = metadata(result, collection, "pictures")
     assert extracted["documents_failed"] == 1 and "broken.jpg: not a readable image" in extracted["failed_files"]

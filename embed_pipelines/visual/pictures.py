@@ -8,7 +8,6 @@ its vector is stored under, so the same picture anywhere in the collection is em
 from __future__ import annotations
 
 import base64
-import dataclasses
 import io
 import re
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ DOCUMENT_SUFFIXES = frozenset({".pdf", ".docx", ".pptx"})  # docling keeps their
 HEIF_SUFFIXES = frozenset({".heic", ".heif"})
 MAX_SIDE = 1024  # CLIP and SigLIP see 224 to 512 pixels a side: a larger picture only costs storage
 MAX_PIXELS = 100_000_000  # beyond this a file is refused rather than decoded (a decompression bomb)
-# A caption docling did not link to its picture: the text right after it, when it reads like one.
+# A caption docling did not link to its picture reads like one.
 _CAPTION_START = re.compile(r"^(fig(ure)?|image|photo(graph)?|diagram|illustration|chart|plate|screenshot)\b", re.I)
 
 
@@ -93,21 +92,20 @@ def image_file_picture(path: Path) -> PictureImage:
 
 def document_pictures(docling_json: str, min_side: int) -> Iterator[PictureImage]:
     """The pictures of a converted document, in reading order, those under `min_side` pixels on a side left
-    out (bullets, rules, logos). Each keeps the page it is on, its caption (docling's, else the text right
-    after it when it reads like one) and the headings above it."""
+    out (bullets, rules, logos). Each keeps the page it is on, its caption and the headings above it. The
+    caption is docling's, else a text that reads like one ("Figure 1: ...") placed next to it: on a page (PDF,
+    PPTX), the nearest such text just above or below it; without pages (DOCX), the text right after it."""
     from docling_core.types.doc import DoclingDocument, PictureItem, SectionHeaderItem, TextItem, TitleItem
 
     document = DoclingDocument.model_validate_json(docling_json)
+    items = [item for item, _ in document.iterate_items()]
+    placed = [item for item in items if isinstance(item, TextItem) and item.prov and _CAPTION_START.match(item.text)]
     headings: dict[int, str] = {}  # level -> the heading last seen at it
-    ordinal, waiting = 0, None  # a picture waiting for the text after it, which may be its caption
-    for item, _ in document.iterate_items():
+    ordinal = 0
+    for position, item in enumerate(items):
         if isinstance(item, TitleItem | SectionHeaderItem):
             level = 0 if isinstance(item, TitleItem) else item.level
             headings = {kept: text for kept, text in headings.items() if kept < level} | {level: item.text}
-        if waiting is not None:
-            caption = item.text.strip() if isinstance(item, TextItem) and _CAPTION_START.match(item.text) else ""
-            yield _with_caption(waiting, caption)
-            waiting = None
         if not isinstance(item, PictureItem) or item.image is None:
             continue
         image = _decoded(str(item.image.uri))
@@ -115,19 +113,33 @@ def document_pictures(docling_json: str, min_side: int) -> Iterator[PictureImage
             continue
         ordinal += 1
         width, height, png = _as_png(image)
+        following = items[position + 1] if position + 1 < len(items) else None
+        caption = item.caption_text(document).strip() or _caption_beside(document, item, placed, following)
         page = item.prov[0].page_no if item.prov else None
-        picture = PictureImage(ordinal, page, item.caption_text(document).strip(), tuple(headings.values()),
-                               width, height, png)  # fmt: skip
-        if picture.caption:
-            yield picture
-        else:
-            waiting = picture
-    if waiting is not None:
-        yield waiting
+        yield PictureImage(ordinal, page, caption, tuple(headings.values()), width, height, png)
 
 
-def _with_caption(picture: PictureImage, caption: str) -> PictureImage:
-    return dataclasses.replace(picture, caption=caption) if caption else picture
+def _caption_beside(document, picture, placed: list, following) -> str:
+    """The caption-like text nearest the picture on its page (within a tenth of the page's height above or
+    below it, overlapping it across), or, for a picture without a place, the caption-like text right after it."""
+    from docling_core.types.doc import TextItem
+
+    if not picture.prov:
+        caption_like = isinstance(following, TextItem) and _CAPTION_START.match(following.text)
+        return following.text.strip() if caption_like else ""
+    page = picture.prov[0].page_no
+    size = document.pages[page].size if page in document.pages else None
+    if size is None:
+        return ""
+    box = picture.prov[0].bbox.to_top_left_origin(size.height)
+    nearest, best_gap = "", size.height / 10
+    for text in (text for text in placed if text.prov[0].page_no == page):
+        other = text.prov[0].bbox.to_top_left_origin(size.height)
+        across = min(box.r, other.r) - max(box.l, other.l)
+        gap = max(0.0, other.t - box.b, box.t - other.b)
+        if across > 0 and gap <= best_gap:
+            nearest, best_gap = text.text.strip(), gap
+    return nearest
 
 
 def _decoded(uri: str) -> Image.Image | None:
