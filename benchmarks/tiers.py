@@ -193,6 +193,8 @@ def main() -> None:
         (folder / relative).write_text(text, encoding="utf-8")
     assert api.index(folder, "debian_faq", shard_count=4).success
     with PostgresResource().connect() as conn:
+        # pgvector says when an HNSW graph outgrows maintenance_work_mem (its build then slows down)
+        conn.add_notice_handler(lambda notice: print(f"  PostgreSQL: {notice.message_primary}"))
         record = find_version(conn, "debian_faq", serving_version(conn, "debian_faq"))
         (home / "questions.json").write_text(json.dumps(sets["debian-faq"][:100]))
         judged = read_questions(home / "questions.json")
