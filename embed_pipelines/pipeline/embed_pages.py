@@ -3,18 +3,38 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 
 from embed_pipelines.core.rows import PageVectors
 from embed_pipelines.pipeline.incremental import Missing, Wanted
 from embed_pipelines.pipeline.render import PAGES_PER_BATCH
 from embed_pipelines.pipeline.steps import StoreSync, made_from
 from embed_pipelines.pipeline.stores import Stores
+from embed_pipelines.storage.parquet import DocumentStore
 from embed_pipelines.storage.vector_cache import lookup_stored
 from embed_pipelines.versions.family import IndexFamily
 from embed_pipelines.visual.model import PageModel
 from embed_pipelines.visual.regions import regions_of
 from embed_pipelines.visual.rendering import png_image
+
+
+def stored_or_computed(
+    store: DocumentStore, batch: list, stored: set[str], values: list[str], compute: Callable, figures: Counter
+) -> tuple[dict[str, tuple], int]:
+    """image sha256 -> its `values`, for a batch of rendered pages or pictures (rows with `image_sha256` and
+    `png`): read from the version's store where `stored` says it holds them, else computed from the decoded
+    images by `compute(images) -> one tuple of values each` (its time added to the `model_seconds` figure).
+    Returns them and how many were computed."""
+    reusable = [row.image_sha256 for row in batch if row.image_sha256 in stored]
+    found = lookup_stored(store, reusable, "image_sha256", values) if reusable else {}
+    missing = {row.image_sha256: row for row in batch if row.image_sha256 not in found}
+    if missing:
+        started = time.perf_counter()
+        computed = compute([png_image(row.png) for row in missing.values()])
+        figures["model_seconds"] += time.perf_counter() - started
+        found |= dict(zip(missing, computed, strict=True))
+    return found, len(missing)
 
 
 class EmbedPages(StoreSync):
@@ -38,22 +58,20 @@ class EmbedPages(StoreSync):
     def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
         self.store.write_batches(shard, path, self._batches(shard, path, wanted.value), wanted.signature)
 
+    def _token_vectors(self, images: list) -> list[tuple[list, list]]:
+        """Each page's token vectors and their regions."""
+        return [(tokens.tolist(), regions_of(tokens).tolist()) for tokens in self.model.embed_pages(images)]
+
     def _batches(self, shard: str, path: str, hashes: list[str]) -> Iterator[list[PageVectors]]:
         """Which images are stored is looked up once per document (hashes only); vectors are read per batch,
         and only where there are some."""
         stored = set(lookup_stored(self.store, hashes, "image_sha256", []))
         fields = ("page_number", "image_sha256", "png", "width", "height")
         for batch in self.images.iter_batches(shard, path, PAGES_PER_BATCH, *fields):
-            reusable = [page.image_sha256 for page in batch if page.image_sha256 in stored]
-            vectors = lookup_stored(self.store, reusable, "image_sha256", ["tokens", "regions"]) if reusable else {}
-            missing = {page.image_sha256: page for page in batch if page.image_sha256 not in vectors}
-            if missing:
-                started = time.perf_counter()
-                images = [png_image(page.png) for page in missing.values()]
-                computed = self.model.embed_pages(images)
-                self.figures["model_seconds"] += time.perf_counter() - started
-                vectors |= {h: (t.tolist(), regions_of(t).tolist()) for h, t in zip(missing, computed, strict=True)}
-            self.figures.update(pages_embedded=len(missing), pages_reused=len(batch) - len(missing))
+            vectors, computed = stored_or_computed(
+                self.store, batch, stored, ["tokens", "regions"], self._token_vectors, self.figures
+            )
+            self.figures.update(pages_embedded=computed, pages_reused=len(batch) - computed)
             yield [
                 PageVectors(
                     document_path=path,

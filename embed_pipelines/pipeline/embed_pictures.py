@@ -3,12 +3,12 @@ anywhere in the collection (by the hash of its PNG)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import numpy as np
 
 from embed_pipelines.core.rows import PictureVector
+from embed_pipelines.pipeline.embed_pages import stored_or_computed
 from embed_pipelines.pipeline.extract_pictures import PICTURES_PER_BATCH
 from embed_pipelines.pipeline.incremental import Missing, Wanted
 from embed_pipelines.pipeline.steps import StoreSync, made_from
@@ -16,7 +16,6 @@ from embed_pipelines.pipeline.stores import Stores
 from embed_pipelines.storage.vector_cache import lookup_stored
 from embed_pipelines.versions.family import IndexFamily
 from embed_pipelines.visual.picture_model import PictureModel
-from embed_pipelines.visual.rendering import png_image
 
 
 class EmbedPictures(StoreSync):
@@ -41,30 +40,26 @@ class EmbedPictures(StoreSync):
     def rebuild(self, shard: str, path: str, wanted: Wanted) -> None:
         self.store.write_batches(shard, path, self._batches(shard, path, wanted.value), wanted.signature)
 
+    def _vectors(self, images: list) -> list[tuple[list[float]]]:
+        return [(vector,) for vector in np.asarray(self.model.embed_pictures(images), np.float32).tolist()]
+
     def _batches(self, shard: str, path: str, hashes: list[str]) -> Iterator[list[PictureVector]]:
         """Which pictures are stored is looked up once per document (hashes only); vectors are read per batch,
         and only where there are some."""
         stored = set(lookup_stored(self.store, hashes, "image_sha256", []))
         fields = ("picture_ordinal", "image_sha256", "png")
         for batch in self.pictures.iter_batches(shard, path, PICTURES_PER_BATCH, *fields):
-            reusable = [picture.image_sha256 for picture in batch if picture.image_sha256 in stored]
-            found = lookup_stored(self.store, reusable, "image_sha256", ["embedding"]) if reusable else {}
-            vectors = {sha256: vector for sha256, (vector,) in found.items()}
-            missing = {picture.image_sha256: picture for picture in batch if picture.image_sha256 not in vectors}
-            if missing:
-                started = time.perf_counter()
-                images = [png_image(picture.png) for picture in missing.values()]
-                computed = self.model.embed_pictures(images)
-                self.figures["model_seconds"] += time.perf_counter() - started
-                vectors |= dict(zip(missing, np.asarray(computed, np.float32).tolist(), strict=True))
-            self.figures.update(pictures_embedded=len(missing), pictures_reused=len(batch) - len(missing))
+            vectors, computed = stored_or_computed(
+                self.store, batch, stored, ["embedding"], self._vectors, self.figures
+            )
+            self.figures.update(pictures_embedded=computed, pictures_reused=len(batch) - computed)
             yield [
                 PictureVector(
                     document_path=path,
                     picture_ordinal=picture.picture_ordinal,
                     image_sha256=picture.image_sha256,
                     index_version=self.version,
-                    embedding=vectors[picture.image_sha256],
+                    embedding=vectors[picture.image_sha256][0],
                 )
                 for picture in batch
             ]

@@ -158,7 +158,7 @@ PAGES = IndexFamily(
 IMAGES = IndexFamily(
     name="images",
     view_suffix="_images",
-    accepts=lambda path: has_pictures(path, from_documents=True),  # a collection may leave documents out
+    accepts=has_pictures,
     vectors_asset=PICTURE_VECTORS,
     layout=PICTURE_TABLE,
     gate=(gate.shards_synced, gate.recall_at_10, gate.readers_see_only_their_rows),

@@ -31,10 +31,11 @@ def is_image_file(path: Path | str) -> bool:
     return Path(path).suffix.lower() in IMAGE_FILE_SUFFIXES
 
 
-def has_pictures(path: Path | str, from_documents: bool) -> bool:
-    """Whether the image family reads the file: an image file, or a document whose pictures docling keeps."""
+def has_pictures(path: Path | str) -> bool:
+    """Whether the image family reads the file: an image file, or a document whose pictures docling keeps (a
+    collection that leaves documents' pictures out takes none from them: pipeline/extract_pictures.py)."""
     suffix = Path(path).suffix.lower()
-    return suffix in IMAGE_FILE_SUFFIXES or (from_documents and suffix in DOCUMENT_SUFFIXES)
+    return suffix in IMAGE_FILE_SUFFIXES or suffix in DOCUMENT_SUFFIXES
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ def is_visual(path: Path | str) -> bool:
 def png_bytes(image: Image.Image) -> bytes:
     """An RGB image as PNG, fast (pages and pictures are stored, not shipped)."""
     buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="PNG", compress_level=1)
+    (image if image.mode == "RGB" else image.convert("RGB")).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 
