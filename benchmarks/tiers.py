@@ -8,10 +8,11 @@ answers (versions/evaluation.py), against float32's.
 
 Scale, on synthetic vectors of the same dimension (`--rows`, default 100,000): a seeded mixture of 1,000
 clusters (unit centres, Gaussian spread, normalized), so neighbourhoods have structure as embeddings do; the
-questions are 100 more draws. Per tier: table and index bytes, HNSW build seconds (maintenance_work_mem 1 GB,
-one parallel worker: 2 cores), then the smallest setting (hnsw.ef_search; for binary, the candidates rescored)
-whose recall@10 against exact float32 reaches 0.95, and at it recall@10, p50 / p99 ms and the queries per
-second of one client asking one after another.
+questions are 100 more draws. Per tier: table and index bytes, HNSW build seconds (maintenance_work_mem sized
+as the loader sizes it, storage/tables.py's `hnsw_build_memory`; one parallel worker: 2 cores), then the
+smallest setting (hnsw.ef_search; for binary, the candidates rescored) whose recall@10 against exact float32
+reaches 0.95, and at it recall@10, p50 / p99 ms and the queries per second of one client asking one after
+another.
 
     .venv/bin/python benchmarks/tiers.py                  # 100,000 synthetic rows
     .venv/bin/python benchmarks/tiers.py --rows 1000000
@@ -61,13 +62,17 @@ TIERS = (
 
 
 def build(conn, source: str, tier: Tier, dimension: int) -> tuple[str, float]:
-    """The tier's table from the copy's vectors, and its HNSW index; returns its name and build seconds."""
+    """The tier's table from the source's vectors, and its HNSW index; returns its name and build seconds."""
+    from embed_pipelines.storage.tables import hnsw_build_memory
+
     table = f"tier_{tier.name.split()[0]}"
     column = tier.column.format(d=dimension)
     conn.execute(f'DROP TABLE IF EXISTS "{table}"')
     conn.execute(f'CREATE TABLE "{table}" AS SELECT id, embedding::{column} AS embedding FROM "{source}"')
     conn.execute(f'ALTER TABLE "{table}" ADD PRIMARY KEY (id)')
-    conn.execute("SET maintenance_work_mem = '1GB'")
+    rows = conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+    memory = hnsw_build_memory(rows, dimension)  # sized as the loader sizes it: the graph fits
+    conn.execute(f"SET maintenance_work_mem = '{-(-memory // 2**20)}MB'")
     conn.execute("SET max_parallel_maintenance_workers = 1")
     began = time.perf_counter()
     indexed = tier.indexed.format(d=dimension)
