@@ -36,8 +36,9 @@ _lease_sockets: set[int] = set()  # their sockets' file descriptors in this proc
 
 
 def _release_in_child() -> None:
-    """A forked child (a conversion or chunking worker) must not keep its parent's leases alive: a parent
-    killed with SIGKILL would otherwise hold them until its orphans end. The child's copies of the lease
+    """A forked child must not keep its parent's leases alive: a parent killed with SIGKILL would otherwise
+    hold them until its orphans end. (The package's own workers start from the fork server and hold none; this
+    covers a plain fork by anything else in the process.) The child's copies of the lease
     sockets become /dev/null, under the same numbers, so nothing it closes or writes reaches another file."""
     if not _lease_sockets:
         return

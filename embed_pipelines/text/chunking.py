@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING
 
 from embed_pipelines.core.rows import Chunk
 from embed_pipelines.text.streaming import Section, split_section
+from embed_pipelines.text.workers import worker_processes
 
 if TYPE_CHECKING:
     from docling_core.types.doc import DoclingDocument
@@ -48,6 +48,7 @@ class DocumentChunker:
         from docling_core.transforms.chunker.hybrid_chunker import HybridChunker  # seconds: only to chunk
         from docling_core.transforms.chunker.tokenizer.huggingface import HuggingFaceTokenizer
 
+        self._made_from = (tokenizer, max_tokens, merge_peers, count_tokens)
         self.max_tokens = max_tokens
         self.merge_peers = merge_peers
         if tokenizer is None:
@@ -58,6 +59,10 @@ class DocumentChunker:
             tokenizer.deprecation_warnings[LONG_SEQUENCE_WARNING] = True
             self._tokenizer = HuggingFaceTokenizer(tokenizer=tokenizer, max_tokens=max_tokens)
         self._chunker = HybridChunker(tokenizer=self._tokenizer, merge_peers=merge_peers)
+
+    def __reduce__(self):
+        """Pickled as what it is made from: a chunking worker builds its own HybridChunker."""
+        return DocumentChunker, self._made_from
 
     @property
     def settings(self) -> dict:
@@ -139,12 +144,13 @@ def _chunk_sections(sections: list[Section]) -> list[Piece]:
 
 
 class ChunkingPool:
-    """Documents chunked in `workers` forked processes, each with a copy of `chunker`: parsing a docling JSON
-    and HybridChunker are pure Python, one core each. Forked, so the tokenizer is not loaded again."""
+    """Documents chunked in `workers` processes, each with a copy of `chunker` (sent pickled, the tokenizer
+    with it): parsing a docling JSON and HybridChunker are pure Python, one core each."""
 
     def __init__(self, chunker: DocumentChunker, workers: int):
-        context = multiprocessing.get_context("fork")
-        self.executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_adopt, initargs=(chunker,))
+        self.executor = ProcessPoolExecutor(
+            workers, mp_context=worker_processes(), initializer=_adopt, initargs=(chunker,)
+        )
 
     def submit(self, docling_json: str, path: str, source_sha256: str) -> Future[list[Chunk]]:
         return self.executor.submit(_chunk_json, docling_json, path, source_sha256)

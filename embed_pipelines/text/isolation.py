@@ -15,6 +15,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 from embed_pipelines.text.formats import Extraction, ExtractionMode, ExtractionStatus, conversion_mode
+from embed_pipelines.text.workers import worker_processes
 
 OVER_LIMIT = "over the per-file limit"  # in a failure's reason, with the limits: the same bytes would fail again
 
@@ -33,9 +34,9 @@ def _inherited_data_bytes() -> int:
 
 
 def _serve(conn: Connection, layout_weights: Path | None, memory_bytes: int, limits: str) -> None:
-    from embed_pipelines.text.extraction import DocumentExtractor  # imported by the parent before the fork
+    from embed_pipelines.text.extraction import DocumentExtractor  # imported by the fork server
 
-    if memory_bytes:  # on top of what the fork gave it: a live worker's parent holds a loaded model
+    if memory_bytes:  # on top of what the child started with
         limit = _inherited_data_bytes() + memory_bytes
         resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     extractor = DocumentExtractor(layout_weights=layout_weights)
@@ -138,11 +139,7 @@ class IsolatedExtractor:
         worker.stop()
 
     def _start(self) -> _Worker:
-        # fork: the child starts with docling already imported (a fresh interpreter costs ~5 s a sync, measured);
-        # imported here, on the first conversion, so that a sync with nothing to convert never loads it
-        import embed_pipelines.text.extraction  # noqa: F401
-
-        context = multiprocessing.get_context("fork")
+        context = worker_processes()  # docling is imported by the server: a sync converting nothing never loads it
         conn, child_end = context.Pipe()
         arguments = (child_end, self.layout_weights, self.memory_bytes, self.limits)
         child = context.Process(target=_serve, args=arguments, daemon=True)

@@ -95,7 +95,7 @@ class ServerTokenizer:
         return answer
 
     def _client(self) -> httpx.Client:
-        """One per process: a forked chunking worker must not share its parent's connections."""
+        """One per process: a chunking worker opens its own connections."""
         import httpx
 
         if self._http is None or self._pid != os.getpid():
