@@ -42,6 +42,7 @@ from embed_pipelines.storage.page_tables import PageHit
 from embed_pipelines.storage.picture_search import PictureHit
 from embed_pipelines.storage.registry import VersionRecord, find_version, serving_version
 from embed_pipelines.storage.registry import list_versions as registry_versions
+from embed_pipelines.storage.tiers import Footprint, footprint
 from embed_pipelines.text.model import TextModel
 from embed_pipelines.text.reranker import reranker_from
 from embed_pipelines.version_jobs import build_version_jobs, version_job_name, version_op_name
@@ -406,3 +407,16 @@ def list_versions(
     view = family_named(family).view(settings.collection_name(collection))
     with (postgres or PostgresResource()).connect(ddl=False) as conn:
         return serving_version(conn, view), registry_versions(conn, view)
+
+
+def version_footprints(
+    collection: str | None = None, *, family: str = TEXT.name, postgres: PostgresResource | None = None
+) -> dict[str, Footprint]:
+    """version -> its table's storage tier, rows, table and index bytes (a version whose table is gone: none)."""
+    index_family = family_named(family)
+    view = index_family.view(settings.collection_name(collection))
+    index_suffix = index_family.layout.hnsw[2]
+    with (postgres or PostgresResource()).connect(ddl=False) as conn:
+        found = {record.version: footprint(conn, record.table, record.table + index_suffix)
+                 for record in registry_versions(conn, view)}  # fmt: skip
+    return {version: figures for version, figures in found.items() if figures is not None}

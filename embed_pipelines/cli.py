@@ -165,6 +165,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _versions_list(args: argparse.Namespace) -> int:
     serving, records = api.list_versions(args.collection, family=args.family)
+    footprints = api.version_footprints(args.collection, family=args.family)
     if not records:
         print(f"Collection {args.collection!r} has no index versions yet.")
     for record in records:
@@ -177,7 +178,21 @@ def _versions_list(args: argparse.Namespace) -> int:
             f"{len(record.synced_shards):>3} shards synced  {verdict:<11}  {state:<11}  "
             f"{record.created_at:%Y-%m-%d %H:%M}  {model}"
         )
+        if record.version in footprints:
+            print(f"    {_storage_line(footprints[record.version], gate)}")
     return 0
+
+
+def _storage_line(footprint, gate: dict) -> str:
+    """A version's tier, what its table and index take, and what its gate measured of its quality."""
+    figures = {name: value for check in gate.get("checks", []) for name, value in check["figures"].items()}
+    measured = [f"{name.replace('_at_', '@')} {value:.3f}" for name, value in figures.items()
+                if (name == "recall_at_10" or name.startswith("ndcg@")) and isinstance(value, float)]  # fmt: skip
+    return (
+        f"{footprint.tier:<8} {footprint.rows:>9,} rows  {footprint.bytes_per_row:>7,.0f} B/row  "
+        f"table {footprint.table_bytes / 2**20:,.1f} MiB  index {footprint.index_bytes / 2**20:,.1f} MiB"
+        + (f"  {'  '.join(measured)}" if measured else "")
+    )
 
 
 def _report_run(result, done: str) -> int:

@@ -50,7 +50,7 @@ def build_definitions(
     resources = {"postgres": postgres}
     targets = []  # each family and the index version its assets build
     for family, model in configured_models(collection, models):
-        versions = model.versions()
+        versions = family.versions_of(collection, model)
         targets.append((family, versions.index))
         assets += ASSETS_OF[family.name](collection, family, versions, model.dimension)
         resources[family.model_key(collection)] = ModelResource.of(family.name, model)

@@ -182,7 +182,9 @@ class LiveWorker:
             if lease is None:
                 name = self.collection.name
                 raise AlreadyLive(f"a live worker of {name} is running already (on this or another host)")
-            targets = [LiveTarget(family, model, model.versions()) for family, model in self.models]
+            targets = [
+                LiveTarget(family, model, family.versions_of(self.collection, model)) for family, model in self.models
+            ]
             for target in targets:  # the first change then waits for nothing but its own work
                 target.model.warm()
             events = self._events()

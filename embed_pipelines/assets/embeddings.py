@@ -30,7 +30,7 @@ def build_embeddings(
             {"pytorch", "parquet"},
             upstream=upstream,
             resources={family.model_key(collection)},
-            code_version=versions.index,
+            code_version=versions.stored_vectors,
             metadata={"dagster/column_schema": column_schema(ChunkVector.KIND, dimension)},
         ),
         pool="gpu",
@@ -46,7 +46,13 @@ def build_embeddings(
             f"reused {figures['chunks_reused']} stored vectors; {tally.unchanged} documents unchanged"
         )
         own = {name: round(figures[name], 3) for name in ("chunks_embedded", "chunks_reused", "model_seconds")}
-        metadata = {"index_version": versions.index, "dimension": dimension, **tally_metadata(tally), **own, **usage}
+        metadata = {
+            "index_version": versions.stored_vectors,
+            "dimension": dimension,
+            **tally_metadata(tally),
+            **own,
+            **usage,
+        }
         return dg.MaterializeResult(metadata=metadata)
 
     return embeddings

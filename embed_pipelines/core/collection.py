@@ -153,6 +153,9 @@ class AudioBranch:
     )
 
 
+Tier = Literal["float32", "halfvec", "binary"]  # how a version table stores vectors (storage/tiers.py)
+
+
 @dataclass(frozen=True)
 class Collection:
     name: str = setting(
@@ -246,6 +249,14 @@ class Collection:
     )
     audio: AudioBranch | None = setting(
         None, parse=AudioBranch, doc="recordings transcribed by a Whisper-family model, found by what was said"
+    )
+    storage: Tier = setting(
+        "float32",
+        parse=choice(Tier),
+        env="EMBED_PIPELINES_STORAGE",
+        doc="how the text and audio version tables store vectors: `float32` (4 bytes a dimension), `halfvec` (2), "
+        "`binary` (halfvec, found through an index of 1 bit a dimension, rescored exactly); another tier is a version "
+        "of its own made from the same stored vectors, gated against exact float32 search (README: Storage tiers)",
     )
     access: AccessPolicy | None = setting(
         None, parse=AccessPolicy, doc="who may read each document, enforced by PostgreSQL (README: Permissions)"

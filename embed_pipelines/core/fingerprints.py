@@ -7,6 +7,7 @@ checkpoint with the same architecture still gets a new version.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -93,6 +94,18 @@ class Versions:
 
     index: str
     chunker: str = ""
+    vectors: str = ""  # the version whose stored vectors its tables are made from, where not `index` itself
+
+    @property
+    def stored_vectors(self) -> str:
+        return self.vectors or self.index
+
+    def stored_in(self, tier: str) -> Versions:
+        """The versions of a table storing these vectors in `tier`: float32 is the vectors' own version; another
+        tier is an index version of its own (a table, gated, promoted, rolled back) over the same vectors."""
+        if tier == "float32":
+            return self
+        return dataclasses.replace(self, index=index_version({"vectors": self.index, "tier": tier}), vectors=self.index)
 
 
 def index_version(settings: dict) -> str:

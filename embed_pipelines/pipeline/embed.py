@@ -32,7 +32,7 @@ class EmbedChunks(StoreSync):
     asset = "embeddings"
 
     def __init__(self, stores: Stores, family: IndexFamily, model: TextModel, versions: Versions):
-        self.version = versions.index
+        self.version = versions.stored_vectors
         self.chunks = stores.chunks(versions.chunker, family.layout.kind)
         vectors = stores.embeddings(self.version, model.dimension, family.vectors_asset)
         super().__init__(stores, family.accepts, vectors, upstream=self.chunks)

@@ -138,6 +138,7 @@ TEXT = IndexFamily(
     search=search_chunks,
     view_asset="search_view",
     model_resource="text_model",
+    tiered=True,
 )
 
 PAGES = IndexFamily(
@@ -183,6 +184,7 @@ AUDIO = IndexFamily(
     search=partial(search_chunks, layout=SPOKEN_TABLE),
     view_asset="audio_view",
     model_resource="audio_model",
+    tiered=True,
 )
 
 FAMILIES = {family.name: family for family in (TEXT, PAGES, IMAGES, AUDIO)}

@@ -23,7 +23,7 @@ class LoadChunks(TableSync):
     asset = "vector_index"
 
     def __init__(self, conn, stores: Stores, family: IndexFamily, model: TextModel, versions: Versions):
-        vectors = stores.embeddings(versions.index, model.dimension, family.vectors_asset)
+        vectors = stores.embeddings(versions.stored_vectors, model.dimension, family.vectors_asset)
         super().__init__(conn, stores, family, model, versions, vectors)
         self.chunks = stores.chunks(versions.chunker, family.layout.kind)
         self.health: dict[str, ShardHealth] = {}

@@ -121,7 +121,7 @@ def plan_sync(
         with conn.transaction():  # rolled back, whatever ends it
             for family, model in models:
                 estimating = Estimating(model)
-                for step in family.steps(stores, estimating, model.versions(), conn):
+                for step in family.steps(stores, estimating, family.versions_of(collection, model), conn):
                     plan.steps[f"{family.name}/{type(step).__name__}"] = sync_shards(step, collection.shard_keys)
                 plan.cost.update(estimating.cost)
             raise psycopg.Rollback()

@@ -70,11 +70,18 @@ class TableSync(ListedFilesSync):
         version's table and registry entry are made here if need be, with what search needs of `model`."""
         super().__init__(stores, family.accepts)
         name = stores.collection.name
-        self.conn, self.version, self.layout = conn, versions.index, family.layout
+        self.conn, self.version, self.layout = conn, versions.index, family.stored_layout(stores.collection)
         self.view, self.vectors_asset = family.view(name), family.vectors_asset
         self.vectors: DocumentStore = vectors
         self.table = ensure_version(
-            conn, self.view, versions.index, model.dimension, self.layout, model.query_settings(), versions.chunker
+            conn,
+            self.view,
+            versions.index,
+            model.dimension,
+            self.layout,
+            model.query_settings(),
+            versions.chunker,
+            versions.stored_vectors,
         )
         self.access = stores.collection.access
         self.facts_added = False  # the table gained the facts' columns now: every document's rows lack them

@@ -23,6 +23,7 @@ from embed_pipelines.storage.access import restricted
 from embed_pipelines.storage.filters import MAX_SCAN_TUPLES, NO_FILTERS, Filters, exact_is_cheaper, facts_present
 from embed_pipelines.storage.keywords import K1, KEYWORD_COLUMN, TOKENS_COLUMN, B, keyword_config, side_tables
 from embed_pipelines.storage.tables import CHUNK_TABLE, SPOKEN_TABLE, TableLayout
+from embed_pipelines.storage.tiers import DEFAULT_OVERSAMPLE, FLOAT32, VectorStorage, stored_tier
 
 SearchMode = Literal["dense", "keyword", "hybrid"]
 SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
@@ -98,10 +99,12 @@ def search(
     ef_search: int = 100,
     filters: Filters = NO_FILTERS,
     layout: TableLayout = CHUNK_TABLE,
+    oversample: int = DEFAULT_OVERSAMPLE,
 ) -> list[Hit]:
     """The k best chunks by the mode, best first, among those that pass the filters (storage/filters.py). No
     mode: hybrid, or dense on a table made before keyword search (until a sync adds its keyword column). No
-    fusion: as the question's kind asks. `layout`: SPOKEN_TABLE for a recording's chunks, whose hits say when."""
+    fusion: as the question's kind asks. `layout`: SPOKEN_TABLE for a recording's chunks, whose hits say when.
+    `oversample`: on a binary table, candidates from its bit index for each hit (storage/tiers.py)."""
     config = keyword_config(conn, table)
     with_facts = facts_present(conn, table, layout, filters)
     guarded = restricted(conn, table)  # row-level security applies to this reader (storage/access.py)
@@ -132,7 +135,8 @@ def search(
     # at the reader's rows: a reader who sees few comes up short by the iterative scan, and then scans exactly.
     filtered = (bool(filters) or guarded) and mode != "keyword"
     exact = filtered and bool(filters) and exact_is_cheaper(conn, table, where, params, params["n"])
-    scan = Scan(where, bool(filters), filtered, exact, guarded, layout is SPOKEN_TABLE)
+    stored = stored_tier(conn, table, oversample) if mode != "keyword" else (FLOAT32, 0)
+    scan = Scan(where, bool(filters), filtered, exact, guarded, layout is SPOKEN_TABLE, stored)
     while True:
         rows = _ranked_rows(conn, table, mode, fusion, scan, params, ef_search, with_facts)
         dense_rows, keyword_rows, keyword_floor = rows[0][-3:] if rows else (0, 0, None)
@@ -154,12 +158,13 @@ class Scan:
     exact: bool  # the dense side scans the matching rows exactly instead
     guarded: bool  # row-level security applies to the reader (storage/access.py)
     timed: bool = False  # rows say when they were spoken (SPOKEN_TABLE)
+    stored: tuple[VectorStorage, int] = (FLOAT32, 0)  # the table's storage tier and dimension
 
 
 def _ranked_rows(conn, table: str, mode: str, fusion: Fusion, scan: Scan, params: dict, ef_search: int, with_facts):
     """The best k rows by the mode, each with the count of each side's candidates and the keyword side's lowest
     score: what `search` checks to decide whether to ask again."""
-    sides = {"dense": dense_candidates(table, scan.where, scan.exact), "keyword": _keyword(table, scan)}
+    sides = {"dense": dense_candidates(table, scan.where, scan.exact, scan.stored), "keyword": _keyword(table, scan)}
     used = ("dense", "keyword") if mode == "hybrid" else (mode,)
     ctes = sql.SQL(", ").join(sql.SQL("{} AS ({})").format(sql.Identifier(side), sides[side]) for side in used)
     ranked = _HYBRID if mode == "hybrid" else sql.SQL("SELECT id, score FROM {}").format(sql.Identifier(mode))
@@ -184,7 +189,8 @@ def _ranked_rows(conn, table: str, mode: str, fusion: Fusion, scan: Scan, params
         table=sql.Identifier(table),
     )
     with conn.transaction():
-        conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(ef_search, params["n"]))))
+        reach = params["n"] * scan.stored[0].candidates_per_hit()
+        conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(min(1000, max(ef_search, reach)))))
         if scan.filtered:  # the scan walks on until n rows pass (pgvector 0.8; unfiltered search needs no 0.8)
             conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             conn.execute(sql.SQL("SET LOCAL hnsw.max_scan_tuples = {}").format(sql.Literal(MAX_SCAN_TUPLES)))
@@ -239,15 +245,16 @@ def _selecting_terms(bounds: list[tuple[str, float]]) -> tuple[list[str], float]
     return [lexeme for lexeme, _ in bounds[left_out:]], total
 
 
-def dense_candidates(table: str, where: sql.Composable, exact: bool) -> sql.Composable:
+def dense_candidates(
+    table: str, where: sql.Composable, exact: bool, stored: tuple[VectorStorage, int] = (FLOAT32, 0)
+) -> sql.Composable:
     """Through the HNSW index (iterative where filtered; the outer query orders what its relaxed order found),
-    or, `exact`, over the matching rows only (a materialized set the planner cannot send to the index)."""
+    or, `exact`, over the matching rows only (a materialized set the planner cannot send to the index).
+    `stored`: the table's storage tier and dimension (storage/tiers.py)."""
     rows = sql.SQL("(SELECT id, embedding FROM {} WHERE {})").format(sql.Identifier(table), where)
     source = sql.SQL("(WITH matching AS MATERIALIZED {} SELECT * FROM matching)").format(rows) if exact else rows
-    return sql.SQL(
-        "SELECT id, 1 - (embedding <=> %(vector)s) AS score FROM {} AS candidates "
-        "ORDER BY embedding <=> %(vector)s LIMIT %(n)s"
-    ).format(source)
+    storage, dimension = stored
+    return storage.nearest(source, dimension, exact)
 
 
 def _keyword(table: str, scan: Scan) -> sql.Composable:

@@ -132,6 +132,7 @@ def ensure_version(
     layout: TableLayout,
     model: dict,
     chunker_version: str = "",
+    vectors: str = "",
 ) -> str:
     """The version's table, created if need be, and its registry entry. A table that had to be created for a
     version with synced shards was dropped by hand: none of its shards is synced any more, so the change
@@ -139,7 +140,7 @@ def ensure_version(
     table = table_name(view, version)
     with conn.transaction():  # a table created but its shards not forgotten would pass for synced
         existed = relation_exists(conn, table)
-        ensure_table(conn, view, version, dimension, layout)
+        ensure_table(conn, view, version, dimension, layout, vectors)
         register_version(conn, view, version, model, dimension, chunker_version)
         if not existed:
             conn.execute(

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 
 import psutil
 import psycopg
+from pgvector import HalfVector
 from psycopg import sql
 
 from embed_pipelines.core.collection import check_name
 from embed_pipelines.core.facts import facts_key
 from embed_pipelines.core.rows import Chunk, Column, Page, Picture, RowKind, SpokenChunk
 from embed_pipelines.storage.keywords import KEYWORD_COLUMNS, TERMS_SUFFIX, TOTALS_SUFFIX
+from embed_pipelines.storage.tiers import FLOAT32, VectorStorage, mark_tier
 
 HNSW_MAX_DIMENSIONS = 2000
 
@@ -35,6 +37,29 @@ class TableLayout:
     generated: tuple[tuple[str, str, str], ...] = ()  # (name, SQL type, description) of columns PostgreSQL computes
     # (suffix, SQL condition on `{table}`) of tables beside it that readers see by the rows they belong to
     guarded_side_tables: tuple[tuple[str, str], ...] = ()
+    storage: VectorStorage = FLOAT32  # how the table's own vectors column stores them (storage/tiers.py)
+
+    def stored_as(self, storage: VectorStorage) -> TableLayout:
+        """The layout of a table storing its vectors in `storage`'s tier: only a table whose index is on its
+        own vectors column (chunks, not pages) has tiers."""
+        if self.hnsw[0]:
+            raise ValueError(f"{self.kind.name} tables store their vectors in one tier only")
+        return dataclasses.replace(self, storage=storage)
+
+    def sql_type(self, column: Column, dimension: int) -> str:
+        """A column's SQL type in the table: the vectors column's as its tier stores them."""
+        declared = column.sql_type(dimension)
+        return declared.replace("vector(", f"{self.storage.sql_type}(", 1) if column.name == self.hnsw[1] else declared
+
+    def copy_type(self, column: Column) -> str:
+        return self.storage.sql_type if self._tiered(column) else column.copy
+
+    def copy_value(self, column: Column, value):
+        """A row's value as binary COPY writes it: pgvector's halfvec dumper takes its own type only."""
+        return HalfVector(value) if self._tiered(column) and self.storage.sql_type == "halfvec" else value
+
+    def _tiered(self, column: Column) -> bool:
+        return column.name == self.hnsw[1] and not self.hnsw[0]
 
     def tables(self, table: str) -> list[str]:
         """The version table and the tables beside it, dependents first (the order they drop in)."""
@@ -86,14 +111,21 @@ def table_name(collection: str, version: str) -> str:
 
 
 def ensure_table(
-    conn: psycopg.Connection, collection: str, version: str, dimension: int, layout: TableLayout = CHUNK_TABLE
+    conn: psycopg.Connection,
+    collection: str,
+    version: str,
+    dimension: int,
+    layout: TableLayout = CHUNK_TABLE,
+    vectors: str = "",
 ) -> str:
-    """Create the version's table (idempotent, safe against concurrent runs)."""
+    """Create the version's table (idempotent, safe against concurrent runs). `vectors`: the version whose
+    stored vectors it is made from, where it stores them in another tier (storage/tiers.py)."""
     if dimension > HNSW_MAX_DIMENSIONS:
         raise ValueError(f"expected at most {HNSW_MAX_DIMENSIONS} dimensions for an HNSW index, not {dimension}")
     table = table_name(collection, version)
     columns = sql.SQL(",\n").join(
-        sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.sql_type(dimension))) for c in layout.kind.sql_columns
+        sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(layout.sql_type(c, dimension)))
+        for c in layout.kind.sql_columns
     )
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (table,))
@@ -111,6 +143,8 @@ def ensure_table(
                 sql.Identifier(f"{table}_shard"), sql.Identifier(table)
             )
         )
+        if layout.storage != FLOAT32:
+            mark_tier(conn, table, layout.hnsw[1], layout.storage, vectors or version)
     return table
 
 
@@ -228,9 +262,9 @@ def replace_document(
         deleted = _delete_document(conn, table, path)
         copy_sql = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT BINARY)").format(sql.Identifier(table), names)
         with conn.cursor().copy(copy_sql) as copy:
-            copy.set_types([c.copy for c in columns])
+            copy.set_types([layout.copy_type(c) for c in columns])
             for row in rows:
-                copy.write_row(tuple(getattr(row, c.name) for c in columns))
+                copy.write_row(tuple(layout.copy_value(c, getattr(row, c.name)) for c in columns))
                 written += 1
     return deleted, written
 
@@ -263,8 +297,8 @@ def ensure_hnsw_index(conn: psycopg.Connection, table: str, layout: TableLayout 
         memory = hnsw_build_memory(rows, dimension or 0)
         conn.execute(sql.SQL("SET LOCAL maintenance_work_mem = {}").format(sql.Literal(f"{-(-memory // 1024)}kB")))
         conn.execute(
-            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ({} vector_cosine_ops)").format(
-                index, indexed, sql.Identifier(column)
+            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ({})").format(
+                index, indexed, layout.storage.index_target(column, dimension or 0)
             )
         )
 
@@ -329,9 +363,9 @@ def shard_health(conn: psycopg.Connection, table: str, shard: str, listed_paths:
     query = sql.SQL(
         """SELECT count(*),
                   count(*) FILTER (WHERE NOT (document_path = ANY(%(paths)s))),
-                  count(*) FILTER (WHERE vector_norm(embedding) = 0 OR vector_norm(embedding) = 'NaN'),
+                  count(*) FILTER (WHERE vector_norm(embedding::vector) = 0 OR vector_norm(embedding::vector) = 'NaN'),
                   coalesce(array_agg(DISTINCT vector_dims(embedding)), '{{}}'),
-                  min(vector_norm(embedding)), max(vector_norm(embedding))
+                  min(vector_norm(embedding::vector)), max(vector_norm(embedding::vector))
            FROM {} WHERE shard = %(shard)s"""
     ).format(sql.Identifier(table))
     rows, unlisted, bad, dimensions, low, high = conn.execute(query, {"paths": listed_paths, "shard": shard}).fetchone()

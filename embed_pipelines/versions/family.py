@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from embed_pipelines.core.collection import Collection, check_name
+from embed_pipelines.core.fingerprints import Versions
 from embed_pipelines.core.location import Location
 from embed_pipelines.storage.stores import vectors_folder
 from embed_pipelines.storage.tables import TableLayout, table_name
+from embed_pipelines.storage.tiers import VectorStorage
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class IndexFamily:
     search: Callable[..., list]  # (conn, version table, Question, k, **options) -> hits, best first
     view_asset: str  # the asset whose materializations are its view's changes
     model_resource: str  # its model resource is `<collection>_<model_resource>`
+    tiered: bool = False  # its tables store vectors in the collection's storage tier (storage/tiers.py)
 
     def view(self, collection_name: str) -> str:
         return check_name(f"{collection_name}{self.view_suffix}")
@@ -43,6 +46,15 @@ class IndexFamily:
         """The collection's configured model for this family, or None when the branch is off."""
         settings = self.settings_of(collection)
         return None if settings is None else self.model_from(settings)
+
+    def versions_of(self, collection: Collection, model) -> Versions:
+        """What its assets build with the collection's model: the model's versions, in the storage tier."""
+        versions = model.versions()
+        return versions.stored_in(collection.storage) if self.tiered else versions
+
+    def stored_layout(self, collection: Collection) -> TableLayout:
+        """Its tables' layout, in the collection's storage tier."""
+        return self.layout.stored_as(VectorStorage(collection.storage)) if self.tiered else self.layout
 
     def vectors_folder(self, collection: Collection, version: str) -> Location:
         return vectors_folder(collection, self.vectors_asset, version)

@@ -22,6 +22,7 @@ from embed_pipelines.storage.registry import (
     set_rejected,
 )
 from embed_pipelines.storage.tables import row_security
+from embed_pipelines.storage.tiers import vectors_version
 from embed_pipelines.versions.family import IndexFamily
 from embed_pipelines.versions.gate import GateInputs, GateResult, evaluate_gate, unsynced_shards
 
@@ -180,8 +181,19 @@ def drop(conn: psycopg.Connection, collection: Collection, family: IndexFamily, 
     if version == serving_version(conn, view):
         raise ValueError(f"{version} is the serving version of {view!r}: promote another one first")
     find_version(conn, view, version)
-    family.vectors_folder(collection, version).delete_tree()
+    if (freed := _vectors_freed(conn, view, version)) is not None:
+        family.vectors_folder(collection, freed).delete_tree()
     delete_version(conn, view, version, family.layout)
+
+
+def _vectors_freed(conn: psycopg.Connection, view: str, version: str) -> str | None:
+    """The stored vectors a version's drop frees: those its table is made from (its own, or, in another storage
+    tier, another version's), unless another version's table is made from them too."""
+    made_from = {
+        record.version: vectors_version(conn, record.table, record.version) for record in list_versions(conn, view)
+    }
+    own = made_from.pop(version)
+    return None if own in made_from.values() else own
 
 
 def apply_retention(conn: psycopg.Connection, collection: Collection, family: IndexFamily) -> list[str]:

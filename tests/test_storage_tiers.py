@@ -1,0 +1,94 @@
+"""Storage tiers (storage/tiers.py): a collection moves its text index to halfvec, to binary with rescoring and
+back to float32, each a version of its own made from the stored float32 vectors (no model call), gated against
+exact float32 search, promoted, while search answers throughout."""
+
+import threading
+
+from support import SMALL_CORPUS, run_index, write_corpus
+
+from embed_pipelines import api
+from embed_pipelines.storage.tiers import stored_tier
+from embed_pipelines.text.local_model import TextEmbeddingModel
+
+QUESTION = "how hot should steamed milk get"
+
+
+class Searching:
+    """Searches the collection over and over on a thread of its own, keeping every answer or failure."""
+
+    def __init__(self, collection: str, postgres):
+        self.collection, self.postgres = collection, postgres
+        self.answers: list[list[str]] = []
+        self.failures: list[BaseException] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                hits = api.search(QUESTION, self.collection, mode="dense", postgres=self.postgres)
+                self.answers.append([hit.document_path for hit in hits])
+            except Exception as failure:  # noqa: BLE001 (asserted by the test)
+                self.failures.append(failure)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def texts_embedded(monkeypatch) -> list[int]:
+    """Every call of the text model on documents, counted by the number of texts."""
+    counted, embed = [], TextEmbeddingModel.embed_documents
+
+    def counting(self, texts):
+        counted.append(len(texts))
+        return embed(self, texts)
+
+    monkeypatch.setattr(TextEmbeddingModel, "embed_documents", counting)
+    return counted
+
+
+def test_a_collection_moves_between_tiers_without_a_model_call_while_search_answers(
+    tmp_path, state_dir, instance, tiny_model, postgres, monkeypatch
+):
+    source = write_corpus(tmp_path / "docs", SMALL_CORPUS)
+    embedded = texts_embedded(monkeypatch)
+    run_index(source, "tiered", instance, tiny_model, postgres)
+    first, records = api.list_versions("tiered", postgres=postgres)
+    assert sum(embedded) == 6 and len(records) == 1
+    expected = [hit.document_path for hit in api.search(QUESTION, "tiered", mode="dense", postgres=postgres)]
+
+    served = {"float32": first}
+    for tier in ("halfvec", "binary", "float32"):
+        monkeypatch.setenv("EMBED_PIPELINES_STORAGE", tier)
+        with Searching("tiered", postgres) as searching:
+            run_index(source, "tiered", instance, tiny_model, postgres)
+        assert sum(embedded) == 6, f"moving to {tier} called the model"
+        assert not searching.failures and searching.answers, "search stopped answering during the move"
+        assert all(answer == expected for answer in searching.answers)
+        serving, records = api.list_versions("tiered", postgres=postgres)
+        record = next(record for record in records if record.version == serving)
+        with postgres.connect() as conn:
+            storage, dimension = stored_tier(conn, record.table)
+            column_type = conn.execute(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attname = 'embedding'",
+                (record.table,),
+            ).fetchone()[0]
+        assert storage.tier == tier and column_type == f"{'vector' if tier == 'float32' else 'halfvec'}({dimension})"
+        recall = next(check for check in record.gate["checks"] if check["name"] == "recall_at_10")["figures"]
+        assert recall["tier"] == tier and recall["recall_at_10"] >= 0.95
+        assert [hit.document_path for hit in api.search(QUESTION, "tiered", mode="dense", postgres=postgres)] == expected
+        served[tier] = serving
+    assert served["float32"] == first, "back in float32, the collection serves its first version again"
+    assert len(set(served.values())) == 3
+    footprints = api.version_footprints("tiered", postgres=postgres)  # retention kept the last two
+    assert {version: (f.tier, f.rows) for version, f in footprints.items()} == {
+        first: ("float32", 6),
+        served["binary"]: ("binary", 6),
+    }
+    assert all(f.index_bytes > 0 for f in footprints.values())
