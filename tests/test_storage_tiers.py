@@ -82,7 +82,8 @@ def test_a_collection_moves_between_tiers_without_a_model_call_while_search_answ
         assert storage.tier == tier and column_type == f"{'vector' if tier == 'float32' else 'halfvec'}({dimension})"
         recall = next(check for check in record.gate["checks"] if check["name"] == "recall_at_10")["figures"]
         assert recall["tier"] == tier and recall["recall_at_10"] >= 0.95
-        assert [hit.document_path for hit in api.search(QUESTION, "tiered", mode="dense", postgres=postgres)] == expected
+        hits = api.search(QUESTION, "tiered", mode="dense", postgres=postgres)
+        assert [hit.document_path for hit in hits] == expected
         served[tier] = serving
     assert served["float32"] == first, "back in float32, the collection serves its first version again"
     assert len(set(served.values())) == 3

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING
+
+import psutil
 
 from embed_pipelines.core.rows import Chunk
 from embed_pipelines.text.streaming import Section, split_section
@@ -125,12 +130,23 @@ def _counting(max_tokens: int, count: Callable[[str], int]):
     return Counting()
 
 
+OWNER_CHECK_S = 1.0
 _worker_chunker: DocumentChunker | None = None  # in a pool's worker process: the chunker it inherited
 
 
-def _adopt(chunker: DocumentChunker) -> None:
+def _adopt(chunker: DocumentChunker, pool_owner: int) -> None:
     global _worker_chunker
     _worker_chunker = chunker
+    threading.Thread(target=_end_with, args=(pool_owner,), daemon=True).start()
+
+
+def _end_with(pool_owner: int) -> None:
+    """A worker ends once the process that owns its pool is gone. Shut down, a pool tells its workers; a
+    process killed outright (SIGKILL, the OOM killer) cannot, and a worker holds both ends of its own queue,
+    so it would wait for work for good."""
+    while psutil.pid_exists(pool_owner) and psutil.Process(pool_owner).status() != psutil.STATUS_ZOMBIE:
+        time.sleep(OWNER_CHECK_S)
+    os._exit(0)
 
 
 def _chunk_json(docling_json: str, path: str, source_sha256: str) -> list[Chunk]:
@@ -149,7 +165,7 @@ class ChunkingPool:
 
     def __init__(self, chunker: DocumentChunker, workers: int):
         self.executor = ProcessPoolExecutor(
-            workers, mp_context=worker_processes(), initializer=_adopt, initargs=(chunker,)
+            workers, mp_context=worker_processes(), initializer=_adopt, initargs=(chunker, os.getpid())
         )
 
     def submit(self, docling_json: str, path: str, source_sha256: str) -> Future[list[Chunk]]:

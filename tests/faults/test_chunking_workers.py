@@ -4,9 +4,13 @@ other threads held then, held forever. Here a thread holds a lock the chunker ne
 worker copied from this process would wait on it for good; one started clean chunks at once."""
 
 import multiprocessing
+import subprocess
+import sys
 import threading
+import time
 from concurrent.futures import TimeoutError as Unfinished
 
+import psutil
 import pytest
 
 from embed_pipelines.text.chunking import ChunkingPool, DocumentChunker
@@ -48,3 +52,31 @@ def test_a_worker_started_while_another_thread_holds_a_lock_is_not_stuck_on_it()
         for worker in multiprocessing.active_children():  # a stuck worker would keep the pool, and the exit, waiting
             worker.kill()
         pool.close()
+
+
+SYNC_WITH_A_POOL = """
+import os, sys
+from embed_pipelines.text.chunking import ChunkingPool, DocumentChunker
+from embed_pipelines.text.streaming import Section
+pool = ChunkingPool(DocumentChunker(None, 8, count_tokens=len), 2)
+futures = [pool.submit_sections([Section((), "one two three")]) for _ in range(4)]
+[future.result() for future in futures]
+print(*[child.pid for child in __import__("multiprocessing").active_children()], flush=True)
+sys.stdin.read()  # until killed
+"""
+
+
+def test_the_workers_of_a_killed_sync_end():
+    """A sync killed with SIGKILL (the OOM killer, a node going away) cannot shut its pool down: each worker
+    holds both ends of its own queue, so it would wait for work for good, a tokenizer in memory."""
+    sync = subprocess.Popen(
+        [sys.executable, "-c", SYNC_WITH_A_POOL], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    workers = [int(pid) for pid in sync.stdout.readline().split()]
+    assert len(workers) == 2
+    sync.kill()
+    sync.wait()
+    deadline = time.monotonic() + 30
+    while alive := [pid for pid in workers if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]:
+        assert time.monotonic() < deadline, f"workers {alive} outlived their killed sync by 30 s"
+        time.sleep(0.2)
