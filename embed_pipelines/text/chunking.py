@@ -14,7 +14,7 @@ import psutil
 
 from embed_pipelines.core.rows import Chunk
 from embed_pipelines.text.streaming import Section, split_section
-from embed_pipelines.text.workers import worker_processes
+from embed_pipelines.text.workers import LibraryNoise, worker_processes
 
 if TYPE_CHECKING:
     from docling_core.types.doc import DoclingDocument
@@ -134,9 +134,10 @@ OWNER_CHECK_S = 1.0
 _worker_chunker: DocumentChunker | None = None  # in a pool's worker process: the chunker it inherited
 
 
-def _adopt(chunker: DocumentChunker, pool_owner: int) -> None:
+def _adopt(chunker: DocumentChunker, pool_owner: int, noise: LibraryNoise) -> None:
     global _worker_chunker
     _worker_chunker = chunker
+    noise.keep()
     threading.Thread(target=_end_with, args=(pool_owner,), daemon=True).start()
 
 
@@ -164,9 +165,9 @@ class ChunkingPool:
     with it): parsing a docling JSON and HybridChunker are pure Python, one core each."""
 
     def __init__(self, chunker: DocumentChunker, workers: int):
-        self.executor = ProcessPoolExecutor(
-            workers, mp_context=worker_processes(), initializer=_adopt, initargs=(chunker, os.getpid())
-        )
+        adopted = (chunker, os.getpid(), LibraryNoise.here())
+        context = worker_processes()
+        self.executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_adopt, initargs=adopted)
 
     def submit(self, docling_json: str, path: str, source_sha256: str) -> Future[list[Chunk]]:
         return self.executor.submit(_chunk_json, docling_json, path, source_sha256)

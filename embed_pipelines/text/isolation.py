@@ -15,7 +15,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 from embed_pipelines.text.formats import Extraction, ExtractionMode, ExtractionStatus, conversion_mode
-from embed_pipelines.text.workers import worker_processes
+from embed_pipelines.text.workers import LibraryNoise, worker_processes
 
 OVER_LIMIT = "over the per-file limit"  # in a failure's reason, with the limits: the same bytes would fail again
 
@@ -33,9 +33,10 @@ def _inherited_data_bytes() -> int:
     return next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmData:")), 0)
 
 
-def _serve(conn: Connection, layout_weights: Path | None, memory_bytes: int, limits: str) -> None:
+def _serve(conn: Connection, layout_weights: Path | None, memory_bytes: int, limits: str, noise: LibraryNoise) -> None:
     from embed_pipelines.text.extraction import DocumentExtractor  # imported by the fork server
 
+    noise.keep()
     if memory_bytes:  # on top of what the child started with
         limit = _inherited_data_bytes() + memory_bytes
         resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
@@ -141,7 +142,7 @@ class IsolatedExtractor:
     def _start(self) -> _Worker:
         context = worker_processes()  # docling is imported by the server: a sync converting nothing never loads it
         conn, child_end = context.Pipe()
-        arguments = (child_end, self.layout_weights, self.memory_bytes, self.limits)
+        arguments = (child_end, self.layout_weights, self.memory_bytes, self.limits, LibraryNoise.here())
         child = context.Process(target=_serve, args=arguments, daemon=True)
         child.start()
         child_end.close()
