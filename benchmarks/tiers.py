@@ -1,18 +1,21 @@
-"""Storage tiers of the text vectors, measured side by side: float32 `vector(d)` (today's), `halfvec(d)`, and
-binary quantization (an HNSW index on `binary_quantize(embedding)::bit(d)`, Hamming distance, its candidates
-rescored by exact cosine on the halfvec vectors).
+"""Storage tiers of the text vectors (storage/tiers.py), measured side by side: float32 `vector(d)`, `halfvec(d)`,
+and binary (an HNSW index on `binary_quantize(embedding)::bit(d)` by Hamming distance, its candidates ordered
+by exact cosine on the halfvec vectors). Every statement is the package's own (`VectorStorage`).
 
-Quality, on real vectors: the Debian FAQ indexed with the bundled all-MiniLM-L6-v2 (384 dimensions) and its
-authors' 100 questions: per tier, recall@10 against exact float32 k-NN and nDCG@10 of the questions' judged
-answers (versions/evaluation.py), against float32's.
+Quality, on real vectors, through the pipeline: the Debian FAQ indexed with the bundled all-MiniLM-L6-v2 (384
+dimensions), its authors' 100 questions as the collection's judged questions; the collection then moved to
+each tier (`EMBED_PIPELINES_STORAGE`), which builds that tier's version from the stored vectors (model calls
+counted: none) and runs the promotion gate: recall@10 against exact float32 k-NN over the stored vectors, and
+nDCG@5 of the judged questions against the serving version's. The tier the gate would choose is the smallest
+that passes.
 
 Scale, on synthetic vectors of the same dimension (`--rows`, default 100,000): a seeded mixture of 1,000
 clusters (unit centres, Gaussian spread, normalized), so neighbourhoods have structure as embeddings do; the
 questions are 100 more draws. Per tier: table and index bytes, HNSW build seconds (maintenance_work_mem sized
-as the loader sizes it, storage/tables.py's `hnsw_build_memory`; one parallel worker: 2 cores), then the
-smallest setting (hnsw.ef_search; for binary, the candidates rescored) whose recall@10 against exact float32
-reaches 0.95, and at it recall@10, p50 / p99 ms and the queries per second of one client asking one after
-another.
+as the loader sizes it, storage/tables.py's `hnsw_build_memory`; one parallel worker: 2 cores) and the peak
+memory of the building backend, then the smallest setting (hnsw.ef_search; for binary, the candidates
+rescored) whose recall@10 against exact float32 reaches 0.95, and at it recall@10, p50 / p99 ms and the
+queries per second of one client asking one after another.
 
     .venv/bin/python benchmarks/tiers.py                  # 100,000 synthetic rows
     .venv/bin/python benchmarks/tiers.py --rows 1000000
@@ -26,76 +29,66 @@ import os
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from psycopg import sql
 from retrieval import debian_faq
 
 K = 10
 TARGET_RECALL = 0.95
 SETTINGS = (40, 80, 160, 320, 640)  # ef_search, or for binary the candidates rescored (k x 4 ... k x 64)
+TIERS = ("float32", "halfvec", "binary")
 
 
-@dataclass(frozen=True)
-class Tier:
-    name: str
-    column: str  # the stored vector's SQL type
-    indexed: str  # what the HNSW index holds
-    opclass: str
-    nearest: str  # ORDER BY of the index's search, with %(q)s the question
-    rescored: bool = False  # the index's candidates ordered again by exact cosine on the stored vectors
-
-
-TIERS = (
-    Tier("float32", "vector({d})", "embedding", "vector_cosine_ops", "embedding <=> %(q)s::vector({d})"),
-    Tier("halfvec", "halfvec({d})", "embedding", "halfvec_cosine_ops", "embedding <=> %(q)s::halfvec({d})"),
-    Tier(
-        "binary + rescoring",
-        "halfvec({d})",
-        "(binary_quantize(embedding)::bit({d}))",
-        "bit_hamming_ops",
-        "binary_quantize(embedding)::bit({d}) <~> binary_quantize(%(q)s::halfvec({d}))::bit({d})",
-        rescored=True,
-    ),
-)
-
-
-def build(conn, source: str, tier: Tier, dimension: int) -> tuple[str, float]:
-    """The tier's table from the source's vectors, and its HNSW index; returns its name and build seconds."""
+def build(postgres, source: str, tier: str, dimension: int) -> tuple[str, float, float]:
+    """The tier's table from the source's vectors, and its HNSW index as the loader builds it; returns its name,
+    the build's seconds and the building backend's peak resident memory in MB."""
     from embed_pipelines.storage.tables import hnsw_build_memory
+    from embed_pipelines.storage.tiers import VectorStorage
 
-    table = f"tier_{tier.name.split()[0]}"
-    column = tier.column.format(d=dimension)
-    conn.execute(f'DROP TABLE IF EXISTS "{table}"')
-    conn.execute(f'CREATE TABLE "{table}" AS SELECT id, embedding::{column} AS embedding FROM "{source}"')
-    conn.execute(f'ALTER TABLE "{table}" ADD PRIMARY KEY (id)')
-    rows = conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
-    memory = hnsw_build_memory(rows, dimension)  # sized as the loader sizes it: the graph fits
-    conn.execute(f"SET maintenance_work_mem = '{-(-memory // 2**20)}MB'")
-    conn.execute("SET max_parallel_maintenance_workers = 1")
-    began = time.perf_counter()
-    indexed = tier.indexed.format(d=dimension)
-    conn.execute(f'CREATE INDEX "{table}_hnsw" ON "{table}" USING hnsw ({indexed} {tier.opclass})')
-    seconds = time.perf_counter() - began
-    conn.execute(f'ANALYZE "{table}"')
-    return table, seconds
-
-
-def search(conn, table: str, tier: Tier, dimension: int, vector, setting: int) -> list[int]:
-    nearest = tier.nearest.format(d=dimension)
-    with conn.transaction():
-        if tier.rescored:
-            conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, setting)}")
-            statement = (
-                f'SELECT id FROM (SELECT id, embedding FROM "{table}" ORDER BY {nearest} LIMIT %(n)s) AS candidates '
-                f"ORDER BY embedding <=> %(q)s::halfvec({dimension}) LIMIT %(k)s"
+    storage, table = VectorStorage(tier), f"tier_{tier}"
+    with postgres.connect() as conn:  # a backend of its own: its peak memory is the build's
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
+        conn.execute(
+            sql.SQL("CREATE TABLE {} AS SELECT id, embedding::{} AS embedding FROM {}").format(
+                sql.Identifier(table), sql.SQL(f"{storage.sql_type}({dimension})"), sql.Identifier(source)
             )
-        else:
-            conn.execute(f"SET LOCAL hnsw.ef_search = {setting}")
-            statement = f'SELECT id FROM "{table}" ORDER BY {nearest} LIMIT %(k)s'
-        rows = conn.execute(statement, {"q": vector, "n": setting, "k": K}).fetchall()
-    return [row_id for (row_id,) in rows]
+        )
+        conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (id)").format(sql.Identifier(table)))
+        rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
+        memory = hnsw_build_memory(rows, dimension)  # sized as the loader sizes it: the graph fits
+        conn.execute(f"SET maintenance_work_mem = '{-(-memory // 2**20)}MB'")
+        conn.execute("SET max_parallel_maintenance_workers = 1")
+        began = time.perf_counter()
+        conn.execute(
+            sql.SQL("CREATE INDEX {} ON {} USING hnsw ({})").format(
+                sql.Identifier(f"{table}_hnsw"), sql.Identifier(table), storage.index_target("embedding", dimension)
+            )
+        )
+        seconds = time.perf_counter() - began
+        peak = _peak_mb(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+    return table, seconds, peak
+
+
+def _peak_mb(pid: int) -> float:
+    """A local process's peak resident memory (VmHWM), in MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024
+
+
+def search(conn, table: str, tier: str, dimension: int, vector, setting: int) -> list[int]:
+    """The package's dense statement (`VectorStorage.nearest`) at `setting`."""
+    from embed_pipelines.storage.tiers import VectorStorage
+
+    rescored = tier == "binary"
+    storage = VectorStorage(tier, oversample=setting // K if rescored else 1)
+    source = sql.SQL("(SELECT id, embedding FROM {})").format(sql.Identifier(table))
+    with conn.transaction():
+        conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, setting) if rescored else setting}")
+        rows = conn.execute(storage.nearest(source, dimension, exact=False), {"vector": vector, "n": K}).fetchall()
+    return [row_id for row_id, _ in rows]
 
 
 def exact(conn, source: str, vector) -> set[int]:
@@ -105,13 +98,14 @@ def exact(conn, source: str, vector) -> set[int]:
     return {row_id for (row_id,) in rows}
 
 
-def measure(conn, source: str, tier: Tier, dimension: int, vectors: list, truth: list[set[int]]) -> dict:
-    """The tier's figures at the smallest setting reaching the target recall; `found`: the ids it returned."""
-    table, build_s = build(conn, source, tier, dimension)
+def measure(postgres, conn, source: str, tier: str, dimension: int, vectors: list, truth: list[set[int]]) -> dict:
+    """The tier's figures at the smallest setting reaching the target recall."""
+    table, build_s, peak_mb = build(postgres, source, tier, dimension)
     sizes = conn.execute(
         "SELECT pg_table_size(%s::regclass), pg_relation_size(%s::regclass)", (f'"{table}"', f'"{table}_hnsw"')
     ).fetchone()
-    figures = {"tier": tier.name, "table MB": sizes[0] / 2**20, "index MB": sizes[1] / 2**20, "build s": build_s}
+    figures = {"tier": tier, "table MB": sizes[0] / 2**20, "index MB": sizes[1] / 2**20, "build s": build_s}
+    figures["peak MB"] = peak_mb
     for setting in SETTINGS:
         seconds, found = [], []
         for vector in vectors:
@@ -122,37 +116,47 @@ def measure(conn, source: str, tier: Tier, dimension: int, vectors: list, truth:
         if recall >= TARGET_RECALL or setting == SETTINGS[-1]:
             quantiles = statistics.quantiles(seconds, n=100)
             return figures | {
-                "setting": f"{'candidates' if tier.rescored else 'ef_search'} {setting}",
+                "setting": f"{'candidates' if tier == 'binary' else 'ef_search'} {setting}",
                 "recall@10": recall,
                 "p50 ms": quantiles[49] * 1000,
                 "p99 ms": quantiles[98] * 1000,
                 "QPS": 1 / statistics.mean(seconds),
-                "found": found,
             }
     raise AssertionError("unreachable")
 
 
-@dataclass(frozen=True)
-class Found:  # what evaluation.score reads of a hit
-    document_path: str
-    text: str
+def gated_tiers(folder: Path, questions: Path) -> None:
+    """The Debian FAQ moved to each tier through the pipeline: model calls, seconds, and the gate's verdict."""
+    from embed_pipelines import api
+    from embed_pipelines.text.local_model import TextEmbeddingModel
 
-
-def quality(conn, table: str, vectors: list, judged: list) -> None:
-    """Per tier on the real rows: recall@10 against exact float32, nDCG@10 of the judged questions."""
-    from embed_pipelines.versions.evaluation import score
-
-    rows = {row_id: Found(path, text) for row_id, path, text in conn.execute(
-        f'SELECT id, document_path, text FROM "{table}"')}  # fmt: skip
-    dimension = conn.execute(f'SELECT vector_dims(embedding) FROM "{table}" LIMIT 1').fetchone()[0]
-    truth = [exact(conn, table, vector) for vector in vectors]
-    print(f"\nquality: {len(rows)} real rows (the Debian FAQ, {dimension} dims), its {len(judged)} questions")
-    print(f"{'tier':<20}{'setting':<16}{'recall@10':>11}{'nDCG@10':>11}")
+    texts, embed = [], TextEmbeddingModel.embed_documents
+    TextEmbeddingModel.embed_documents = lambda self, batch: texts.append(len(batch)) or embed(self, batch)
+    os.environ["EMBED_PIPELINES_GOLDEN_QUERIES"] = str(questions)
+    print(f"\nquality: the Debian FAQ, {len(json.loads(questions.read_text()))} of its questions, through the gate")
+    print(f"{'tier':<10}{'version':<14}{'texts embedded':>15}{'seconds':>9}{'recall@10':>11}{'nDCG@5':>9}  gate")
+    chosen = None
     for tier in TIERS:
-        figures = measure(conn, table, tier, dimension, vectors, truth)
-        answers = {q.question: [rows[i] for i in ids] for q, ids in zip(judged, figures["found"], strict=True)}
-        ndcg = score(judged, answers.__getitem__, K).ndcg
-        print(f"{tier.name:<20}{figures['setting']:<16}{figures['recall@10']:>11.3f}{ndcg:>11.3f}")
+        os.environ["EMBED_PIPELINES_STORAGE"] = tier
+        before, began = sum(texts), time.perf_counter()
+        api.index(folder, "debian_faq", shard_count=4)
+        seconds = time.perf_counter() - began
+        _, records = api.list_versions("debian_faq")
+        record = records[0]  # the newest: this tier's
+        gate = record.gate or {}
+        figures = {name: value for check in gate.get("checks", []) for name, value in check["figures"].items()}
+        verdict = (
+            "passed"
+            if gate.get("passed")
+            else "refused: " + "; ".join(c["summary"] for c in gate.get("checks", []) if not c["passed"])
+        )
+        chosen = tier if gate.get("passed") else chosen
+        print(
+            f"{tier:<10}{record.version:<14}{sum(texts) - before:>15,}{seconds:>9.1f}{figures['recall_at_10']:>11.3f}"
+            f"{figures['ndcg@5']:>9.3f}  {verdict}"
+        )
+    print(f"the gate would choose {chosen} (the smallest tier it passes) for the bundled model")
+    os.environ["EMBED_PIPELINES_STORAGE"] = "float32"
 
 
 def synthetic(conn, rows: int, dimension: int, seed: int = 0) -> tuple[str, list]:
@@ -185,36 +189,29 @@ def main() -> None:
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="embed-tiers-"))  # kept: the embedded server leaves it at exit
     os.environ |= {"EMBED_PIPELINES_HOME": str(home / "home"), "DAGSTER_HOME": str(home / "dagster")}
-    from embed_pipelines import api
     from embed_pipelines.resources import PostgresResource
-    from embed_pipelines.storage.chunk_search import Question
-    from embed_pipelines.storage.registry import find_version, serving_version
-    from embed_pipelines.versions.evaluation import read_questions
 
     files, sets = debian_faq()
     folder = home / "debian-faq"
     for relative, text in files.items():
         (folder / relative).parent.mkdir(parents=True, exist_ok=True)
         (folder / relative).write_text(text, encoding="utf-8")
-    assert api.index(folder, "debian_faq", shard_count=4).success
-    with PostgresResource().connect() as conn:
+    (home / "questions.json").write_text(json.dumps(sets["debian-faq"][:100]))
+    gated_tiers(folder, home / "questions.json")
+    postgres = PostgresResource()
+    with postgres.connect() as conn:
         # pgvector says when an HNSW graph outgrows maintenance_work_mem (its build then slows down)
         conn.add_notice_handler(lambda notice: print(f"  PostgreSQL: {notice.message_primary}"))
-        record = find_version(conn, "debian_faq", serving_version(conn, "debian_faq"))
-        (home / "questions.json").write_text(json.dumps(sets["debian-faq"][:100]))
-        judged = read_questions(home / "questions.json")
-        embed = api._embedder(api.TEXT, record)
-        quality(conn, record.table, [Question(q.question, embed).vector for q in judged], judged)
-        table, vectors = synthetic(conn, args.rows, record.dimension)
+        table, vectors = synthetic(conn, args.rows, 384)
         began = time.perf_counter()
         truth = [exact(conn, table, vector) for vector in vectors]
         print(f"exact float32 k-NN of {len(vectors)} questions: {time.perf_counter() - began:.1f} s")
-        results = [measure(conn, table, tier, record.dimension, vectors, truth) for tier in TIERS]
+        results = [measure(postgres, conn, table, tier, 384, vectors, truth) for tier in TIERS]
     print(f"the setting is the smallest reaching recall@10 >= {TARGET_RECALL} against exact float32 (k = {K})")
-    columns = ("table MB", "index MB", "build s", "recall@10", "p50 ms", "p99 ms", "QPS")
-    print(f"{'tier':<20}{'setting':<16}" + "".join(f"{c:>11}" for c in columns))
+    columns = ("table MB", "index MB", "build s", "peak MB", "recall@10", "p50 ms", "p99 ms", "QPS")
+    print(f"{'tier':<10}{'setting':<16}" + "".join(f"{c:>11}" for c in columns))
     for r in results:
-        print(f"{r['tier']:<20}{r['setting']:<16}" + "".join(f"{r[c]:>11.3f}" if c == "recall@10" else
+        print(f"{r['tier']:<10}{r['setting']:<16}" + "".join(f"{r[c]:>11.3f}" if c == "recall@10" else
                                                           f"{r[c]:>11.1f}" for c in columns))  # fmt: skip
 
 

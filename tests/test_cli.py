@@ -58,15 +58,17 @@ def test_versions_list_rollback_search_by_version_and_drop(
     capsys.readouterr()
 
     assert cli.main(["versions", "list", "--collection", "cli"]) == 0
-    newest, oldest = capsys.readouterr().out.splitlines()
+    newest, newest_storage, oldest, oldest_storage = capsys.readouterr().out.splitlines()
     assert newest.startswith("* ") and "48 dims" in newest and "gate passed" in newest and "serving" in newest
     assert oldest.startswith("  ") and "32 dims" in oldest
+    for storage in (newest_storage, oldest_storage):  # under each version: its table's tier, size and recall
+        assert storage.split()[:3] == ["float32", "6", "rows"] and "B/row" in storage and "recall@10 1.000" in storage
     new, old = newest.split()[1], oldest.split()[0]
 
     assert cli.main(["versions", "rollback", "--collection", "cli"]) == 0
     assert "rolled back" in capsys.readouterr().out
     assert cli.main(["versions", "list", "--collection", "cli"]) == 0
-    newest, oldest = capsys.readouterr().out.splitlines()
+    newest, _, oldest, _ = capsys.readouterr().out.splitlines()
     assert "rolled back" in newest and oldest.startswith(f"* {old}")
 
     assert cli.main(["search", "how hard should I tamp?", "--collection", "cli", "--version", new, "-k", "1"]) == 0

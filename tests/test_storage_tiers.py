@@ -4,9 +4,11 @@ exact float32 search, promoted, while search answers throughout."""
 
 import threading
 
+import numpy as np
 from support import SMALL_CORPUS, run_index, write_corpus
 
 from embed_pipelines import api
+from embed_pipelines.storage import tables
 from embed_pipelines.storage.tiers import stored_tier
 from embed_pipelines.text.local_model import TextEmbeddingModel
 
@@ -93,3 +95,22 @@ def test_a_collection_moves_between_tiers_without_a_model_call_while_search_answ
         served["binary"]: ("binary", 6),
     }
     assert all(f.index_bytes > 0 for f in footprints.values())
+
+
+def test_an_hnsw_build_tells_its_progress(postgres, monkeypatch):
+    """The run's log hears the build start, how far PostgreSQL says it is while it runs, and its end."""
+    monkeypatch.setattr(tables, "PROGRESS_EVERY_S", 0.05)
+    vectors = np.random.default_rng(0).normal(size=(40_000, 64)).astype(np.float32)
+    told: list[str] = []
+    with postgres.connect() as conn:
+        conn.execute("DROP TABLE IF EXISTS progress_told")
+        conn.execute("CREATE TABLE progress_told (id bigint PRIMARY KEY, embedding vector(64) NOT NULL)")
+        with conn.cursor().copy("COPY progress_told (id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["int8", "vector"])
+            for row, vector in enumerate(vectors):
+                copy.write_row((row, vector))
+        tables.ensure_hnsw_index(conn, "progress_told", say=told.append)
+        conn.execute("DROP TABLE progress_told")
+    assert told[0].startswith("Building the HNSW index progress_told_embedding_hnsw over 40,000 rows")
+    assert any("% of the table's blocks after" in line for line in told[1:-1]), told
+    assert told[-1].startswith("progress_told_embedding_hnsw: built in")

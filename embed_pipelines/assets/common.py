@@ -112,6 +112,7 @@ def load_version_table(
     table = family.table(collection.name, versions.index)
     with context.resources.postgres.connect() as conn:
         load = load_step(conn, Stores(collection), family, model, versions)
+        load.say = context.log.info  # the HNSW build's progress, in the run's log
         tally = sync_run_shards(context, collection, load)
     context.log.info(f"{table}: {tally.summary()}")
     metadata = {"dagster/table_name": table, "index_version": versions.index, **tally_metadata(tally)}

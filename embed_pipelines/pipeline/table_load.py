@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from abc import abstractmethod
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 
 import psycopg
 
@@ -62,6 +62,7 @@ class TableSync(ListedFilesSync):
     vector make a table row (`table_row`)."""
 
     rows_per_batch = 256  # vectors read at a time: memory stays bounded whatever the document's size
+    say: Callable[[str], None] | None = None  # where progress is told (a run's log): the HNSW build's
 
     def __init__(
         self, conn: psycopg.Connection, stores: Stores, family: IndexFamily, model, versions: Versions, vectors
@@ -275,7 +276,7 @@ class TableSync(ListedFilesSync):
 
     def finish(self) -> None:
         if not self.stores.dry_run:  # a dry run's rows are rolled back: an index of them is work for nothing
-            ensure_hnsw_index(self.conn, self.table, self.layout)
+            ensure_hnsw_index(self.conn, self.table, self.layout, self.say)
             if self.access is not None:
                 self.leaks = leak_check(self.conn, self.read_by_readers())
 

@@ -8,7 +8,10 @@ All SQL lives here, in the open. Rows load by binary COPY; the HNSW index is bui
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psutil
@@ -281,10 +284,16 @@ def _delete_document(conn: psycopg.Connection, table: str, path: str) -> int:
     return conn.execute(query, (path,)).rowcount
 
 
-def ensure_hnsw_index(conn: psycopg.Connection, table: str, layout: TableLayout = CHUNK_TABLE) -> None:
+def ensure_hnsw_index(
+    conn: psycopg.Connection,
+    table: str,
+    layout: TableLayout = CHUNK_TABLE,
+    say: Callable[[str], None] | None = None,
+) -> None:
     """Built once the first bulk load is in: building on a full table is much faster than inserting
     into an index row by row. Under the table's lock, as the table is created: two first syncs at once
-    would both try to create it (CREATE INDEX IF NOT EXISTS is not safe against that)."""
+    would both try to create it (CREATE INDEX IF NOT EXISTS is not safe against that). `say`: told how the
+    build goes, every `PROGRESS_EVERY_S`."""
     suffix, column, index_suffix = layout.hnsw
     index, indexed = sql.Identifier(f"{table}{index_suffix}"), sql.Identifier(f"{table}{suffix}")
     with conn.transaction():
@@ -296,11 +305,52 @@ def ensure_hnsw_index(conn: psycopg.Connection, table: str, layout: TableLayout 
         ).fetchone()
         memory = hnsw_build_memory(rows, dimension or 0)
         conn.execute(sql.SQL("SET LOCAL maintenance_work_mem = {}").format(sql.Literal(f"{-(-memory // 1024)}kB")))
-        conn.execute(
-            sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ({})").format(
-                index, indexed, layout.storage.index_target(column, dimension or 0)
-            )
+        statement = sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ({})").format(
+            index, indexed, layout.storage.index_target(column, dimension or 0)
         )
+        with told_progress(conn, f"{table}{index_suffix}", rows, memory, say):
+            conn.execute(statement)
+
+
+PROGRESS_EVERY_S = 10.0
+
+
+@contextmanager
+def told_progress(
+    conn: psycopg.Connection, index: str, rows: int, memory: int, say: Callable[[str], None] | None
+) -> Iterator[None]:
+    """While `conn` builds `index`, what PostgreSQL reports of the build (pg_stat_progress_create_index: pgvector
+    loads the table's blocks into its graph), told every PROGRESS_EVERY_S from a connection of its own; the
+    start and the end told too. Nothing without `say`."""
+    if say is None:
+        yield
+        return
+    say(f"Building the HNSW index {index} over {rows:,} rows ({memory / 2**20:,.0f} MiB of maintenance_work_mem)")
+    backend, began, done = conn.info.backend_pid, time.monotonic(), threading.Event()
+
+    def watch() -> None:
+        try:
+            with psycopg.connect(conn.info.dsn, password=conn.info.password, autocommit=True) as watcher:
+                while not done.wait(PROGRESS_EVERY_S):
+                    row = watcher.execute(
+                        "SELECT phase, blocks_done, blocks_total FROM pg_stat_progress_create_index WHERE pid = %s",
+                        (backend,),
+                    ).fetchone()
+                    if row:
+                        phase, blocks, total = row
+                        share = f", {100 * blocks / total:.0f} % of the table's blocks" if total else ""
+                        say(f"{index}: {phase}{share} after {time.monotonic() - began:,.0f} s")
+        except psycopg.Error as error:  # the build goes on untold
+            say(f"{index}: its progress cannot be read ({type(error).__name__}); the build goes on")
+
+    watcher = threading.Thread(target=watch, name="embed-pipelines-index-progress", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+    say(f"{index}: built in {time.monotonic() - began:,.1f} s")
 
 
 HNSW_BUILD_MIN_BYTES = 512 * 2**20
