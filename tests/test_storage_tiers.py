@@ -5,7 +5,7 @@ exact float32 search, promoted, while search answers throughout."""
 import threading
 
 import numpy as np
-from support import SMALL_CORPUS, run_index, write_corpus
+from support import SMALL_CORPUS, latest_metadata, run_index, write_corpus
 
 from embed_pipelines import api
 from embed_pipelines.storage import tables
@@ -70,6 +70,7 @@ def test_a_collection_moves_between_tiers_without_a_model_call_while_search_answ
         with Searching("tiered", postgres) as searching:
             run_index(source, "tiered", instance, tiny_model, postgres)
         assert sum(embedded) == 6, f"moving to {tier} called the model"
+        assert latest_metadata(instance, "tiered", "vector_index")["storage_tier"] == tier
         assert not searching.failures and searching.answers, "search stopped answering during the move"
         assert all(answer == expected for answer in searching.answers)
         serving, records = api.list_versions("tiered", postgres=postgres)

@@ -24,7 +24,7 @@ def build_transcripts(collection: Collection, family: IndexFamily, versions: Ver
             {"pytorch", "parquet"},
             upstream="source_files",
             resources={family.model_key(collection)},
-            code_version=versions.index,
+            code_version=versions.stored_vectors,  # a storage tier transcribes nothing again
             metadata={"dagster/column_schema": column_schema(Segment.KIND)},
         ),
         pool="gpu",
