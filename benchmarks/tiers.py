@@ -159,6 +159,78 @@ def gated_tiers(folder: Path, questions: Path) -> None:
     os.environ["EMBED_PIPELINES_STORAGE"] = "float32"
 
 
+HAMMING_MAX_SIM = """
+CREATE OR REPLACE FUNCTION tiers_hamming_max_sim(page bit[], query bit[]) RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT sum(best) FROM (
+        SELECT max(-(page_token <~> query_token)) AS best
+        FROM unnest(query) WITH ORDINALITY AS q(query_token, n) CROSS JOIN unnest(page) AS p(page_token)
+        GROUP BY n) AS best_per_query_token
+$$"""
+
+
+def page_tokens(conn, pages: int, tokens: int, dimension: int = 128, seed: int = 1) -> None:
+    """The page branch's token vectors, halfvec (as page tables store them) against binary, on synthetic pages:
+    each page's tokens drawn around 8 topics of its own (ColPali's 128 dimensions); 30 questions of 16 tokens,
+    each drawn near one page's tokens. Per form: bytes a page, and the recall@10 and p50 ms of scoring every
+    page by MaxSim; binary ranks every page by Hamming MaxSim, then orders its best `k x oversample` by exact
+    MaxSim on the halfvec tokens."""
+    from embed_pipelines.storage.page_tables import MAX_SIM_FUNCTION, as_halfvecs
+
+    generator = np.random.default_rng(seed)
+
+    def unit(points: np.ndarray) -> np.ndarray:
+        return points / np.linalg.norm(points, axis=-1, keepdims=True)
+
+    topics = unit(generator.normal(size=(pages, 8, dimension)))
+    drawn = topics[np.arange(pages)[:, None], generator.integers(0, 8, (pages, tokens))]
+    page_vectors = unit(drawn + generator.normal(scale=0.8 / dimension**0.5, size=drawn.shape)).astype(np.float32)
+    conn.execute(MAX_SIM_FUNCTION)  # the page search's own exact MaxSim
+    conn.execute(HAMMING_MAX_SIM)
+    conn.execute("DROP TABLE IF EXISTS page_tokens")
+    conn.execute(
+        f"CREATE TABLE page_tokens (id bigint PRIMARY KEY, tokens halfvec({dimension})[], bits bit({dimension})[])"
+    )
+    with conn.cursor().copy("COPY page_tokens (id, tokens) FROM STDIN WITH (FORMAT BINARY)") as copy:
+        copy.set_types(["int8", "halfvec[]"])
+        for page, vectors in enumerate(page_vectors):
+            copy.write_row((page, as_halfvecs(vectors)))
+    conn.execute(
+        f"UPDATE page_tokens SET bits = ARRAY(SELECT binary_quantize(t)::bit({dimension}) FROM unnest(tokens) t)"
+    )
+    conn.execute("VACUUM ANALYZE page_tokens")
+    halfvec_bytes, bit_bytes = conn.execute(
+        "SELECT avg(pg_column_size(tokens)), avg(pg_column_size(bits)) FROM page_tokens"
+    ).fetchone()
+    asked = generator.integers(0, pages, 30)
+    questions = [unit(page_vectors[page][generator.integers(0, tokens, 16)]
+                      + generator.normal(scale=1.0 / dimension**0.5, size=(16, dimension))).astype(np.float32)
+                 for page in asked]  # fmt: skip
+
+    def ranked(statement: str, question: np.ndarray) -> tuple[list[int], float]:
+        began = time.perf_counter()
+        bits = [f"{''.join('1' if x > 0 else '0' for x in token)}" for token in question]
+        rows = conn.execute(statement, {"q": as_halfvecs(question), "b": bits, "k": K}).fetchall()
+        return [row_id for (row_id,) in rows], time.perf_counter() - began
+
+    exact_halfvec = "SELECT id FROM page_tokens ORDER BY embed_pipelines_max_sim(tokens, %(q)s) DESC LIMIT %(k)s"
+    truth, seconds = zip(*(ranked(exact_halfvec, question) for question in questions), strict=True)
+    print(f"\npages: {pages:,} synthetic pages of {tokens} tokens ({dimension} dims), {len(questions)} questions")
+    print(f"{'tokens stored as':<34}{'bytes a page':>13}{'recall@10':>11}{'p50 ms':>9}")
+    p50 = statistics.median(seconds) * 1000
+    print(f"{'halfvec[] (today), exact MaxSim':<34}{halfvec_bytes:>13,.0f}{1.0:>11.3f}{p50:>9.0f}")
+    for oversample in (1, 4, 16):
+        rescored = (
+            "SELECT id FROM (SELECT id, tokens FROM page_tokens "
+            "ORDER BY tiers_hamming_max_sim(bits, %(b)s::bit(128)[]) DESC LIMIT %(k)s * " + str(oversample) + ") AS c "
+            "ORDER BY embed_pipelines_max_sim(tokens, %(q)s) DESC LIMIT %(k)s"
+        )
+        found, seconds = zip(*(ranked(rescored, question) for question in questions), strict=True)
+        recall = statistics.mean(len(set(a) & set(b)) / K for a, b in zip(found, truth, strict=True))
+        label = f"bit[] + {K * oversample} rescored on halfvec"
+        print(f"{label:<34}{bit_bytes:>13,.0f}{recall:>11.3f}{statistics.median(seconds) * 1000:>9.0f}")
+
+
 def synthetic(conn, rows: int, dimension: int, seed: int = 0) -> tuple[str, list]:
     """`rows` vectors of a mixture of 1,000 clusters in a table, and 100 more as questions."""
     generator = np.random.default_rng(seed)
@@ -186,6 +258,8 @@ def synthetic(conn, rows: int, dimension: int, seed: int = 0) -> tuple[str, list
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--pages", type=int, default=500, help="synthetic pages for the page branch's tokens")
+    parser.add_argument("--skip-quality", action="store_true", help="leave out the Debian FAQ through the gate")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="embed-tiers-"))  # kept: the embedded server leaves it at exit
     os.environ |= {"EMBED_PIPELINES_HOME": str(home / "home"), "DAGSTER_HOME": str(home / "dagster")}
@@ -197,9 +271,11 @@ def main() -> None:
         (folder / relative).parent.mkdir(parents=True, exist_ok=True)
         (folder / relative).write_text(text, encoding="utf-8")
     (home / "questions.json").write_text(json.dumps(sets["debian-faq"][:100]))
-    gated_tiers(folder, home / "questions.json")
+    if not args.skip_quality:
+        gated_tiers(folder, home / "questions.json")
     postgres = PostgresResource()
     with postgres.connect() as conn:
+        page_tokens(conn, args.pages, 128)
         # pgvector says when an HNSW graph outgrows maintenance_work_mem (its build then slows down)
         conn.add_notice_handler(lambda notice: print(f"  PostgreSQL: {notice.message_primary}"))
         table, vectors = synthetic(conn, args.rows, 384)

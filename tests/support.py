@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 
 from embed_pipelines import api
+from embed_pipelines.core.collection import DEFAULT_TIER
 from embed_pipelines.resources import PostgresResource
 from embed_pipelines.sample_corpus import write_document
 from embed_pipelines.text.local_model import TextEmbeddingModel
@@ -25,6 +26,12 @@ SMALL_CORPUS = {
     "manuals/roasting.pdf.md": "# Roasting\n\n## First crack\n\nLight roasts end shortly after first crack, "
     "near 205 degrees C, keeping the acidity of the origin.",
 }
+
+
+def served_version(model) -> str:
+    """The index version a text collection of `model` builds and serves: the model's vectors in the default
+    storage tier (storage/tiers.py)."""
+    return model.versions().stored_in(DEFAULT_TIER).index
 
 
 def write_corpus(folder: Path, documents: dict[str, str]) -> Path:

@@ -62,7 +62,7 @@ def test_versions_list_rollback_search_by_version_and_drop(
     assert newest.startswith("* ") and "48 dims" in newest and "gate passed" in newest and "serving" in newest
     assert oldest.startswith("  ") and "32 dims" in oldest
     for storage in (newest_storage, oldest_storage):  # under each version: its table's tier, size and recall
-        assert storage.split()[:3] == ["float32", "6", "rows"] and "B/row" in storage and "recall@10 1.000" in storage
+        assert storage.split()[:3] == ["halfvec", "6", "rows"] and "B/row" in storage and "recall@10 1.000" in storage
     new, old = newest.split()[1], oldest.split()[0]
 
     assert cli.main(["versions", "rollback", "--collection", "cli"]) == 0

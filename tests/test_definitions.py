@@ -52,7 +52,7 @@ def test_the_ui_shows_the_real_table_name_and_column_types_with_descriptions():
     version = node.code_version
     assert f"`sample__{version}`" in node.description, "Markdown keeps the table name (no <placeholder>)"
     columns = {column.name: column for column in node.metadata["dagster/column_schema"].columns}
-    assert columns["embedding"].type == "vector(384)"
+    assert columns["embedding"].type == "halfvec(384)"  # the default storage tier
     assert columns["document_path"].type == "text" and columns["chunk_ordinal"].type == "integer"
     assert all(column.description for column in columns.values())
 

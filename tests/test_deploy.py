@@ -9,7 +9,7 @@ import dagster as dg
 import yaml
 from dagster._config import process_config
 from dagster._core.instance.config import dagster_instance_config
-from support import SMALL_CORPUS, definitions, write_corpus
+from support import SMALL_CORPUS, definitions, served_version, write_corpus
 
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.factory import K8S_CONFIG_TAG, accelerator_request, index_job_name
@@ -75,6 +75,6 @@ def test_an_instance_on_dagster_postgres_runs_sensor_run_and_promotion(
         assert result.success
         assert instance.get_run_by_id(result.run_id).is_success  # the run is in PostgreSQL
         promoted = instance.get_latest_materialization_event(dg.AssetKey(["deployed", "search_view"]))
-        assert promoted.asset_materialization.metadata["serving_version"].value == tiny_model.index_version()
+        assert promoted.asset_materialization.metadata["serving_version"].value == served_version(tiny_model)
     with postgres.connect() as conn:
-        assert serving_version(conn, "deployed") == tiny_model.index_version()
+        assert serving_version(conn, "deployed") == served_version(tiny_model)

@@ -81,7 +81,8 @@ def test_materialization_metadata_describes_the_run(indexed):
     embeddings = latest_metadata(instance, COLLECTION, "embeddings")
     assert index["rows_written"] == index["rows_in_materialized_shards"] == chunks["chunks_written"]
     assert chunks["chunks_written"] == embeddings["chunks_embedded"] + embeddings["chunks_reused"]
-    assert embeddings["dimension"] == 384 and embeddings["index_version"] == index["index_version"]
+    assert embeddings["dimension"] == 384 and embeddings["index_version"] == index["vectors_version"]
+    assert index["storage_tier"] == "halfvec" and index["index_version"] != index["vectors_version"]  # the default
     assert index["dagster/table_name"] == f"{COLLECTION}__{index['index_version']}"
     assert chunks["max_tokens"] == 254, "256 model positions less [CLS] and [SEP]"
 

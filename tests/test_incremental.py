@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster._core.definitions.data_version import StaleStatus
-from support import indexed_rows, latest_metadata, run_index, write_corpus
+from support import indexed_rows, latest_metadata, run_index, served_version, write_corpus
 
 from embed_pipelines import api
 from embed_pipelines.core.collection import Collection
@@ -246,4 +246,4 @@ def test_after_an_edit_the_served_view_reads_as_in_step_with_its_table(
     assert resolver.get_status(view) == StaleStatus.FRESH, resolver.get_stale_causes(view)
     assert all(resolver.get_status(index, shard) == StaleStatus.FRESH for shard in collection.shard_keys)
     served = latest_metadata(instance, "fresh", "search_view")
-    assert served["serving_version"] == tiny_model.index_version() and served["view_changed"] is False
+    assert served["serving_version"] == served_version(tiny_model) and served["view_changed"] is False

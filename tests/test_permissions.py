@@ -14,7 +14,7 @@ import pwd
 import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from support import definitions, latest_metadata, run_index, write_corpus, write_pdf
+from support import definitions, latest_metadata, run_index, served_version, write_corpus, write_pdf
 from tiny_visual_model import build_tiny_colqwen2
 
 from embed_pipelines import api, cli
@@ -122,14 +122,14 @@ def test_each_reader_sees_exactly_its_documents_across_a_promotion_and_a_rollbac
 
     promoted = run_index(source, collection, instance, wider_tiny_model, postgres, shard_count=2)
     with postgres.connect() as conn:
-        assert serving_version(conn, collection) == wider_tiny_model.index_version()
+        assert serving_version(conn, collection) == served_version(wider_tiny_model)
     gate_checks = {e.check_name: e.passed for e in promoted.get_asset_check_evaluations()}
     assert gate_checks["gate_readers_see_only_their_rows"] is True
     _everyone_sees_exactly_their_rows(collection, postgres, monkeypatch)
 
     assert api.rollback(collection, instance=instance, postgres=postgres).success
     with postgres.connect() as conn:
-        assert serving_version(conn, collection) != wider_tiny_model.index_version()
+        assert serving_version(conn, collection) != served_version(wider_tiny_model)
     _everyone_sees_exactly_their_rows(collection, postgres, monkeypatch)
 
 
@@ -284,14 +284,14 @@ def test_versions_built_before_access_are_guarded_at_its_first_sync_and_never_se
     assert "was built without `access`" in failure_reason(failure.step_failure_data.error)
 
     run_index(source, collection, instance, wider_tiny_model, postgres, shard_count=2)
-    older = f"{collection}__{tiny_model.index_version()}"
+    older = f"{collection}__{served_version(tiny_model)}"
     with _as(postgres, "perm_dave", monkeypatch).connect(ddl=False) as conn:  # the older table, read directly
         assert {path for (path,) in conn.execute(f'SELECT DISTINCT document_path FROM "{older}"')} == {
             "pub/handbook.md"
         }
     assert api.rollback(collection, instance=instance, postgres=postgres).success
     with postgres.connect() as conn:
-        assert serving_version(conn, collection) == tiny_model.index_version()
+        assert serving_version(conn, collection) == served_version(tiny_model)
     _everyone_sees_exactly_their_rows(collection, postgres, monkeypatch)
 
 

@@ -6,7 +6,7 @@ import shutil
 
 import dagster as dg
 import pytest
-from support import SMALL_CORPUS, write_corpus
+from support import SMALL_CORPUS, served_version, write_corpus
 
 from embed_pipelines import api, cli
 from embed_pipelines.assets.common import asset_key
@@ -45,7 +45,7 @@ def test_the_code_location_the_api_and_the_cli_resolve_the_same_collection(
     listings = (location.state_location / "source_files").files()
     assert [listing.name for listing in listings] == ["0.parquet", "1.parquet", "2.parquet"]
     with postgres.connect() as conn:
-        assert serving_version(conn, "conf") == tiny_model.index_version()
+        assert serving_version(conn, "conf") == served_version(tiny_model)
 
 
 def test_a_path_or_shard_count_that_disagrees_with_the_configuration_is_refused(configured, tmp_path, capsys):
@@ -71,7 +71,7 @@ def test_rollback_and_drop_work_with_the_configured_model_folder_gone(
         config.write_text(f"collections:\n  - {{name: gone, source: {source}, shards: 2, model: {folder}}}\n")
         monkeypatch.setenv("EMBED_PIPELINES_CONFIG", str(config))
         assert api.index(source, "gone", instance=instance, postgres=postgres).success
-        versions.append(model.index_version())
+        versions.append(served_version(model))
     shutil.move(tmp_path / "model-1", tmp_path / "elsewhere")  # the configured model is no longer there
 
     rolled_back = api.rollback("gone", instance=instance, postgres=postgres)

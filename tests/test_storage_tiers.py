@@ -59,6 +59,7 @@ def test_a_collection_moves_between_tiers_without_a_model_call_while_search_answ
 ):
     source = write_corpus(tmp_path / "docs", SMALL_CORPUS)
     embedded = texts_embedded(monkeypatch)
+    monkeypatch.setenv("EMBED_PIPELINES_STORAGE", "float32")  # a collection indexed before halfvec was the default
     run_index(source, "tiered", instance, tiny_model, postgres)
     first, records = api.list_versions("tiered", postgres=postgres)
     assert sum(embedded) == 6 and len(records) == 1

@@ -4,7 +4,7 @@ checked, rolls back without recomputing, and old versions are dropped by retenti
 import json
 import threading
 
-from support import SMALL_CORPUS, definitions, indexed_rows, write_corpus
+from support import SMALL_CORPUS, definitions, indexed_rows, served_version, write_corpus
 
 from embed_pipelines import api
 from embed_pipelines.assets.common import asset_key
@@ -59,7 +59,7 @@ def test_an_upgrade_builds_beside_the_served_version_swaps_when_checked_and_roll
 ):
     source = write_corpus(tmp_path / "docs", SMALL_CORPUS)
     collection = Collection("upgrade", source, shards=4)
-    v1, v2 = tiny_model.index_version(), wider_tiny_model.index_version()
+    v1, v2 = served_version(tiny_model), served_version(wider_tiny_model)
     assert v1 != v2
 
     first = sync(collection, tiny_model, postgres, instance)
@@ -110,7 +110,7 @@ def test_an_upgrade_builds_beside_the_served_version_swaps_when_checked_and_roll
     # Drop: model 2's table, registry entry and vectors go; the serving version cannot be dropped.
     assert api.drop_version(v2, "upgrade", instance=instance, postgres=postgres).success
     assert not table_exists(postgres, f"upgrade__{v2}")
-    assert not TEXT.vectors_folder(collection, v2).exists()
+    assert not TEXT.vectors_folder(collection, wider_tiny_model.index_version()).exists()
     refused = api.drop_version(v1, "upgrade", instance=instance, postgres=postgres)
     assert not refused.success and table_exists(postgres, f"upgrade__{v1}")
 
@@ -137,7 +137,7 @@ def test_a_failing_gate_keeps_the_served_version_and_says_why(
     )
     monkeypatch.setenv("EMBED_PIPELINES_CONFIG", str(config))
     collection = resolve_collection("gated")
-    good, random = text_model.index_version(), tiny_model.index_version()
+    good, random = served_version(text_model), served_version(tiny_model)
 
     first = sync(collection, text_model, postgres, instance)
     assert serving(postgres, "gated") == good
@@ -170,14 +170,14 @@ def test_retention_keeps_the_last_versions_and_never_the_serving_one(
     source = write_corpus(tmp_path / "docs", {"a.md": "# A\n\nThe hive has frames of comb.", "b.md": "Bees."})
     collection = Collection("kept", source, shards=2, keep_versions=2)
     models = [TextEmbeddingModel(model=tiny_model.model, device="cpu", document_prefix=p) for p in ("", "a: ", "b: ")]
-    versions = [model.index_version() for model in models]
+    versions = [served_version(model) for model in models]
     for model in models:
         sync(collection, model, postgres, instance)
     assert serving(postgres, "kept") == versions[2]
     with postgres.connect() as conn:
         assert [record.version for record in list_versions(conn, "kept")] == [versions[2], versions[1]]
     assert not table_exists(postgres, f"kept__{versions[0]}")
-    assert not TEXT.vectors_folder(collection, versions[0]).exists()
+    assert not TEXT.vectors_folder(collection, models[0].index_version()).exists()
     assert table_exists(postgres, f"kept__{versions[1]}")
 
 

@@ -94,8 +94,11 @@ def model_of(context: dg.AssetExecutionContext, family: IndexFamily, collection:
     return getattr(context.resources, family.model_key(collection)).get_model()
 
 
-def table_columns(family: IndexFamily, dimension: int) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(*column) for column in family.layout.columns(dimension)])
+def table_metadata(collection: Collection, family: IndexFamily, dimension: int, table: str) -> dict:
+    """What the UI shows of a version table: its name, and its columns as the collection's storage tier types them."""
+    columns = family.stored_layout(collection).columns(dimension)
+    schema = dg.TableSchema(columns=[dg.TableColumn(*column) for column in columns])
+    return {"dagster/column_schema": schema, "dagster/table_name": table}
 
 
 def load_version_table(
@@ -116,7 +119,7 @@ def load_version_table(
         tally = sync_run_shards(context, collection, load)
     context.log.info(f"{table}: {tally.summary()}")
     metadata = {"dagster/table_name": table, "index_version": versions.index, **tally_metadata(tally)}
-    metadata["storage_tier"] = load.layout.storage.tier
+    metadata |= {"storage_tier": load.layout.storage.tier, "vectors_version": versions.stored_vectors}
     if load.readable_by_nobody:
         hidden = load.readable_by_nobody
         names = "; ".join(f"{path}: {why}" for path, why in sorted(hidden.items())[:10])

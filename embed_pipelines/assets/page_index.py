@@ -6,7 +6,7 @@ from embed_pipelines.assets.common import (
     leak_check_results,
     leak_check_specs,
     load_version_table,
-    table_columns,
+    table_metadata,
 )
 from embed_pipelines.core.collection import Collection
 from embed_pipelines.core.fingerprints import Versions
@@ -30,7 +30,7 @@ def build_page_index(
             upstream="page_embeddings",
             resources={family.model_key(collection), "postgres"},
             code_version=versions.index,
-            metadata={"dagster/column_schema": table_columns(family, dimension), "dagster/table_name": table},
+            metadata=table_metadata(collection, family, dimension, table),
         ),
         check_specs=leak_check_specs(collection, asset_key(collection, LoadPages.asset)),
     )

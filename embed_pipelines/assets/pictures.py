@@ -12,7 +12,7 @@ from embed_pipelines.assets.common import (
     load_version_table,
     model_of,
     sync_run_shards,
-    table_columns,
+    table_metadata,
 )
 from embed_pipelines.assets.reporting import tally_metadata
 from embed_pipelines.core.collection import Collection
@@ -86,7 +86,7 @@ def build_picture_index(collection: Collection, family: IndexFamily, versions: V
             upstream=EmbedPictures.asset,
             resources={family.model_key(collection), "postgres"},
             code_version=versions.index,
-            metadata={"dagster/column_schema": table_columns(family, dimension), "dagster/table_name": table},
+            metadata=table_metadata(collection, family, dimension, table),
         ),
         check_specs=leak_check_specs(collection, asset_key(collection, LoadPictures.asset)),
     )

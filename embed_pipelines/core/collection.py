@@ -154,6 +154,8 @@ class AudioBranch:
 
 
 Tier = Literal["float32", "halfvec", "binary"]  # how a version table stores vectors (storage/tiers.py)
+# Half the bytes of float32, measured equal to it on recall@10 and nDCG (benchmarks/tiers.py: the Debian FAQ)
+DEFAULT_TIER: Tier = "halfvec"
 
 
 @dataclass(frozen=True)
@@ -251,7 +253,7 @@ class Collection:
         None, parse=AudioBranch, doc="recordings transcribed by a Whisper-family model, found by what was said"
     )
     storage: Tier = setting(
-        "float32",
+        DEFAULT_TIER,
         parse=choice(Tier),
         env="EMBED_PIPELINES_STORAGE",
         doc="how the text and audio version tables store vectors: `float32` (4 bytes a dimension), `halfvec` (2), "

@@ -77,7 +77,7 @@ class TableLayout:
         """(name, SQL type, description) of every column, for documentation and metadata."""
 
         def described(columns) -> list[tuple[str, str, str]]:
-            return [(c.name, c.sql_type(dimension).removesuffix(" NOT NULL"), c.description) for c in columns]
+            return [(c.name, self.sql_type(c, dimension).removesuffix(" NOT NULL"), c.description) for c in columns]
 
         kind, written = self.kind, ("indexed_at", "timestamptz", "when the row was written")
         added = [c for c in kind.sql_columns if c.name in kind.sql_added]

@@ -4,7 +4,7 @@ mtime): the next full sync brings it back, view included, and a partial one leav
 import os
 
 import dagster as dg
-from support import SMALL_CORPUS, definitions, indexed_rows, run_index, write_corpus
+from support import SMALL_CORPUS, definitions, indexed_rows, run_index, served_version, write_corpus
 
 from embed_pipelines import api
 from embed_pipelines.core.collection import Collection
@@ -17,7 +17,7 @@ def test_a_dropped_table_and_view_come_back_with_the_next_sync(tmp_path, state_d
     run_index(source, "drift", instance, tiny_model, postgres)
     before = indexed_rows(postgres, "drift")
     with postgres.connect() as conn:
-        conn.execute(f'DROP TABLE "drift__{tiny_model.index_version()}" CASCADE')  # the view goes with it
+        conn.execute(f'DROP TABLE "drift__{served_version(tiny_model)}" CASCADE')  # the view goes with it
     run_index(source, "drift", instance, tiny_model, postgres)
     assert indexed_rows(postgres, "drift") == before, "the view is back, over every row"
 
@@ -29,7 +29,7 @@ def test_after_a_drop_a_partial_sync_leaves_the_other_shards_pending(
     run_index(source, "driftpart", instance, tiny_model, postgres)
     shards = {row[3] for row in indexed_rows(postgres, "driftpart")}
     with postgres.connect() as conn:
-        conn.execute(f'DROP TABLE "driftpart__{tiny_model.index_version()}" CASCADE')
+        conn.execute(f'DROP TABLE "driftpart__{served_version(tiny_model)}" CASCADE')
     collection = Collection("driftpart", source.resolve(), 4)
     defs = definitions(collection, tiny_model, postgres)
     one = shard_of("guide/espresso.md", 4)

@@ -2,7 +2,7 @@
 view and its version (with the tables beside it) across a promotion (the swap re-grants what the view had)."""
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from support import SMALL_CORPUS, run_index, write_corpus
+from support import SMALL_CORPUS, run_index, served_version, write_corpus
 
 from embed_pipelines import api
 from embed_pipelines.resources import PostgresResource
@@ -28,7 +28,7 @@ def test_a_select_only_role_searches_across_a_promotion(
         (serving,) = conn.execute(
             "SELECT version FROM embed_pipelines_promotions WHERE collection = 'readonly' ORDER BY id DESC LIMIT 1"
         ).fetchone()
-    assert serving == wider_tiny_model.index_version()
+    assert serving == served_version(wider_tiny_model)
     hits = api.search("how hard should I tamp?", "readonly", k=2, postgres=reader)
     assert len(hits) == 2
     for mode in ("keyword", "hybrid"):  # the keyword statistics beside the table are re-granted too

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 from embedding_server import FaultProxy
-from support import indexed_rows, latest_metadata, write_corpus
+from support import indexed_rows, latest_metadata, served_version, write_corpus
 
 from embed_pipelines import api
 from embed_pipelines.pipeline.families import text_model
@@ -93,7 +93,7 @@ def test_a_batch_that_fails_for_good_writes_nothing_and_the_next_sync_embeds_eac
     failed = api.index(source, "down", shard_count=2, instance=instance, text_model=model, postgres=postgres)
     assert not failed.success
     assert not list(state_dir.glob("down/embeddings/*/current/*/*.parquet")), "no vector file was written"
-    table = f"down__{model.index_version()}"
+    table = f"down__{served_version(model)}"
     assert not _exists(postgres, table) or not indexed_rows(postgres, table), "no row was written"
     proxy.faults.clear()
     assert api.index(source, "down", shard_count=2, instance=instance, text_model=model, postgres=postgres).success
@@ -110,7 +110,7 @@ def test_an_input_the_server_refuses_fails_its_file_alone(proxy, tmp_path, state
     embeddings = latest_metadata(instance, "poison", "embeddings")
     assert embeddings["documents_failed"] == 1 and "poison.md" in embeddings["failed_files"]
     assert "the server refused it: 400" in embeddings["failed_files"]
-    table = f"poison__{model.index_version()}"  # not promoted: a shard is not synced while a file fails
+    table = f"poison__{served_version(model)}"  # not promoted: a shard is not synced while a file fails
     assert {row[0] for row in indexed_rows(postgres, table)} == set(CORPUS), "the rest went on"
 
 

@@ -3,7 +3,7 @@ replaced, a view built on a collection's view survives a promotion of the same d
 name that is another collection's page view is refused."""
 
 import pytest
-from support import SMALL_CORPUS, indexed_rows, run_index, write_corpus
+from support import SMALL_CORPUS, indexed_rows, run_index, served_version, write_corpus
 
 from embed_pipelines import api
 from embed_pipelines.core.collection import Collection, VisualBranch
@@ -39,7 +39,7 @@ def test_a_view_built_on_the_collection_survives_a_promotion(
             "SELECT version FROM embed_pipelines_promotions WHERE collection = 'kb' ORDER BY id DESC LIMIT 1"
         ).fetchone()
         titles = conn.execute("SELECT count(*) FROM kb_titles").fetchone()[0]
-    assert serving == other.index_version() and titles == len({row[0] for row in before})
+    assert serving == served_version(other) and titles == len({row[0] for row in before})
 
 
 def test_a_collection_named_like_another_collections_page_view_is_refused(tmp_path):
