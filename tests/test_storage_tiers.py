@@ -2,12 +2,15 @@
 back to float32, each a version of its own made from the stored float32 vectors (no model call), gated against
 exact float32 search, promoted, while search answers throughout."""
 
+import shutil
 import threading
 
 import numpy as np
+import pytest
 from support import SMALL_CORPUS, latest_metadata, run_index, write_corpus
 
 from embed_pipelines import api
+from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.storage import tables
 from embed_pipelines.storage.tiers import stored_tier
 from embed_pipelines.text.local_model import TextEmbeddingModel
@@ -116,3 +119,41 @@ def test_an_hnsw_build_tells_its_progress(postgres, monkeypatch):
     assert told[0].startswith("Building the HNSW index progress_told_embedding_hnsw over 40,000 rows")
     assert any("% of the table's blocks after" in line for line in told[1:-1]), told
     assert told[-1].startswith("progress_told_embedding_hnsw: built in")
+
+
+def test_a_matryoshka_model_is_indexed_on_its_first_dimensions_and_rescored_on_all(
+    tmp_path, state_dir, instance, tiny_model, postgres, monkeypatch
+):
+    folder = shutil.copytree(tiny_model.model, tmp_path / "matryoshka")
+    (folder / "README.md").write_text("---\ntags:\n- sentence-transformers\n- loss:MatryoshkaLoss\n---\n# A model\n")
+    model = TextEmbeddingModel(model=str(folder), device="cpu")
+    source = write_corpus(tmp_path / "docs", SMALL_CORPUS)
+    monkeypatch.setenv("EMBED_PIPELINES_INDEX_DIMENSIONS", "16")
+    run_index(source, "prefixed", instance, model, postgres)
+    serving, records = api.list_versions("prefixed", postgres=postgres)
+    record = next(record for record in records if record.version == serving)
+    with postgres.connect() as conn:
+        storage, dimension = stored_tier(conn, record.table)
+        (definition,) = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = %s", (f"{record.table}_embedding_hnsw",)
+        ).fetchone()
+        question = model.embed_query(QUESTION)
+        nearest = f'SELECT document_path FROM "{record.table}" ORDER BY embedding <=> %s::halfvec LIMIT 5'
+        exact = [path for (path,) in conn.execute(nearest, (question,))]
+    assert (storage.label, dimension) == ("halfvec/16", 32) and "subvector(embedding, 1, 16)" in definition
+    recall = next(check for check in record.gate["checks"] if check["name"] == "recall_at_10")["figures"]
+    assert recall["tier"] == "halfvec/16" and recall["recall_at_10"] >= 0.95
+    found = api.search(QUESTION, "prefixed", mode="dense", postgres=postgres)
+    assert [hit.document_path for hit in found] == exact, "the index's candidates ordered on all 32 dimensions"
+
+
+def test_an_index_on_fewer_dimensions_is_refused_for_a_model_not_trained_for_them(
+    tmp_path, state_dir, instance, tiny_model, postgres, monkeypatch
+):
+    source = write_corpus(tmp_path / "docs", SMALL_CORPUS)
+    monkeypatch.setenv("EMBED_PIPELINES_INDEX_DIMENSIONS", "16")
+    with pytest.raises(ConfigurationError, match="does not say it was trained for shortened vectors"):
+        api.index(source, "unprefixed", instance=instance, text_model=tiny_model, postgres=postgres)
+    monkeypatch.setenv("EMBED_PIPELINES_INDEX_DIMENSIONS", "32")
+    with pytest.raises(ConfigurationError, match="the model has 32 dimensions"):
+        api.index(source, "unprefixed", instance=instance, text_model=tiny_model, postgres=postgres)

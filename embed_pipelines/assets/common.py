@@ -119,7 +119,7 @@ def load_version_table(
         tally = sync_run_shards(context, collection, load)
     context.log.info(f"{table}: {tally.summary()}")
     metadata = {"dagster/table_name": table, "index_version": versions.index, **tally_metadata(tally)}
-    metadata |= {"storage_tier": load.layout.storage.tier, "vectors_version": versions.stored_vectors}
+    metadata |= {"storage_tier": load.layout.storage.label, "vectors_version": versions.stored_vectors}
     if load.readable_by_nobody:
         hidden = load.readable_by_nobody
         names = "; ".join(f"{path}: {why}" for path, why in sorted(hidden.items())[:10])

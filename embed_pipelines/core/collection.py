@@ -260,6 +260,14 @@ class Collection:
         "`binary` (halfvec, found through an index of 1 bit a dimension, rescored exactly); another tier is a version "
         "of its own made from the same stored vectors, gated against exact float32 search (README: Storage tiers)",
     )
+    index_dimensions: int = setting(
+        0,
+        parse=integer(minimum=0),
+        env="EMBED_PIPELINES_INDEX_DIMENSIONS",
+        doc="Matryoshka: the text and audio HNSW indexes hold the first N dimensions of each vector, each hit rescored "
+        "on all of them; only for a model trained for it (its model card says `loss:MatryoshkaLoss`, as "
+        "sentence-transformers writes it); 0: every dimension",
+    )
     access: AccessPolicy | None = setting(
         None, parse=AccessPolicy, doc="who may read each document, enforced by PostgreSQL (README: Permissions)"
     )

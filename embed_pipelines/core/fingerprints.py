@@ -100,12 +100,14 @@ class Versions:
     def stored_vectors(self) -> str:
         return self.vectors or self.index
 
-    def stored_in(self, tier: str) -> Versions:
-        """The versions of a table storing these vectors in `tier`: float32 is the vectors' own version; another
-        tier is an index version of its own (a table, gated, promoted, rolled back) over the same vectors."""
-        if tier == "float32":
+    def stored_in(self, tier: str, prefix: int = 0) -> Versions:
+        """The versions of a table storing these vectors in `tier`, its index on their first `prefix` dimensions
+        (0: all): float32 over all is the vectors' own version; any other is an index version of its own (a
+        table, gated, promoted, rolled back) over the same vectors."""
+        if tier == "float32" and not prefix:
             return self
-        return dataclasses.replace(self, index=index_version({"vectors": self.index, "tier": tier}), vectors=self.index)
+        table = {"vectors": self.index, "tier": tier, **({"prefix": prefix} if prefix else {})}
+        return dataclasses.replace(self, index=index_version(table), vectors=self.index)
 
 
 def index_version(settings: dict) -> str:

@@ -27,30 +27,59 @@ DEFAULT_OVERSAMPLE = 4  # binary: candidates for each hit (the search option `ov
 @dataclass(frozen=True)
 class VectorStorage:
     tier: Tier = "float32"
-    oversample: int = DEFAULT_OVERSAMPLE  # binary: candidates from the bit index for each hit wanted
+    oversample: int = DEFAULT_OVERSAMPLE  # candidates for each hit where the index holds less than the vectors
+    prefix: int = 0  # Matryoshka: the index holds the first `prefix` dimensions (the rest rescore); 0: all
 
     @property
     def sql_type(self) -> str:
         return "vector" if self.tier == "float32" else "halfvec"
 
+    @property
+    def label(self) -> str:
+        """The tier, and the dimensions its index holds where fewer than all: `halfvec`, `binary/256`."""
+        return f"{self.tier}/{self.prefix}" if self.prefix else self.tier
+
+    @property
+    def rescored(self) -> bool:
+        """Whether the index holds less than the vectors, so that its candidates are ordered again exactly."""
+        return self.tier == "binary" or bool(self.prefix)
+
+    def indexed(self, vectors: sql.Composable, dimension: int) -> sql.Composable:
+        """What the index holds of `vectors` (a column, or the question), compared by `self.operator`."""
+        width = self.prefix or dimension
+        if self.prefix:
+            vectors = sql.SQL("subvector({}, 1, {})::{}").format(
+                vectors, sql.Literal(width), sql.SQL(f"{self.sql_type}({width})")
+            )
+        if self.tier == "binary":
+            return sql.SQL("binary_quantize({})::bit({})").format(vectors, sql.Literal(width))
+        return vectors
+
+    @property
+    def operator(self) -> str:
+        return "<~>" if self.tier == "binary" else "<=>"
+
     def index_target(self, column: str, dimension: int) -> sql.Composable:
         """What the HNSW index is built on, with its operator class."""
         name = sql.Identifier(column)
-        if self.tier == "binary":
-            return sql.SQL("(binary_quantize({})::bit({})) bit_hamming_ops").format(name, sql.Literal(dimension))
-        return sql.SQL("{} {}").format(name, sql.SQL(f"{self.sql_type}_cosine_ops"))
+        if not self.rescored:
+            return sql.SQL("{} {}").format(name, sql.SQL(f"{self.sql_type}_cosine_ops"))
+        opclass = "bit_hamming_ops" if self.tier == "binary" else f"{self.sql_type}_cosine_ops"
+        return sql.SQL("({}) {}").format(self.indexed(name, dimension), sql.SQL(opclass))
 
     def nearest(self, source: sql.Composable, dimension: int, exact: bool) -> sql.Composable:
         """The `%(n)s` rows of `source` (id, embedding) nearest to `%(vector)s`, each with its cosine similarity.
-        Binary through its index: `%(n)s * oversample` candidates by Hamming distance, ordered exactly."""
+        Where the index holds less than the vectors (binary, a prefix): `%(n)s * oversample` candidates through
+        it, ordered by exact distance on the whole vectors."""
         question = sql.SQL("%(vector)s") if self.tier == "float32" else sql.SQL("%(vector)s::halfvec")
         distance = sql.SQL("embedding <=> {}").format(question)
-        if self.tier == "binary" and not exact:
-            bits = sql.SQL("binary_quantize(embedding)::bit({dimension}) <~> binary_quantize({question})").format(
-                dimension=sql.Literal(dimension), question=question
+        if self.rescored and not exact:
+            column = sql.Identifier("embedding")
+            first = sql.SQL("{} {} {}").format(
+                self.indexed(column, dimension), sql.SQL(self.operator), self.indexed(question, dimension)
             )
             source = sql.SQL("(SELECT id, embedding FROM {} AS found ORDER BY {} LIMIT %(n)s * {})").format(
-                source, bits, sql.Literal(self.oversample)
+                source, first, sql.Literal(self.oversample)
             )
         return sql.SQL(
             "SELECT id, 1 - ({distance}) AS score FROM {source} AS candidates ORDER BY {distance} LIMIT %(n)s"
@@ -58,7 +87,7 @@ class VectorStorage:
 
     def candidates_per_hit(self) -> int:
         """How far the HNSW scan must reach for each hit wanted (`hnsw.ef_search` at least this times n)."""
-        return self.oversample if self.tier == "binary" else 1
+        return self.oversample if self.rescored else 1
 
 
 FLOAT32 = VectorStorage()
@@ -69,7 +98,9 @@ def mark_tier(conn: psycopg.Connection, table: str, column: str, storage: Vector
     version whose stored vectors the table is made from."""
     conn.execute(
         sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
-            sql.Identifier(table), sql.Identifier(column), sql.Literal(f"tier: {storage.tier}; vectors: {vectors}")
+            sql.Identifier(table),
+            sql.Identifier(column),
+            sql.Literal(f"tier: {storage.tier}; vectors: {vectors}; prefix: {storage.prefix}"),
         )
     )
 
@@ -99,7 +130,7 @@ def stored_tier(
     and its vectors' dimension."""
     said, dimension = _said(conn, table)
     tier = said.get("tier", "float32")
-    return VectorStorage(tier if tier in TIERS else "float32", oversample), dimension
+    return VectorStorage(tier if tier in TIERS else "float32", oversample, int(said.get("prefix", 0))), dimension
 
 
 @dataclass(frozen=True)
@@ -131,4 +162,4 @@ def footprint(conn: psycopg.Connection, table: str, index: str) -> Footprint | N
         if estimated >= 0
         else conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
     )
-    return Footprint(stored_tier(conn, table)[0].tier, rows, table_bytes, index_bytes)
+    return Footprint(stored_tier(conn, table)[0].label, rows, table_bytes, index_bytes)

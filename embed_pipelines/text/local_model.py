@@ -22,7 +22,7 @@ from embed_pipelines.core.fingerprints import (
 )
 from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.text.chunking import DocumentChunker, chunker_settings
-from embed_pipelines.text.model_folder import ModelFolderConfig, check_weights, read_model_folder
+from embed_pipelines.text.model_folder import ModelFolderConfig, check_weights, read_model_folder, trained_for_prefixes
 
 if TYPE_CHECKING:
     import torch
@@ -136,6 +136,9 @@ class TextEmbeddingModel(BaseModel):
 
     def normalizes(self) -> bool:
         return self.folder_config().normalize
+
+    def trained_for_prefixes(self) -> bool:
+        return trained_for_prefixes(self.folder)
 
     def verify_serves(self, version: str) -> None:
         """Nothing to ask: the registry's settings name the files that made the version."""

@@ -34,6 +34,9 @@ class TextModel(Protocol):
     def verify_identity(self) -> None:
         """Once a sync: raises if the model is no longer the configured version's."""
 
+    def trained_for_prefixes(self) -> bool:
+        """Whether its vectors' first dimensions alone are meant to be used (Matryoshka training)."""
+
     def verify_files(self) -> None:
         """Raises, naming the file, if a file of the model cannot be read; asks no server (a plan calls it)."""
 

@@ -90,3 +90,16 @@ def check_weights(folder: Path) -> None:
                 f"{file}: cannot be read as safetensors ({error}): the file is damaged or incomplete; copy or "
                 "download the model again"
             ) from None
+
+
+# The losses that train a vector's first dimensions to stand alone, as sentence-transformers tags a model card.
+MATRYOSHKA_LOSSES = frozenset({"loss:MatryoshkaLoss", "loss:Matryoshka2dLoss"})
+
+
+def trained_for_prefixes(folder: Path) -> bool:
+    """Whether the folder's model card (README.md) says the model was trained with a Matryoshka loss: the one
+    place a model folder says so (sentence-transformers lists `loss:<name>` among the card's tags)."""
+    from huggingface_hub import ModelCard
+
+    card = folder / "README.md"
+    return card.is_file() and bool(MATRYOSHKA_LOSSES & set(ModelCard.load(card).data.tags or []))

@@ -215,6 +215,10 @@ class ServedEmbeddingModel(BaseModel):
     def normalizes(self) -> bool:
         return self.facts()[0]["normalizes"]
 
+    def trained_for_prefixes(self) -> bool:
+        """Not said by a server: ask it for shortened vectors instead (`dimensions:`, part of the version)."""
+        return False
+
     def usage(self) -> dict[str, float]:
         """What this process has asked of the server so far (the asset reports a run's difference)."""
         return self.calls.figures()

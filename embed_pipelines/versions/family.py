@@ -14,6 +14,7 @@ from typing import Any
 from embed_pipelines.core.collection import Collection, check_name
 from embed_pipelines.core.fingerprints import Versions
 from embed_pipelines.core.location import Location
+from embed_pipelines.core.settings import ConfigurationError
 from embed_pipelines.storage.stores import vectors_folder
 from embed_pipelines.storage.tables import TableLayout, table_name
 from embed_pipelines.storage.tiers import VectorStorage
@@ -48,13 +49,29 @@ class IndexFamily:
         return None if settings is None else self.model_from(settings)
 
     def versions_of(self, collection: Collection, model) -> Versions:
-        """What its assets build with the collection's model: the model's versions, in the storage tier."""
+        """What its assets build with the collection's model: the model's versions, in the storage tier. An
+        index on fewer dimensions than the model's is refused unless the model was trained for it."""
         versions = model.versions()
-        return versions.stored_in(collection.storage) if self.tiered else versions
+        if not self.tiered:
+            return versions
+        prefix = collection.index_dimensions
+        if prefix and not 0 < prefix < model.dimension:
+            raise ConfigurationError(
+                f"index_dimensions: {prefix}: the model has {model.dimension} dimensions; index fewer, or set 0"
+            )
+        if prefix and not model.trained_for_prefixes():
+            raise ConfigurationError(
+                f"index_dimensions: {prefix}: the model {model.model!r} does not say it was trained for shortened "
+                "vectors (Matryoshka: sentence-transformers tags its model card `loss:MatryoshkaLoss`); its first "
+                f"{prefix} dimensions alone would lose what the gate cannot promote: set 0, or use such a model"
+            )
+        return versions.stored_in(collection.storage, prefix)
 
     def stored_layout(self, collection: Collection) -> TableLayout:
         """Its tables' layout, in the collection's storage tier."""
-        return self.layout.stored_as(VectorStorage(collection.storage)) if self.tiered else self.layout
+        if not self.tiered:
+            return self.layout
+        return self.layout.stored_as(VectorStorage(collection.storage, prefix=collection.index_dimensions))
 
     def vectors_folder(self, collection: Collection, version: str) -> Location:
         return vectors_folder(collection, self.vectors_asset, version)

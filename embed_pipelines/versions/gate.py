@@ -168,9 +168,9 @@ def recall_at_10(inputs: GateInputs) -> GateCheck:
     return GateCheck(
         "recall_at_10",
         recall >= target,
-        f"HNSW recall@10 {recall:.3f} ({storage.tier}) against exact float32 k-NN over {len(queries)} sampled "
+        f"HNSW recall@10 {recall:.3f} ({storage.label}) against exact float32 k-NN over {len(queries)} sampled "
         f"vectors (needs >= {target})",
-        {"recall_at_10": recall, "queries": len(queries), "target": target, "tier": storage.tier},
+        {"recall_at_10": recall, "queries": len(queries), "target": target, "tier": storage.label},
     )
 
 
