@@ -199,7 +199,7 @@ def unfinished(
 
 def _unfinished(spec: Collection, models: dict | None, postgres: PostgresResource | None) -> dict[str, list[str]]:
     """What the change sensor asks, for the configured models (or the given ones, by family name)."""
-    targets = [(family, model.index_version()) for family, model in configured_models(spec, models)]
+    targets = [(family, family.versions_of(spec, model).index) for family, model in configured_models(spec, models)]
     return UnfinishedSyncs(postgres or PostgresResource(), spec, targets)()
 
 
