@@ -157,3 +157,14 @@ def test_an_index_on_fewer_dimensions_is_refused_for_a_model_not_trained_for_the
     monkeypatch.setenv("EMBED_PIPELINES_INDEX_DIMENSIONS", "32")
     with pytest.raises(ConfigurationError, match="the model has 32 dimensions"):
         api.index(source, "unprefixed", instance=instance, text_model=tiny_model, postgres=postgres)
+    damaged = shutil.copytree(tiny_model.model, tmp_path / "damaged")
+    (damaged / "README.md").write_text("---\ntags: [sentence-transformers, : loss\n---\n")
+    monkeypatch.setenv("EMBED_PIPELINES_INDEX_DIMENSIONS", "16")
+    with pytest.raises(ConfigurationError, match=r"README.md: the model card cannot be read"):
+        api.index(
+            source,
+            "unprefixed",
+            instance=instance,
+            text_model=TextEmbeddingModel(model=str(damaged)),
+            postgres=postgres,
+        )

@@ -99,7 +99,14 @@ MATRYOSHKA_LOSSES = frozenset({"loss:MatryoshkaLoss", "loss:Matryoshka2dLoss"})
 def trained_for_prefixes(folder: Path) -> bool:
     """Whether the folder's model card (README.md) says the model was trained with a Matryoshka loss: the one
     place a model folder says so (sentence-transformers lists `loss:<name>` among the card's tags)."""
+    import yaml
     from huggingface_hub import ModelCard
 
     card = folder / "README.md"
-    return card.is_file() and bool(MATRYOSHKA_LOSSES & set(ModelCard.load(card).data.tags or []))
+    if not card.is_file():
+        return False
+    try:
+        tags = ModelCard.load(card).data.tags or []
+    except (yaml.YAMLError, ValueError) as error:  # a damaged front matter, bytes that are not UTF-8
+        raise ConfigurationError(f"{card}: the model card cannot be read ({error})") from None
+    return bool(MATRYOSHKA_LOSSES & set(tags))
