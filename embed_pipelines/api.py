@@ -42,7 +42,7 @@ from embed_pipelines.storage.page_tables import PageHit
 from embed_pipelines.storage.picture_search import PictureHit
 from embed_pipelines.storage.registry import VersionRecord, find_version, serving_version
 from embed_pipelines.storage.registry import list_versions as registry_versions
-from embed_pipelines.storage.tiers import Footprint, footprint
+from embed_pipelines.storage.tables import Footprint, footprint
 from embed_pipelines.text.model import TextModel
 from embed_pipelines.text.reranker import reranker_from
 from embed_pipelines.version_jobs import build_version_jobs, version_job_name, version_op_name

@@ -23,7 +23,7 @@ from embed_pipelines.core.collection import check_name
 from embed_pipelines.core.facts import facts_key
 from embed_pipelines.core.rows import Chunk, Column, Page, Picture, RowKind, SpokenChunk
 from embed_pipelines.storage.keywords import KEYWORD_COLUMNS, TERMS_SUFFIX, TOTALS_SUFFIX
-from embed_pipelines.storage.tiers import FLOAT32, VectorStorage, mark_tier
+from embed_pipelines.storage.tiers import FLOAT32, VectorStorage, mark_tier, stored_tier
 
 HNSW_MAX_DIMENSIONS = 2000
 
@@ -52,7 +52,7 @@ class TableLayout:
     def sql_type(self, column: Column, dimension: int) -> str:
         """A column's SQL type in the table: the vectors column's as its tier stores them."""
         declared = column.sql_type(dimension)
-        return declared.replace("vector(", f"{self.storage.sql_type}(", 1) if column.name == self.hnsw[1] else declared
+        return declared.replace("vector(", f"{self.storage.sql_type}(", 1) if self._tiered(column) else declared
 
     def copy_type(self, column: Column) -> str:
         return self.storage.sql_type if self._tiered(column) else column.copy
@@ -420,3 +420,35 @@ def shard_health(conn: psycopg.Connection, table: str, shard: str, listed_paths:
     ).format(sql.Identifier(table))
     rows, unlisted, bad, dimensions, low, high = conn.execute(query, {"paths": listed_paths, "shard": shard}).fetchone()
     return ShardHealth(rows, unlisted, bad, frozenset(dimensions), (low, high) if rows else None)
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What a version table costs: its tier, rows, and the bytes of its rows and of its HNSW index."""
+
+    tier: str
+    rows: int
+    table_bytes: int
+    index_bytes: int
+
+    @property
+    def bytes_per_row(self) -> float:
+        return self.table_bytes / self.rows if self.rows else 0.0
+
+
+def footprint(conn: psycopg.Connection, table: str, index: str) -> Footprint | None:
+    """None where the table is gone. Rows as PostgreSQL last counted them (ANALYZE), else counted now."""
+    if not relation_exists(conn, table):
+        return None
+    name, index_name = sql.Identifier(table).as_string(conn), sql.Identifier(index).as_string(conn)
+    estimated, table_bytes, index_bytes = conn.execute(
+        "SELECT reltuples::bigint, pg_table_size(%s::regclass), coalesce(pg_relation_size(to_regclass(%s)), 0) "
+        "FROM pg_class WHERE oid = %s::regclass",
+        (name, index_name, name),
+    ).fetchone()
+    rows = (
+        estimated
+        if estimated >= 0
+        else conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
+    )
+    return Footprint(stored_tier(conn, table)[0].label, rows, table_bytes, index_bytes)

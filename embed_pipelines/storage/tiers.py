@@ -131,35 +131,3 @@ def stored_tier(
     said, dimension = _said(conn, table)
     tier = said.get("tier", "float32")
     return VectorStorage(tier if tier in TIERS else "float32", oversample, int(said.get("prefix", 0))), dimension
-
-
-@dataclass(frozen=True)
-class Footprint:
-    """What a version table costs: its tier, rows, and the bytes of its rows and of its HNSW index."""
-
-    tier: str
-    rows: int
-    table_bytes: int
-    index_bytes: int
-
-    @property
-    def bytes_per_row(self) -> float:
-        return self.table_bytes / self.rows if self.rows else 0.0
-
-
-def footprint(conn: psycopg.Connection, table: str, index: str) -> Footprint | None:
-    """None where the table is gone. Rows as PostgreSQL last counted them (ANALYZE), else counted now."""
-    if conn.execute("SELECT to_regclass(%s)", (sql.Identifier(table).as_string(conn),)).fetchone()[0] is None:
-        return None
-    name, index_name = sql.Identifier(table).as_string(conn), sql.Identifier(index).as_string(conn)
-    estimated, table_bytes, index_bytes = conn.execute(
-        "SELECT reltuples::bigint, pg_table_size(%s::regclass), coalesce(pg_relation_size(to_regclass(%s)), 0) "
-        "FROM pg_class WHERE oid = %s::regclass",
-        (name, index_name, name),
-    ).fetchone()
-    rows = (
-        estimated
-        if estimated >= 0
-        else conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
-    )
-    return Footprint(stored_tier(conn, table)[0].label, rows, table_bytes, index_bytes)
